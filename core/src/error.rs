@@ -1,0 +1,95 @@
+//! The one error type every Strata trait returns.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::types::SeqNo;
+
+/// Result alias used across Strata.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in a Strata component.
+///
+/// Variants carry the context a person needs to act: the file, the byte offset, the
+/// sequence number. Callers match on the variant, never on the message text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call on a file or directory failed.
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        /// The operation that failed (`"open"`, `"write"`, `"fdatasync"`, ...).
+        op: &'static str,
+        /// The file or directory it was applied to.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// Bytes on disk do not match what was written; the data is not served.
+    #[error("corruption in {file} at byte offset {offset}: {reason}")]
+    Corruption {
+        /// The damaged file.
+        file: PathBuf,
+        /// Byte offset of the damaged record or structure inside `file`.
+        offset: u64,
+        /// What check failed (expected vs. found).
+        reason: String,
+    },
+    /// Another process (or another `Db` in this process) holds the store's LOCK file.
+    #[error(
+        "the store at {path} is already open in another process or handle (LOCK is held); close it first"
+    )]
+    Locked {
+        /// The LOCK file that could not be acquired.
+        path: PathBuf,
+    },
+    /// An earlier I/O failure (typically a failed fsync) made durability unknowable, so
+    /// the component refuses further writes until it is reopened.
+    #[error("refusing writes after an earlier failure: {reason}; reopen the store to recover")]
+    Poisoned {
+        /// The failure that poisoned the component.
+        reason: String,
+    },
+    /// A reader asked for sequence numbers the log no longer (or not yet) holds.
+    #[error(
+        "sequence {requested} is not available: the log holds {oldest} onwards (checkpointed segments were deleted)"
+    )]
+    SequenceUnavailable {
+        /// The sequence that was asked for.
+        requested: SeqNo,
+        /// The oldest sequence still available.
+        oldest: SeqNo,
+    },
+    /// The caller passed something the component cannot accept (empty key, oversized batch...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The stack was configured inconsistently (missing component, bad option value).
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// The component does not implement this capability.
+    #[error("{component} does not support {capability}")]
+    Unsupported {
+        /// The component (e.g. `"wal=file"`).
+        component: &'static str,
+        /// The missing capability.
+        capability: &'static str,
+    },
+}
+
+impl Error {
+    /// Wraps an `io::Error` with the operation and path it concerns.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io { op, path: path.into(), source }
+    }
+
+    /// Builds a [`Error::Corruption`].
+    pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        Self::Corruption { file: file.into(), offset, reason: reason.into() }
+    }
+
+    /// True when the error reports damaged data (as opposed to an I/O or usage problem).
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Self::Corruption { .. })
+    }
+}

@@ -1,0 +1,113 @@
+//! The I/O seam: every file the WAL and tables touch goes through [`FileSystem`].
+//!
+//! The default is the operating system ([`OsFileSystem`]); the test harness wraps or
+//! replaces it to count fsyncs, drop unsynced data (power loss), tear writes and inject
+//! errors. A component that bypasses this seam cannot be crash-tested.
+
+mod os;
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use os::OsFileSystem;
+
+use crate::error::Result;
+
+/// How [`FileSystem::open`] treats an existing or missing file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create a new file for reading and writing; fail if it already exists (so creating
+    /// a file can never truncate one that holds data).
+    CreateNew,
+    /// Open an existing file for reading and writing; fail if it is missing.
+    ReadWrite,
+    /// Open an existing file for reading only; fail if it is missing.
+    ReadOnly,
+}
+
+/// A directory tree the store lives in.
+///
+/// Contract, for every implementation:
+/// - A file's data survives a power loss only once [`File::sync_data`] returned `Ok`
+///   after the write; a newly created, renamed or removed directory entry survives only
+///   once [`FileSystem::sync_dir`] on its parent returned `Ok`.
+/// - Every error names the path and operation (`Error::Io`).
+/// - `lock` is exclusive across processes: while one guard lives, another `lock` on the
+///   same path fails with `Error::Locked`.
+pub trait FileSystem: Send + Sync + fmt::Debug {
+    /// Opens `path` as `mode` says.
+    fn open(&self, path: &Path, mode: OpenMode) -> Result<Arc<dyn File>>;
+    /// Atomically renames `from` to `to`, replacing `to` if it exists.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> Result<()>;
+    /// Lists the names (not paths) of the entries in `dir`, in no particular order.
+    fn list_dir(&self, dir: &Path) -> Result<Vec<String>>;
+    /// Creates `dir` and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> Result<()>;
+    /// Makes the entries of `dir` (creations, renames, removals) durable.
+    fn sync_dir(&self, dir: &Path) -> Result<()>;
+    /// True when `path` exists.
+    fn exists(&self, path: &Path) -> Result<bool>;
+    /// Takes the exclusive lock on `path` (created if missing) until the guard drops.
+    fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+}
+
+/// An open file addressed by offset, so one handle can be shared by a writer and a
+/// concurrent syncer or reader.
+///
+/// Contract: `write_all_at` either writes every byte or returns an error; `read_at`
+/// returns fewer bytes than asked only at end of file; `sync_data` returning `Ok` means
+/// every byte written before the call is on stable storage, and returning `Err` means
+/// nothing can be assumed about unsynced bytes (callers must not retry and trust it).
+pub trait File: Send + Sync + fmt::Debug {
+    /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at EOF).
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize>;
+    /// Writes all of `buf` at `offset`, extending the file if needed.
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<()>;
+    /// Flushes the file's data (and the metadata needed to read it) to stable storage.
+    fn sync_data(&self) -> Result<()>;
+    /// The file's current length in bytes.
+    fn len(&self) -> Result<u64>;
+    /// Truncates or extends (with zeros) the file to `len` bytes.
+    fn set_len(&self, len: u64) -> Result<()>;
+    /// Reserves space so that the file is at least `len` bytes long, filled with zeros
+    /// (fallocate where supported), without changing existing bytes.
+    fn allocate(&self, len: u64) -> Result<()>;
+    /// The path this file was opened with (for error messages).
+    fn path(&self) -> &Path;
+}
+
+/// Holds an exclusive lock; dropping it releases the lock.
+pub trait FileLock: Send + Sync + fmt::Debug {}
+
+/// Reads exactly `buf.len()` bytes at `offset`, or returns a corruption error saying the
+/// file ended early.
+pub fn read_exact_at(file: &dyn File, buf: &mut [u8], offset: u64) -> Result<()> {
+    let mut done = 0usize;
+    while done < buf.len() {
+        let rest = buf.get_mut(done..).unwrap_or_default();
+        let n = file.read_at(rest, offset + done as u64)?;
+        if n == 0 {
+            return Err(crate::Error::corruption(
+                file.path(),
+                offset + done as u64,
+                format!("file ends {} bytes before the expected {}", buf.len() - done, buf.len()),
+            ));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Reads the whole file into memory.
+pub fn read_all(file: &dyn File) -> Result<Vec<u8>> {
+    let len = file.len()?;
+    let len_usize = usize::try_from(len).map_err(|_| {
+        crate::Error::corruption(file.path(), 0, format!("file of {len} bytes is too large"))
+    })?;
+    let mut buf = vec![0u8; len_usize];
+    read_exact_at(file, &mut buf, 0)?;
+    Ok(buf)
+}

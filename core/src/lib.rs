@@ -1,0 +1,21 @@
+//! # strata-core
+//!
+//! The traits every Strata component implements, the shared types and error, the I/O
+//! seam ([`fs::FileSystem`]) and the engine ([`Db`]) that composes the components.
+//! No default implementation lives here: the file WAL, the skiplist memtable and the
+//! others are crates of their own, assembled by [`DbBuilder`].
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+pub mod batch;
+pub mod error;
+pub mod fs;
+pub mod memtable;
+pub mod types;
+pub mod wal;
+
+pub use batch::{BatchIter, BatchOp, WriteBatch};
+pub use error::{Error, Result};
+pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
+pub use types::{Durability, SeqNo, ValueKind, compare_internal};
+pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};
