@@ -8,12 +8,17 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+mod db;
 pub mod error;
 pub mod fs;
 pub mod memtable;
 pub mod types;
 pub mod wal;
 
+pub use db::{
+    DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, OpenReport,
+    Snapshot,
+};
 pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};

@@ -1,1 +1,26 @@
-//! placeholder
+//! # strata-wal-file
+//!
+//! The segmented file write-ahead log: the default [`strata_core::Wal`].
+//!
+//! - Segments `wal_{start_seq:020}.log`, each with a checksummed header; records carry a
+//!   CRC32 over their length and body (byte layout in [`format`]).
+//! - Group commit: appends write under a short lock; `Sync` appenders then queue on a
+//!   sync lock, and whoever holds it fdatasyncs everything written so far, so one
+//!   fdatasync acknowledges every writer that was waiting.
+//! - Segments are preallocated (fallocate) and rotated by size; a segment is fsynced
+//!   before the next one is created, so only the last one can have a torn tail.
+//! - A failed write or fsync poisons the log: every later append gets `Error::Poisoned`.
+//! - At open a torn tail of the last segment is truncated and reported; damage anywhere
+//!   else is `Error::Corruption` with file and offset.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
+
+pub mod format;
+mod notify;
+mod options;
+mod reader;
+mod recovery;
+mod wal;
+
+pub use options::{DEFAULT_SEGMENT_SIZE_BYTES, FileWalOptions};
+pub use wal::{FileWal, FileWalFactory};

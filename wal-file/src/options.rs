@@ -1,0 +1,52 @@
+//! Options of the file WAL.
+
+/// Default segment size: 64 MiB.
+pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How the file WAL lays out and keeps its segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileWalOptions {
+    /// A segment is closed and a new one started once a record would take it past this
+    /// size. A single record larger than this gets a segment of its own. Default 64 MiB.
+    pub segment_size_bytes: u64,
+    /// Reserve each segment's full size up front (fallocate), so appends do not extend
+    /// the file and fdatasync has no size change to flush. Default `true`.
+    pub preallocate: bool,
+    /// Closed segments are deleted after `checkpoint` only while the segments newer
+    /// than them still hold at least this many bytes, so subscribers and replicas can
+    /// catch up from the log. Default 0 (delete as soon as checkpointed).
+    pub retention_bytes: u64,
+}
+
+impl Default for FileWalOptions {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
+            preallocate: true,
+            retention_bytes: 0,
+        }
+    }
+}
+
+impl FileWalOptions {
+    /// Sets the segment size. Default 64 MiB.
+    #[must_use]
+    pub fn with_segment_size_bytes(mut self, bytes: u64) -> Self {
+        self.segment_size_bytes = bytes;
+        self
+    }
+
+    /// Turns preallocation on or off. Default on.
+    #[must_use]
+    pub fn with_preallocate(mut self, on: bool) -> Self {
+        self.preallocate = on;
+        self
+    }
+
+    /// Sets the retention floor in bytes. Default 0.
+    #[must_use]
+    pub fn with_retention_bytes(mut self, bytes: u64) -> Self {
+        self.retention_bytes = bytes;
+        self
+    }
+}

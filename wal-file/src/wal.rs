@@ -1,0 +1,380 @@
+//! The writer side: open/recover, append with group commit, rotation, checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use strata_core::fs::{File, FileSystem, OpenMode, read_all, read_exact_at};
+use strata_core::{
+    Durability, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
+    batch::MAX_BATCH_BYTES,
+};
+
+use crate::format::{
+    BODY_PREFIX_LEN, HEADER_LEN, RECORD_PREFIX_LEN, decode_header, encode_header, encode_record,
+    parse_segment_file_name, segment_file_name,
+};
+use crate::notify::TailNotify;
+use crate::options::FileWalOptions;
+use crate::reader::FileWalReader;
+use crate::recovery::scan_last_segment;
+
+/// A scratch buffer larger than this is released after use, so one huge batch does not
+/// pin its memory for the life of the log.
+const KEEP_SCRATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// One segment file of the log.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentInfo {
+    pub start: SeqNo,
+    pub path: PathBuf,
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    file: Arc<dyn File>,
+    offset: u64,
+    next_seq: u64,
+    scratch: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub fs: Arc<dyn FileSystem>,
+    pub dir: PathBuf,
+    options: FileWalOptions,
+    writer: Mutex<Writer>,
+    /// Held by the one appender that is running fdatasync (the group-commit leader).
+    sync_lock: Mutex<()>,
+    /// Last sequence whose bytes the OS holds; readers never look past it.
+    pub written_seq: AtomicU64,
+    synced_seq: AtomicU64,
+    poisoned: AtomicBool,
+    poison_reason: Mutex<Option<String>>,
+    /// Sorted by start sequence; the last one is being appended to.
+    pub segments: Mutex<Vec<SegmentInfo>>,
+    checkpoint: AtomicU64,
+    pub tail: TailNotify,
+    recovery: WalRecovery,
+}
+
+/// The segmented file WAL. See the crate docs for its guarantees.
+#[derive(Debug, Clone)]
+pub struct FileWal {
+    inner: Arc<Inner>,
+}
+
+/// Opens [`FileWal`]s with fixed options; the factory the engine's builder takes.
+#[derive(Debug, Clone, Default)]
+pub struct FileWalFactory {
+    options: FileWalOptions,
+}
+
+impl FileWalFactory {
+    /// A factory that opens logs with `options`.
+    pub fn new(options: FileWalOptions) -> Self {
+        Self { options }
+    }
+}
+
+impl WalFactory for FileWalFactory {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FileWal::open(fs, dir, self.options.clone())?))
+    }
+
+    fn name(&self) -> &'static str {
+        "file"
+    }
+}
+
+impl FileWal {
+    /// Opens the log in `dir` (creating the first segment if there is none), checks every
+    /// segment header and recovers the last segment's tail.
+    pub fn open(fs: Arc<dyn FileSystem>, dir: &Path, options: FileWalOptions) -> Result<FileWal> {
+        if options.segment_size_bytes < (HEADER_LEN + RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64 {
+            return Err(Error::Config(format!(
+                "WAL segment_size_bytes {} is smaller than a segment header plus one record",
+                options.segment_size_bytes
+            )));
+        }
+        fs.create_dir_all(dir)?;
+        let mut starts = Vec::new();
+        for name in fs.list_dir(dir)? {
+            if name.starts_with("wal_") && name.ends_with(".log.tmp") {
+                // A rotation died before its rename: the segment never existed.
+                fs.remove_file(&dir.join(&name))?;
+            } else if let Some(start) = parse_segment_file_name(&name) {
+                starts.push(start);
+            }
+        }
+        starts.sort();
+
+        let mut segments = Vec::with_capacity(starts.len());
+        for start in starts {
+            let path = dir.join(segment_file_name(start));
+            let file = fs.open(&path, OpenMode::ReadOnly)?;
+            let mut header = [0u8; HEADER_LEN];
+            read_exact_at(&*file, &mut header, 0)?;
+            let in_header = decode_header(&header, &path)?;
+            if in_header != start {
+                return Err(Error::corruption(
+                    &path,
+                    16,
+                    format!("header says the segment starts at {in_header}, its name says {start}"),
+                ));
+            }
+            segments.push(SegmentInfo { start, path, size_bytes: file.len()? });
+        }
+
+        let mut recovery = WalRecovery::default();
+        let writer = match segments.last_mut() {
+            None => {
+                let (file, info) = create_segment(&*fs, dir, SeqNo(1), &options)?;
+                segments.push(info);
+                Writer { file, offset: HEADER_LEN as u64, next_seq: 1, scratch: Vec::new() }
+            }
+            Some(last) => {
+                let file = fs.open(&last.path, OpenMode::ReadWrite)?;
+                let bytes = read_all(&*file)?;
+                let scan = scan_last_segment(&bytes, &last.path, last.start)?;
+                drop(bytes);
+                if let Some(torn) = scan.torn_bytes {
+                    file.set_len(scan.end)?;
+                    recovery.truncated_tail = Some((last.path.clone(), scan.end, torn));
+                }
+                if options.preallocate {
+                    file.allocate(options.segment_size_bytes)?;
+                }
+                // Whatever a crashed process left in the page cache becomes durable now,
+                // so "written" and "synced" agree from the start.
+                file.sync_data()?;
+                last.size_bytes = scan.end;
+                Writer { file, offset: scan.end, next_seq: scan.last_seq.0 + 1, scratch: Vec::new() }
+            }
+        };
+        let last_seq = writer.next_seq - 1;
+        recovery.last_seq = SeqNo(last_seq);
+        tracing::debug!(dir = %dir.display(), segments = segments.len(), last_seq, "WAL opened");
+        Ok(FileWal {
+            inner: Arc::new(Inner {
+                fs,
+                dir: dir.to_path_buf(),
+                options,
+                writer: Mutex::new(writer),
+                sync_lock: Mutex::new(()),
+                written_seq: AtomicU64::new(last_seq),
+                synced_seq: AtomicU64::new(last_seq),
+                poisoned: AtomicBool::new(false),
+                poison_reason: Mutex::new(None),
+                segments: Mutex::new(segments),
+                checkpoint: AtomicU64::new(0),
+                tail: TailNotify::default(),
+                recovery,
+            }),
+        })
+    }
+
+    /// Number of segment files currently held.
+    pub fn segment_count(&self) -> usize {
+        self.inner.segments.lock().len()
+    }
+
+    /// The oldest sequence still readable.
+    pub fn oldest_seq(&self) -> SeqNo {
+        self.inner.segments.lock().first().map_or(SeqNo(1), |s| s.start)
+    }
+}
+
+impl Inner {
+    fn check_poison(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::Acquire) {
+            let reason = self.poison_reason.lock().clone();
+            return Err(Error::Poisoned { reason: reason.unwrap_or_default() });
+        }
+        Ok(())
+    }
+
+    fn poison(&self, what: &str, err: &Error) {
+        let mut reason = self.poison_reason.lock();
+        if reason.is_none() {
+            tracing::error!(dir = %self.dir.display(), error = %err, "{what}; WAL poisoned");
+            *reason = Some(format!("{what}: {err}"));
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Closes the current segment durably and starts a new one at `w.next_seq`.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        // IMPORTANT: the old segment must be durable before the new one exists: recovery
+        // looks for a torn tail in the last segment only.
+        w.file.sync_data()?;
+        self.synced_seq.fetch_max(w.next_seq - 1, Ordering::AcqRel);
+        let (file, info) = create_segment(&*self.fs, &self.dir, SeqNo(w.next_seq), &self.options)?;
+        {
+            let mut segments = self.segments.lock();
+            if let Some(last) = segments.last_mut() {
+                last.size_bytes = w.offset;
+            }
+            segments.push(info);
+        }
+        w.file = file;
+        w.offset = HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn write_record(&self, payload: &[u8], count: u32) -> Result<(SeqNo, u64)> {
+        let mut w = self.writer.lock();
+        self.check_poison()?;
+        let record_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN + payload.len()) as u64;
+        if w.offset > HEADER_LEN as u64 && w.offset + record_len > self.options.segment_size_bytes
+        {
+            if let Err(e) = self.rotate(&mut w) {
+                self.poison("WAL segment rotation failed", &e);
+                return Err(e);
+            }
+        }
+        let first = SeqNo(w.next_seq);
+        let mut scratch = std::mem::take(&mut w.scratch);
+        scratch.clear();
+        encode_record(&mut scratch, first, count, payload);
+        let written = w.file.write_all_at(&scratch, w.offset);
+        if scratch.capacity() <= KEEP_SCRATCH_BYTES {
+            w.scratch = scratch;
+        }
+        if let Err(e) = written {
+            self.poison("WAL write failed", &e);
+            return Err(e);
+        }
+        w.offset += record_len;
+        w.next_seq += u64::from(count);
+        let last = w.next_seq - 1;
+        self.written_seq.store(last, Ordering::Release);
+        drop(w);
+        self.tail.notify();
+        Ok((first, last))
+    }
+
+    /// Group commit: returns once everything up to `target` is durable.
+    fn sync_up_to(&self, target: u64) -> Result<()> {
+        if self.synced_seq.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock();
+        if self.synced_seq.load(Ordering::Acquire) >= target {
+            return Ok(()); // the previous leader's fdatasync covered us
+        }
+        self.check_poison()?;
+        // Everything written so far, in the file that holds it; older segments were
+        // synced when they were rotated out.
+        let (file, upto) = {
+            let w = self.writer.lock();
+            (Arc::clone(&w.file), self.written_seq.load(Ordering::Acquire))
+        };
+        match file.sync_data() {
+            Ok(()) => {
+                self.synced_seq.fetch_max(upto, Ordering::AcqRel);
+                Ok(())
+            }
+            Err(e) => {
+                self.poison("WAL fdatasync failed", &e);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Wal for FileWal {
+    fn append(&self, payload: &[u8], count: u32, durability: Durability) -> Result<SeqNo> {
+        if count == 0 {
+            return Err(Error::InvalidArgument("a WAL batch must hold at least one operation".into()));
+        }
+        if payload.len() > MAX_BATCH_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
+                payload.len()
+            )));
+        }
+        self.inner.check_poison()?;
+        let (first, last) = self.inner.write_record(payload, count)?;
+        if durability == Durability::Sync {
+            self.inner.sync_up_to(last)?;
+        }
+        Ok(first)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.inner.check_poison()?;
+        self.inner.sync_up_to(self.inner.written_seq.load(Ordering::Acquire))
+    }
+
+    fn last_seq(&self) -> SeqNo {
+        SeqNo(self.inner.written_seq.load(Ordering::Acquire))
+    }
+
+    fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
+        let segments = self.inner.segments.lock().clone();
+        let oldest = segments.first().map_or(SeqNo(1), |s| s.start);
+        let from = if from == SeqNo::ZERO { oldest } else { from };
+        if from < oldest {
+            return Err(Error::SequenceUnavailable { requested: from, oldest });
+        }
+        let segment = segments.iter().rev().find(|s| s.start <= from).cloned().ok_or_else(|| {
+            Error::SequenceUnavailable { requested: from, oldest }
+        })?;
+        Ok(Box::new(FileWalReader::new(Arc::clone(&self.inner), segment, from)))
+    }
+
+    fn checkpoint(&self, seq: SeqNo) -> Result<()> {
+        let inner = &self.inner;
+        let checkpoint = inner.checkpoint.fetch_max(seq.0, Ordering::AcqRel).max(seq.0);
+        let mut segments = inner.segments.lock();
+        let mut removable = 0;
+        for i in 0..segments.len().saturating_sub(1) {
+            let last_in_segment = segments[i + 1].start.0 - 1;
+            let newer_bytes: u64 = segments[i + 1..].iter().map(|s| s.size_bytes).sum();
+            if last_in_segment > checkpoint || newer_bytes < inner.options.retention_bytes {
+                break;
+            }
+            removable = i + 1;
+        }
+        if removable == 0 {
+            return Ok(());
+        }
+        for segment in segments.drain(..removable) {
+            inner.fs.remove_file(&segment.path)?;
+            tracing::debug!(file = %segment.path.display(), "checkpointed WAL segment deleted");
+        }
+        drop(segments);
+        inner.fs.sync_dir(&inner.dir)
+    }
+
+    fn recovery(&self) -> WalRecovery {
+        self.inner.recovery.clone()
+    }
+}
+
+/// Creates a segment durably: header into a temporary file, preallocate, fsync, rename
+/// into place, fsync the directory.
+fn create_segment(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    start: SeqNo,
+    options: &FileWalOptions,
+) -> Result<(Arc<dyn File>, SegmentInfo)> {
+    let path = dir.join(segment_file_name(start));
+    let tmp = dir.join(format!("{}.tmp", segment_file_name(start)));
+    if fs.exists(&tmp)? {
+        fs.remove_file(&tmp)?;
+    }
+    let file = fs.open(&tmp, OpenMode::CreateNew)?;
+    file.write_all_at(&encode_header(start), 0)?;
+    if options.preallocate {
+        file.allocate(options.segment_size_bytes)?;
+    }
+    file.sync_data()?;
+    fs.rename(&tmp, &path)?;
+    fs.sync_dir(dir)?;
+    Ok((file, SegmentInfo { start, path, size_bytes: HEADER_LEN as u64 }))
+}

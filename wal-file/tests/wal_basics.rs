@@ -1,0 +1,182 @@
+//! Append, read back, tail, rotate, reopen and checkpoint the file WAL on a real
+//! directory.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::fs::OsFileSystem;
+use strata_core::{Durability, Error, SeqNo, Wal, WalBatch};
+use strata_wal_file::{FileWal, FileWalOptions};
+
+fn open(dir: &std::path::Path, options: FileWalOptions) -> FileWal {
+    FileWal::open(OsFileSystem::shared(), dir, options).expect("open must succeed")
+}
+
+fn drain(wal: &dyn Wal, from: SeqNo) -> Vec<WalBatch> {
+    let mut r = wal.read_from(from).expect("reader");
+    let mut out = Vec::new();
+    while let Some(b) = r.next_batch().expect("read") {
+        out.push(b);
+    }
+    out
+}
+
+#[test]
+fn sequences_are_dense_and_survive_reopen() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let wal = open(dir.path(), FileWalOptions::default());
+        assert_eq!(wal.append(b"a", 1, Durability::Sync)?, SeqNo(1));
+        assert_eq!(wal.append(b"bb", 3, Durability::Buffered)?, SeqNo(2));
+        assert_eq!(wal.append(b"c", 1, Durability::Sync)?, SeqNo(5));
+        assert_eq!(wal.last_seq(), SeqNo(5));
+    }
+    let wal = open(dir.path(), FileWalOptions::default());
+    assert_eq!(wal.last_seq(), SeqNo(5));
+    assert_eq!(wal.recovery().truncated_tail, None);
+    let batches = drain(&wal, SeqNo(1));
+    let firsts: Vec<_> = batches.iter().map(|b| (b.first_seq.0, b.count, b.payload.to_vec())).collect();
+    assert_eq!(firsts, vec![(1, 1, b"a".to_vec()), (2, 3, b"bb".to_vec()), (5, 1, b"c".to_vec())]);
+    assert_eq!(wal.append(b"d", 1, Durability::Sync)?, SeqNo(6));
+    Ok(())
+}
+
+#[test]
+fn read_from_the_middle_of_a_batch_starts_with_that_batch() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(dir.path(), FileWalOptions::default());
+    wal.append(b"x", 3, Durability::Buffered)?; // 1..=3
+    wal.append(b"y", 2, Durability::Buffered)?; // 4..=5
+    let b = drain(&wal, SeqNo(3));
+    assert_eq!(b.iter().map(|b| b.first_seq.0).collect::<Vec<_>>(), vec![1, 4]);
+    let b = drain(&wal, SeqNo(4));
+    assert_eq!(b.iter().map(|b| b.first_seq.0).collect::<Vec<_>>(), vec![4]);
+    assert!(drain(&wal, SeqNo(6)).is_empty());
+    Ok(())
+}
+
+#[test]
+fn rotation_spreads_records_over_segments_and_reads_them_all() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = FileWalOptions::default().with_segment_size_bytes(4096);
+    let payload = vec![7u8; 300];
+    {
+        let wal = open(dir.path(), options.clone());
+        for i in 0..100u64 {
+            assert_eq!(wal.append(&payload, 1, Durability::Buffered)?, SeqNo(i + 1));
+        }
+        assert!(wal.segment_count() > 5, "expected rotation, got {} segments", wal.segment_count());
+        // A record bigger than a segment gets one of its own.
+        let big = vec![1u8; 10_000];
+        assert_eq!(wal.append(&big, 1, Durability::Sync)?, SeqNo(101));
+        wal.append(b"after", 1, Durability::Sync)?;
+    }
+    let wal = open(dir.path(), options);
+    let all = drain(&wal, SeqNo(1));
+    assert_eq!(all.len(), 102);
+    assert_eq!(all[100].payload.len(), 10_000);
+    assert_eq!(&all[101].payload[..], b"after");
+    for (i, b) in all.iter().enumerate() {
+        assert_eq!(b.first_seq, SeqNo(i as u64 + 1));
+    }
+    Ok(())
+}
+
+#[test]
+fn tailing_reader_wakes_up_for_new_commits() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Arc::new(open(dir.path(), FileWalOptions::default().with_segment_size_bytes(1024)));
+    let mut reader = wal.read_from(SeqNo(1))?;
+    assert!(reader.wait_next(Duration::from_millis(10))?.is_none(), "nothing written yet");
+    let writer = {
+        let wal = Arc::clone(&wal);
+        std::thread::spawn(move || {
+            for i in 0..50u32 {
+                std::thread::sleep(Duration::from_millis(1));
+                wal.append(&i.to_le_bytes(), 1, Durability::Buffered).expect("append");
+            }
+        })
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 50 {
+        match reader.wait_next(Duration::from_secs(10))? {
+            Some(b) => seen.push(b.first_seq.0),
+            None => panic!("tailing reader timed out after {} batches", seen.len()),
+        }
+    }
+    writer.join().expect("writer thread");
+    assert_eq!(seen, (1..=50).collect::<Vec<_>>());
+    Ok(())
+}
+
+#[test]
+fn checkpoint_deletes_only_covered_segments_and_respects_retention() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = FileWalOptions::default().with_segment_size_bytes(2048).with_preallocate(false);
+    let wal = open(dir.path(), options.clone());
+    for _ in 0..60 {
+        wal.append(&[3u8; 200], 1, Durability::Buffered)?;
+    }
+    let before = wal.segment_count();
+    assert!(before >= 5);
+    wal.checkpoint(SeqNo(30))?;
+    let oldest = wal.oldest_seq();
+    assert!(oldest <= SeqNo(31), "a batch above the checkpoint was deleted: oldest {oldest}");
+    assert!(wal.segment_count() < before, "nothing was deleted");
+    let err = wal.read_from(SeqNo(1)).expect_err("deleted sequences must be refused");
+    assert!(matches!(err, Error::SequenceUnavailable { .. }), "{err}");
+    assert_eq!(drain(&wal, oldest).last().map(|b| b.first_seq), Some(SeqNo(60)));
+
+    // With a retention floor larger than the log, a checkpoint deletes nothing.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let wal2 = open(dir2.path(), options.with_retention_bytes(1 << 30));
+    for _ in 0..60 {
+        wal2.append(&[3u8; 200], 1, Durability::Buffered)?;
+    }
+    let n = wal2.segment_count();
+    wal2.checkpoint(SeqNo(60))?;
+    assert_eq!(wal2.segment_count(), n);
+    assert_eq!(drain(&wal2, SeqNo(1)).len(), 60);
+    Ok(())
+}
+
+#[test]
+fn empty_batches_and_oversized_segments_options_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = open(dir.path(), FileWalOptions::default());
+    assert!(matches!(wal.append(b"", 0, Durability::Sync), Err(Error::InvalidArgument(_))));
+    let err = FileWal::open(
+        OsFileSystem::shared(),
+        &dir.path().join("other"),
+        FileWalOptions::default().with_segment_size_bytes(10),
+    )
+    .expect_err("tiny segments must be refused");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[test]
+fn concurrent_appenders_get_disjoint_dense_sequences() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wal = Arc::new(open(dir.path(), FileWalOptions::default().with_segment_size_bytes(64 * 1024)));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || {
+                let mut mine = Vec::new();
+                for i in 0..200u32 {
+                    let d = if i % 2 == 0 { Durability::Sync } else { Durability::Buffered };
+                    let payload = [t as u8; 40];
+                    mine.push(wal.append(&payload, 2, d).expect("append").0);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
+    all.sort_unstable();
+    let expected: Vec<u64> = (0..1600).map(|i| 1 + 2 * i).collect();
+    assert_eq!(all, expected);
+    let read: Vec<u64> = drain(&*wal, SeqNo(1)).iter().map(|b| b.first_seq.0).collect();
+    assert_eq!(read, expected, "on-disk order must equal sequence order");
+    Ok(())
+}
