@@ -15,11 +15,11 @@ pub mod memtable;
 pub mod types;
 pub mod wal;
 
+pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use db::{
     DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, OpenReport,
     Snapshot,
 };
-pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
 pub use types::{Durability, SeqNo, ValueKind, compare_internal};

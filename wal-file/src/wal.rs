@@ -125,7 +125,11 @@ impl FileWal {
                     format!("header says the segment starts at {in_header}, its name says {start}"),
                 ));
             }
-            segments.push(SegmentInfo { start, path, size_bytes: file.len()? });
+            segments.push(SegmentInfo {
+                start,
+                path,
+                size_bytes: file.len()?,
+            });
         }
 
         let mut recovery = WalRecovery::default();
@@ -133,7 +137,12 @@ impl FileWal {
             None => {
                 let (file, info) = create_segment(&*fs, dir, SeqNo(1), &options)?;
                 segments.push(info);
-                Writer { file, offset: HEADER_LEN as u64, next_seq: 1, scratch: Vec::new() }
+                Writer {
+                    file,
+                    offset: HEADER_LEN as u64,
+                    next_seq: 1,
+                    scratch: Vec::new(),
+                }
             }
             Some(last) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
@@ -151,7 +160,12 @@ impl FileWal {
                 // so "written" and "synced" agree from the start.
                 file.sync_data()?;
                 last.size_bytes = scan.end;
-                Writer { file, offset: scan.end, next_seq: scan.last_seq.0 + 1, scratch: Vec::new() }
+                Writer {
+                    file,
+                    offset: scan.end,
+                    next_seq: scan.last_seq.0 + 1,
+                    scratch: Vec::new(),
+                }
             }
         };
         let last_seq = writer.next_seq - 1;
@@ -183,7 +197,11 @@ impl FileWal {
 
     /// The oldest sequence still readable.
     pub fn oldest_seq(&self) -> SeqNo {
-        self.inner.segments.lock().first().map_or(SeqNo(1), |s| s.start)
+        self.inner
+            .segments
+            .lock()
+            .first()
+            .map_or(SeqNo(1), |s| s.start)
     }
 }
 
@@ -191,7 +209,9 @@ impl Inner {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             let reason = self.poison_reason.lock().clone();
-            return Err(Error::Poisoned { reason: reason.unwrap_or_default() });
+            return Err(Error::Poisoned {
+                reason: reason.unwrap_or_default(),
+            });
         }
         Ok(())
     }
@@ -228,12 +248,12 @@ impl Inner {
         let mut w = self.writer.lock();
         self.check_poison()?;
         let record_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN + payload.len()) as u64;
-        if w.offset > HEADER_LEN as u64 && w.offset + record_len > self.options.segment_size_bytes
+        if w.offset > HEADER_LEN as u64
+            && w.offset + record_len > self.options.segment_size_bytes
+            && let Err(e) = self.rotate(&mut w)
         {
-            if let Err(e) = self.rotate(&mut w) {
-                self.poison("WAL segment rotation failed", &e);
-                return Err(e);
-            }
+            self.poison("WAL segment rotation failed", &e);
+            return Err(e);
         }
         let first = SeqNo(w.next_seq);
         let mut scratch = std::mem::take(&mut w.scratch);
@@ -270,7 +290,10 @@ impl Inner {
         // synced when they were rotated out.
         let (file, upto) = {
             let w = self.writer.lock();
-            (Arc::clone(&w.file), self.written_seq.load(Ordering::Acquire))
+            (
+                Arc::clone(&w.file),
+                self.written_seq.load(Ordering::Acquire),
+            )
         };
         match file.sync_data() {
             Ok(()) => {
@@ -288,7 +311,9 @@ impl Inner {
 impl Wal for FileWal {
     fn append(&self, payload: &[u8], count: u32, durability: Durability) -> Result<SeqNo> {
         if count == 0 {
-            return Err(Error::InvalidArgument("a WAL batch must hold at least one operation".into()));
+            return Err(Error::InvalidArgument(
+                "a WAL batch must hold at least one operation".into(),
+            ));
         }
         if payload.len() > MAX_BATCH_BYTES {
             return Err(Error::InvalidArgument(format!(
@@ -306,7 +331,8 @@ impl Wal for FileWal {
 
     fn sync(&self) -> Result<()> {
         self.inner.check_poison()?;
-        self.inner.sync_up_to(self.inner.written_seq.load(Ordering::Acquire))
+        self.inner
+            .sync_up_to(self.inner.written_seq.load(Ordering::Acquire))
     }
 
     fn last_seq(&self) -> SeqNo {
@@ -318,17 +344,33 @@ impl Wal for FileWal {
         let oldest = segments.first().map_or(SeqNo(1), |s| s.start);
         let from = if from == SeqNo::ZERO { oldest } else { from };
         if from < oldest {
-            return Err(Error::SequenceUnavailable { requested: from, oldest });
+            return Err(Error::SequenceUnavailable {
+                requested: from,
+                oldest,
+            });
         }
-        let segment = segments.iter().rev().find(|s| s.start <= from).cloned().ok_or_else(|| {
-            Error::SequenceUnavailable { requested: from, oldest }
-        })?;
-        Ok(Box::new(FileWalReader::new(Arc::clone(&self.inner), segment, from)))
+        let segment = segments
+            .iter()
+            .rev()
+            .find(|s| s.start <= from)
+            .cloned()
+            .ok_or(Error::SequenceUnavailable {
+                requested: from,
+                oldest,
+            })?;
+        Ok(Box::new(FileWalReader::new(
+            Arc::clone(&self.inner),
+            segment,
+            from,
+        )))
     }
 
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {
         let inner = &self.inner;
-        let checkpoint = inner.checkpoint.fetch_max(seq.0, Ordering::AcqRel).max(seq.0);
+        let checkpoint = inner
+            .checkpoint
+            .fetch_max(seq.0, Ordering::AcqRel)
+            .max(seq.0);
         let mut segments = inner.segments.lock();
         let mut removable = 0;
         for i in 0..segments.len().saturating_sub(1) {
@@ -376,5 +418,12 @@ fn create_segment(
     file.sync_data()?;
     fs.rename(&tmp, &path)?;
     fs.sync_dir(dir)?;
-    Ok((file, SegmentInfo { start, path, size_bytes: HEADER_LEN as u64 }))
+    Ok((
+        file,
+        SegmentInfo {
+            start,
+            path,
+            size_bytes: HEADER_LEN as u64,
+        },
+    ))
 }

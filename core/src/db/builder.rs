@@ -22,7 +22,9 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES }
+        Self {
+            memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES,
+        }
     }
 }
 
@@ -86,14 +88,16 @@ impl DbBuilder {
 
     /// Opens (or creates) the store: takes the LOCK, opens the WAL and replays it.
     pub fn open(self) -> Result<Db> {
-        let wal = self.wal.ok_or_else(|| {
-            Error::Config("no WAL configured: call DbBuilder::with_wal".into())
-        })?;
+        let wal = self
+            .wal
+            .ok_or_else(|| Error::Config("no WAL configured: call DbBuilder::with_wal".into()))?;
         let memtable = self.memtable.ok_or_else(|| {
             Error::Config("no memtable configured: call DbBuilder::with_memtable".into())
         })?;
         if self.options.memtable_size_bytes == 0 {
-            return Err(Error::Config("memtable_size_bytes must be greater than 0".into()));
+            return Err(Error::Config(
+                "memtable_size_bytes must be greater than 0".into(),
+            ));
         }
         Db::open_with(self.dir, self.fs, wal, memtable, self.options)
     }
