@@ -44,19 +44,14 @@ impl WriteBatch {
 
     /// An empty batch with room for `bytes` of encoded operations.
     pub fn with_capacity(bytes: usize) -> Self {
-        Self {
-            rep: Vec::with_capacity(bytes),
-            count: 0,
-            oversized: None,
-        }
+        Self { rep: Vec::with_capacity(bytes), count: 0, oversized: None }
     }
 
     /// Sets `key` to `value`.
     pub fn put(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> &mut Self {
         let (key, value) = (key.as_ref(), value.as_ref());
         self.note_sizes(key.len(), value.len());
-        self.rep
-            .reserve(TAG_LEN + 2 * LEN_LEN + key.len() + value.len());
+        self.rep.reserve(TAG_LEN + 2 * LEN_LEN + key.len() + value.len());
         self.rep.push(ValueKind::Put as u8);
         push_len(&mut self.rep, key.len());
         self.rep.extend_from_slice(key);
@@ -126,9 +121,8 @@ impl WriteBatch {
         if key_len == 0 {
             self.oversized = Some("empty keys are not allowed".into());
         } else if key_len > MAX_KEY_BYTES {
-            self.oversized = Some(format!(
-                "key of {key_len} bytes exceeds the {MAX_KEY_BYTES}-byte limit"
-            ));
+            self.oversized =
+                Some(format!("key of {key_len} bytes exceeds the {MAX_KEY_BYTES}-byte limit"));
         } else if value_len > MAX_VALUE_BYTES {
             self.oversized = Some(format!(
                 "value of {value_len} bytes exceeds the {MAX_VALUE_BYTES}-byte limit"
@@ -176,11 +170,7 @@ pub struct BatchIter<'a> {
 impl<'a> BatchIter<'a> {
     /// Decodes `bytes` (as produced by [`WriteBatch::as_bytes`]).
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            rest: bytes,
-            offset: 0,
-            failed: false,
-        }
+        Self { rest: bytes, offset: 0, failed: false }
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], BatchDecodeError> {
@@ -214,13 +204,9 @@ impl<'a> BatchIter<'a> {
     fn decode_one(&mut self) -> Result<BatchOp<'a>, BatchDecodeError> {
         let at = self.offset;
         let tag = self.take(TAG_LEN, "kind tag")?;
-        let kind = tag
-            .first()
-            .and_then(|t| ValueKind::from_tag(*t))
-            .ok_or_else(|| BatchDecodeError {
-                offset: at,
-                reason: format!("unknown operation tag {tag:?}"),
-            })?;
+        let kind = tag.first().and_then(|t| ValueKind::from_tag(*t)).ok_or_else(|| {
+            BatchDecodeError { offset: at, reason: format!("unknown operation tag {tag:?}") }
+        })?;
         let key_len = self.take_len("key length", MAX_KEY_BYTES)?;
         let key = self.take(key_len, "key")?;
         let value = match kind {
@@ -257,30 +243,9 @@ mod tests {
         b.put("k1", "v1").delete("k2").put("k3", "");
         assert_eq!(b.count(), 3);
         let ops: Vec<_> = b.iter().collect::<Result<_, _>>().expect("valid batch");
-        assert_eq!(
-            ops[0],
-            BatchOp {
-                kind: ValueKind::Put,
-                key: b"k1",
-                value: b"v1"
-            }
-        );
-        assert_eq!(
-            ops[1],
-            BatchOp {
-                kind: ValueKind::Delete,
-                key: b"k2",
-                value: b""
-            }
-        );
-        assert_eq!(
-            ops[2],
-            BatchOp {
-                kind: ValueKind::Put,
-                key: b"k3",
-                value: b""
-            }
-        );
+        assert_eq!(ops[0], BatchOp { kind: ValueKind::Put, key: b"k1", value: b"v1" });
+        assert_eq!(ops[1], BatchOp { kind: ValueKind::Delete, key: b"k2", value: b"" });
+        assert_eq!(ops[2], BatchOp { kind: ValueKind::Put, key: b"k3", value: b"" });
     }
 
     #[test]
@@ -290,10 +255,7 @@ mod tests {
         let bytes = b.as_bytes();
         for cut in 1..bytes.len() {
             let results: Vec<_> = BatchIter::new(&bytes[..cut]).collect();
-            assert!(
-                results.last().is_some_and(|r| r.is_err()),
-                "cut at {cut} must fail"
-            );
+            assert!(results.last().is_some_and(|r| r.is_err()), "cut at {cut} must fail");
         }
     }
 
@@ -301,20 +263,14 @@ mod tests {
     fn absurd_length_is_rejected_without_allocating() {
         let mut bytes = vec![ValueKind::Put as u8];
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
-        let err = BatchIter::new(&bytes)
-            .next()
-            .and_then(Result::err)
-            .expect("must fail");
+        let err = BatchIter::new(&bytes).next().and_then(Result::err).expect("must fail");
         assert_eq!(err.offset, 1);
         assert!(err.reason.contains("exceeds"), "{}", err.reason);
     }
 
     #[test]
     fn unknown_tag_is_an_error() {
-        let err = BatchIter::new(&[9, 0, 0])
-            .next()
-            .and_then(Result::err)
-            .expect("must fail");
+        let err = BatchIter::new(&[9, 0, 0]).next().and_then(Result::err).expect("must fail");
         assert_eq!(err.offset, 0);
     }
 

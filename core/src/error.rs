@@ -80,20 +80,12 @@ pub enum Error {
 impl Error {
     /// Wraps an `io::Error` with the operation and path it concerns.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        Self::Io { op, path: path.into(), source }
     }
 
     /// Builds a [`Error::Corruption`].
     pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
-        Self::Corruption {
-            file: file.into(),
-            offset,
-            reason: reason.into(),
-        }
+        Self::Corruption { file: file.into(), offset, reason: reason.into() }
     }
 
     /// True when the error reports damaged data (as opposed to an I/O or usage problem).

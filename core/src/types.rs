@@ -77,30 +77,15 @@ mod tests {
 
     #[test]
     fn internal_order_is_key_ascending_then_sequence_descending() {
-        assert_eq!(
-            compare_internal(b"a", SeqNo(1), b"b", SeqNo(9)),
-            Ordering::Less
-        );
-        assert_eq!(
-            compare_internal(b"a", SeqNo(9), b"a", SeqNo(1)),
-            Ordering::Less
-        );
-        assert_eq!(
-            compare_internal(b"a", SeqNo(3), b"a", SeqNo(3)),
-            Ordering::Equal
-        );
+        assert_eq!(compare_internal(b"a", SeqNo(1), b"b", SeqNo(9)), Ordering::Less);
+        assert_eq!(compare_internal(b"a", SeqNo(9), b"a", SeqNo(1)), Ordering::Less);
+        assert_eq!(compare_internal(b"a", SeqNo(3), b"a", SeqNo(3)), Ordering::Equal);
     }
 
     #[test]
     fn value_kind_tags_round_trip_and_reject_unknown() {
-        assert_eq!(
-            ValueKind::from_tag(ValueKind::Put as u8),
-            Some(ValueKind::Put)
-        );
-        assert_eq!(
-            ValueKind::from_tag(ValueKind::Delete as u8),
-            Some(ValueKind::Delete)
-        );
+        assert_eq!(ValueKind::from_tag(ValueKind::Put as u8), Some(ValueKind::Put));
+        assert_eq!(ValueKind::from_tag(ValueKind::Delete as u8), Some(ValueKind::Delete));
         assert_eq!(ValueKind::from_tag(7), None);
     }
 }

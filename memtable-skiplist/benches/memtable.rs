@@ -4,10 +4,7 @@
 //!   10 000 versions into a fresh table per iteration (throughput in elements).
 //! - `memtable_get`: point lookups that hit, on a table of 100 000 entries.
 //! - `memtable_range`: 1 000-entry scans from random start keys on the same table.
-#![expect(
-    missing_docs,
-    reason = "criterion_group! generates an undocumented pub fn"
-)]
+#![expect(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
 
 use std::hint::black_box;
 use std::ops::Bound;
@@ -97,10 +94,8 @@ fn bench_range(c: &mut Criterion) {
     // Start keys drawn from all but the last SCAN_LEN keys, so every scan is full length.
     let mut sorted = keys.clone();
     sorted.sort_unstable();
-    let mut starts: Vec<Bytes> = sorted[..TABLE_ENTRIES - SCAN_LEN]
-        .iter()
-        .map(|k| Bytes::copy_from_slice(k))
-        .collect();
+    let mut starts: Vec<Bytes> =
+        sorted[..TABLE_ENTRIES - SCAN_LEN].iter().map(|k| Bytes::copy_from_slice(k)).collect();
     starts.shuffle(&mut rng);
     starts.truncate(1_024);
 

@@ -251,17 +251,11 @@ impl fmt::Debug for SkipListMemTable {
 
 impl MemTable for SkipListMemTable {
     fn insert(&self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
-        let internal = InternalKey {
-            user_key: Bytes::copy_from_slice(key),
-            seq,
-        };
+        let internal = InternalKey { user_key: Bytes::copy_from_slice(key), seq };
         let mut inserted = false;
         self.map.get_or_insert_with(internal, || {
             inserted = true;
-            StoredValue {
-                kind,
-                value: Bytes::copy_from_slice(value),
-            }
+            StoredValue { kind, value: Bytes::copy_from_slice(value) }
         });
         if !inserted {
             // Contract violation (duplicate `(key, seq)`): the first version stays.
@@ -276,16 +270,11 @@ impl MemTable for SkipListMemTable {
     }
 
     fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Lookup> {
-        let probe = Probe {
-            user_key: key,
-            seq: snapshot,
-        };
+        let probe = Probe { user_key: key, seq: snapshot };
         // The first internal key >= (key, snapshot) is the newest version of `key` with a
         // sequence <= snapshot, unless `key` has no such version and we landed on the
         // next user key.
-        let found = self
-            .map
-            .lower_bound(Bound::Included(&probe as &dyn KeyView))?;
+        let found = self.map.lower_bound(Bound::Included(&probe as &dyn KeyView))?;
         let internal = found.key();
         if internal.user_key.as_ref() != key {
             return None;
@@ -293,10 +282,7 @@ impl MemTable for SkipListMemTable {
         debug_assert!(internal.seq <= snapshot);
         let stored = found.value();
         Some(match stored.kind {
-            ValueKind::Put => Lookup::Value {
-                value: stored.value.clone(),
-                seq: internal.seq,
-            },
+            ValueKind::Put => Lookup::Value { value: stored.value.clone(), seq: internal.seq },
             ValueKind::Delete => Lookup::Deleted { seq: internal.seq },
         })
     }
@@ -322,15 +308,9 @@ impl MemTable for SkipListMemTable {
 fn internal_start(bound: Bound<Bytes>) -> Bound<InternalKey> {
     match bound {
         // (k, MAX) sorts before every version of k.
-        Bound::Included(user_key) => Bound::Included(InternalKey {
-            user_key,
-            seq: SeqNo::MAX,
-        }),
+        Bound::Included(user_key) => Bound::Included(InternalKey { user_key, seq: SeqNo::MAX }),
         // (k, ZERO) sorts after every other version of k: excluding it skips them all.
-        Bound::Excluded(user_key) => Bound::Excluded(InternalKey {
-            user_key,
-            seq: SeqNo::ZERO,
-        }),
+        Bound::Excluded(user_key) => Bound::Excluded(InternalKey { user_key, seq: SeqNo::ZERO }),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
@@ -339,15 +319,9 @@ fn internal_start(bound: Bound<Bytes>) -> Bound<InternalKey> {
 fn internal_end(bound: Bound<Bytes>) -> Bound<InternalKey> {
     match bound {
         // (k, ZERO) sorts after every other version of k: including it keeps them all.
-        Bound::Included(user_key) => Bound::Included(InternalKey {
-            user_key,
-            seq: SeqNo::ZERO,
-        }),
+        Bound::Included(user_key) => Bound::Included(InternalKey { user_key, seq: SeqNo::ZERO }),
         // (k, MAX) sorts before every other version of k: excluding it drops them all.
-        Bound::Excluded(user_key) => Bound::Excluded(InternalKey {
-            user_key,
-            seq: SeqNo::MAX,
-        }),
+        Bound::Excluded(user_key) => Bound::Excluded(InternalKey { user_key, seq: SeqNo::MAX }),
         Bound::Unbounded => Bound::Unbounded,
     }
 }
@@ -388,19 +362,10 @@ impl RangeCursor {
     /// Examines up to `SCAN_LIMIT` entries after `lower`, buffering up to `SCAN_BATCH`
     /// visible ones, and moves `lower` past the last entry examined.
     fn refill(&mut self) {
-        let RangeCursor {
-            table,
-            lower,
-            upper,
-            snapshot,
-            buffer,
-            exhausted,
-        } = self;
+        let RangeCursor { table, lower, upper, snapshot, buffer, exhausted } = self;
         let mut last_examined = None;
         {
-            let mut entries = table
-                .map
-                .range::<dyn KeyView, _>((as_view(lower), as_view(upper)));
+            let mut entries = table.map.range::<dyn KeyView, _>((as_view(lower), as_view(upper)));
             let mut examined = 0;
             loop {
                 let Some(found) = entries.next() else {
@@ -473,25 +438,13 @@ mod tests {
 
     #[test]
     fn key_view_order_matches_owned_key_order() {
-        let a = InternalKey {
-            user_key: Bytes::from_static(b"a"),
-            seq: SeqNo(5),
-        };
-        let b = InternalKey {
-            user_key: Bytes::from_static(b"a"),
-            seq: SeqNo(3),
-        };
-        let probe = Probe {
-            user_key: b"a",
-            seq: SeqNo(4),
-        };
+        let a = InternalKey { user_key: Bytes::from_static(b"a"), seq: SeqNo(5) };
+        let b = InternalKey { user_key: Bytes::from_static(b"a"), seq: SeqNo(3) };
+        let probe = Probe { user_key: b"a", seq: SeqNo(4) };
         assert!(a < b);
         let (a_view, b_view, p_view): (&dyn KeyView, &dyn KeyView, &dyn KeyView) = (&a, &b, &probe);
         assert!(a_view < p_view && p_view < b_view);
-        assert_eq!(
-            <InternalKey as Borrow<dyn KeyView>>::borrow(&a).seq(),
-            SeqNo(5)
-        );
+        assert_eq!(<InternalKey as Borrow<dyn KeyView>>::borrow(&a).seq(), SeqNo(5));
     }
 
     #[test]
@@ -511,24 +464,12 @@ mod tests {
         }
         table.insert(b"hot", SeqNo(1), ValueKind::Put, b"old");
         table.insert(b"next", SeqNo(2), ValueKind::Put, b"n");
-        let mut cursor = RangeCursor::new(
-            Arc::clone(&table),
-            (Bound::Unbounded, Bound::Unbounded),
-            SeqNo(5),
-        );
+        let mut cursor =
+            RangeCursor::new(Arc::clone(&table), (Bound::Unbounded, Bound::Unbounded), SeqNo(5));
         cursor.refill();
-        assert!(
-            cursor.buffer.is_empty(),
-            "first slice holds only invisible versions"
-        );
+        assert!(cursor.buffer.is_empty(), "first slice holds only invisible versions");
         assert!(!cursor.exhausted);
         let rest: Vec<(Bytes, u64)> = cursor.map(|e| (e.key, e.seq.get())).collect();
-        assert_eq!(
-            rest,
-            [
-                (Bytes::from_static(b"hot"), 1),
-                (Bytes::from_static(b"next"), 2)
-            ]
-        );
+        assert_eq!(rest, [(Bytes::from_static(b"hot"), 1), (Bytes::from_static(b"next"), 2)]);
     }
 }

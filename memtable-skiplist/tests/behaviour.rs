@@ -17,10 +17,7 @@ fn b(s: &[u8]) -> Bytes {
 }
 
 fn scan(table: &Arc<SkipListMemTable>, range: KeyRange, snapshot: SeqNo) -> Vec<(Bytes, u64)> {
-    Arc::clone(table)
-        .range(range, snapshot)
-        .map(|e| (e.key, e.seq.get()))
-        .collect()
+    Arc::clone(table).range(range, snapshot).map(|e| (e.key, e.seq.get())).collect()
 }
 
 #[test]
@@ -34,16 +31,8 @@ fn get_never_returns_a_version_newer_than_the_snapshot() {
     // Versions of "k" at even sequences 10, 12, ..., 200 (inserted newest first), the
     // multiples of 20 being tombstones.
     for seq in (10..=200u64).rev().step_by(2) {
-        let kind = if seq % 20 == 0 {
-            ValueKind::Delete
-        } else {
-            ValueKind::Put
-        };
-        let value = if kind == ValueKind::Put {
-            seq.to_be_bytes().to_vec()
-        } else {
-            Vec::new()
-        };
+        let kind = if seq % 20 == 0 { ValueKind::Delete } else { ValueKind::Put };
+        let value = if kind == ValueKind::Put { seq.to_be_bytes().to_vec() } else { Vec::new() };
         table.insert(b"k", SeqNo(seq), kind, &value);
     }
 
@@ -55,10 +44,7 @@ fn get_never_returns_a_version_newer_than_the_snapshot() {
         }
         let want_seq = snapshot.min(200) & !1;
         let got = got.unwrap_or_else(|| panic!("snapshot {snapshot}: no version"));
-        assert!(
-            got.seq() <= SeqNo(snapshot),
-            "snapshot {snapshot}: got {got:?}"
-        );
+        assert!(got.seq() <= SeqNo(snapshot), "snapshot {snapshot}: got {got:?}");
         assert_eq!(got.seq(), SeqNo(want_seq), "snapshot {snapshot}");
         match got {
             Lookup::Value { value, .. } => {
@@ -68,10 +54,7 @@ fn get_never_returns_a_version_newer_than_the_snapshot() {
             Lookup::Deleted { .. } => assert_eq!(want_seq % 20, 0),
         }
     }
-    assert_eq!(
-        table.get(b"k", SeqNo::MAX).map(|l| l.seq()),
-        Some(SeqNo(200))
-    );
+    assert_eq!(table.get(b"k", SeqNo::MAX).map(|l| l.seq()), Some(SeqNo(200)));
     assert_eq!(table.get(b"k\0", SeqNo(501)), None);
     assert_eq!(table.get(b"", SeqNo(499)), None);
     assert!(table.get(b"", SeqNo(500)).is_some());
@@ -86,47 +69,24 @@ fn extreme_sequences_are_ordered_and_bounded_correctly() {
     table.insert(b"b", SeqNo::MAX, ValueKind::Delete, b"");
     table.insert(b"b", SeqNo::ZERO, ValueKind::Put, b"zero");
 
-    assert_eq!(
-        table.get(b"a", SeqNo::ZERO).map(|l| l.seq()),
-        Some(SeqNo::ZERO)
-    );
-    assert_eq!(
-        table.get(b"a", SeqNo::MAX).map(|l| l.seq()),
-        Some(SeqNo::MAX)
-    );
-    assert_eq!(
-        table.get(b"b", SeqNo::MAX),
-        Some(Lookup::Deleted { seq: SeqNo::MAX })
-    );
+    assert_eq!(table.get(b"a", SeqNo::ZERO).map(|l| l.seq()), Some(SeqNo::ZERO));
+    assert_eq!(table.get(b"a", SeqNo::MAX).map(|l| l.seq()), Some(SeqNo::MAX));
+    assert_eq!(table.get(b"b", SeqNo::MAX), Some(Lookup::Deleted { seq: SeqNo::MAX }));
     assert_eq!(table.max_seq(), SeqNo::MAX);
 
     let all = (Bound::Unbounded, Bound::Unbounded);
     assert_eq!(
         scan(&table, all.clone(), SeqNo::MAX),
-        [
-            (b(b"a"), u64::MAX),
-            (b(b"a"), 0),
-            (b(b"b"), u64::MAX),
-            (b(b"b"), 0)
-        ]
+        [(b(b"a"), u64::MAX), (b(b"a"), 0), (b(b"b"), u64::MAX), (b(b"b"), 0)]
     );
     assert_eq!(scan(&table, all, SeqNo::ZERO), [(b(b"a"), 0), (b(b"b"), 0)]);
     // Included bounds keep both extreme versions; excluded bounds drop both.
     let a_only = (Bound::Included(b(b"a")), Bound::Included(b(b"a")));
-    assert_eq!(
-        scan(&table, a_only, SeqNo::MAX),
-        [(b(b"a"), u64::MAX), (b(b"a"), 0)]
-    );
+    assert_eq!(scan(&table, a_only, SeqNo::MAX), [(b(b"a"), u64::MAX), (b(b"a"), 0)]);
     let after_a = (Bound::Excluded(b(b"a")), Bound::Unbounded);
-    assert_eq!(
-        scan(&table, after_a, SeqNo::MAX),
-        [(b(b"b"), u64::MAX), (b(b"b"), 0)]
-    );
+    assert_eq!(scan(&table, after_a, SeqNo::MAX), [(b(b"b"), u64::MAX), (b(b"b"), 0)]);
     let before_b = (Bound::Unbounded, Bound::Excluded(b(b"b")));
-    assert_eq!(
-        scan(&table, before_b, SeqNo::MAX),
-        [(b(b"a"), u64::MAX), (b(b"a"), 0)]
-    );
+    assert_eq!(scan(&table, before_b, SeqNo::MAX), [(b(b"a"), u64::MAX), (b(b"a"), 0)]);
 }
 
 #[test]
@@ -184,12 +144,7 @@ fn range_spanning_many_refills_filters_by_snapshot_in_internal_order() {
         for k in 0..1_000u64 {
             let seq = version * 1_000 + k + 1;
             let key = format!("key{k:05}");
-            table.insert(
-                key.as_bytes(),
-                SeqNo(seq),
-                ValueKind::Put,
-                &seq.to_le_bytes(),
-            );
+            table.insert(key.as_bytes(), SeqNo(seq), ValueKind::Put, &seq.to_le_bytes());
             inserted.push((key, seq));
         }
     }
@@ -197,11 +152,8 @@ fn range_spanning_many_refills_filters_by_snapshot_in_internal_order() {
         let got: Vec<Entry> = Arc::clone(&table)
             .range((Bound::Unbounded, Bound::Unbounded), SeqNo(snapshot))
             .collect();
-        let mut want: Vec<(String, u64)> = inserted
-            .iter()
-            .filter(|(_, s)| *s <= snapshot)
-            .cloned()
-            .collect();
+        let mut want: Vec<(String, u64)> =
+            inserted.iter().filter(|(_, s)| *s <= snapshot).cloned().collect();
         want.sort_by(|a, b| {
             compare_internal(a.0.as_bytes(), SeqNo(a.1), b.0.as_bytes(), SeqNo(b.1))
         });
@@ -219,19 +171,12 @@ fn range_spanning_many_refills_filters_by_snapshot_in_internal_order() {
 fn range_iterator_is_owned_and_outlives_the_callers_handle() {
     let table = Arc::new(SkipListMemTable::new());
     for i in 0..200u32 {
-        table.insert(
-            &i.to_be_bytes(),
-            SeqNo(u64::from(i) + 1),
-            ValueKind::Put,
-            b"v",
-        );
+        table.insert(&i.to_be_bytes(), SeqNo(u64::from(i) + 1), ValueKind::Put, b"v");
     }
     let iter = Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
     drop(table);
     // Consumed on another thread after the caller's handle is gone.
-    let count = thread::spawn(move || iter.count())
-        .join()
-        .expect("scanning thread panicked");
+    let count = thread::spawn(move || iter.count()).join().expect("scanning thread panicked");
     assert_eq!(count, 200);
 }
 
@@ -240,12 +185,7 @@ fn entries_present_before_a_scan_appear_despite_concurrent_inserts() {
     let table = Arc::new(SkipListMemTable::new());
     for i in 0..1_000u32 {
         let key = format!("k{:06}", i * 2);
-        table.insert(
-            key.as_bytes(),
-            SeqNo(u64::from(i) + 1),
-            ValueKind::Put,
-            b"v",
-        );
+        table.insert(key.as_bytes(), SeqNo(u64::from(i) + 1), ValueKind::Put, b"v");
     }
     let mut iter = Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
     let mut seen = Vec::new();
@@ -255,12 +195,7 @@ fn entries_present_before_a_scan_appear_despite_concurrent_inserts() {
         }
         // Odd keys land both behind and ahead of the cursor.
         let key = format!("k{:06}", (i * 7919 % 1_000) * 2 + 1);
-        table.insert(
-            key.as_bytes(),
-            SeqNo(u64::from(i) + 10_000),
-            ValueKind::Put,
-            b"n",
-        );
+        table.insert(key.as_bytes(), SeqNo(u64::from(i) + 10_000), ValueKind::Put, b"n");
     }
     seen.extend(iter);
     for pair in seen.windows(2) {
@@ -288,10 +223,7 @@ fn memory_bytes_grows_by_key_value_and_node_overhead_per_insert() {
         let now = table.memory_bytes();
         let grown = now - previous;
         assert!(grown >= key.len() + value.len(), "insert {i}: grew {grown}");
-        assert_eq!(
-            grown,
-            key.len() + value.len() + SkipListMemTable::ENTRY_OVERHEAD_BYTES
-        );
+        assert_eq!(grown, key.len() + value.len() + SkipListMemTable::ENTRY_OVERHEAD_BYTES);
         previous = now;
     }
     assert!(SkipListMemTable::ENTRY_OVERHEAD_BYTES >= 2 * size_of::<Bytes>());
@@ -306,10 +238,7 @@ fn duplicate_version_keeps_the_first_and_is_not_counted() {
     assert_eq!((table.len(), table.memory_bytes()), (len, memory));
     assert_eq!(
         table.get(b"k", SeqNo(7)),
-        Some(Lookup::Value {
-            value: b(b"first"),
-            seq: SeqNo(7)
-        })
+        Some(Lookup::Value { value: b(b"first"), seq: SeqNo(7) })
     );
 }
 
@@ -338,9 +267,7 @@ fn factory_creates_independent_empty_tables_named_skiplist() {
     assert_eq!(one.len(), 1);
     assert!(two.is_empty());
     assert_eq!(two.get(b"k", SeqNo::MAX), None);
-    let entries: Vec<Entry> = one
-        .range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX)
-        .collect();
+    let entries: Vec<Entry> = one.range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).collect();
     assert_eq!(entries.len(), 1);
 }
 
@@ -390,9 +317,8 @@ fn four_threads_inserting_disjoint_sequences_are_all_readable() {
             "seq {seq}"
         );
     }
-    let scanned: Vec<Entry> = Arc::clone(&table)
-        .range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX)
-        .collect();
+    let scanned: Vec<Entry> =
+        Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).collect();
     assert_eq!(scanned.len(), total as usize);
     let mut seqs: Vec<u64> = scanned.iter().map(|e| e.seq.get()).collect();
     seqs.sort_unstable();

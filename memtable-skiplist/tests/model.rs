@@ -17,10 +17,7 @@ type Model = BTreeMap<(Vec<u8>, Reverse<u64>), (ValueKind, Vec<u8>)>;
 /// Short keys over a tiny alphabet, so keys collide, share prefixes and have many
 /// versions (including the empty key).
 fn key() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(
-        prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(0xff)],
-        0..4,
-    )
+    prop::collection::vec(prop_oneof![Just(0u8), Just(1u8), Just(b'a'), Just(0xff)], 0..4)
 }
 
 fn kind() -> impl Strategy<Value = ValueKind> {
@@ -39,10 +36,7 @@ fn bound() -> impl Strategy<Value = Bound<Vec<u8>>> {
 /// they are unique but arrive out of order (`base` 0 exercises sequence 0).
 fn inserts() -> impl Strategy<Value = Vec<(Vec<u8>, ValueKind, Vec<u8>, u64)>> {
     (
-        prop::collection::vec(
-            (key(), kind(), prop::collection::vec(any::<u8>(), 0..8)),
-            0..300,
-        ),
+        prop::collection::vec((key(), kind(), prop::collection::vec(any::<u8>(), 0..8)), 0..300),
         prop_oneof![Just(0u64), Just(1u64), Just(1_000u64)],
     )
         .prop_flat_map(|(ops, base)| {
@@ -54,11 +48,7 @@ fn inserts() -> impl Strategy<Value = Vec<(Vec<u8>, ValueKind, Vec<u8>, u64)>> {
             ops.into_iter()
                 .zip(seqs)
                 .map(|((k, kind, v), seq)| {
-                    let v = if kind == ValueKind::Delete {
-                        Vec::new()
-                    } else {
-                        v
-                    };
+                    let v = if kind == ValueKind::Delete { Vec::new() } else { v };
                     (k, kind, v, seq)
                 })
                 .collect()
@@ -81,10 +71,7 @@ fn model_get(model: &Model, key: &[u8], snapshot: u64) -> Option<Lookup> {
         return None;
     }
     Some(match kind {
-        ValueKind::Put => Lookup::Value {
-            value: Bytes::copy_from_slice(value),
-            seq: SeqNo(*seq),
-        },
+        ValueKind::Put => Lookup::Value { value: Bytes::copy_from_slice(value), seq: SeqNo(*seq) },
         ValueKind::Delete => Lookup::Deleted { seq: SeqNo(*seq) },
     })
 }

@@ -14,12 +14,8 @@ fn open() -> (tempfile::TempDir, Arc<FileWal>) {
     let dir =
         tempfile::tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
             .expect("tempdir");
-    let wal = FileWal::open(
-        OsFileSystem::shared(),
-        dir.path(),
-        FileWalOptions::default(),
-    )
-    .expect("open WAL");
+    let wal = FileWal::open(OsFileSystem::shared(), dir.path(), FileWalOptions::default())
+        .expect("open WAL");
     (dir, Arc::new(wal))
 }
 
@@ -52,8 +48,7 @@ fn batched(c: &mut Criterion) {
         g.throughput(Throughput::Elements(entries as u64));
         g.bench_function(BenchmarkId::new("Buffered", entries), |bench| {
             bench.iter(|| {
-                wal.append(b.as_bytes(), b.count(), Durability::Buffered)
-                    .expect("append")
+                wal.append(b.as_bytes(), b.count(), Durability::Buffered).expect("append")
             });
         });
     }

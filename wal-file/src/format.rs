@@ -73,10 +73,7 @@ pub fn decode_header(bytes: &[u8], file: &Path) -> Result<SeqNo> {
         return Err(Error::corruption(
             file,
             0,
-            format!(
-                "segment header needs {HEADER_LEN} bytes, file has {}",
-                bytes.len()
-            ),
+            format!("segment header needs {HEADER_LEN} bytes, file has {}", bytes.len()),
         ));
     };
     if h[0..8] != MAGIC {
@@ -148,11 +145,7 @@ pub enum RecordAt<'a> {
 /// Decodes the record at the start of `buf`.
 pub fn decode_record(buf: &[u8]) -> RecordAt<'_> {
     let Some(prefix) = buf.get(..RECORD_PREFIX_LEN) else {
-        return if buf.iter().all(|b| *b == 0) {
-            RecordAt::End
-        } else {
-            RecordAt::Incomplete
-        };
+        return if buf.iter().all(|b| *b == 0) { RecordAt::End } else { RecordAt::Incomplete };
     };
     let len = read_u32(prefix, 0) as usize;
     let stored_crc = read_u32(prefix, 4);
@@ -217,10 +210,7 @@ mod tests {
     #[test]
     fn names_round_trip_and_reject_others() {
         assert_eq!(segment_file_name(SeqNo(42)), "wal_00000000000000000042.log");
-        assert_eq!(
-            parse_segment_file_name("wal_00000000000000000042.log"),
-            Some(SeqNo(42))
-        );
+        assert_eq!(parse_segment_file_name("wal_00000000000000000042.log"), Some(SeqNo(42)));
         assert_eq!(parse_segment_file_name("wal_42.log"), None);
         assert_eq!(parse_segment_file_name("LOCK"), None);
     }
@@ -233,10 +223,7 @@ mod tests {
         for i in 0..HEADER_LEN {
             let mut bad = h;
             bad[i] ^= 0x40;
-            assert!(
-                decode_header(&bad, &p).is_err(),
-                "flip at {i} must be detected"
-            );
+            assert!(decode_header(&bad, &p).is_err(), "flip at {i} must be detected");
         }
     }
 
@@ -245,12 +232,7 @@ mod tests {
         let mut buf = Vec::new();
         encode_record(&mut buf, SeqNo(5), 2, b"payload");
         match decode_record(&buf) {
-            RecordAt::Valid {
-                first,
-                count,
-                payload,
-                size,
-            } => {
+            RecordAt::Valid { first, count, payload, size } => {
                 assert_eq!(
                     (first, count, payload, size),
                     (SeqNo(5), 2, &b"payload"[..], buf.len())

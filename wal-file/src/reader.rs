@@ -50,24 +50,15 @@ impl FileWalReader {
         if let Some(f) = &self.file {
             return Ok(Arc::clone(f));
         }
-        let f = self
-            .inner
-            .fs
-            .open(&self.segment.path, OpenMode::ReadOnly)
-            .map_err(|e| {
-                match e {
-                    // Deleted by a checkpoint while we were behind.
-                    Error::Io { ref source, .. }
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        Error::SequenceUnavailable {
-                            requested: self.expected,
-                            oldest: self.oldest(),
-                        }
-                    }
-                    other => other,
+        let f = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly).map_err(|e| {
+            match e {
+                // Deleted by a checkpoint while we were behind.
+                Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Error::SequenceUnavailable { requested: self.expected, oldest: self.oldest() }
                 }
-            })?;
+                other => other,
+            }
+        })?;
         let mut header = [0u8; HEADER_LEN];
         read_exact_at(&*f, &mut header, 0)?;
         decode_header(&header, &self.segment.path)?;
@@ -76,11 +67,7 @@ impl FileWalReader {
     }
 
     fn oldest(&self) -> SeqNo {
-        self.inner
-            .segments
-            .lock()
-            .first()
-            .map_or(SeqNo(1), |s| s.start)
+        self.inner.segments.lock().first().map_or(SeqNo(1), |s| s.start)
     }
 
     /// Reads at least `want` bytes (if the file has them) starting at `self.offset`.
@@ -119,12 +106,9 @@ impl FileWalReader {
         }
         loop {
             let decoded = match decode_record(self.buffered()) {
-                RecordAt::Valid {
-                    first,
-                    count,
-                    payload,
-                    size,
-                } => Ok((first, count, payload.len(), size)),
+                RecordAt::Valid { first, count, payload, size } => {
+                    Ok((first, count, payload.len(), size))
+                }
                 RecordAt::End => Err(None),
                 RecordAt::Incomplete => Err(None),
                 RecordAt::Damaged(reason) => Err(Some(reason)),
@@ -134,11 +118,7 @@ impl FileWalReader {
                     let start = (self.offset - self.buf_at) as usize + size - payload_len;
                     let payload = self.buf.slice(start..start + payload_len);
                     self.offset += size as u64;
-                    return Ok(Some(WalBatch {
-                        first_seq: first,
-                        count,
-                        payload,
-                    }));
+                    return Ok(Some(WalBatch { first_seq: first, count, payload }));
                 }
                 Err(Some(reason)) => {
                     return Err(Error::corruption(&self.segment.path, self.offset, reason));
@@ -173,20 +153,11 @@ impl FileWalReader {
 
     /// Moves to the segment that starts at `self.expected`.
     fn next_segment(&mut self) -> Result<()> {
-        let next = self
-            .inner
-            .segments
-            .lock()
-            .iter()
-            .find(|s| s.start == self.expected)
-            .cloned();
+        let next = self.inner.segments.lock().iter().find(|s| s.start == self.expected).cloned();
         let Some(next) = next else {
             let oldest = self.oldest();
             if self.expected < oldest {
-                return Err(Error::SequenceUnavailable {
-                    requested: self.expected,
-                    oldest,
-                });
+                return Err(Error::SequenceUnavailable { requested: self.expected, oldest });
             }
             return Err(Error::corruption(
                 &self.segment.path,
@@ -241,9 +212,9 @@ impl WalReader for FileWalReader {
             }
             let expected = self.expected.0;
             let inner = Arc::clone(&self.inner);
-            let ready = inner.tail.wait_until(deadline, || {
-                inner.written_seq.load(Ordering::Acquire) >= expected
-            });
+            let ready = inner
+                .tail
+                .wait_until(deadline, || inner.written_seq.load(Ordering::Acquire) >= expected);
             if !ready {
                 return Ok(None);
             }

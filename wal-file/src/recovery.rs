@@ -36,17 +36,14 @@ pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Resu
     loop {
         let rest = bytes.get(off..).unwrap_or_default();
         let (reason, extent_end) = match decode_record(rest) {
-            RecordAt::Valid {
-                first, count, size, ..
-            } if first == expected => {
+            RecordAt::Valid { first, count, size, .. } if first == expected => {
                 expected = SeqNo(first.0 + u64::from(count));
                 off += size;
                 continue;
             }
-            RecordAt::Valid { first, size, .. } => (
-                format!("record starts at sequence {first}, expected {expected}"),
-                off + size,
-            ),
+            RecordAt::Valid { first, size, .. } => {
+                (format!("record starts at sequence {first}, expected {expected}"), off + size)
+            }
             RecordAt::End => {
                 let tail = nonzero_span(rest);
                 let last_seq = SeqNo(expected.0 - 1);
@@ -56,27 +53,17 @@ pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Resu
                         "unsynced data after a hole in the WAL tail is dropped"
                     );
                 }
-                return Ok(TailScan {
-                    end: off as u64,
-                    last_seq,
-                    torn_bytes: tail,
-                });
+                return Ok(TailScan { end: off as u64, last_seq, torn_bytes: tail });
             }
-            RecordAt::Incomplete => (
-                "record extends past the end of the file".into(),
-                bytes.len(),
-            ),
+            RecordAt::Incomplete => ("record extends past the end of the file".into(), bytes.len()),
             RecordAt::Damaged(reason) => {
                 let len = rest
                     .get(..4)
                     .and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .map_or(0, |b| u32::from_le_bytes(b) as usize);
                 let claimed_end = off.saturating_add(RECORD_PREFIX_LEN).saturating_add(len);
-                let extent = if claimed_end <= bytes.len() {
-                    claimed_end
-                } else {
-                    off + RECORD_PREFIX_LEN
-                };
+                let extent =
+                    if claimed_end <= bytes.len() { claimed_end } else { off + RECORD_PREFIX_LEN };
                 (reason, extent.min(bytes.len()))
             }
         };

@@ -125,11 +125,7 @@ impl FileWal {
                     format!("header says the segment starts at {in_header}, its name says {start}"),
                 ));
             }
-            segments.push(SegmentInfo {
-                start,
-                path,
-                size_bytes: file.len()?,
-            });
+            segments.push(SegmentInfo { start, path, size_bytes: file.len()? });
         }
 
         let mut recovery = WalRecovery::default();
@@ -137,12 +133,7 @@ impl FileWal {
             None => {
                 let (file, info) = create_segment(&*fs, dir, SeqNo(1), &options)?;
                 segments.push(info);
-                Writer {
-                    file,
-                    offset: HEADER_LEN as u64,
-                    next_seq: 1,
-                    scratch: Vec::new(),
-                }
+                Writer { file, offset: HEADER_LEN as u64, next_seq: 1, scratch: Vec::new() }
             }
             Some(last) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
@@ -197,11 +188,7 @@ impl FileWal {
 
     /// The oldest sequence still readable.
     pub fn oldest_seq(&self) -> SeqNo {
-        self.inner
-            .segments
-            .lock()
-            .first()
-            .map_or(SeqNo(1), |s| s.start)
+        self.inner.segments.lock().first().map_or(SeqNo(1), |s| s.start)
     }
 }
 
@@ -209,9 +196,7 @@ impl Inner {
     fn check_poison(&self) -> Result<()> {
         if self.poisoned.load(Ordering::Acquire) {
             let reason = self.poison_reason.lock().clone();
-            return Err(Error::Poisoned {
-                reason: reason.unwrap_or_default(),
-            });
+            return Err(Error::Poisoned { reason: reason.unwrap_or_default() });
         }
         Ok(())
     }
@@ -290,10 +275,7 @@ impl Inner {
         // synced when they were rotated out.
         let (file, upto) = {
             let w = self.writer.lock();
-            (
-                Arc::clone(&w.file),
-                self.written_seq.load(Ordering::Acquire),
-            )
+            (Arc::clone(&w.file), self.written_seq.load(Ordering::Acquire))
         };
         match file.sync_data() {
             Ok(()) => {
@@ -331,8 +313,7 @@ impl Wal for FileWal {
 
     fn sync(&self) -> Result<()> {
         self.inner.check_poison()?;
-        self.inner
-            .sync_up_to(self.inner.written_seq.load(Ordering::Acquire))
+        self.inner.sync_up_to(self.inner.written_seq.load(Ordering::Acquire))
     }
 
     fn last_seq(&self) -> SeqNo {
@@ -344,33 +325,20 @@ impl Wal for FileWal {
         let oldest = segments.first().map_or(SeqNo(1), |s| s.start);
         let from = if from == SeqNo::ZERO { oldest } else { from };
         if from < oldest {
-            return Err(Error::SequenceUnavailable {
-                requested: from,
-                oldest,
-            });
+            return Err(Error::SequenceUnavailable { requested: from, oldest });
         }
         let segment = segments
             .iter()
             .rev()
             .find(|s| s.start <= from)
             .cloned()
-            .ok_or(Error::SequenceUnavailable {
-                requested: from,
-                oldest,
-            })?;
-        Ok(Box::new(FileWalReader::new(
-            Arc::clone(&self.inner),
-            segment,
-            from,
-        )))
+            .ok_or(Error::SequenceUnavailable { requested: from, oldest })?;
+        Ok(Box::new(FileWalReader::new(Arc::clone(&self.inner), segment, from)))
     }
 
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {
         let inner = &self.inner;
-        let checkpoint = inner
-            .checkpoint
-            .fetch_max(seq.0, Ordering::AcqRel)
-            .max(seq.0);
+        let checkpoint = inner.checkpoint.fetch_max(seq.0, Ordering::AcqRel).max(seq.0);
         let mut segments = inner.segments.lock();
         let mut removable = 0;
         for i in 0..segments.len().saturating_sub(1) {
@@ -418,12 +386,5 @@ fn create_segment(
     file.sync_data()?;
     fs.rename(&tmp, &path)?;
     fs.sync_dir(dir)?;
-    Ok((
-        file,
-        SegmentInfo {
-            start,
-            path,
-            size_bytes: HEADER_LEN as u64,
-        },
-    ))
+    Ok((file, SegmentInfo { start, path, size_bytes: HEADER_LEN as u64 }))
 }

@@ -35,18 +35,9 @@ fn sequences_are_dense_and_survive_reopen() -> strata_core::Result<()> {
     assert_eq!(wal.last_seq(), SeqNo(5));
     assert_eq!(wal.recovery().truncated_tail, None);
     let batches = drain(&wal, SeqNo(1));
-    let firsts: Vec<_> = batches
-        .iter()
-        .map(|b| (b.first_seq.0, b.count, b.payload.to_vec()))
-        .collect();
-    assert_eq!(
-        firsts,
-        vec![
-            (1, 1, b"a".to_vec()),
-            (2, 3, b"bb".to_vec()),
-            (5, 1, b"c".to_vec())
-        ]
-    );
+    let firsts: Vec<_> =
+        batches.iter().map(|b| (b.first_seq.0, b.count, b.payload.to_vec())).collect();
+    assert_eq!(firsts, vec![(1, 1, b"a".to_vec()), (2, 3, b"bb".to_vec()), (5, 1, b"c".to_vec())]);
     assert_eq!(wal.append(b"d", 1, Durability::Sync)?, SeqNo(6));
     Ok(())
 }
@@ -58,10 +49,7 @@ fn read_from_the_middle_of_a_batch_starts_with_that_batch() -> strata_core::Resu
     wal.append(b"x", 3, Durability::Buffered)?; // 1..=3
     wal.append(b"y", 2, Durability::Buffered)?; // 4..=5
     let b = drain(&wal, SeqNo(3));
-    assert_eq!(
-        b.iter().map(|b| b.first_seq.0).collect::<Vec<_>>(),
-        vec![1, 4]
-    );
+    assert_eq!(b.iter().map(|b| b.first_seq.0).collect::<Vec<_>>(), vec![1, 4]);
     let b = drain(&wal, SeqNo(4));
     assert_eq!(b.iter().map(|b| b.first_seq.0).collect::<Vec<_>>(), vec![4]);
     assert!(drain(&wal, SeqNo(6)).is_empty());
@@ -78,11 +66,7 @@ fn rotation_spreads_records_over_segments_and_reads_them_all() -> strata_core::R
         for i in 0..100u64 {
             assert_eq!(wal.append(&payload, 1, Durability::Buffered)?, SeqNo(i + 1));
         }
-        assert!(
-            wal.segment_count() > 5,
-            "expected rotation, got {} segments",
-            wal.segment_count()
-        );
+        assert!(wal.segment_count() > 5, "expected rotation, got {} segments", wal.segment_count());
         // A record bigger than a segment gets one of its own.
         let big = vec![1u8; 10_000];
         assert_eq!(wal.append(&big, 1, Durability::Sync)?, SeqNo(101));
@@ -102,22 +86,15 @@ fn rotation_spreads_records_over_segments_and_reads_them_all() -> strata_core::R
 #[test]
 fn tailing_reader_wakes_up_for_new_commits() -> strata_core::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Arc::new(open(
-        dir.path(),
-        FileWalOptions::default().with_segment_size_bytes(1024),
-    ));
+    let wal = Arc::new(open(dir.path(), FileWalOptions::default().with_segment_size_bytes(1024)));
     let mut reader = wal.read_from(SeqNo(1))?;
-    assert!(
-        reader.wait_next(Duration::from_millis(10))?.is_none(),
-        "nothing written yet"
-    );
+    assert!(reader.wait_next(Duration::from_millis(10))?.is_none(), "nothing written yet");
     let writer = {
         let wal = Arc::clone(&wal);
         std::thread::spawn(move || {
             for i in 0..50u32 {
                 std::thread::sleep(Duration::from_millis(1));
-                wal.append(&i.to_le_bytes(), 1, Durability::Buffered)
-                    .expect("append");
+                wal.append(&i.to_le_bytes(), 1, Durability::Buffered).expect("append");
             }
         })
     };
@@ -136,9 +113,7 @@ fn tailing_reader_wakes_up_for_new_commits() -> strata_core::Result<()> {
 #[test]
 fn checkpoint_deletes_only_covered_segments_and_respects_retention() -> strata_core::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = FileWalOptions::default()
-        .with_segment_size_bytes(2048)
-        .with_preallocate(false);
+    let options = FileWalOptions::default().with_segment_size_bytes(2048).with_preallocate(false);
     let wal = open(dir.path(), options.clone());
     for _ in 0..60 {
         wal.append(&[3u8; 200], 1, Durability::Buffered)?;
@@ -147,19 +122,11 @@ fn checkpoint_deletes_only_covered_segments_and_respects_retention() -> strata_c
     assert!(before >= 5);
     wal.checkpoint(SeqNo(30))?;
     let oldest = wal.oldest_seq();
-    assert!(
-        oldest <= SeqNo(31),
-        "a batch above the checkpoint was deleted: oldest {oldest}"
-    );
+    assert!(oldest <= SeqNo(31), "a batch above the checkpoint was deleted: oldest {oldest}");
     assert!(wal.segment_count() < before, "nothing was deleted");
-    let err = wal
-        .read_from(SeqNo(1))
-        .expect_err("deleted sequences must be refused");
+    let err = wal.read_from(SeqNo(1)).expect_err("deleted sequences must be refused");
     assert!(matches!(err, Error::SequenceUnavailable { .. }), "{err}");
-    assert_eq!(
-        drain(&wal, oldest).last().map(|b| b.first_seq),
-        Some(SeqNo(60))
-    );
+    assert_eq!(drain(&wal, oldest).last().map(|b| b.first_seq), Some(SeqNo(60)));
 
     // With a retention floor larger than the log, a checkpoint deletes nothing.
     let dir2 = tempfile::tempdir().expect("tempdir");
@@ -178,10 +145,7 @@ fn checkpoint_deletes_only_covered_segments_and_respects_retention() -> strata_c
 fn empty_batches_and_oversized_segments_options_are_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let wal = open(dir.path(), FileWalOptions::default());
-    assert!(matches!(
-        wal.append(b"", 0, Durability::Sync),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(wal.append(b"", 0, Durability::Sync), Err(Error::InvalidArgument(_))));
     let err = FileWal::open(
         OsFileSystem::shared(),
         &dir.path().join("other"),
@@ -194,21 +158,15 @@ fn empty_batches_and_oversized_segments_options_are_rejected() {
 #[test]
 fn concurrent_appenders_get_disjoint_dense_sequences() -> strata_core::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let wal = Arc::new(open(
-        dir.path(),
-        FileWalOptions::default().with_segment_size_bytes(64 * 1024),
-    ));
+    let wal =
+        Arc::new(open(dir.path(), FileWalOptions::default().with_segment_size_bytes(64 * 1024)));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let wal = Arc::clone(&wal);
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
                 for i in 0..200u32 {
-                    let d = if i % 2 == 0 {
-                        Durability::Sync
-                    } else {
-                        Durability::Buffered
-                    };
+                    let d = if i % 2 == 0 { Durability::Sync } else { Durability::Buffered };
                     let payload = [t as u8; 40];
                     mine.push(wal.append(&payload, 2, d).expect("append").0);
                 }
@@ -216,17 +174,11 @@ fn concurrent_appenders_get_disjoint_dense_sequences() -> strata_core::Result<()
             })
         })
         .collect();
-    let mut all: Vec<u64> = threads
-        .into_iter()
-        .flat_map(|t| t.join().expect("thread"))
-        .collect();
+    let mut all: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("thread")).collect();
     all.sort_unstable();
     let expected: Vec<u64> = (0..1600).map(|i| 1 + 2 * i).collect();
     assert_eq!(all, expected);
-    let read: Vec<u64> = drain(&*wal, SeqNo(1))
-        .iter()
-        .map(|b| b.first_seq.0)
-        .collect();
+    let read: Vec<u64> = drain(&*wal, SeqNo(1)).iter().map(|b| b.first_seq.0).collect();
     assert_eq!(read, expected, "on-disk order must equal sequence order");
     Ok(())
 }

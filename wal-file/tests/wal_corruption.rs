@@ -47,11 +47,7 @@ fn patch(path: &Path, offset: usize, f: impl FnOnce(&mut u8)) {
 
 fn expect_corruption_at(err: Error, file: &Path, offset: u64) {
     match err {
-        Error::Corruption {
-            file: f,
-            offset: o,
-            reason,
-        } => {
+        Error::Corruption { file: f, offset: o, reason } => {
             assert_eq!(f, file, "wrong file named ({reason})");
             assert_eq!(o, offset, "wrong offset named ({reason})");
         }
@@ -76,10 +72,7 @@ fn flipped_byte_in_the_last_record_is_a_torn_tail_and_is_truncated() -> strata_c
     let last = HEADER_LEN + 4 * RECORD;
     patch(&seg, last + 50, |b| *b ^= 0x80);
     let wal = reopen(dir.path())?;
-    let (file, offset, _) = wal
-        .recovery()
-        .truncated_tail
-        .expect("truncation must be reported");
+    let (file, offset, _) = wal.recovery().truncated_tail.expect("truncation must be reported");
     assert_eq!((file, offset), (seg.clone(), last as u64));
     assert_eq!(wal.last_seq(), SeqNo(4));
     assert_eq!(count_batches(&wal)?, 4);
@@ -122,9 +115,7 @@ fn wrong_magic_is_an_error_at_offset_zero() {
 
 fn err_text(dir_seg: &Path) -> String {
     let dir = dir_seg.parent().expect("parent");
-    reopen(dir)
-        .map(|_| String::new())
-        .unwrap_or_else(|e| e.to_string())
+    reopen(dir).map(|_| String::new()).unwrap_or_else(|e| e.to_string())
 }
 
 #[test]
@@ -174,9 +165,7 @@ fn damage_in_an_earlier_segment_is_an_error_on_read_naming_it() -> strata_core::
     let wal = FileWal::open(OsFileSystem::shared(), dir.path(), small)?;
     let mut r = wal.read_from(SeqNo(1))?;
     assert!(r.next_batch()?.is_some(), "the first record is intact");
-    let err = r
-        .next_batch()
-        .expect_err("the damaged record must not be served");
+    let err = r.next_batch().expect_err("the damaged record must not be served");
     expect_corruption_at(err, &first, second_record as u64);
     Ok(())
 }

@@ -22,9 +22,7 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self {
-            memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES,
-        }
+        Self { memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES }
     }
 }
 
@@ -95,9 +93,7 @@ impl DbBuilder {
             Error::Config("no memtable configured: call DbBuilder::with_memtable".into())
         })?;
         if self.options.memtable_size_bytes == 0 {
-            return Err(Error::Config(
-                "memtable_size_bytes must be greater than 0".into(),
-            ));
+            return Err(Error::Config("memtable_size_bytes must be greater than 0".into()));
         }
         Db::open_with(self.dir, self.fs, wal, memtable, self.options)
     }

@@ -27,13 +27,8 @@ impl PartialOrd for HeapItem {
 impl Ord for HeapItem {
     fn cmp(&self, other: &Self) -> Ordering {
         // BinaryHeap is a max-heap: reverse so the smallest internal key pops first.
-        compare_internal(
-            &other.entry.key,
-            other.entry.seq,
-            &self.entry.key,
-            self.entry.seq,
-        )
-        .then_with(|| other.source.cmp(&self.source))
+        compare_internal(&other.entry.key, other.entry.seq, &self.entry.key, self.entry.seq)
+            .then_with(|| other.source.cmp(&self.source))
     }
 }
 
@@ -50,9 +45,7 @@ pub struct DbIter {
 
 impl std::fmt::Debug for DbIter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbIter")
-            .field("sources", &self.sources.len())
-            .finish_non_exhaustive()
+        f.debug_struct("DbIter").field("sources", &self.sources.len()).finish_non_exhaustive()
     }
 }
 
@@ -64,11 +57,7 @@ impl DbIter {
                 heap.push(HeapItem { entry, source });
             }
         }
-        Self {
-            sources,
-            heap,
-            last_key: None,
-        }
+        Self { sources, heap, last_key: None }
     }
 }
 
@@ -78,10 +67,7 @@ impl Iterator for DbIter {
     fn next(&mut self) -> Option<Self::Item> {
         while let Some(HeapItem { entry, source }) = self.heap.pop() {
             if let Some(next) = self.sources.get_mut(source).and_then(Iterator::next) {
-                self.heap.push(HeapItem {
-                    entry: next,
-                    source,
-                });
+                self.heap.push(HeapItem { entry: next, source });
             }
             if self.last_key.as_ref().is_some_and(|k| *k == entry.key) {
                 continue; // an older version of a key already decided

@@ -138,16 +138,10 @@ impl Db {
         fs.create_dir_all(&dir)?;
         let lock = fs.lock(&dir.join(LOCK_FILE))?;
         let wal = wal_factory.open(Arc::clone(&fs), &dir)?;
-        let mut report = OpenReport {
-            wal: wal.recovery(),
-            ..OpenReport::default()
-        };
+        let mut report = OpenReport { wal: wal.recovery(), ..OpenReport::default() };
 
         let started = Instant::now();
-        let mut set = MemSet {
-            active: memtables.create(),
-            immutable: Vec::new(),
-        };
+        let mut set = MemSet { active: memtables.create(), immutable: Vec::new() };
         let mut rotations = 0;
         let mut reader = wal.read_from(SeqNo(1))?;
         let mut expected = SeqNo(1);
@@ -222,11 +216,7 @@ impl Db {
         }
         batch.validate().map_err(Error::InvalidArgument)?;
         self.check_poison()?;
-        let first = match self
-            .shared
-            .wal
-            .append(batch.as_bytes(), batch.count(), durability)
-        {
+        let first = match self.shared.wal.append(batch.as_bytes(), batch.count(), durability) {
             Ok(first) => first,
             Err(e) => {
                 // IMPORTANT: the WAL may have consumed sequences for this batch; later
@@ -244,10 +234,7 @@ impl Db {
                 Err(e) => {
                     // Unreachable for batches built through WriteBatch, but the sequences
                     // are taken: release the writers queued behind them.
-                    self.poison(format!(
-                        "malformed batch at offset {}: {}",
-                        e.offset, e.reason
-                    ));
+                    self.poison(format!("malformed batch at offset {}: {}", e.offset, e.reason));
                     return Err(self.poisoned_error());
                 }
             };
@@ -279,9 +266,7 @@ impl Db {
 
     /// A read point at the current visible sequence.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            seq: self.shared.visible.current(),
-        }
+        Snapshot { seq: self.shared.visible.current() }
     }
 
     /// The newest value of `key`, or `None` if absent or deleted.
@@ -329,10 +314,8 @@ impl Db {
         range: R,
         snapshot: &Snapshot,
     ) -> DbIter {
-        let range: KeyRange = (
-            to_owned_bound(range.start_bound()),
-            to_owned_bound(range.end_bound()),
-        );
+        let range: KeyRange =
+            (to_owned_bound(range.start_bound()), to_owned_bound(range.end_bound()));
         let set = self.shared.state.load();
         let sources = set
             .newest_first()
@@ -344,10 +327,7 @@ impl Db {
     /// Makes every `Buffered` write so far durable.
     pub fn sync_wal(&self) -> Result<()> {
         self.check_poison()?;
-        self.shared
-            .wal
-            .sync()
-            .inspect_err(|e| self.poison(format!("WAL sync failed: {e}")))
+        self.shared.wal.sync().inspect_err(|e| self.poison(format!("WAL sync failed: {e}")))
     }
 
     /// A reader over the commit log from `from` (historical reads and tailing).
@@ -391,32 +371,23 @@ impl Db {
         let mut immutable = Vec::with_capacity(current.immutable.len() + 1);
         immutable.push(Arc::clone(&current.active));
         immutable.extend(current.immutable.iter().cloned());
-        self.shared.state.store(Arc::new(MemSet {
-            active: self.shared.memtables.create(),
-            immutable,
-        }));
+        self.shared
+            .state
+            .store(Arc::new(MemSet { active: self.shared.memtables.create(), immutable }));
         let n = self.shared.rotations.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(
-            rotations = n,
-            bytes = full.memory_bytes(),
-            "memtable rotated"
-        );
+        tracing::debug!(rotations = n, bytes = full.memory_bytes(), "memtable rotated");
     }
 
     fn check_poison(&self) -> Result<()> {
         match &*self.shared.poison.lock() {
-            Some(reason) => Err(Error::Poisoned {
-                reason: reason.clone(),
-            }),
+            Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
             None => Ok(()),
         }
     }
 
     fn poisoned_error(&self) -> Error {
         let reason = self.shared.poison.lock().clone();
-        Error::Poisoned {
-            reason: reason.unwrap_or_else(|| "an earlier write failed".into()),
-        }
+        Error::Poisoned { reason: reason.unwrap_or_else(|| "an earlier write failed".into()) }
     }
 
     fn poison(&self, reason: String) {
@@ -445,10 +416,7 @@ fn apply(mem: &dyn MemTable, batch: &WalBatch, dir: &Path) -> Result<()> {
         let op = op.map_err(|e| Error::Corruption {
             file: dir.to_path_buf(),
             offset: e.offset as u64,
-            reason: format!(
-                "batch at sequence {} does not decode: {}",
-                batch.first_seq, e.reason
-            ),
+            reason: format!("batch at sequence {} does not decode: {}", batch.first_seq, e.reason),
         })?;
         mem.insert(op.key, seq, op.kind, op.value);
         seq = seq.next();

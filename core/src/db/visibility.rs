@@ -33,10 +33,7 @@ pub(crate) struct ChainBroken;
 
 impl Visibility {
     pub(crate) fn new(start: SeqNo) -> Self {
-        Self {
-            seq: AtomicU64::new(start.0),
-            ..Self::default()
-        }
+        Self { seq: AtomicU64::new(start.0), ..Self::default() }
     }
 
     pub(crate) fn current(&self) -> SeqNo {
@@ -108,8 +105,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(v.current(), SeqNo(0), "batch 3..=4 must wait for 1..=2");
-        v.publish(SeqNo(1), SeqNo(2))
-            .expect("first batch publishes");
+        v.publish(SeqNo(1), SeqNo(2)).expect("first batch publishes");
         assert!(late.join().expect("thread"));
         assert_eq!(v.current(), SeqNo(4));
     }

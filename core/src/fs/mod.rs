@@ -61,10 +61,7 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
 /// returns fewer bytes than asked only at end of file; `sync_data` returning `Ok` means
 /// every byte written before the call is on stable storage, and returning `Err` means
 /// nothing can be assumed about unsynced bytes (callers must not retry and trust it).
-#[expect(
-    clippy::len_without_is_empty,
-    reason = "a file's length is a size, not a collection's"
-)]
+#[expect(clippy::len_without_is_empty, reason = "a file's length is a size, not a collection's")]
 pub trait File: Send + Sync + fmt::Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at EOF).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize>;
@@ -97,11 +94,7 @@ pub fn read_exact_at(file: &dyn File, buf: &mut [u8], offset: u64) -> Result<()>
             return Err(crate::Error::corruption(
                 file.path(),
                 offset + done as u64,
-                format!(
-                    "file ends {} bytes before the expected {}",
-                    buf.len() - done,
-                    buf.len()
-                ),
+                format!("file ends {} bytes before the expected {}", buf.len() - done, buf.len()),
             ));
         }
         done += n;

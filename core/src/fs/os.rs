@@ -42,10 +42,7 @@ impl FileSystem for OsFileSystem {
             OpenMode::ReadOnly => opts.read(true),
         };
         let file = opts.open(path).map_err(|e| Error::io("open", path, e))?;
-        Ok(Arc::new(OsFile {
-            file,
-            path: path.to_path_buf(),
-        }))
+        Ok(Arc::new(OsFile { file, path: path.to_path_buf() }))
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
@@ -88,9 +85,7 @@ impl FileSystem for OsFileSystem {
             .map_err(|e| Error::io("open lock file", path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(OsLock { _file: file })),
-            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
-                path: path.to_path_buf(),
-            }),
+            Err(fs::TryLockError::WouldBlock) => Err(Error::Locked { path: path.to_path_buf() }),
             Err(fs::TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
         }
     }
@@ -108,29 +103,19 @@ impl File for OsFile {
     }
 
     fn write_all_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(|e| Error::io("write", &self.path, e))
+        self.file.write_all_at(buf, offset).map_err(|e| Error::io("write", &self.path, e))
     }
 
     fn sync_data(&self) -> Result<()> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync", &self.path, e))
+        self.file.sync_data().map_err(|e| Error::io("fdatasync", &self.path, e))
     }
 
     fn len(&self) -> Result<u64> {
-        Ok(self
-            .file
-            .metadata()
-            .map_err(|e| Error::io("stat", &self.path, e))?
-            .len())
+        Ok(self.file.metadata().map_err(|e| Error::io("stat", &self.path, e))?.len())
     }
 
     fn set_len(&self, len: u64) -> Result<()> {
-        self.file
-            .set_len(len)
-            .map_err(|e| Error::io("truncate", &self.path, e))
+        self.file.set_len(len).map_err(|e| Error::io("truncate", &self.path, e))
     }
 
     fn allocate(&self, len: u64) -> Result<()> {
@@ -182,9 +167,7 @@ mod tests {
     fn allocate_extends_with_zeros_and_keeps_data() {
         let dir = tempfile::tempdir().expect("tempdir");
         let fs = OsFileSystem;
-        let f = fs
-            .open(&dir.path().join("f"), OpenMode::CreateNew)
-            .expect("create");
+        let f = fs.open(&dir.path().join("f"), OpenMode::CreateNew).expect("create");
         f.write_all_at(b"abc", 0).expect("write");
         f.allocate(4096).expect("allocate");
         assert_eq!(f.len().expect("len"), 4096);

@@ -1,0 +1,165 @@
+//! Power loss through the `FileSystem` seam: the simulated file system drops every byte
+//! and directory entry that was not synced (or keeps a torn prefix of it). After each
+//! crash the store must reopen holding every acknowledged `Sync` write, and the writes
+//! that survive must be a prefix of the commit order (nothing unwritten, no holes).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use strata_core::{Db, Durability, Error, WriteBatch};
+use strata_harness::crash::item_value;
+use strata_harness::sim_fs::{CrashMode, SimFileSystem};
+use strata_harness::stack::builder_with;
+use strata_wal_file::FileWalOptions;
+
+fn open(fs: &SimFileSystem) -> Db {
+    builder_with("/db", fs.shared(), FileWalOptions::default().with_segment_size_bytes(8 * 1024))
+        .with_memtable_size_bytes(16 * 1024)
+        .open()
+        .expect("reopen after power loss must succeed")
+}
+
+fn key(i: u64) -> Vec<u8> {
+    format!("w{i:08}").into_bytes()
+}
+
+/// Checks that writes `0..n` survived as a prefix that covers `acked`, returns its length.
+fn surviving_prefix(db: &Db, attempted: u64, acked_through: Option<u64>) -> u64 {
+    let mut present = 0;
+    while present < attempted && db.get(&key(present)).expect("get").is_some() {
+        present += 1;
+    }
+    for i in present..attempted {
+        assert!(
+            db.get(&key(i)).expect("get").is_none(),
+            "write {i} survived but {present} did not: a hole"
+        );
+    }
+    for i in 0..present {
+        assert_eq!(
+            db.get(&key(i)).expect("get").as_deref(),
+            Some(&item_value(1, 0, i)[..]),
+            "value of write {i}"
+        );
+    }
+    if let Some(a) = acked_through {
+        assert!(present > a, "acknowledged Sync write {a} was lost (only {present} survived)");
+    }
+    assert!(
+        db.get(&key(attempted)).expect("get").is_none(),
+        "a write that was never made appeared"
+    );
+    present
+}
+
+#[test]
+fn power_loss_keeps_every_synced_write_over_many_rounds() {
+    let mut fs = SimFileSystem::new();
+    let mut next = 0u64;
+    let mut last_sync: Option<u64> = None;
+    for round in 0..30u64 {
+        let db = open(&fs);
+        let survived = surviving_prefix(&db, next, last_sync);
+        next = survived;
+        // A mix: Sync writes are promises, Buffered ones are not.
+        for j in 0..(20 + round * 3) {
+            let mut b = WriteBatch::new();
+            b.put(key(next), item_value(1, 0, next));
+            let d = if j % 4 == 0 { Durability::Sync } else { Durability::Buffered };
+            db.write(&b, d).expect("write");
+            if d == Durability::Sync {
+                last_sync = Some(next);
+            }
+            next += 1;
+        }
+        let mode = if round % 2 == 0 {
+            CrashMode::DropUnsynced
+        } else {
+            CrashMode::TornTail { seed: round }
+        };
+        fs = fs.crash_with(mode);
+        drop(db);
+    }
+    let db = open(&fs);
+    surviving_prefix(&db, next, last_sync);
+}
+
+#[test]
+fn power_loss_during_concurrent_sync_writers_keeps_acknowledged_writes() {
+    for round in 0..5u64 {
+        let fs = SimFileSystem::new();
+        let db = open(&fs);
+        let acked: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let db = db.clone();
+                let acked = Arc::clone(&acked);
+                std::thread::spawn(move || {
+                    for i in 1.. {
+                        let mut b = WriteBatch::new();
+                        b.put(format!("t{t}/{i:08}"), item_value(2, t as u32, i));
+                        if db.write(&b, Durability::Sync).is_err() {
+                            return; // the file system crashed under us
+                        }
+                        acked[t as usize].store(i, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(20 + round * 10));
+        let crashed = fs.crash_with(CrashMode::TornTail { seed: round });
+        let snapshot: Vec<u64> = acked.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+        for t in threads {
+            t.join().expect("writer thread");
+        }
+        drop(db);
+        let db = open(&crashed);
+        for (t, &upto) in snapshot.iter().enumerate() {
+            for i in 1..=upto {
+                let got = db.get(format!("t{t}/{i:08}").as_bytes()).expect("get");
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&item_value(2, t as u32, i)[..]),
+                    "round {round}: thread {t} write {i} acknowledged but lost"
+                );
+            }
+        }
+        assert!(snapshot.iter().sum::<u64>() > 0, "round {round}: nothing was acknowledged");
+    }
+}
+
+#[test]
+fn failed_fsync_poisons_the_store_and_loses_no_acknowledged_write() {
+    let fs = SimFileSystem::new();
+    let db = open(&fs);
+    for i in 0..10 {
+        db.put(&key(i), &item_value(1, 0, i), Durability::Sync).expect("write before the fault");
+    }
+    fs.fail_sync_after(1);
+    let err = db.put(&key(10), &item_value(1, 0, 10), Durability::Sync).expect_err("fsync fails");
+    assert!(matches!(err, Error::Io { .. }), "the first failure reports the I/O error: {err}");
+    let err = db.put(&key(11), b"x", Durability::Buffered).expect_err("store is poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    assert!(err.to_string().contains("fdatasync"), "the reason names the failed call: {err}");
+    // Reads keep working.
+    assert!(db.get(&key(3)).expect("read after poison").is_some());
+    fs.clear_faults();
+    let crashed = fs.crash();
+    drop(db);
+    let db = open(&crashed);
+    surviving_prefix(&db, 11, Some(9));
+}
+
+#[test]
+fn failed_write_poisons_the_store() {
+    let fs = SimFileSystem::new();
+    let db = open(&fs);
+    db.put(b"a", b"1", Durability::Sync).expect("write");
+    fs.fail_writes_after(1);
+    let err = db.put(b"b", b"2", Durability::Buffered).expect_err("ENOSPC");
+    assert!(matches!(err, Error::Io { .. }), "{err}");
+    fs.clear_faults();
+    let err = db.put(b"c", b"3", Durability::Buffered).expect_err("poisoned");
+    assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+    assert_eq!(db.get(b"a").expect("get").as_deref(), Some(&b"1"[..]));
+}
