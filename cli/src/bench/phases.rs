@@ -92,7 +92,8 @@ impl Runner {
     ) -> anyhow::Result<Latency> {
         self.phase += 1;
         let db = self.db()?.clone();
-        let per_thread = total_ops / threads as u64 + u64::from(!total_ops.is_multiple_of(threads as u64));
+        let per_thread =
+            total_ops / threads as u64 + u64::from(!total_ops.is_multiple_of(threads as u64));
         let bar_len = if total_ops == u64::MAX {
             limit.map_or(0, |l| l.as_millis() as u64)
         } else {
