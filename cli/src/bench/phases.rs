@@ -39,27 +39,39 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?)
 }
 
-/// Inserts into one skiplist memtable: 16 B random keys, 200 B values, 1 thread.
-pub fn memtable_inserts(n: u64, seed: u64) -> anyhow::Result<Latency> {
-    let mem = SkipListMemTable::new();
-    let mut rng = SmallRng::seed_from_u64(seed);
+/// Inserts into one skiplist memtable (16 B random keys, 200 B values, 1 thread), and
+/// the same keys and values into a bare `crossbeam_skiplist::SkipMap<Vec<u8>, Vec<u8>>`
+/// in the same run: the cost of the skiplist itself, as the reference.
+pub fn memtable_inserts(n: u64, seed: u64) -> anyhow::Result<Vec<Latency>> {
     let value = [0x42u8; 200];
-    let mut hist = histogram()?;
-    let bar = progress(n, "memtable insert");
-    let mut key = [0u8; 16];
-    let started = Instant::now();
-    for i in 0..n {
-        rng.fill_bytes(&mut key);
-        let t = Instant::now();
-        mem.insert(&key, SeqNo(i + 1), ValueKind::Put, &value);
-        hist.record(t.elapsed().as_nanos() as u64)?;
-        if i % PROGRESS_EVERY == 0 {
-            bar.set_position(i);
+    let mut out = Vec::new();
+    for reference in [false, true] {
+        let mem = SkipListMemTable::new();
+        let raw = crossbeam_skiplist::SkipMap::new();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut hist = histogram()?;
+        let name = if reference { "memtable ref: raw SkipMap" } else { "memtable insert 16B/200B" };
+        let bar = progress(n, name);
+        let mut key = [0u8; 16];
+        let started = Instant::now();
+        for i in 0..n {
+            rng.fill_bytes(&mut key);
+            let t = Instant::now();
+            if reference {
+                raw.insert((key.to_vec(), u64::MAX - i), value.to_vec());
+            } else {
+                mem.insert(&key, SeqNo(i + 1), ValueKind::Put, &value);
+            }
+            hist.record(t.elapsed().as_nanos() as u64)?;
+            if i % PROGRESS_EVERY == 0 {
+                bar.set_position(i);
+            }
         }
+        let elapsed = started.elapsed();
+        bar.finish_and_clear();
+        out.push(Latency::from_hist(name, 1, 1, &hist, n, elapsed));
     }
-    let elapsed = started.elapsed();
-    bar.finish_and_clear();
-    Ok(Latency::from_hist("memtable insert 16B/200B", 1, 1, &hist, n, elapsed))
+    Ok(out)
 }
 
 /// Runs write and read phases against one open store.

@@ -97,6 +97,7 @@ struct Shared {
     visible: Visibility,
     rotate_lock: Mutex<()>,
     poison: Mutex<Option<String>>,
+    poisoned: std::sync::atomic::AtomicBool,
     rotations: AtomicU64,
     options: DbOptions,
     open_report: OpenReport,
@@ -195,6 +196,7 @@ impl Db {
                 visible: Visibility::new(last),
                 rotate_lock: Mutex::new(()),
                 poison: Mutex::new(None),
+                poisoned: std::sync::atomic::AtomicBool::new(false),
                 rotations: AtomicU64::new(rotations),
                 options,
                 open_report: report,
@@ -379,6 +381,9 @@ impl Db {
     }
 
     fn check_poison(&self) -> Result<()> {
+        if !self.shared.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.shared.poison.lock() {
             Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
             None => Ok(()),
@@ -396,6 +401,7 @@ impl Db {
             tracing::error!(%reason, "store poisoned; reopen to recover");
             *guard = Some(reason);
         }
+        self.shared.poisoned.store(true, Ordering::Release);
         drop(guard);
         self.shared.visible.break_chain();
     }
