@@ -1,0 +1,69 @@
+//! `strata bench` end to end at a tiny scale: the main job must run on a fresh machine
+//! and produce a complete, sane JSON report.
+
+use std::process::Command;
+
+#[test]
+fn bench_runs_and_reports_every_phase_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--json", "--ops", "2000", "--reads", "500", "--writers", "4"])
+        .args(["--sync-seconds", "0.3", "--sync-batch", "8", "--floor-samples", "20"])
+        .args(["--memtable-inserts", "2000", "--replay-mib", "4", "--value-size", "150"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("running strata bench must succeed");
+    assert!(
+        out.status.success(),
+        "strata bench failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout must be one JSON document");
+    let phases = report["phases"].as_array().expect("phases");
+    let names: Vec<(&str, u64)> = phases
+        .iter()
+        .map(|p| (p["phase"].as_str().expect("name"), p["threads"].as_u64().expect("threads")))
+        .collect();
+    for expected in [
+        ("write buffered", 1),
+        ("write buffered", 4),
+        ("write sync", 1),
+        ("write sync", 4),
+        ("read hit", 1),
+        ("read miss", 1),
+    ] {
+        assert!(names.contains(&expected), "missing phase {expected:?} in {names:?}");
+    }
+    for p in phases {
+        let (p50, p99, max) = (
+            p["p50_us"].as_f64().expect("p50"),
+            p["p99_us"].as_f64().expect("p99"),
+            p["max_us"].as_f64().expect("max"),
+        );
+        assert!(p["ops"].as_u64().expect("ops") > 0, "phase {} did no work", p["phase"]);
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "percentiles out of order in {p}");
+    }
+    assert!(report["floor"]["p50_us"].as_f64().expect("floor") > 0.0);
+    assert!(report["reopen"]["replayed_ops"].as_u64().expect("replayed") > 0);
+    assert!(report["replay"]["batches"].as_u64().expect("replay batches") > 0);
+    assert_eq!(report["store"]["visible_seq"], report["store"]["memtable_entries"]);
+}
+
+#[test]
+fn bench_refuses_a_directory_that_already_holds_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("store")).expect("mkdir");
+    std::fs::write(dir.path().join("store").join("wal_00000000000000000001.log"), b"x")
+        .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["bench", "--ops", "10"])
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a store"));
+}
