@@ -62,7 +62,7 @@ fn check_all(db: &Db, model: &Model, snap: Option<&Snapshot>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn db_matches_a_btreemap_model(ops in prop::collection::vec(op(), 1..60)) {
