@@ -11,7 +11,7 @@ use super::report::Latency;
 /// Writes 128 B at advancing offsets into a preallocated (fallocate), already-synced
 /// file and fdatasyncs after each write: the I/O of a single `Sync` WAL append minus
 /// everything Strata adds. `File` on [`OsFileSystem`] is a direct `pwrite`/`fdatasync`.
-pub fn fdatasync_floor(dir: &Path, samples: u64) -> anyhow::Result<Latency> {
+pub fn fdatasync_floor(dir: &Path, samples: u64) -> anyhow::Result<Floor> {
     let fs = OsFileSystem;
     let path = dir.join("fdatasync-floor.bin");
     if path.exists() {
@@ -36,5 +36,26 @@ pub fn fdatasync_floor(dir: &Path, samples: u64) -> anyhow::Result<Latency> {
     let elapsed = started.elapsed();
     drop(file);
     fs.remove_file(&path)?;
-    Ok(Latency::from_hist("fdatasync floor (128 B)", 1, 1, &hist, samples, elapsed))
+    Ok(Floor { hist, samples, elapsed })
+}
+
+/// Raw floor samples, kept as a histogram so two runs can be merged.
+pub struct Floor {
+    hist: Histogram<u64>,
+    samples: u64,
+    elapsed: std::time::Duration,
+}
+
+/// One floor figure from the samples taken before and after the Sync phases.
+pub fn merge(before: Floor, after: Floor) -> anyhow::Result<Latency> {
+    let mut hist = before.hist;
+    hist.add(&after.hist)?;
+    Ok(Latency::from_hist(
+        "fdatasync floor (128 B)",
+        1,
+        1,
+        &hist,
+        before.samples + after.samples,
+        before.elapsed + after.elapsed,
+    ))
 }

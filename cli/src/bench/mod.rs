@@ -39,8 +39,8 @@ pub struct BenchArgs {
     /// events of one match together).
     #[arg(long, default_value_t = 64)]
     pub sync_batch: usize,
-    /// Samples of the raw fdatasync floor.
-    #[arg(long, default_value_t = 400)]
+    /// Samples of the raw fdatasync floor (half before, half after the Sync phases).
+    #[arg(long, default_value_t = 600)]
     pub floor_samples: u64,
     /// Point reads in each read phase.
     #[arg(long, default_value_t = 200_000)]
@@ -65,6 +65,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.writers >= 1, "--writers must be at least 1");
     anyhow::ensure!(args.sync_batch >= 1, "--sync-batch must be at least 1");
     anyhow::ensure!(args.ops >= 1 && args.reads >= 1, "--ops and --reads must be at least 1");
+    anyhow::ensure!(args.floor_samples >= 2, "--floor-samples must be at least 2");
     let temp;
     let root = match &args.dir {
         Some(d) => {
@@ -89,7 +90,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut report = Report::new(args, &root);
     let sync_limit = Duration::from_secs_f64(args.sync_seconds);
 
-    report.floor = Some(floor::fdatasync_floor(&root, args.floor_samples)?);
     report.phases.extend(phases::memtable_inserts(args.memtable_inserts, args.seed)?);
 
     let db = strata_harness::stack::default_builder(&store).open()?;
@@ -110,6 +110,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Durability::Buffered,
         None,
     )?);
+    // The floor is measured right before and right after the Sync phases, on the same
+    // file system, so disk-state drift over the run hits both sides alike.
+    let floor_before = floor::fdatasync_floor(&root, args.floor_samples / 2)?;
     report.phases.push(runner.writes(
         "write sync",
         1,
@@ -126,6 +129,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Durability::Sync,
         Some(sync_limit),
     )?);
+    let floor_after = floor::fdatasync_floor(&root, args.floor_samples - args.floor_samples / 2)?;
+    report.floor = Some(floor::merge(floor_before, floor_after)?);
     report.phases.push(runner.reads("read hit", true)?);
     report.phases.push(runner.reads("read miss", false)?);
     report.store = Some(runner.store_stats());
