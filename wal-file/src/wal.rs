@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use strata_core::fs::{File, FileSystem, OpenMode, read_all, read_exact_at};
 use strata_core::{
     Durability, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
@@ -46,8 +46,10 @@ pub(crate) struct Inner {
     pub dir: PathBuf,
     options: FileWalOptions,
     writer: Mutex<Writer>,
-    /// Held by the one appender that is running fdatasync (the group-commit leader).
-    sync_lock: Mutex<()>,
+    /// Whether an appender is running fdatasync right now (the group-commit leader);
+    /// the others wait on `sync_done` and are all woken when it finishes.
+    syncing: Mutex<bool>,
+    sync_done: Condvar,
     /// Last sequence whose bytes the OS holds; readers never look past it.
     pub written_seq: AtomicU64,
     synced_seq: AtomicU64,
@@ -168,7 +170,8 @@ impl FileWal {
                 dir: dir.to_path_buf(),
                 options,
                 writer: Mutex::new(writer),
-                sync_lock: Mutex::new(()),
+                syncing: Mutex::new(false),
+                sync_done: Condvar::new(),
                 written_seq: AtomicU64::new(last_seq),
                 synced_seq: AtomicU64::new(last_seq),
                 poisoned: AtomicBool::new(false),
@@ -262,15 +265,39 @@ impl Inner {
     }
 
     /// Group commit: returns once everything up to `target` is durable.
+    ///
+    /// One appender at a time is the leader and runs fdatasync over everything written
+    /// so far; the others wait, and all of them are woken at once when it finishes.
+    /// Those it covered return; the first one it did not cover leads the next round.
+    /// (Waking waiters together instead of handing a mutex from one to the next keeps the
+    /// critical path at one fdatasync plus one wake-up, whatever the number of writers.)
     fn sync_up_to(&self, target: u64) -> Result<()> {
-        if self.synced_seq.load(Ordering::Acquire) >= target {
-            return Ok(());
+        loop {
+            if self.synced_seq.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            let mut syncing = self.syncing.lock();
+            if self.synced_seq.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            self.check_poison()?;
+            if *syncing {
+                self.sync_done.wait(&mut syncing);
+                continue;
+            }
+            *syncing = true;
+            drop(syncing);
+            let result = self.sync_written();
+            let mut syncing = self.syncing.lock();
+            *syncing = false;
+            self.sync_done.notify_all();
+            drop(syncing);
+            result?;
         }
-        let _leader = self.sync_lock.lock();
-        if self.synced_seq.load(Ordering::Acquire) >= target {
-            return Ok(()); // the previous leader's fdatasync covered us
-        }
-        self.check_poison()?;
+    }
+
+    /// The leader's part: fdatasync everything written so far.
+    fn sync_written(&self) -> Result<()> {
         // Everything written so far, in the file that holds it; older segments were
         // synced when they were rotated out.
         let (file, upto) = {
