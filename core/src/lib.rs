@@ -8,10 +8,12 @@
 #![forbid(unsafe_code)]
 
 pub mod batch;
+pub mod compaction;
 mod db;
 pub mod error;
 pub mod fs;
 pub mod memtable;
+pub mod table;
 pub mod types;
 pub mod wal;
 
@@ -23,4 +25,6 @@ pub use db::{
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
 pub use types::{Durability, SeqNo, ValueKind, compare_internal};
+pub use compaction::{CompactionInput, CompactionPolicy, CompactionTask, LevelsView};
+pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
 pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};

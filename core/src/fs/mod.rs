@@ -78,6 +78,12 @@ pub trait File: Send + Sync + fmt::Debug {
     fn allocate(&self, len: u64) -> Result<()>;
     /// The path this file was opened with (for error messages).
     fn path(&self) -> &Path;
+    /// The OS file descriptor behind this file, when there is one, so a reader can map
+    /// it into memory (`mmap`). File systems that are not the OS (the simulated one in
+    /// the harness) return `None`, and readers fall back to `read_at`.
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Holds an exclusive lock; dropping it releases the lock.

@@ -136,6 +136,11 @@ impl File for OsFile {
     fn path(&self) -> &Path {
         &self.path
     }
+
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.file.as_fd())
+    }
 }
 
 #[cfg(test)]

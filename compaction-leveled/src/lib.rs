@@ -1,0 +1,1 @@
+//! Leveled compaction policy for Strata (work in progress in this commit).

@@ -1,0 +1,1 @@
+//! Block-based SSTable for Strata (work in progress in this commit).
