@@ -1,1 +1,45 @@
-//! Leveled compaction policy for Strata (work in progress in this commit).
+//! Leveled compaction for Strata: the classic LevelDB/RocksDB shape.
+//!
+//! The tree has `levels` levels. L0 holds tables flushed from memtables (key ranges may
+//! overlap, newest first); every deeper level is a sorted run of disjoint tables whose
+//! target size grows by `level_size_multiplier` per level (L1 400 MiB, L2 4 GiB, ...).
+//! [`LeveledPolicy`] is the [`strata_core::CompactionPolicy`] that keeps the tree in that
+//! shape: it scores every level against its target, and for the most urgent level it
+//! picks a task for the engine to run:
+//!
+//! - **L0** (≥ `l0_trigger_files` tables, or ≥ `l0_max_bytes`): every L0 table (or, if
+//!   some are busy, the oldest not-busy ones) plus every L1 table overlapping them,
+//!   merged into L1.
+//! - **Ln, n ≥ 1** (≥ its target size): one Ln table — the one that costs the least
+//!   rewriting per byte moved, see [`LeveledPolicy`] — plus every Ln+1 table overlapping
+//!   it, merged into Ln+1.
+//! - The last level never compacts down.
+//!
+//! The policy is a pure function of the [`strata_core::LevelsView`] and the busy set; it
+//! holds no state and does no I/O. [`validate_task`] checks a task against the
+//! [`strata_core::CompactionPolicy`] contract; the engine and the conformance harness can
+//! reuse it to vet any policy's answers.
+//!
+//! ```
+//! use std::collections::HashSet;
+//! use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
+//! use strata_core::{CompactionPolicy, LevelsView};
+//!
+//! let policy = LeveledPolicy::new(LeveledOptions::default())?;
+//! let view = LevelsView::default();
+//! let busy = HashSet::new();
+//! // An empty tree is within its targets.
+//! assert_eq!(policy.pick(&view, &busy), None);
+//! assert!(policy.level_scores(&view).iter().all(|&s| s == 0.0));
+//! # let _ = validate_task;
+//! # Ok::<(), strata_core::Error>(())
+//! ```
+
+mod keys;
+mod options;
+mod policy;
+mod validate;
+
+pub use options::LeveledOptions;
+pub use policy::LeveledPolicy;
+pub use validate::validate_task;

@@ -1,0 +1,329 @@
+//! Hand-built trees with tiny sizes, one behaviour per test.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{all_files, busy, empty, files, t, tiny};
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
+use strata_core::{CompactionPolicy, CompactionTask, Error, FileNo, LevelsView, TableMeta};
+
+fn view(levels: Vec<Vec<TableMeta>>) -> LevelsView {
+    LevelsView { levels }
+}
+
+fn policy(opts: LeveledOptions) -> LeveledPolicy {
+    LeveledPolicy::new(opts).expect("valid options")
+}
+
+/// Picks, and checks the answer against the contract before handing it back.
+fn pick(p: &LeveledPolicy, v: &LevelsView, b: &HashSet<FileNo>) -> Option<CompactionTask> {
+    let task = p.pick(v, b);
+    if let Some(task) = &task {
+        validate_task(v, b, p.levels(), task).unwrap_or_else(|e| panic!("{e}\n{task:#?}"));
+    }
+    task
+}
+
+#[test]
+fn defaults_match_the_design() {
+    let o = LeveledOptions::default();
+    assert_eq!(o.levels, 7);
+    assert_eq!(o.l0_trigger_files, 4);
+    assert_eq!(o.l0_max_bytes, 40 << 20);
+    assert_eq!(o.l1_max_bytes, 400 << 20);
+    assert_eq!(o.level_size_multiplier, 10);
+    assert_eq!(o.target_file_size, 32 << 20);
+    assert_eq!(o.max_compaction_bytes, Some(800 << 20));
+    o.validate().expect("defaults are valid");
+
+    let p = LeveledPolicy::default();
+    assert_eq!(p.name(), "leveled");
+    assert_eq!(p.levels(), 7);
+    assert_eq!(p.options(), &o);
+    assert_eq!(p.max_bytes_for_level(0), 40 << 20);
+    assert_eq!(p.max_bytes_for_level(1), 400 << 20);
+    assert_eq!(p.max_bytes_for_level(2), 4000 << 20);
+    assert_eq!(p.max_bytes_for_level(6), (400 * 100_000) << 20);
+    assert_eq!(p.max_bytes_for_level(40), u64::MAX, "saturates instead of overflowing");
+}
+
+#[test]
+fn nonsense_options_are_config_errors_naming_the_field() {
+    let base = LeveledOptions::default();
+    let cases: Vec<(&str, LeveledOptions)> = vec![
+        ("levels", LeveledOptions { levels: 0, ..base.clone() }),
+        ("levels", LeveledOptions { levels: 1, ..base.clone() }),
+        ("levels", LeveledOptions { levels: 65, ..base.clone() }),
+        ("l0_trigger_files", LeveledOptions { l0_trigger_files: 0, ..base.clone() }),
+        ("l0_max_bytes", LeveledOptions { l0_max_bytes: 0, ..base.clone() }),
+        ("l1_max_bytes", LeveledOptions { l1_max_bytes: 0, ..base.clone() }),
+        ("level_size_multiplier", LeveledOptions { level_size_multiplier: 1, ..base.clone() }),
+        ("level_size_multiplier", LeveledOptions { level_size_multiplier: 0, ..base.clone() }),
+        ("target_file_size", LeveledOptions { target_file_size: 0, ..base.clone() }),
+        ("max_compaction_bytes", LeveledOptions { max_compaction_bytes: Some(0), ..base.clone() }),
+    ];
+    for (field, opts) in cases {
+        match opts.validate() {
+            Err(Error::Config(msg)) => {
+                assert!(msg.contains(&format!("`{field}`")), "{field}: {msg}")
+            }
+            other => panic!("{field}: expected Error::Config, got {other:?}"),
+        }
+        assert!(LeveledPolicy::new(opts).is_err(), "new() must validate ({field})");
+    }
+    // The extremes that are fine.
+    LeveledOptions {
+        levels: 2,
+        level_size_multiplier: 2,
+        max_compaction_bytes: None,
+        ..base.clone()
+    }
+    .validate()
+    .expect("2 levels, ×2, no cap");
+    LeveledOptions { levels: 64, ..base }.validate().expect("64 levels");
+}
+
+#[test]
+fn empty_tree_and_l0_below_trigger_pick_nothing() {
+    let p = policy(tiny());
+    assert_eq!(p.pick(&LevelsView::default(), &HashSet::new()), None);
+    assert_eq!(p.level_scores(&LevelsView::default()), vec![0.0; 4]);
+
+    let v =
+        view(vec![vec![t(3, "a", "z", 100, 30), t(2, "a", "z", 100, 20), t(1, "a", "z", 100, 10)]]);
+    assert_eq!(p.level_scores(&v)[0], 0.75);
+    assert_eq!(p.pick(&v, &HashSet::new()), None);
+}
+
+#[test]
+fn four_l0_tables_merge_with_the_overlapping_l1_tables_only() {
+    let p = policy(tiny());
+    let v = view(vec![
+        // Newest first; union key range [c, h].
+        vec![
+            t(10, "d", "f", 50, 40),
+            t(11, "c", "e", 50, 30),
+            t(12, "e", "h", 50, 20),
+            t(13, "c", "d", 50, 10),
+        ],
+        vec![
+            t(1, "a", "b", 100, 5),
+            t(2, "bb", "cc", 100, 5), // reaches into [c, h]
+            t(3, "f", "g", 100, 5),
+            t(4, "i", "k", 100, 5),
+            t(5, "x", "z", 100, 5),
+        ],
+    ]);
+    assert_eq!(p.level_scores(&v)[0], 1.0);
+    let task = pick(&p, &v, &HashSet::new()).expect("L0 is at its trigger");
+    assert_eq!(files(&task, 0), vec![10, 11, 12, 13]);
+    assert_eq!(files(&task, 1), vec![2, 3], "only the L1 tables overlapping [c, h]");
+    assert_eq!(task.output_level, 1);
+    assert_eq!(task.target_file_size, 100);
+    assert!(task.reason.contains("L0"), "{}", task.reason);
+}
+
+#[test]
+fn l0_over_its_byte_limit_compacts_even_with_one_table() {
+    let p = policy(tiny());
+    let v = view(vec![vec![t(7, "a", "b", 1500, 9)], vec![t(1, "c", "d", 10, 1)]]);
+    assert_eq!(p.level_scores(&v)[0], 1.5);
+    let task = pick(&p, &v, &HashSet::new()).expect("L0 holds 1500 B > 1000 B");
+    assert_eq!(all_files(&task), vec![7]);
+    assert_eq!(task.inputs.len(), 1, "no empty L1 input is listed");
+    assert_eq!(task.output_level, 1);
+}
+
+#[test]
+fn empty_l0_tables_count_towards_the_trigger_and_need_no_l1_tables() {
+    let p = policy(tiny());
+    let v = view(vec![
+        vec![empty(4, 10), empty(3, 10), empty(2, 10), empty(1, 10)],
+        vec![t(9, "a", "z", 10, 1)],
+    ]);
+    let task = pick(&p, &v, &HashSet::new()).expect("4 L0 tables");
+    assert_eq!(files(&task, 0), vec![4, 3, 2, 1]);
+    assert!(files(&task, 1).is_empty(), "empty tables overlap nothing");
+}
+
+#[test]
+fn l1_over_size_moves_one_table_and_its_l2_overlap() {
+    let p = policy(tiny());
+    let l2 = vec![
+        t(21, "a", "b", 500, 1),
+        t(22, "c", "d", 500, 1),
+        t(23, "f", "f", 100, 1),
+        t(24, "x", "y", 900, 1),
+    ];
+    // t11 would rewrite 1000 B of L2 to move 600 B (ratio 1.67); t12 100 B for 500 B (0.2).
+    let v = view(vec![vec![], vec![t(11, "a", "c", 600, 5), t(12, "e", "g", 500, 5)], l2]);
+    assert_eq!(p.level_scores(&v)[1], 1.1);
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 over size");
+    assert_eq!(files(&task, 1), vec![12]);
+    assert_eq!(files(&task, 2), vec![23]);
+    assert_eq!(task.output_level, 2);
+    assert!(task.reason.contains("L1") && task.reason.contains("L2"), "{}", task.reason);
+}
+
+#[test]
+fn a_table_without_overlap_is_moved_first_as_an_ordinary_task() {
+    let p = policy(tiny());
+    let v = view(vec![
+        vec![],
+        vec![t(11, "a", "c", 600, 5), t(12, "m", "p", 500, 5)],
+        vec![t(21, "a", "b", 10, 1)],
+    ]);
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 over size");
+    assert_eq!(task.inputs.len(), 1);
+    assert_eq!(files(&task, 1), vec![12], "ratio 0 beats 10/600");
+    assert_eq!(task.output_level, 2);
+}
+
+#[test]
+fn ties_go_to_the_larger_tombstone_share_then_the_smaller_key() {
+    let p = policy(tiny());
+    let mut a = t(19, "a", "b", 400, 5);
+    let b = t(12, "c", "d", 400, 5);
+    let mut c = t(13, "e", "f", 400, 5);
+    c.tombstones = 5; // half of its 10 entries
+    let v = view(vec![vec![], vec![a.clone(), b.clone(), c.clone()], vec![]]);
+    assert_eq!(files(&pick(&p, &v, &HashSet::new()).expect("over size"), 1), vec![13]);
+    c.tombstones = 0;
+    a.tombstones = 0;
+    let v = view(vec![vec![], vec![a, b, c], vec![]]);
+    assert_eq!(
+        files(&pick(&p, &v, &HashSet::new()).expect("over size"), 1),
+        vec![19],
+        "smallest key"
+    );
+}
+
+#[test]
+fn max_compaction_bytes_is_a_preference_not_a_wall() {
+    let opts = LeveledOptions { max_compaction_bytes: Some(700), ..tiny() };
+    let p = policy(opts);
+    // t11: 400 B + 400 B overlap = 800 B > 700 B, ratio 1.0.
+    // t12: 300 B + 360 B overlap = 660 B, ratio 1.2: worse ratio, but fits.
+    let v = view(vec![
+        vec![],
+        vec![t(11, "a", "b", 400, 5), t(12, "c", "d", 300, 5), t(13, "x", "x", 300, 5)],
+        vec![t(21, "a", "b", 400, 1), t(22, "c", "d", 360, 1), t(23, "x", "x", 450, 1)],
+    ]);
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 holds 1000 B");
+    assert_eq!(files(&task, 1), vec![12]);
+    // When nothing fits, the best ratio is still taken.
+    let p = policy(LeveledOptions { max_compaction_bytes: Some(100), ..tiny() });
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 holds 1000 B");
+    assert_eq!(files(&task, 1), vec![11]);
+    assert!(task.reason.contains("max_compaction_bytes"), "{}", task.reason);
+}
+
+#[test]
+fn the_last_level_never_compacts() {
+    let p = policy(LeveledOptions { levels: 3, ..tiny() });
+    let v = view(vec![vec![], vec![t(11, "a", "b", 10, 5)], vec![t(21, "a", "z", 1_000_000, 1)]]);
+    let scores = p.level_scores(&v);
+    assert_eq!(scores.len(), 3);
+    assert!(scores[2] > 1.0, "reported: {scores:?}");
+    assert_eq!(p.pick(&v, &HashSet::new()), None);
+    // Levels of the view beyond the policy's are ignored too.
+    let mut v = v;
+    v.levels.push(vec![t(31, "a", "z", u64::MAX / 4, 1)]);
+    assert_eq!(p.level_scores(&v).len(), 3);
+    assert_eq!(p.pick(&v, &HashSet::new()), None);
+}
+
+#[test]
+fn the_highest_score_goes_first() {
+    let p = policy(tiny());
+    let v = view(vec![
+        vec![
+            t(4, "a", "b", 10, 40),
+            t(3, "a", "b", 10, 30),
+            t(2, "a", "b", 10, 20),
+            t(1, "a", "b", 10, 10),
+        ],
+        vec![t(11, "a", "b", 10, 5)],
+        vec![t(21, "c", "d", 30_000, 1)], // score 3.0 against L0's 1.0
+        vec![],
+    ]);
+    let task = pick(&p, &v, &HashSet::new()).expect("two levels over");
+    assert_eq!(task.output_level, 3);
+    assert_eq!(files(&task, 2), vec![21]);
+    assert!(task.reason.contains("L2"), "{}", task.reason);
+}
+
+#[test]
+fn busy_tables_are_never_returned_and_a_blocked_level_falls_through() {
+    let p = policy(tiny());
+    let v = view(vec![
+        // 8 tables: score 2.0, the highest.
+        (0..8).map(|i| t(100 + i, "c", "e", 10, 80 - i * 10)).collect(),
+        vec![t(11, "a", "d", 900, 5), t(12, "m", "n", 300, 5)], // 1.2
+        vec![t(21, "a", "b", 10, 1), t(22, "m", "n", 10, 1)],
+        vec![],
+    ]);
+    // Unblocked: L0 wins.
+    let task = pick(&p, &v, &HashSet::new()).expect("L0 over");
+    assert_eq!(task.output_level, 1);
+    assert_eq!(files(&task, 1), vec![11]);
+
+    // L1 table 11 is busy: L0 needs it, so L0 is blocked; L1 still has table 12.
+    let b = busy(&[11]);
+    let task = pick(&p, &v, &b).expect("L1 can still compact");
+    assert_eq!(task.output_level, 2);
+    assert_eq!(all_files(&task), vec![12, 22]);
+    assert!(task.reason.contains("L1"), "{}", task.reason);
+
+    // The best L1 candidate's L2 overlap is busy: the other candidate is taken.
+    // (L0's oldest table is busy too, so L0 is blocked: nothing is older than it.)
+    let b = busy(&[22, 107]);
+    let task = pick(&p, &v, &b).expect("table 11 is free");
+    assert_eq!(all_files(&task), vec![11, 21]);
+
+    // Everything that could run is blocked.
+    assert_eq!(p.pick(&v, &busy(&[11, 22])), None);
+}
+
+#[test]
+fn l0_takes_only_the_oldest_tables_below_a_busy_one() {
+    let p = policy(tiny());
+    let l0 = vec![
+        t(6, "a", "b", 10, 60),
+        t(5, "a", "b", 10, 50),
+        t(4, "a", "b", 10, 40),
+        t(3, "a", "b", 10, 30),
+    ];
+    let v = view(vec![l0.clone(), vec![]]);
+    // The oldest table is busy (an L0 task is running): nothing newer may go down.
+    assert_eq!(p.pick(&v, &busy(&[3])), None);
+    // A newer table is busy: the older ones below it may still go down.
+    let task = pick(&p, &v, &busy(&[5])).expect("tables 4 and 3 are older than 5");
+    assert_eq!(files(&task, 0), vec![4, 3]);
+
+    // Equal max_seq to a busy table is not "older": excluded.
+    let mut tie = l0;
+    tie[2].max_seq = tie[1].max_seq;
+    let v = view(vec![tie, vec![]]);
+    let task = pick(&p, &v, &busy(&[5])).expect("table 3 is older");
+    assert_eq!(files(&task, 0), vec![3]);
+}
+
+#[test]
+fn answers_are_deterministic() {
+    let p = policy(tiny());
+    let v = view(vec![
+        (0..6).map(|i| t(100 + i, "c", "q", 10, 80 - i * 10)).collect(),
+        vec![t(11, "a", "d", 900, 5), t(12, "m", "n", 300, 5), t(13, "p", "r", 300, 5)],
+        vec![t(21, "a", "b", 10, 1), t(22, "m", "n", 10, 1)],
+    ]);
+    for b in [busy(&[]), busy(&[12]), busy(&[21, 13]), busy(&[101])] {
+        let first = p.pick(&v, &b);
+        for _ in 0..10 {
+            // A fresh HashSet iterates in another order.
+            let again: HashSet<FileNo> = b.iter().copied().collect();
+            assert_eq!(p.pick(&v.clone(), &again), first);
+        }
+    }
+}
