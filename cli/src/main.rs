@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod inspect;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -20,6 +21,11 @@ enum Command {
     /// Run the exchange workload on the default embedded stack and print latency and
     /// throughput figures.
     Bench(bench::BenchArgs),
+    /// Summarise a store: manifest, levels, tables and WAL segments (read-only).
+    Inspect(inspect::InspectArgs),
+    /// Check a store end to end — manifest, every table's checksums, the WAL — and
+    /// report each problem with its file and offset (read-only; exits 1 on problems).
+    Verify(inspect::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +38,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench::run(&args),
+        Command::Inspect(args) => inspect::inspect(&args),
+        Command::Verify(args) => inspect::verify(&args),
     }
 }

@@ -10,6 +10,7 @@ fn bench_runs_and_reports_every_phase_as_json() {
         .args(["bench", "--json", "--ops", "2000", "--reads", "500", "--writers", "4"])
         .args(["--sync-seconds", "0.3", "--sync-batch", "8", "--floor-samples", "20"])
         .args(["--memtable-inserts", "2000", "--replay-mib", "4", "--value-size", "150"])
+        .args(["--load-keys", "40000", "--probe-ops", "3000", "--memtable-mib", "1"])
         .arg("--dir")
         .arg(dir.path())
         .output()
@@ -49,7 +50,17 @@ fn bench_runs_and_reports_every_phase_as_json() {
     assert!(report["floor"]["p50_us"].as_f64().expect("floor") > 0.0);
     assert!(report["reopen"]["replayed_ops"].as_u64().expect("replayed") > 0);
     assert!(report["replay"]["batches"].as_u64().expect("replay batches") > 0);
-    assert_eq!(report["store"]["visible_seq"], report["store"]["memtable_entries"]);
+    let lsm = &report["lsm"];
+    assert!(
+        lsm["flushes"].as_u64().expect("flushes") >= 5,
+        "40k writes of 170 B fill 1 MiB memtables often: {lsm}"
+    );
+    assert!(lsm["compactions"].as_u64().expect("compactions") >= 1, "{lsm}");
+    let space = lsm["space_amplification"].as_f64().expect("space amp");
+    assert!(space > 0.5 && space < 3.0, "space amplification {space} is not plausible");
+    assert!(lsm["write_amplification"].as_f64().expect("write amp") >= 1.0);
+    assert!(lsm["read_hit"]["ops"].as_u64().expect("reads") > 0);
+    assert_eq!(lsm["reopen_replayed_ops"].as_u64(), Some(0), "a settled store replays nothing");
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use crate::table::{FileNo, TableMeta};
+use crate::types::SeqNo;
 
 /// The tables of one version, level by level, as a policy sees them.
 ///
@@ -76,4 +77,81 @@ pub trait CompactionPolicy: Send + Sync + fmt::Debug {
     fn levels(&self) -> usize;
     /// The next task, or `None`.
     fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask>;
+}
+
+/// Checks every contract clause of [`crate::CompactionPolicy::pick`] that the engine
+/// relies on; the error says which clause broke.
+pub fn validate_task(
+    view: &LevelsView,
+    busy: &HashSet<FileNo>,
+    levels: usize,
+    task: &CompactionTask,
+) -> std::result::Result<(), String> {
+    let mut seen = HashSet::new();
+    let mut deepest = 0usize;
+    let mut shallowest = usize::MAX;
+    let mut lo: Option<&[u8]> = None;
+    let mut hi: Option<&[u8]> = None;
+    let mut newest_l0: Option<SeqNo> = None;
+    if task.inputs.iter().all(|i| i.tables.is_empty()) {
+        return Err("the task has no input table".into());
+    }
+    for input in &task.inputs {
+        let Some(level) = view.levels.get(input.level) else {
+            return Err(format!("input level L{} does not exist", input.level));
+        };
+        for no in &input.tables {
+            let Some(t) = level.iter().find(|t| t.file_no == *no) else {
+                return Err(format!("table {no} is not in L{}", input.level));
+            };
+            if busy.contains(no) {
+                return Err(format!("table {no} is already being compacted"));
+            }
+            if !seen.insert(*no) {
+                return Err(format!("table {no} is named twice"));
+            }
+            if t.entries > 0 {
+                lo = Some(lo.map_or(&*t.smallest_key, |l| l.min(&*t.smallest_key)));
+                hi = Some(hi.map_or(&*t.largest_key, |h| h.max(&*t.largest_key)));
+            }
+            if input.level == 0 {
+                newest_l0 = Some(newest_l0.map_or(t.max_seq, |n| n.max(t.max_seq)));
+            }
+        }
+        deepest = deepest.max(input.level);
+        shallowest = shallowest.min(input.level);
+    }
+    let out = task.output_level;
+    if out >= levels || !(out == deepest || out == deepest + 1) {
+        return Err(format!(
+            "output level L{out} must be the deepest input level L{deepest} or the next, \
+             below {levels} levels"
+        ));
+    }
+    if let Some(newest) = newest_l0 {
+        for t in view.levels.first().into_iter().flatten() {
+            if t.max_seq <= newest && !seen.contains(&t.file_no) {
+                return Err(format!(
+                    "L0 table {} is older than an L0 input but is not an input \
+                     (newer versions would sink below older ones)",
+                    t.file_no
+                ));
+            }
+        }
+    }
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        // Every level the data passes into must give up all its overlapping tables, or
+        // that level would end up with overlapping ranges or with versions out of order.
+        for level in (shallowest + 1).max(1)..=out {
+            for t in view.levels.get(level).into_iter().flatten() {
+                if t.overlaps(lo, hi) && !seen.contains(&t.file_no) {
+                    return Err(format!(
+                        "L{level} table {} overlaps the inputs' key range but is not an input",
+                        t.file_no
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

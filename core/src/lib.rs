@@ -12,19 +12,20 @@ pub mod compaction;
 mod db;
 pub mod error;
 pub mod fs;
+pub mod manifest;
 pub mod memtable;
 pub mod table;
 pub mod types;
 pub mod wal;
 
 pub use batch::{BatchIter, BatchOp, WriteBatch};
+pub use compaction::{CompactionInput, CompactionPolicy, CompactionTask, LevelsView};
 pub use db::{
-    DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, OpenReport,
-    Snapshot,
+    DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, LevelStats,
+    OpenReport, PeriodicCheckpoint, Snapshot,
 };
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
-pub use types::{Durability, SeqNo, ValueKind, compare_internal};
-pub use compaction::{CompactionInput, CompactionPolicy, CompactionTask, LevelsView};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
+pub use types::{Durability, SeqNo, ValueKind, compare_internal};
 pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};

@@ -72,6 +72,9 @@ pub trait Wal: Send + Sync + fmt::Debug {
     fn checkpoint(&self, seq: SeqNo) -> Result<()>;
     /// What opening the log found.
     fn recovery(&self) -> WalRecovery;
+    /// The files holding the log right now, oldest first (for store checkpoints, which
+    /// copy them, and `strata inspect`).
+    fn files(&self) -> Result<Vec<PathBuf>>;
 }
 
 /// Sequential reader over a log's committed batches.

@@ -94,7 +94,10 @@ fn check_store(store: &std::path::Path, expected: &std::path::Path, round: u32) 
             }
         }
         // Nothing that was never written: no item beyond the latest index.
-        let beyond: Vec<_> = db.scan(item_key(w, latest + 1)..item_key(w + 1, 0)).collect();
+        let beyond: Vec<_> = db
+            .scan(item_key(w, latest + 1)..item_key(w + 1, 0))
+            .collect::<Result<_, _>>()
+            .expect("scan");
         assert!(beyond.is_empty(), "round {round}: writer {w} has items past its latest index");
     }
     count

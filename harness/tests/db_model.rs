@@ -1,6 +1,8 @@
-//! Model test: random sequences of put/delete batches, snapshots and reopens run
-//! through `Db` and against a `BTreeMap` model. Tiny memtables force rotations, so
-//! reads merge many memtables; reopens replay the WAL.
+//! Model test through the whole engine: random sequences of put/delete batches,
+//! snapshots, reopens, flushes and open iterators run through `Db` and against a
+//! `BTreeMap` model. Memtables of 2 KiB, 256-byte table blocks and leveled sizes of a
+//! few KiB make flushes and compactions happen all the time, so reads merge memtables,
+//! L0 tables and deeper levels, and iterators outlive the files they started on.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -8,10 +10,10 @@ use std::ops::Bound;
 use proptest::prelude::*;
 use strata_core::{Db, Durability, Snapshot, WriteBatch};
 use strata_harness::sim_fs::SimFileSystem;
-use strata_harness::stack::builder_with;
-use strata_wal_file::FileWalOptions;
+use strata_harness::stack::tiny_builder;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -19,6 +21,10 @@ enum Op {
     Snapshot,
     Reopen,
     Scan(u8, u8),
+    Flush,
+    Settle,
+    DropSnapshot(usize),
+    OpenIter,
 }
 
 fn key(k: u8) -> Vec<u8> {
@@ -34,14 +40,19 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Snapshot),
         1 => Just(Op::Reopen),
         1 => (0u8..45, 0u8..45).prop_map(|(a, b)| Op::Scan(a, b)),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Settle),
+        1 => (0usize..8).prop_map(Op::DropSnapshot),
+        1 => Just(Op::OpenIter),
     ]
 }
 
 fn open(fs: &SimFileSystem) -> Db {
-    builder_with("/store", fs.shared(), FileWalOptions::default().with_segment_size_bytes(4096))
-        .with_memtable_size_bytes(2048)
-        .open()
-        .expect("open must succeed")
+    tiny_builder("/store", fs.shared(), 2048, 8 * 1024).open().expect("open must succeed")
+}
+
+fn collect(it: strata_core::DbIter) -> Vec<(Vec<u8>, Vec<u8>)> {
+    it.map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec()))).collect::<Result<_, _>>().expect("scan")
 }
 
 fn check_all(db: &Db, model: &Model, snap: Option<&Snapshot>) {
@@ -54,8 +65,8 @@ fn check_all(db: &Db, model: &Model, snap: Option<&Snapshot>) {
         assert_eq!(got.as_deref(), model.get(&key(k)).map(Vec::as_slice), "get({k}) at {snap:?}");
     }
     let scanned: Vec<(Vec<u8>, Vec<u8>)> = match snap {
-        Some(s) => db.scan_at::<&[u8], _>(.., s).map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
-        None => db.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect(),
+        Some(s) => collect(db.scan_at::<&[u8], _>(.., s)),
+        None => collect(db.iter()),
     };
     let expected: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     assert_eq!(scanned, expected, "full scan at {snap:?}");
@@ -70,6 +81,9 @@ proptest! {
         let mut db = open(&fs);
         let mut model = Model::new();
         let mut snapshots: Vec<(Snapshot, Model)> = Vec::new();
+        // Iterators opened earlier, with a few entries already read, and the model they
+        // must finish with; flushes and compactions run underneath them meanwhile.
+        let mut iters: Vec<(strata_core::DbIter, Pairs)> = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Batch(items) => {
@@ -85,14 +99,35 @@ proptest! {
                 }
                 Op::Snapshot => snapshots.push((db.snapshot(), model.clone())),
                 Op::Reopen => {
-                    // Snapshots do not survive a reopen; sequences do, so old snapshot
-                    // numbers stay meaningful and are still checked below.
+                    // Snapshots and iterators do not survive a reopen.
+                    snapshots.clear();
+                    iters.clear();
                     drop(db);
                     db = open(&fs);
                 }
+                Op::Flush => db.flush().expect("flush"),
+                Op::Settle => {
+                    db.wait_for_background().expect("background work settles");
+                    let st = db.stats();
+                    prop_assert!(st.levels[0].tables < 4, "L0 left over its trigger: {st:?}");
+                }
+                Op::DropSnapshot(i) => {
+                    if !snapshots.is_empty() {
+                        snapshots.remove(i % snapshots.len());
+                    }
+                }
+                Op::OpenIter => {
+                    let mut it = db.iter();
+                    let want: Vec<_> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let head: Vec<_> = it.by_ref().take(2).map(|r| {
+                        r.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("iterator head")
+                    }).collect();
+                    prop_assert_eq!(&head[..], &want[..head.len()]);
+                    iters.push((it, want[head.len()..].to_vec()));
+                }
                 Op::Scan(a, b) => {
                     let (lo, hi) = (key(a.min(b)), key(a.max(b)));
-                    let got: Vec<_> = db.scan(lo.clone()..hi.clone()).map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+                    let got = collect(db.scan(lo.clone()..hi.clone()));
                     let want: Vec<_> = model
                         .range::<Vec<u8>, _>((Bound::Included(&lo), Bound::Excluded(&hi)))
                         .map(|(k, v)| (k.clone(), v.clone()))
@@ -104,6 +139,13 @@ proptest! {
         }
         for (snap, m) in &snapshots {
             check_all(&db, m, Some(snap));
+        }
+        db.wait_for_background().expect("settle");
+        for (snap, m) in &snapshots {
+            check_all(&db, m, Some(snap));
+        }
+        for (it, rest) in iters {
+            prop_assert_eq!(collect(it), rest, "an iterator changed under flushes/compactions");
         }
     }
 }

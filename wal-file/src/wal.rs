@@ -390,6 +390,10 @@ impl Wal for FileWal {
     fn recovery(&self) -> WalRecovery {
         self.inner.recovery.clone()
     }
+
+    fn files(&self) -> Result<Vec<std::path::PathBuf>> {
+        Ok(self.inner.segments.lock().iter().map(|s| s.path.clone()).collect())
+    }
 }
 
 /// Creates a segment durably: header into a temporary file, preallocate, fsync, rename

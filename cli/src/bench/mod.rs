@@ -6,6 +6,7 @@
 //! (WAL replay into memtables) and raw WAL replay throughput.
 
 mod floor;
+mod lsm;
 mod phases;
 mod report;
 
@@ -52,6 +53,18 @@ pub struct BenchArgs {
     /// Size of the log written for the raw WAL replay phase, in MiB (0 skips it).
     #[arg(long, default_value_t = 1024)]
     pub replay_mib: u64,
+    /// Writes in the LSM load phase (random keys over a key space half this size, so
+    /// most are overwrites). The default fills several memtables and finishes in about
+    /// a minute here; `--load-keys 50000000` makes a store of about 10 GB written.
+    /// 0 skips the LSM phases.
+    #[arg(long, default_value_t = 3_000_000)]
+    pub load_keys: u64,
+    /// Writes in each of the LSM "while compacting" and "idle" write-latency probes.
+    #[arg(long, default_value_t = 200_000)]
+    pub probe_ops: u64,
+    /// Memtable size of the LSM store, in MiB.
+    #[arg(long, default_value_t = 128)]
+    pub memtable_mib: u64,
     /// Workload seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -138,6 +151,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     drop(runner);
     if args.replay_mib > 0 {
         report.replay = Some(phases::wal_replay(&root.join("replay"), args.replay_mib)?);
+    }
+    if args.load_keys > 0 {
+        anyhow::ensure!(args.memtable_mib >= 1, "--memtable-mib must be at least 1");
+        report.lsm = Some(lsm::run(&root.join("lsm"), args)?);
     }
 
     if args.json {

@@ -98,13 +98,14 @@ pub struct Report {
     pub store: Option<StoreStats>,
     pub reopen: Option<Reopen>,
     pub replay: Option<Replay>,
+    pub lsm: Option<super::lsm::LsmReport>,
 }
 
 impl Report {
     pub fn new(args: &BenchArgs, dir: &Path) -> Self {
         Self {
             strata_version: env!("CARGO_PKG_VERSION"),
-            stack: "wal=file memtable=skiplist fs=os",
+            stack: "wal=file memtable=skiplist table=mmap compaction=leveled fs=os",
             machine: machine_description(),
             dir: dir.display().to_string(),
             value_size: args
@@ -116,6 +117,7 @@ impl Report {
             store: None,
             reopen: None,
             replay: None,
+            lsm: None,
         }
     }
 
@@ -185,6 +187,9 @@ impl Report {
                 r.open_seconds,
                 r.write_seconds
             );
+        }
+        if let Some(l) = &self.lsm {
+            l.print();
         }
     }
 }

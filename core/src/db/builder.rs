@@ -2,38 +2,121 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::compaction::CompactionPolicy;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, OsFileSystem};
 use crate::memtable::MemTableFactory;
+use crate::table::TableFormat;
 use crate::wal::WalFactory;
 
 /// Default size at which the active memtable is rotated: 128 MiB.
 pub const DEFAULT_MEMTABLE_SIZE_BYTES: usize = 128 * 1024 * 1024;
 
+/// Periodic store checkpoints (see [`Db::checkpoint_to`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeriodicCheckpoint {
+    /// Directory that receives one sub-directory per checkpoint, named by the
+    /// checkpoint's Unix time in milliseconds.
+    pub dir: PathBuf,
+    /// Time between checkpoints. Default: 30 minutes.
+    pub interval: Duration,
+    /// How many checkpoints to keep; older ones are deleted. Default: 2.
+    pub keep: usize,
+}
+
+impl PeriodicCheckpoint {
+    /// Every 30 minutes into `dir`, keeping the last 2.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), interval: Duration::from_secs(30 * 60), keep: 2 }
+    }
+}
+
 /// Options the engine itself reads (components take their own options).
 #[derive(Clone, Debug)]
 pub struct DbOptions {
     /// Memory (as accounted by the memtable) at which the active memtable becomes
-    /// immutable and a fresh one takes over.
+    /// immutable and a fresh one takes over. Default: 128 MiB.
     pub memtable_size_bytes: usize,
+    /// Writes stop while this many immutable memtables wait for their flush, which
+    /// bounds memory at about `(max_immutable_memtables + 1) × memtable_size_bytes`.
+    /// Default: 4.
+    pub max_immutable_memtables: usize,
+    /// Each write is delayed by `slowdown_delay` while L0 holds at least this many
+    /// tables. Default: 8.
+    pub l0_slowdown_tables: usize,
+    /// Writes stop while L0 holds at least this many tables. Default: 12.
+    pub l0_stop_tables: usize,
+    /// Delay per write in the slowdown state. Default: 1 ms.
+    pub slowdown_delay: Duration,
+    /// Threads running compaction tasks. Default: 2.
+    pub compaction_threads: usize,
+    /// A manifest bigger than this is rewritten as one snapshot edit. Default: 16 MiB.
+    pub max_manifest_bytes: u64,
+    /// Optional periodic checkpoints. Default: off.
+    pub periodic_checkpoint: Option<PeriodicCheckpoint>,
 }
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES }
+        Self {
+            memtable_size_bytes: DEFAULT_MEMTABLE_SIZE_BYTES,
+            max_immutable_memtables: 4,
+            l0_slowdown_tables: 8,
+            l0_stop_tables: 12,
+            slowdown_delay: Duration::from_millis(1),
+            compaction_threads: 2,
+            max_manifest_bytes: 16 << 20,
+            periodic_checkpoint: None,
+        }
     }
 }
 
-/// Assembles a store from components: a file system, a WAL and a memtable factory.
+impl DbOptions {
+    /// Rejects settings that cannot work, naming the option.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.memtable_size_bytes == 0 {
+            return fail("memtable_size_bytes must be greater than 0");
+        }
+        if self.max_immutable_memtables == 0 {
+            return fail("max_immutable_memtables must be at least 1");
+        }
+        if self.l0_slowdown_tables == 0 || self.l0_stop_tables < self.l0_slowdown_tables {
+            return fail(
+                "l0_slowdown_tables must be >= 1 and l0_stop_tables >= l0_slowdown_tables",
+            );
+        }
+        if self.compaction_threads == 0 {
+            return fail("compaction_threads must be at least 1");
+        }
+        if let Some(p) = &self.periodic_checkpoint {
+            if p.interval.is_zero() {
+                return fail("periodic_checkpoint.interval must be greater than 0");
+            }
+            if p.keep == 0 {
+                return fail("periodic_checkpoint.keep must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Assembles a store from components: a file system, a WAL, a memtable factory, a table
+/// format and a compaction policy.
 ///
 /// ```no_run
 /// # fn demo(wal: std::sync::Arc<dyn strata_core::WalFactory>,
-/// #         mem: std::sync::Arc<dyn strata_core::MemTableFactory>) -> strata_core::Result<()> {
+/// #         mem: std::sync::Arc<dyn strata_core::MemTableFactory>,
+/// #         tables: std::sync::Arc<dyn strata_core::TableFormat>,
+/// #         policy: std::sync::Arc<dyn strata_core::CompactionPolicy>) -> strata_core::Result<()> {
 /// let db = strata_core::DbBuilder::new("/var/lib/strata")
 ///     .with_wal(wal)
 ///     .with_memtable(mem)
+///     .with_table_format(tables)
+///     .with_compaction_policy(policy)
 ///     .with_memtable_size_bytes(64 << 20)
 ///     .open()?;
 /// # Ok(()) }
@@ -45,6 +128,8 @@ pub struct DbBuilder {
     fs: Arc<dyn FileSystem>,
     wal: Option<Arc<dyn WalFactory>>,
     memtable: Option<Arc<dyn MemTableFactory>>,
+    format: Option<Arc<dyn TableFormat>>,
+    policy: Option<Arc<dyn CompactionPolicy>>,
     options: DbOptions,
 }
 
@@ -56,6 +141,8 @@ impl DbBuilder {
             fs: OsFileSystem::shared(),
             wal: None,
             memtable: None,
+            format: None,
+            policy: None,
             options: DbOptions::default(),
         }
     }
@@ -78,23 +165,55 @@ impl DbBuilder {
         self
     }
 
+    /// The table format. Required.
+    pub fn with_table_format(mut self, format: Arc<dyn TableFormat>) -> Self {
+        self.format = Some(format);
+        self
+    }
+
+    /// The compaction policy. Required.
+    pub fn with_compaction_policy(mut self, policy: Arc<dyn CompactionPolicy>) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Rotation size of the active memtable. Default: 128 MiB.
     pub fn with_memtable_size_bytes(mut self, bytes: usize) -> Self {
         self.options.memtable_size_bytes = bytes;
         self
     }
 
-    /// Opens (or creates) the store: takes the LOCK, opens the WAL and replays it.
+    /// Replaces all engine options.
+    pub fn with_options(mut self, options: DbOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The engine options as set so far.
+    pub fn options_mut(&mut self) -> &mut DbOptions {
+        &mut self.options
+    }
+
+    /// Opens (or creates) the store: takes the LOCK, reads the manifest, opens the
+    /// tables, opens the WAL and replays its tail, starts the background threads.
     pub fn open(self) -> Result<Db> {
-        let wal = self
-            .wal
-            .ok_or_else(|| Error::Config("no WAL configured: call DbBuilder::with_wal".into()))?;
-        let memtable = self.memtable.ok_or_else(|| {
-            Error::Config("no memtable configured: call DbBuilder::with_memtable".into())
-        })?;
-        if self.options.memtable_size_bytes == 0 {
-            return Err(Error::Config("memtable_size_bytes must be greater than 0".into()));
-        }
-        Db::open_with(self.dir, self.fs, wal, memtable, self.options)
+        let missing = |what: &str, call: &str| {
+            Error::Config(format!("no {what} configured: call DbBuilder::{call}"))
+        };
+        let wal = self.wal.ok_or_else(|| missing("WAL", "with_wal"))?;
+        let memtable = self.memtable.ok_or_else(|| missing("memtable", "with_memtable"))?;
+        let format = self.format.ok_or_else(|| missing("table format", "with_table_format"))?;
+        let policy =
+            self.policy.ok_or_else(|| missing("compaction policy", "with_compaction_policy"))?;
+        self.options.validate()?;
+        Db::open_with(super::open::Components {
+            dir: self.dir,
+            fs: self.fs,
+            wal,
+            memtables: memtable,
+            format,
+            policy,
+            options: self.options,
+        })
     }
 }

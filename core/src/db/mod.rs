@@ -1,56 +1,93 @@
-//! The engine: composes a WAL and memtables into a store with snapshots.
+//! The engine: composes a WAL, memtables, tables and a compaction policy into a store.
 //!
 //! Write path: batch → WAL append (assigns sequences, honours durability) → memtable
 //! insert (lock-free, concurrent across writers) → publish the visible sequence in
 //! commit order. Readers read at the published sequence, so they never see half a batch.
+//!
+//! Background: a full memtable becomes immutable; the flush thread writes it as an L0
+//! table, records it in the manifest and checkpoints the WAL; compaction threads run
+//! what the [`CompactionPolicy`] picks. When immutable memtables or L0 tables pile up,
+//! writers are slowed down and then stopped until the background catches up.
 
+mod background;
 mod builder;
+mod checkpoint;
+mod compact;
 mod iter;
+mod open;
+mod snapshots;
+mod version;
 mod visibility;
 
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, RwLock};
 
-pub use builder::{DEFAULT_MEMTABLE_SIZE_BYTES, DbBuilder, DbOptions};
+pub use builder::{DEFAULT_MEMTABLE_SIZE_BYTES, DbBuilder, DbOptions, PeriodicCheckpoint};
 pub use iter::DbIter;
+use snapshots::{SnapshotGuard, SnapshotList};
+use version::Version;
 use visibility::Visibility;
 
-use crate::batch::{BatchIter, WriteBatch};
+use crate::batch::WriteBatch;
+use crate::compaction::CompactionPolicy;
 use crate::error::{Error, Result};
 use crate::fs::{FileLock, FileSystem};
+use crate::manifest::{ManifestState, ManifestWriter};
 use crate::memtable::{KeyRange, Lookup, MemTable, MemTableFactory};
+use crate::table::{FileNo, TableFormat, TableIter};
 use crate::types::{Durability, SeqNo};
-use crate::wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};
+use crate::wal::{Wal, WalReader, WalRecovery};
 
 /// Name of the lock file that keeps a second process out of a store directory.
 pub const LOCK_FILE: &str = "LOCK";
 
-/// The active memtable and the immutable ones (newest first).
-#[derive(Debug)]
-struct MemSet {
-    active: Arc<dyn MemTable>,
-    immutable: Vec<Arc<dyn MemTable>>,
+/// An immutable memtable waiting for its flush, with the last sequence it can hold.
+#[derive(Clone, Debug)]
+struct ImmMem {
+    mem: Arc<dyn MemTable>,
+    /// Every sequence in this memtable is `<=` this, and every later memtable holds
+    /// only greater ones: rotation reads it while no writer sits between its WAL append
+    /// and its choice of memtable (the rotation gate).
+    last_seq: SeqNo,
 }
 
-impl MemSet {
-    fn newest_first(&self) -> impl Iterator<Item = &Arc<dyn MemTable>> {
-        std::iter::once(&self.active).chain(self.immutable.iter())
+/// What readers and writers see at one moment: memtables and the table version.
+#[derive(Debug)]
+struct State {
+    active: Arc<dyn MemTable>,
+    /// Newest first.
+    immutable: Vec<ImmMem>,
+    version: Arc<Version>,
+}
+
+impl State {
+    fn memtables_newest_first(&self) -> impl Iterator<Item = &Arc<dyn MemTable>> {
+        std::iter::once(&self.active).chain(self.immutable.iter().map(|m| &m.mem))
     }
 }
 
 /// A consistent read point: reads through it see exactly the batches committed up to
-/// its sequence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// its sequence. While it lives, compaction keeps every version it can read.
+#[derive(Clone, Debug)]
 pub struct Snapshot {
     seq: SeqNo,
+    _guard: Option<Arc<SnapshotGuard>>,
 }
+
+impl PartialEq for Snapshot {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+
+impl Eq for Snapshot {}
 
 impl Snapshot {
     /// The last sequence this snapshot sees.
@@ -59,7 +96,16 @@ impl Snapshot {
     }
 }
 
-/// Figures about the engine's in-memory state.
+/// Size of one level of the tree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelStats {
+    /// Number of tables.
+    pub tables: usize,
+    /// Bytes of the tables.
+    pub bytes: u64,
+}
+
+/// Figures about the engine's state and background work since open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DbStats {
     /// Last visible sequence.
@@ -72,6 +118,39 @@ pub struct DbStats {
     pub memtable_entries: usize,
     /// How many times the active memtable was rotated since open.
     pub rotations: u64,
+    /// Tables and bytes per level.
+    pub levels: Vec<LevelStats>,
+    /// Memtables flushed to L0.
+    pub flushes: u64,
+    /// Bytes of L0 tables written by flushes.
+    pub flush_bytes: u64,
+    /// Compaction tasks completed.
+    pub compactions: u64,
+    /// Bytes of input tables read by compactions.
+    pub compaction_read_bytes: u64,
+    /// Bytes of output tables written by compactions.
+    pub compaction_written_bytes: u64,
+    /// Time spent running compaction tasks, summed over threads, in microseconds.
+    pub compaction_micros: u64,
+    /// Tasks the policy returned that broke its contract and were not run.
+    pub rejected_compactions: u64,
+    /// Writes delayed because L0 reached the slowdown threshold.
+    pub stall_slowdowns: u64,
+    /// Writes that waited because memtables or L0 reached the stop threshold.
+    pub stall_stops: u64,
+    /// Total time writers spent slowed down or stopped, in microseconds.
+    pub stall_micros: u64,
+    /// Snapshots currently alive.
+    pub live_snapshots: usize,
+    /// Everything at or below this sequence is in tables.
+    pub flushed_seq: SeqNo,
+}
+
+impl DbStats {
+    /// Bytes of all tables.
+    pub fn table_bytes(&self) -> u64 {
+        self.levels.iter().map(|l| l.bytes).sum()
+    }
 }
 
 /// What `open` did to recover.
@@ -79,6 +158,21 @@ pub struct DbStats {
 pub struct OpenReport {
     /// What the WAL found (last sequence, torn tail cut off).
     pub wal: WalRecovery,
+    /// The manifest read at open (`None` for a new store).
+    pub manifest: Option<PathBuf>,
+    /// A torn last manifest record that was dropped: its offset and length.
+    pub manifest_torn_tail: Option<(u64, u64)>,
+    /// Tables opened.
+    pub tables: usize,
+    /// Bytes of those tables.
+    pub table_bytes: u64,
+    /// Files no manifest lists (left by a crash during a flush or compaction) that
+    /// were deleted.
+    pub deleted_orphans: Vec<PathBuf>,
+    /// Everything at or below this sequence was already in tables; replay started after it.
+    pub flushed_seq: SeqNo,
+    /// Wall time from the start of open until the WAL replay began (manifest, tables).
+    pub tables_open_time: Duration,
     /// Batches replayed from the WAL into memtables.
     pub replayed_batches: u64,
     /// Operations replayed.
@@ -89,29 +183,96 @@ pub struct OpenReport {
     pub replay_time: Duration,
 }
 
+#[derive(Debug, Default)]
+struct Counters {
+    rotations: AtomicU64,
+    flushes: AtomicU64,
+    flush_bytes: AtomicU64,
+    compactions: AtomicU64,
+    compaction_read_bytes: AtomicU64,
+    compaction_written_bytes: AtomicU64,
+    compaction_micros: AtomicU64,
+    rejected_compactions: AtomicU64,
+    stall_slowdowns: AtomicU64,
+    stall_stops: AtomicU64,
+    stall_micros: AtomicU64,
+}
+
+/// The manifest and what only the background threads change.
+#[derive(Debug)]
+struct VersionSet {
+    manifest: ManifestWriter,
+    /// Mirror of the current version in manifest form (rolled into new manifests).
+    state: ManifestState,
+    /// Tables that a running compaction reads.
+    busy: std::collections::HashSet<FileNo>,
+}
+
+/// Wakes background threads and stalled writers.
+#[derive(Debug, Default)]
+struct Signals {
+    lock: Mutex<()>,
+    /// Background work may be available (a rotation, a finished task).
+    work: Condvar,
+    /// Background work finished (writers re-check their stall).
+    progress: Condvar,
+    shutdown: AtomicBool,
+}
+
 struct Shared {
     dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
     wal: Arc<dyn Wal>,
     memtables: Arc<dyn MemTableFactory>,
-    state: ArcSwap<MemSet>,
+    format: Arc<dyn TableFormat>,
+    policy: Arc<dyn CompactionPolicy>,
+    state: ArcSwap<State>,
+    /// Serialises every read-modify-write of `state`.
+    state_lock: Mutex<()>,
+    /// Writers hold it shared from their WAL append until they picked a memtable;
+    /// rotation holds it exclusively, so memtables partition the sequence space.
+    gate: RwLock<()>,
     visible: Visibility,
-    rotate_lock: Mutex<()>,
+    snapshots: Arc<SnapshotList>,
+    versions: Mutex<VersionSet>,
+    next_file_no: AtomicU64,
+    signals: Signals,
     poison: Mutex<Option<String>>,
-    poisoned: std::sync::atomic::AtomicBool,
-    rotations: AtomicU64,
+    poisoned: AtomicBool,
+    counters: Counters,
     options: DbOptions,
     open_report: OpenReport,
-    _fs: Arc<dyn FileSystem>,
     _lock: Box<dyn FileLock>,
 }
 
-/// An open store. Cheap to clone; all clones share one engine.
-///
-/// Until table support lands, immutable memtables stay in memory: the data set must fit
-/// in RAM, and open replays the whole WAL.
+/// Stops and joins the background threads when the last handle goes away.
+struct Background {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.shared.signals.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _g = self.shared.signals.lock.lock();
+            self.shared.signals.work.notify_all();
+            self.shared.signals.progress.notify_all();
+        }
+        for t in self.threads.lock().drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a background thread panicked");
+            }
+        }
+    }
+}
+
+/// An open store. Cheap to clone; all clones share one engine, and the background
+/// threads stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct Db {
     shared: Arc<Shared>,
+    _background: Arc<Background>,
 }
 
 impl std::fmt::Debug for Db {
@@ -129,106 +290,35 @@ impl Db {
         DbBuilder::new(dir)
     }
 
-    fn open_with(
-        dir: PathBuf,
-        fs: Arc<dyn FileSystem>,
-        wal_factory: Arc<dyn WalFactory>,
-        memtables: Arc<dyn MemTableFactory>,
-        options: DbOptions,
-    ) -> Result<Db> {
-        fs.create_dir_all(&dir)?;
-        let lock = fs.lock(&dir.join(LOCK_FILE))?;
-        let wal = wal_factory.open(Arc::clone(&fs), &dir)?;
-        let mut report = OpenReport { wal: wal.recovery(), ..OpenReport::default() };
-
-        let started = Instant::now();
-        let mut set = MemSet { active: memtables.create(), immutable: Vec::new() };
-        let mut rotations = 0;
-        let mut reader = wal.read_from(SeqNo(1))?;
-        let mut expected = SeqNo(1);
-        while let Some(batch) = reader.next_batch()? {
-            if batch.first_seq != expected {
-                return Err(Error::Corruption {
-                    file: dir.clone(),
-                    offset: 0,
-                    reason: format!(
-                        "WAL replay expected sequence {expected} but the next batch starts at {}",
-                        batch.first_seq
-                    ),
-                });
-            }
-            apply(&*set.active, &batch, &dir)?;
-            expected = batch.last_seq().next();
-            report.replayed_batches += 1;
-            report.replayed_ops += u64::from(batch.count);
-            report.replayed_bytes += batch.payload.len() as u64;
-            if set.active.memory_bytes() >= options.memtable_size_bytes {
-                let full = std::mem::replace(&mut set.active, memtables.create());
-                set.immutable.insert(0, full);
-                rotations += 1;
-            }
-        }
-        report.replay_time = started.elapsed();
-        let last = SeqNo(expected.0 - 1);
-        if last != wal.last_seq() {
-            return Err(Error::Corruption {
-                file: dir.clone(),
-                offset: 0,
-                reason: format!(
-                    "WAL reports last sequence {} but replay ended at {last}",
-                    wal.last_seq()
-                ),
-            });
-        }
-        tracing::info!(
-            dir = %dir.display(),
-            batches = report.replayed_batches,
-            ops = report.replayed_ops,
-            elapsed_ms = report.replay_time.as_millis() as u64,
-            "store opened"
-        );
-        Ok(Db {
-            shared: Arc::new(Shared {
-                dir,
-                wal,
-                memtables,
-                state: ArcSwap::from_pointee(set),
-                visible: Visibility::new(last),
-                rotate_lock: Mutex::new(()),
-                poison: Mutex::new(None),
-                poisoned: std::sync::atomic::AtomicBool::new(false),
-                rotations: AtomicU64::new(rotations),
-                options,
-                open_report: report,
-                _fs: fs,
-                _lock: lock,
-            }),
-        })
-    }
-
     /// Commits `batch` atomically and returns the sequence of its last operation.
     ///
     /// `Durability::Sync` returns once the batch is on stable storage (concurrent `Sync`
     /// writers share one fdatasync); `Buffered` once the OS has it. An empty batch
     /// commits nothing and returns the current visible sequence. After an I/O failure
-    /// the store is poisoned and every write returns `Error::Poisoned`.
+    /// the store is poisoned and every write returns `Error::Poisoned`. When flushes or
+    /// compactions fall behind, the write is first delayed and then waits (a stall) —
+    /// see [`DbOptions`].
     pub fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<SeqNo> {
         if batch.is_empty() {
             return Ok(self.shared.visible.current());
         }
         batch.validate().map_err(Error::InvalidArgument)?;
         self.check_poison()?;
+        self.stall_if_needed()?;
+        let gate = self.shared.gate.read();
         let first = match self.shared.wal.append(batch.as_bytes(), batch.count(), durability) {
             Ok(first) => first,
             Err(e) => {
+                drop(gate);
                 // IMPORTANT: the WAL may have consumed sequences for this batch; later
                 // writers waiting for them to become visible must be released.
                 self.poison(format!("WAL append failed: {e}"));
                 return Err(e);
             }
         };
+        let state = self.shared.state.load();
+        drop(gate);
         let last = SeqNo(first.0 + u64::from(batch.count()) - 1);
-        let set = self.shared.state.load();
         let mut seq = first;
         for op in batch.iter() {
             let op = match op {
@@ -240,14 +330,14 @@ impl Db {
                     return Err(self.poisoned_error());
                 }
             };
-            set.active.insert(op.key, seq, op.kind, op.value);
+            state.active.insert(op.key, seq, op.kind, op.value);
             seq = seq.next();
         }
         if self.shared.visible.publish(first, last).is_err() {
             return Err(self.poisoned_error());
         }
-        if set.active.memory_bytes() >= self.shared.options.memtable_size_bytes {
-            self.rotate_if_current(&set.active);
+        if state.active.memory_bytes() >= self.shared.options.memtable_size_bytes {
+            self.rotate_if_current(&state.active);
         }
         Ok(last)
     }
@@ -266,35 +356,39 @@ impl Db {
         self.write(&b, durability)
     }
 
-    /// A read point at the current visible sequence.
+    /// A read point at the current visible sequence. Compaction keeps the versions it
+    /// reads until it (and every clone) is dropped, so do not hold one forever.
     pub fn snapshot(&self) -> Snapshot {
-        Snapshot { seq: self.shared.visible.current() }
+        let (seq, guard) = self.shared.snapshots.register(|| self.shared.visible.current());
+        Snapshot { seq, _guard: Some(Arc::new(guard)) }
     }
 
     /// The newest value of `key`, or `None` if absent or deleted.
     pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
-        self.get_at(key, &self.snapshot())
+        let state = self.shared.state.load();
+        self.get_in(&state, key, self.shared.visible.current())
     }
 
     /// The value of `key` as of `snapshot`.
     pub fn get_at(&self, key: &[u8], snapshot: &Snapshot) -> Result<Option<Bytes>> {
-        let set = self.shared.state.load();
-        let mut best: Option<Lookup> = None;
-        for mem in set.newest_first() {
-            // A memtable whose newest entry is older than what we found cannot hold a
-            // newer version. Older memtables are usually skipped here; they are not
-            // skipped blindly because a writer that loaded the set just before a rotation
-            // may still add a newer version to a now-immutable memtable.
-            if best.as_ref().is_some_and(|b| mem.max_seq() <= b.seq()) {
-                continue;
-            }
-            if let Some(found) = mem.get(key, snapshot.seq)
-                && best.as_ref().is_none_or(|b| found.seq() > b.seq())
-            {
-                best = Some(found);
+        let state = self.shared.state.load();
+        self.get_in(&state, key, snapshot.seq)
+    }
+
+    fn get_in(&self, state: &State, key: &[u8], seq: SeqNo) -> Result<Option<Bytes>> {
+        // Memtables partition the sequence space newest first, and every table is older
+        // than every memtable, so the first source that knows the key answers.
+        let mut found = None;
+        for mem in state.memtables_newest_first() {
+            if let Some(hit) = mem.get(key, seq) {
+                found = Some(hit);
+                break;
             }
         }
-        Ok(match best {
+        if found.is_none() {
+            found = state.version.get(key, seq)?;
+        }
+        Ok(match found {
             Some(Lookup::Value { value, .. }) => Some(value),
             _ => None,
         })
@@ -302,12 +396,13 @@ impl Db {
 
     /// Keys and values in `range`, in key order, at the current visible sequence.
     pub fn scan<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> DbIter {
-        self.scan_at(range, &self.snapshot())
+        let seq = self.shared.visible.current();
+        self.scan_seq(range, seq)
     }
 
     /// Every key and value, in key order, at the current visible sequence.
     pub fn iter(&self) -> DbIter {
-        self.scan_at::<&[u8], _>(.., &self.snapshot())
+        self.scan::<&[u8], _>(..)
     }
 
     /// Keys and values in `range`, in key order, as of `snapshot`.
@@ -316,14 +411,22 @@ impl Db {
         range: R,
         snapshot: &Snapshot,
     ) -> DbIter {
+        self.scan_seq(range, snapshot.seq)
+    }
+
+    fn scan_seq<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, seq: SeqNo) -> DbIter {
         let range: KeyRange =
             (to_owned_bound(range.start_bound()), to_owned_bound(range.end_bound()));
-        let set = self.shared.state.load();
-        let sources = set
-            .newest_first()
-            .map(|mem| Arc::clone(mem).range(range.clone(), snapshot.seq))
+        let state = self.shared.state.load_full();
+        let mut sources: Vec<TableIter> = state
+            .memtables_newest_first()
+            .map(|mem| {
+                let it: TableIter = Box::new(Arc::clone(mem).range(range.clone(), seq).map(Ok));
+                it
+            })
             .collect();
-        DbIter::new(sources)
+        sources.extend(state.version.iters(&range, seq));
+        DbIter::new(sources, Some(state))
     }
 
     /// Makes every `Buffered` write so far durable.
@@ -337,15 +440,75 @@ impl Db {
         self.shared.wal.read_from(from)
     }
 
-    /// In-memory state figures.
+    /// Makes the active memtable immutable (if it holds anything) and waits until every
+    /// immutable memtable is written as a table.
+    pub fn flush(&self) -> Result<()> {
+        let active = Arc::clone(&self.shared.state.load().active);
+        if !active.is_empty() {
+            self.rotate_if_current(&active);
+        }
+        self.wait_until(|s| s.immutable.is_empty())
+    }
+
+    /// Waits until no memtable awaits a flush and the compaction policy has nothing to
+    /// do (for tests, benchmarks and orderly shutdowns).
+    pub fn wait_for_background(&self) -> Result<()> {
+        loop {
+            self.wait_until(|s| s.immutable.is_empty())?;
+            if self.compaction_idle() {
+                return Ok(());
+            }
+            let mut g = self.shared.signals.lock.lock();
+            self.shared.signals.work.notify_all();
+            self.shared.signals.progress.wait_for(&mut g, Duration::from_millis(20));
+        }
+    }
+
+    fn wait_until(&self, done: impl Fn(&State) -> bool) -> Result<()> {
+        loop {
+            self.check_poison()?;
+            if done(&self.shared.state.load()) {
+                return Ok(());
+            }
+            let mut g = self.shared.signals.lock.lock();
+            self.shared.signals.work.notify_all();
+            self.shared.signals.progress.wait_for(&mut g, Duration::from_millis(20));
+        }
+    }
+
+    /// Engine figures.
     pub fn stats(&self) -> DbStats {
-        let set = self.shared.state.load();
+        let s = &self.shared;
+        let state = s.state.load();
+        let c = &s.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         DbStats {
-            visible_seq: self.shared.visible.current(),
-            memtables: 1 + set.immutable.len(),
-            memtable_bytes: set.newest_first().map(|m| m.memory_bytes()).sum(),
-            memtable_entries: set.newest_first().map(|m| m.len()).sum(),
-            rotations: self.shared.rotations.load(Ordering::Relaxed),
+            visible_seq: s.visible.current(),
+            memtables: 1 + state.immutable.len(),
+            memtable_bytes: state.memtables_newest_first().map(|m| m.memory_bytes()).sum(),
+            memtable_entries: state.memtables_newest_first().map(|m| m.len()).sum(),
+            rotations: load(&c.rotations),
+            levels: state
+                .version
+                .levels
+                .iter()
+                .map(|l| LevelStats {
+                    tables: l.len(),
+                    bytes: l.iter().map(|t| t.meta.size_bytes).sum(),
+                })
+                .collect(),
+            flushes: load(&c.flushes),
+            flush_bytes: load(&c.flush_bytes),
+            compactions: load(&c.compactions),
+            compaction_read_bytes: load(&c.compaction_read_bytes),
+            compaction_written_bytes: load(&c.compaction_written_bytes),
+            compaction_micros: load(&c.compaction_micros),
+            rejected_compactions: load(&c.rejected_compactions),
+            stall_slowdowns: load(&c.stall_slowdowns),
+            stall_stops: load(&c.stall_stops),
+            stall_micros: load(&c.stall_micros),
+            live_snapshots: s.snapshots.count(),
+            flushed_seq: s.versions.lock().state.flushed_seq,
         }
     }
 
@@ -364,46 +527,150 @@ impl Db {
         self.shared.memtables.name()
     }
 
+    /// The table format's name.
+    pub fn table_format(&self) -> &'static str {
+        self.shared.format.name()
+    }
+
+    /// The compaction policy's name.
+    pub fn compaction_policy(&self) -> &'static str {
+        self.shared.policy.name()
+    }
+
+    fn stall_if_needed(&self) -> Result<()> {
+        let s = &self.shared;
+        let o = &s.options;
+        let pressure = |st: &State| {
+            let l0 = st.version.levels.first().map_or(0, Vec::len);
+            (st.immutable.len() >= o.max_immutable_memtables || l0 >= o.l0_stop_tables, l0)
+        };
+        let (stop, l0) = pressure(&s.state.load());
+        if !stop && l0 < o.l0_slowdown_tables {
+            return Ok(());
+        }
+        let started = Instant::now();
+        if stop {
+            s.counters.stall_stops.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(l0, "write stopped until flush/compaction catches up");
+            loop {
+                self.check_poison()?;
+                if s.signals.shutdown.load(Ordering::Acquire) {
+                    return Err(Error::Poisoned { reason: "the store is closing".into() });
+                }
+                let st = s.state.load();
+                if !pressure(&st).0 {
+                    break;
+                }
+                if st.immutable.len() < o.max_immutable_memtables && self.compaction_idle() {
+                    // L0 is at the stop threshold but the policy sees nothing to do (its
+                    // trigger is above the threshold): waiting would never end.
+                    tracing::warn!(
+                        l0 = st.version.levels.first().map_or(0, Vec::len),
+                        policy = s.policy.name(),
+                        "l0_stop_tables is below what the compaction policy acts on; not stalling"
+                    );
+                    break;
+                }
+                let mut g = s.signals.lock.lock();
+                s.signals.work.notify_all();
+                s.signals.progress.wait_for(&mut g, Duration::from_millis(10));
+            }
+        } else {
+            s.counters.stall_slowdowns.fetch_add(1, Ordering::Relaxed);
+            std::thread::sleep(o.slowdown_delay);
+        }
+        s.counters.stall_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// True when no compaction runs and the policy has nothing to start.
+    fn compaction_idle(&self) -> bool {
+        let vs = self.shared.versions.lock();
+        let view = self.shared.state.load().version.view();
+        vs.busy.is_empty() && self.shared.policy.pick(&view, &vs.busy).is_none()
+    }
+
     fn rotate_if_current(&self, full: &Arc<dyn MemTable>) {
-        let _guard = self.shared.rotate_lock.lock();
-        let current = self.shared.state.load_full();
+        let s = &self.shared;
+        let _state_guard = s.state_lock.lock();
+        let current = s.state.load_full();
         if !std::ptr::addr_eq(Arc::as_ptr(&current.active), Arc::as_ptr(full)) {
             return; // another writer rotated it already
         }
+        // Hold the gate while choosing the boundary: every writer that may still insert
+        // into `full` has appended already, so its sequence is <= last_seq.
+        let gate = s.gate.write();
+        let last_seq = s.wal.last_seq();
         let mut immutable = Vec::with_capacity(current.immutable.len() + 1);
-        immutable.push(Arc::clone(&current.active));
+        immutable.push(ImmMem { mem: Arc::clone(&current.active), last_seq });
         immutable.extend(current.immutable.iter().cloned());
-        self.shared
-            .state
-            .store(Arc::new(MemSet { active: self.shared.memtables.create(), immutable }));
-        let n = self.shared.rotations.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::debug!(rotations = n, bytes = full.memory_bytes(), "memtable rotated");
+        s.state.store(Arc::new(State {
+            active: s.memtables.create(),
+            immutable,
+            version: Arc::clone(&current.version),
+        }));
+        drop(gate);
+        let n = s.counters.rotations.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::debug!(rotations = n, bytes = full.memory_bytes(), %last_seq, "memtable rotated");
+        let _g = s.signals.lock.lock();
+        s.signals.work.notify_all();
     }
 
     fn check_poison(&self) -> Result<()> {
-        if !self.shared.poisoned.load(Ordering::Acquire) {
+        self.shared.check_poison()
+    }
+
+    fn poisoned_error(&self) -> Error {
+        self.shared.poisoned_error()
+    }
+
+    fn poison(&self, reason: String) {
+        self.shared.poison(reason);
+    }
+}
+
+impl Shared {
+    fn check_poison(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::Acquire) {
             return Ok(());
         }
-        match &*self.shared.poison.lock() {
+        match &*self.poison.lock() {
             Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
             None => Ok(()),
         }
     }
 
     fn poisoned_error(&self) -> Error {
-        let reason = self.shared.poison.lock().clone();
+        let reason = self.poison.lock().clone();
         Error::Poisoned { reason: reason.unwrap_or_else(|| "an earlier write failed".into()) }
     }
 
     fn poison(&self, reason: String) {
-        let mut guard = self.shared.poison.lock();
+        let mut guard = self.poison.lock();
         if guard.is_none() {
             tracing::error!(%reason, "store poisoned; reopen to recover");
             *guard = Some(reason);
         }
-        self.shared.poisoned.store(true, Ordering::Release);
+        self.poisoned.store(true, Ordering::Release);
         drop(guard);
-        self.shared.visible.break_chain();
+        self.visible.break_chain();
+        let _g = self.signals.lock.lock();
+        self.signals.progress.notify_all();
+        self.signals.work.notify_all();
+    }
+
+    fn alloc_file_no(&self) -> FileNo {
+        FileNo(self.next_file_no.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn table_path(&self, no: FileNo) -> PathBuf {
+        self.dir.join(no.table_file_name())
+    }
+
+    fn notify_progress(&self) {
+        let _g = self.signals.lock.lock();
+        self.signals.progress.notify_all();
+        self.signals.work.notify_all();
     }
 }
 
@@ -413,30 +680,4 @@ fn to_owned_bound<K: AsRef<[u8]>>(b: Bound<&K>) -> Bound<Bytes> {
         Bound::Excluded(k) => Bound::Excluded(Bytes::copy_from_slice(k.as_ref())),
         Bound::Unbounded => Bound::Unbounded,
     }
-}
-
-fn apply(mem: &dyn MemTable, batch: &WalBatch, dir: &Path) -> Result<()> {
-    let mut seq = batch.first_seq;
-    let mut n = 0u32;
-    for op in BatchIter::new(&batch.payload) {
-        let op = op.map_err(|e| Error::Corruption {
-            file: dir.to_path_buf(),
-            offset: e.offset as u64,
-            reason: format!("batch at sequence {} does not decode: {}", batch.first_seq, e.reason),
-        })?;
-        mem.insert(op.key, seq, op.kind, op.value);
-        seq = seq.next();
-        n += 1;
-    }
-    if n != batch.count {
-        return Err(Error::Corruption {
-            file: dir.to_path_buf(),
-            offset: 0,
-            reason: format!(
-                "batch at sequence {} declares {} operations but holds {n}",
-                batch.first_seq, batch.count
-            ),
-        });
-    }
-    Ok(())
 }

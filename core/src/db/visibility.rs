@@ -74,7 +74,7 @@ impl Visibility {
         self.cond.notify_all();
     }
 
-    fn wait_visible(&self, last: u64) -> Result<(), ChainBroken> {
+    pub(crate) fn wait_visible(&self, last: u64) -> Result<(), ChainBroken> {
         let mut round = 0u32;
         loop {
             if self.seq.load(Ordering::SeqCst) >= last {

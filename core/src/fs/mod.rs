@@ -52,6 +52,29 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn exists(&self, path: &Path) -> Result<bool>;
     /// Takes the exclusive lock on `path` (created if missing) until the guard drops.
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>>;
+    /// Makes `to` a new name for the immutable file `from` (a hard link where the file
+    /// system has them). The default copies the bytes and syncs the copy, which is what
+    /// a caller must assume: `to` is durable once the parent directory is synced.
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        copy_file(self, from, to)
+    }
+}
+
+/// Copies `from` to the new file `to` through `fs` and syncs the copy.
+pub fn copy_file<F: FileSystem + ?Sized>(fs: &F, from: &Path, to: &Path) -> Result<()> {
+    let src = fs.open(from, OpenMode::ReadOnly)?;
+    let dst = fs.open(to, OpenMode::CreateNew)?;
+    let len = src.len()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < len {
+        let want = usize::try_from((len - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        read_exact_at(&*src, chunk, off)?;
+        dst.write_all_at(chunk, off)?;
+        off += want as u64;
+    }
+    dst.sync_data()
 }
 
 /// An open file addressed by offset, so one handle can be shared by a writer and a

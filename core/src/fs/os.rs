@@ -75,6 +75,10 @@ impl FileSystem for OsFileSystem {
         path.try_exists().map_err(|e| Error::io("stat", path, e))
     }
 
+    fn hard_link(&self, from: &Path, to: &Path) -> Result<()> {
+        fs::hard_link(from, to).map_err(|e| Error::io("hard_link", to, e))
+    }
+
     fn lock(&self, path: &Path) -> Result<Box<dyn FileLock>> {
         let file = fs::OpenOptions::new()
             .read(true)

@@ -1,0 +1,372 @@
+//! The LSM phases of `strata bench`: a store loaded well past memtable size, so reads
+//! go through tables and writes race flushes and compactions.
+//!
+//! Keys are `user` + 16 hex digits drawn uniformly from a key space half the size of
+//! the load, so each key is written about twice (overwrite-heavy, as account state is).
+//! Measured: load throughput and write latency under background work; write latency
+//! while compaction runs next to the same store idle; point reads (hits, misses);
+//! seek + 100-entry scans; space and write amplification once settled; compaction
+//! throughput per thread; reopen time at that size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use indicatif::ProgressBar;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use strata_core::{Db, DbOptions, DbStats, Durability};
+
+use super::BenchArgs;
+use super::phases::progress;
+use super::report::Latency;
+
+/// Results of the LSM phases.
+#[derive(Debug, Clone, Serialize)]
+pub struct LsmReport {
+    pub load_ops: u64,
+    pub key_space: u64,
+    pub memtable_mib: u64,
+    pub user_mib_written: f64,
+    pub load: Latency,
+    pub write_during_compaction: Latency,
+    pub compactions_during_probe: u64,
+    pub write_idle: Latency,
+    pub p999_busy_over_idle: f64,
+    pub settle_seconds: f64,
+    pub read_hit: Latency,
+    pub read_miss: Latency,
+    pub scan_100: Latency,
+    pub live_keys: u64,
+    pub live_mib: f64,
+    pub table_mib: f64,
+    pub wal_mib: f64,
+    pub space_amplification: f64,
+    pub write_amplification: f64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub compaction_read_mib: f64,
+    pub compaction_mib_per_sec_per_thread: f64,
+    pub stall_slowdowns: u64,
+    pub stall_stops: u64,
+    pub stall_ms: f64,
+    pub levels: Vec<(usize, f64)>,
+    pub reopen_seconds: f64,
+    pub reopen_tables_seconds: f64,
+    pub reopen_replayed_ops: u64,
+}
+
+fn key(id: u64) -> [u8; 20] {
+    let mut k = *b"user0000000000000000";
+    let hex = format!("{id:016x}");
+    k[4..].copy_from_slice(hex.as_bytes());
+    k
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    Ok(Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?)
+}
+
+/// Tracks which keys are live and their value sizes, for the space figures.
+struct Model {
+    value_len: Vec<u16>,
+}
+
+impl Model {
+    fn live(&self) -> (u64, u64) {
+        let keys = self.value_len.iter().filter(|&&l| l > 0).count() as u64;
+        let bytes: u64 =
+            self.value_len.iter().filter(|&&l| l > 0).map(|&l| 20 + u64::from(l)).sum();
+        (keys, bytes)
+    }
+}
+
+struct Writer<'a> {
+    db: &'a Db,
+    rng: SmallRng,
+    value: Vec<u8>,
+    args: &'a BenchArgs,
+    key_space: u64,
+    user_bytes: u64,
+}
+
+impl Writer<'_> {
+    fn value_len(&mut self) -> usize {
+        self.args.value_size.unwrap_or_else(|| self.rng.gen_range(100..=300))
+    }
+
+    /// `n` single-entry Buffered writes of random keys; returns their latency.
+    fn run(
+        &mut self,
+        model: &mut Model,
+        n: u64,
+        bar: &ProgressBar,
+    ) -> anyhow::Result<Histogram<u64>> {
+        let mut hist = histogram()?;
+        for i in 0..n {
+            let id = self.rng.gen_range(0..self.key_space);
+            let len = self.value_len();
+            self.rng.fill(&mut self.value[..len]);
+            let k = key(id);
+            let t0 = Instant::now();
+            self.db.put(&k, &self.value[..len], Durability::Buffered)?;
+            hist.record(t0.elapsed().as_nanos() as u64)?;
+            if let Some(slot) = model.value_len.get_mut(id as usize) {
+                *slot = len as u16;
+            }
+            self.user_bytes += (k.len() + len) as u64;
+            if i % 1024 == 0 {
+                bar.set_position(i);
+            }
+        }
+        Ok(hist)
+    }
+}
+
+fn level_summary(stats: &DbStats) -> Vec<(usize, f64)> {
+    stats.levels.iter().map(|l| (l.tables, l.bytes as f64 / (1 << 20) as f64)).collect()
+}
+
+fn wal_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("wal_"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn open(dir: &Path, args: &BenchArgs) -> anyhow::Result<Db> {
+    Ok(strata_harness::stack::default_builder(dir)
+        .with_options(DbOptions {
+            memtable_size_bytes: (args.memtable_mib as usize) << 20,
+            ..DbOptions::default()
+        })
+        .open()?)
+}
+
+fn wait_background(db: &Db, what: &str) -> anyhow::Result<f64> {
+    let bar = ProgressBar::new_spinner();
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    db.flush()?;
+    db.wait_for_background()?;
+    bar.finish_and_clear();
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Runs every LSM phase in `dir`.
+pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<LsmReport> {
+    let key_space = (args.load_keys / 2).max(1);
+    let mut model = Model { value_len: vec![0; key_space as usize] };
+    let db = open(dir, args)?;
+    let mut w = Writer {
+        db: &db,
+        rng: SmallRng::seed_from_u64(args.seed ^ 0x6c73_6d00),
+        value: vec![0u8; args.value_size.unwrap_or(300).max(1)],
+        args,
+        key_space,
+        user_bytes: 0,
+    };
+
+    let bar = progress(args.load_keys, "load (overwrites)");
+    let started = Instant::now();
+    let hist = w.run(&mut model, args.load_keys, &bar)?;
+    let load = Latency::from_hist("lsm load", 1, 1, &hist, args.load_keys, started.elapsed());
+    bar.finish_and_clear();
+
+    // Right after the load the tree is out of shape: compaction is busy. Write next to it.
+    let probe = args.probe_ops.min(args.load_keys.max(1));
+    let before = db.stats().compactions;
+    let bar = progress(probe, "write during compaction");
+    let started = Instant::now();
+    let hist = w.run(&mut model, probe, &bar)?;
+    let busy = Latency::from_hist("lsm write, compacting", 1, 1, &hist, probe, started.elapsed());
+    bar.finish_and_clear();
+    let compactions_during_probe = db.stats().compactions - before;
+
+    let settle_seconds = wait_background(&db, "settling (flush + compaction)")?;
+    let bar = progress(probe, "write idle");
+    let started = Instant::now();
+    let hist = w.run(&mut model, probe, &bar)?;
+    let idle = Latency::from_hist("lsm write, idle", 1, 1, &hist, probe, started.elapsed());
+    bar.finish_and_clear();
+    wait_background(&db, "settling again")?;
+
+    // Reads: hits are drawn from keys the model knows are live; misses from ids past
+    // the key space (same prefix, so only the bloom filters keep them cheap).
+    let live_ids: Vec<u64> = model
+        .value_len
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l > 0)
+        .map(|(i, _)| i as u64)
+        .collect();
+    anyhow::ensure!(!live_ids.is_empty(), "the load left no live key");
+    let mut rng = SmallRng::seed_from_u64(args.seed ^ 0x7265_6164);
+    let mut read_phase = |name: &str, hit: bool| -> anyhow::Result<Latency> {
+        let bar = progress(args.reads, name);
+        let mut hist = histogram()?;
+        let started = Instant::now();
+        for i in 0..args.reads {
+            let id = if hit {
+                live_ids[rng.gen_range(0..live_ids.len())]
+            } else {
+                key_space + rng.gen_range(0..key_space)
+            };
+            let k = key(id);
+            let t0 = Instant::now();
+            let got = db.get(&k)?;
+            hist.record(t0.elapsed().as_nanos() as u64)?;
+            anyhow::ensure!(got.is_some() == hit, "read of key {id} returned {}", got.is_some());
+            if i % 1024 == 0 {
+                bar.set_position(i);
+            }
+        }
+        bar.finish_and_clear();
+        Ok(Latency::from_hist(name, 1, 1, &hist, args.reads, started.elapsed()))
+    };
+    let read_hit = read_phase("lsm read hit", true)?;
+    let read_miss = read_phase("lsm read miss", false)?;
+
+    let scans = (args.reads / 10).max(1);
+    let bar = progress(scans, "lsm seek + scan 100");
+    let mut hist = histogram()?;
+    let started = Instant::now();
+    for i in 0..scans {
+        let start = key(rng.gen_range(0..key_space));
+        let t0 = Instant::now();
+        for r in db.scan(&start[..]..).take(100) {
+            r?;
+        }
+        hist.record(t0.elapsed().as_nanos() as u64)?;
+        if i % 256 == 0 {
+            bar.set_position(i);
+        }
+    }
+    bar.finish_and_clear();
+    let scan_100 = Latency::from_hist("lsm seek+scan 100", 1, 100, &hist, scans, started.elapsed());
+
+    let stats = db.stats();
+    let (live_keys, live_bytes) = model.live();
+    let table_bytes = stats.table_bytes();
+    let user_bytes = w.user_bytes;
+    let compaction_secs = stats.compaction_micros as f64 / 1e6;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let levels = level_summary(&stats);
+    let wal = wal_bytes(dir);
+    drop(w);
+    drop(db);
+
+    let bar = ProgressBar::new_spinner();
+    bar.set_message("reopening at size");
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let started = Instant::now();
+    let db = open(dir, args)?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let report = db.open_report().clone();
+    drop(db);
+
+    Ok(LsmReport {
+        load_ops: args.load_keys,
+        key_space,
+        memtable_mib: args.memtable_mib,
+        user_mib_written: mib(user_bytes),
+        load,
+        p999_busy_over_idle: busy.p999_us / idle.p999_us.max(1e-9),
+        write_during_compaction: busy,
+        compactions_during_probe,
+        write_idle: idle,
+        settle_seconds,
+        read_hit,
+        read_miss,
+        scan_100,
+        live_keys,
+        live_mib: mib(live_bytes),
+        table_mib: mib(table_bytes),
+        wal_mib: mib(wal),
+        space_amplification: table_bytes as f64 / live_bytes.max(1) as f64,
+        write_amplification: (stats.flush_bytes + stats.compaction_written_bytes) as f64
+            / user_bytes.max(1) as f64,
+        flushes: stats.flushes,
+        compactions: stats.compactions,
+        compaction_read_mib: mib(stats.compaction_read_bytes),
+        compaction_mib_per_sec_per_thread: if compaction_secs > 0.0 {
+            mib(stats.compaction_read_bytes) / compaction_secs
+        } else {
+            0.0
+        },
+        stall_slowdowns: stats.stall_slowdowns,
+        stall_stops: stats.stall_stops,
+        stall_ms: stats.stall_micros as f64 / 1000.0,
+        levels,
+        reopen_seconds,
+        reopen_tables_seconds: report.tables_open_time.as_secs_f64(),
+        reopen_replayed_ops: report.replayed_ops,
+    })
+}
+
+impl LsmReport {
+    /// Prints the LSM section of the table report.
+    pub fn print(&self) {
+        println!();
+        println!(
+            "LSM: {} overwrites over {} keys ({:.0} MiB of keys+values written), memtable {} MiB",
+            self.load_ops, self.key_space, self.user_mib_written, self.memtable_mib
+        );
+        for l in [
+            &self.load,
+            &self.write_during_compaction,
+            &self.write_idle,
+            &self.read_hit,
+            &self.read_miss,
+            &self.scan_100,
+        ] {
+            println!(
+                "{:<26} {:>9} ops {:>10.0} ops/s   p50 {:>7.2} µs  p99 {:>7.2} µs  p99.9 {:>8.2} µs  max {:>9.1} µs",
+                l.phase, l.ops, l.ops_per_sec, l.p50_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
+        println!(
+            "write p99.9 while compacting / idle: {:.2}× ({} compactions finished during the probe)",
+            self.p999_busy_over_idle, self.compactions_during_probe
+        );
+        println!(
+            "space: {} live keys = {:.1} MiB of keys+values; tables {:.1} MiB → space amplification {:.2}× (WAL {:.1} MiB on disk besides)",
+            self.live_keys, self.live_mib, self.table_mib, self.space_amplification, self.wal_mib
+        );
+        println!(
+            "write amplification (flush + compaction bytes / user bytes): {:.2}× (+1× for the WAL)",
+            self.write_amplification
+        );
+        println!(
+            "background: {} flushes, {} compactions reading {:.0} MiB at {:.0} MiB/s per thread; stalls: {} slowdowns, {} stops, {:.0} ms; settle {:.1} s",
+            self.flushes,
+            self.compactions,
+            self.compaction_read_mib,
+            self.compaction_mib_per_sec_per_thread,
+            self.stall_slowdowns,
+            self.stall_stops,
+            self.stall_ms,
+            self.settle_seconds
+        );
+        let levels: Vec<String> = self
+            .levels
+            .iter()
+            .enumerate()
+            .filter(|(_, (t, _))| *t > 0)
+            .map(|(i, (t, m))| format!("L{i}: {t} tables {m:.1} MiB"))
+            .collect();
+        println!("levels: {}", levels.join(", "));
+        println!(
+            "reopen at this size: {:.3} s ({:.3} s manifest + tables, {} ops replayed)",
+            self.reopen_seconds, self.reopen_tables_seconds, self.reopen_replayed_ops
+        );
+    }
+}
