@@ -52,7 +52,9 @@ pub(super) fn compaction_loop(s: &Arc<Shared>) {
             idle_wait(s);
             continue;
         };
+        s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
         let result = run_task(s, &task, &version);
+        s.counters.compactions_running.fetch_sub(1, Ordering::Relaxed);
         {
             let mut vs = s.versions.lock();
             for i in &task.inputs {

@@ -192,6 +192,7 @@ struct Counters {
     compaction_read_bytes: AtomicU64,
     compaction_written_bytes: AtomicU64,
     compaction_micros: AtomicU64,
+    compactions_running: std::sync::atomic::AtomicUsize,
     rejected_compactions: AtomicU64,
     stall_slowdowns: AtomicU64,
     stall_stops: AtomicU64,
@@ -525,6 +526,12 @@ impl Db {
     /// The memtable implementation's name.
     pub fn memtable_kind(&self) -> &'static str {
         self.shared.memtables.name()
+    }
+
+    /// Number of compaction tasks running right now (one atomic load: cheap enough to
+    /// call per operation, e.g. to split latency figures by background activity).
+    pub fn compactions_running(&self) -> usize {
+        self.shared.counters.compactions_running.load(Ordering::Relaxed)
     }
 
     /// The table format's name.
