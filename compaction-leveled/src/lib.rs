@@ -2,7 +2,12 @@
 //!
 //! The tree has `levels` levels. L0 holds tables flushed from memtables (key ranges may
 //! overlap, newest first); every deeper level is a sorted run of disjoint tables whose
-//! target size grows by `level_size_multiplier` per level (L1 400 MiB, L2 4 GiB, ...).
+//! target size grows by `level_size_multiplier` per level. The static targets are
+//! L1 400 MiB, L2 4 GiB, ...; with `dynamic_level_bytes` (the default) the targets of
+//! the levels above the deepest non-empty one are derived from that bottom level
+//! instead (`bottom / multiplier` for the level right above it, and so on, never below
+//! a floor), so a tree whose bottom is far from its static target does not carry a
+//! disproportionate L1 — see [`LeveledPolicy::max_bytes_for_level_in`].
 //! [`LeveledPolicy`] is the [`strata_core::CompactionPolicy`] that keeps the tree in that
 //! shape: it scores every level against its target, and for the most urgent level it
 //! picks a task for the engine to run:

@@ -26,11 +26,29 @@ pub struct LeveledOptions {
     /// L0 also compacts once its tables total at least this many bytes (default
     /// 40 MiB), so a few large flushes cannot pile up unbounded.
     pub l0_max_bytes: u64,
-    /// Target size of L1 in bytes (default 400 MiB).
+    /// Static target size of L1 in bytes (default 400 MiB).
     pub l1_max_bytes: u64,
     /// Each level below L1 may hold this many times the level above it (default 10):
-    /// `max_bytes(Ln) = l1_max_bytes × multiplier^(n−1)`. At least 2.
+    /// the static targets are `max_bytes(Ln) = l1_max_bytes × multiplier^(n−1)`. At
+    /// least 2.
     pub level_size_multiplier: u64,
+    /// Derive the targets of L1 and deeper levels from the bottom of the tree instead of
+    /// using the static ones (default `true`; RocksDB's
+    /// `level_compaction_dynamic_level_bytes`).
+    ///
+    /// Static targets fit a tree only when its bottom level happens to be full: with
+    /// 2.2 GiB of live data, L2's static target is 4 GiB, so L1 may keep its full
+    /// 400 MiB on top of it and the tree settles at about 1.2× the live bytes. With
+    /// dynamic targets, when `d ≥ 2` is the deepest level holding bytes, `Ld`'s target
+    /// is `max(bytes(Ld), static target)` and every level `1 ≤ l < d` gets
+    /// `max(bytes(Ld) / multiplier^(d−l), floor)`, so each level is about
+    /// `1/multiplier` of the one below and, once the bottom outgrows the floor, the
+    /// levels above it hold at most about `1/(multiplier − 1)` of its bytes (1/9 with
+    /// ×10; `1/multiplier` when L1 is the only level above it). The floor is
+    /// [`crate::LeveledPolicy::dynamic_level_floor`]. While only L1 (or nothing) holds
+    /// data the static targets apply. See
+    /// [`crate::LeveledPolicy::max_bytes_for_level_in`].
+    pub dynamic_level_bytes: bool,
     /// Output files are cut at about this size (default 32 MiB); every task carries it.
     pub target_file_size: u64,
     /// Preferred upper bound on the input bytes of one L1+ task (the chosen table plus
@@ -93,7 +111,7 @@ impl LeveledOptions {
 
 impl Default for LeveledOptions {
     /// The shape from the design: 7 levels, L0 at 4 files or 40 MiB, L1 400 MiB, ×10 per
-    /// level, 32 MiB files, tasks of at most about 800 MiB.
+    /// level, dynamic level targets, 32 MiB files, tasks of at most about 800 MiB.
     fn default() -> Self {
         LeveledOptions {
             levels: 7,
@@ -101,6 +119,7 @@ impl Default for LeveledOptions {
             l0_max_bytes: 40 * MIB,
             l1_max_bytes: 400 * MIB,
             level_size_multiplier: 10,
+            dynamic_level_bytes: true,
             target_file_size: 32 * MIB,
             max_compaction_bytes: Some(25 * 32 * MIB),
         }

@@ -16,11 +16,12 @@ use crate::options::LeveledOptions;
 ///
 /// Every level gets a score ([`LeveledPolicy::level_scores`]): L0's is
 /// `max(tables / l0_trigger_files, bytes / l0_max_bytes)`, Ln's is
-/// `bytes / max_bytes_for_level(n)`. Levels scoring at least 1.0 need compaction; the
-/// last level never compacts down. The policy tries them from the highest score down
-/// (ties: the shallower level first) and returns the first task it can form without
-/// touching a busy table, or `None` when no level needs compaction or every one that
-/// does is blocked by busy tables.
+/// `bytes / max_bytes_for_level_in(view, n)` (the static target, or with
+/// [`LeveledOptions::dynamic_level_bytes`] one derived from the bottom level). Levels
+/// scoring at least 1.0 need compaction; the last level never compacts down. The
+/// policy tries them from the highest score down (ties: the shallower level first)
+/// and returns the first task it can form without touching a busy table, or `None`
+/// when no level needs compaction or every one that does is blocked by busy tables.
 ///
 /// - **L0 task**: the L0 tables to merge are every not-busy L0 table older (smaller
 ///   `max_seq`) than the oldest busy L0 table — all of L0 when none is busy. Only that
@@ -70,10 +71,14 @@ impl LeveledPolicy {
         &self.opts
     }
 
-    /// Target size of `level` in bytes: `l0_max_bytes` for L0,
+    /// Static target size of `level` in bytes: `l0_max_bytes` for L0,
     /// `l1_max_bytes × level_size_multiplier^(level−1)` below it (saturating at
     /// `u64::MAX`). Defined for any level number; the last level of the tree has this
     /// nominal size too but never compacts down.
+    ///
+    /// This ignores [`LeveledOptions::dynamic_level_bytes`], which needs the tree's
+    /// shape: the targets the policy actually uses come from
+    /// [`LeveledPolicy::max_bytes_for_level_in`].
     pub fn max_bytes_for_level(&self, level: usize) -> u64 {
         if level == 0 {
             return self.opts.l0_max_bytes;
@@ -88,18 +93,65 @@ impl LeveledPolicy {
         max
     }
 
+    /// Target size of `level` in bytes for the tree `view`: the one
+    /// [`LeveledPolicy::level_scores`] and [`CompactionPolicy::pick`] compare against.
+    ///
+    /// With [`LeveledOptions::dynamic_level_bytes`] off, or while no level deeper than
+    /// L1 holds bytes, this is [`LeveledPolicy::max_bytes_for_level`]. Otherwise let
+    /// `d ≥ 2` be the deepest level below `levels` whose tables total more than 0 bytes
+    /// (levels of `view` beyond `levels` are ignored) and `B` its bytes:
+    ///
+    /// - `Ld` gets `max(B, max_bytes_for_level(d))`. The bottom is where the data lives,
+    ///   so it is not pushed down merely for existing; it still compacts into `Ld+1`
+    ///   (score 1.0) once it reaches its static target, unless it is the last level.
+    /// - `Ll`, `1 ≤ l < d`, gets `max(B / multiplier^(d−l), floor)` (integer division)
+    ///   with `floor` = [`LeveledPolicy::dynamic_level_floor`].
+    /// - L0 and the levels below `d` keep their static targets.
+    ///
+    /// Every target is positive (the options are validated), so every score is finite.
+    /// When data first reaches a new bottom level, the levels above it are suddenly far
+    /// over their derived targets and drain into it until they fit: a one-time rewrite
+    /// of about the old bottom's bytes, the price of keeping the ×multiplier shape.
+    pub fn max_bytes_for_level_in(&self, view: &LevelsView, level: usize) -> u64 {
+        self.target(self.bottom(view), level)
+    }
+
+    /// The smallest dynamic target of a level between L1 and the bottom:
+    /// `max(l0_max_bytes, target_file_size)` (40 MiB with the defaults).
+    ///
+    /// Without a floor a small bottom level would give the levels above it tiny
+    /// targets (L2 = 1 MiB makes L1's 100 KiB), and every L0 compaction would be
+    /// followed at once by L1 → L2 tasks each rewriting L2 — the levels would stop
+    /// batching work and write amplification would explode while the tree is small.
+    /// The floor keeps two properties of a sane leveled tree:
+    ///
+    /// - L1 can take what one L0 compaction brings (L0 compacts at `l0_max_bytes`),
+    ///   the usual advice for sizing L1 next to L0;
+    /// - a level can hold at least one full output table (`target_file_size`): a target
+    ///   below one table would be exceeded by any task writing into the level.
+    ///
+    /// With the defaults this equals `l1_max_bytes / multiplier`, the smallest base
+    /// level RocksDB allows with dynamic level bytes. The floor only matters while the
+    /// bottom is small (below `floor × multiplier^(d−1)`), and then costs at most
+    /// `floor` bytes per level above the bottom.
+    pub fn dynamic_level_floor(&self) -> u64 {
+        self.opts.l0_max_bytes.max(self.opts.target_file_size)
+    }
+
     /// One score per level of the tree (`levels` entries, L0 first): how full the level
     /// is relative to its target, `≥ 1.0` meaning "needs compaction".
     ///
     /// L0 scores `max(tables / l0_trigger_files, bytes / l0_max_bytes)`; Ln scores
-    /// `bytes / max_bytes_for_level(n)`. The last level's score is reported for
-    /// information only: it never triggers a compaction. Levels of `view` beyond
-    /// `levels` are ignored.
+    /// `bytes / max_bytes_for_level_in(view, n)`. The last level's score is reported for
+    /// information only: it never triggers a compaction (with dynamic targets it is at
+    /// most 1.0 whenever it is the bottom). Levels of `view` beyond `levels` are
+    /// ignored.
     #[allow(clippy::cast_precision_loss)] // scores are ratios; 2^53 bytes is plenty
     pub fn level_scores(&self, view: &LevelsView) -> Vec<f64> {
+        let bottom = self.bottom(view);
         (0..self.opts.levels)
             .map(|level| {
-                let bytes = view.level_bytes(level) as f64 / self.max_bytes_for_level(level) as f64;
+                let bytes = view.level_bytes(level) as f64 / self.target(bottom, level) as f64;
                 if level == 0 {
                     let files = view.level_len(0) as f64 / self.opts.l0_trigger_files as f64;
                     files.max(bytes)
@@ -108,6 +160,38 @@ impl LeveledPolicy {
                 }
             })
             .collect()
+    }
+
+    /// The level the dynamic targets derive from and its bytes: the deepest level in
+    /// `2..levels` holding more than 0 bytes. `None` when dynamic targets are off or
+    /// only L0/L1 hold data (the static targets apply).
+    fn bottom(&self, view: &LevelsView) -> Option<(usize, u64)> {
+        if !self.opts.dynamic_level_bytes {
+            return None;
+        }
+        (2..self.opts.levels)
+            .rev()
+            .map(|l| (l, total(level(view, l).iter().map(|t| t.size_bytes))))
+            .find(|&(_, bytes)| bytes > 0)
+    }
+
+    /// Target of `level` given the result of [`LeveledPolicy::bottom`].
+    fn target(&self, bottom: Option<(usize, u64)>, level: usize) -> u64 {
+        let fixed = self.max_bytes_for_level(level);
+        match bottom {
+            Some((d, bytes)) if level == d => bytes.max(fixed),
+            Some((d, bytes)) if (1..d).contains(&level) => {
+                let mut derived = bytes;
+                for _ in level..d {
+                    derived /= self.opts.level_size_multiplier;
+                    if derived == 0 {
+                        break;
+                    }
+                }
+                derived.max(self.dynamic_level_floor())
+            }
+            _ => fixed,
+        }
     }
 
     fn task(
@@ -177,6 +261,7 @@ impl LeveledPolicy {
         n: usize,
         score: f64,
     ) -> Option<CompactionTask> {
+        let target = self.max_bytes_for_level_in(view, n);
         let src = level(view, n);
         let dst = LevelIndex::new(level(view, n + 1));
         let mut best: Option<Candidate<'_>> = None;
@@ -205,9 +290,14 @@ impl LeveledPolicy {
         let best = best?;
         let t = best.table;
         let reason = format!(
-            "L{n} holds {}, target {} (score {score:.2}): moving table {} [{}..{}] ({}) into L{} with {} overlapping tables ({}){}",
+            "L{n} holds {}, target {}{} (score {score:.2}): moving table {} [{}..{}] ({}) into L{} with {} overlapping tables ({}){}",
             show_bytes(view.level_bytes(n)),
-            show_bytes(self.max_bytes_for_level(n)),
+            show_bytes(target),
+            if target == self.max_bytes_for_level(n) {
+                String::new()
+            } else {
+                format!(" (dynamic; static {})", show_bytes(self.max_bytes_for_level(n)))
+            },
             t.file_no,
             show(&t.smallest_key),
             show(&t.largest_key),

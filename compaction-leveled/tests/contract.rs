@@ -32,13 +32,15 @@ fn arb_opts() -> impl Strategy<Value = LeveledOptions> {
         2u64..=10,
         1u64..1000,
         prop::option::of(100u64..4000),
+        any::<bool>(),
     )
-        .prop_map(|(levels, trig, l0, l1, mult, target, cap)| LeveledOptions {
+        .prop_map(|(levels, trig, l0, l1, mult, target, cap, dynamic)| LeveledOptions {
             levels,
             l0_trigger_files: trig,
             l0_max_bytes: l0,
             l1_max_bytes: l1,
             level_size_multiplier: mult,
+            dynamic_level_bytes: dynamic,
             target_file_size: target,
             max_compaction_bytes: cap,
         })

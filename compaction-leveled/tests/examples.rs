@@ -33,6 +33,7 @@ fn defaults_match_the_design() {
     assert_eq!(o.l0_max_bytes, 40 << 20);
     assert_eq!(o.l1_max_bytes, 400 << 20);
     assert_eq!(o.level_size_multiplier, 10);
+    assert!(o.dynamic_level_bytes, "dynamic level targets are on by default");
     assert_eq!(o.target_file_size, 32 << 20);
     assert_eq!(o.max_compaction_bytes, Some(800 << 20));
     o.validate().expect("defaults are valid");
@@ -46,6 +47,7 @@ fn defaults_match_the_design() {
     assert_eq!(p.max_bytes_for_level(2), 4000 << 20);
     assert_eq!(p.max_bytes_for_level(6), (400 * 100_000) << 20);
     assert_eq!(p.max_bytes_for_level(40), u64::MAX, "saturates instead of overflowing");
+    assert_eq!(p.dynamic_level_floor(), 40 << 20, "max(l0_max_bytes, target_file_size)");
 }
 
 #[test]
@@ -221,17 +223,25 @@ fn max_compaction_bytes_is_a_preference_not_a_wall() {
 
 #[test]
 fn the_last_level_never_compacts() {
-    let p = policy(LeveledOptions { levels: 3, ..tiny() });
-    let v = view(vec![vec![], vec![t(11, "a", "b", 10, 5)], vec![t(21, "a", "z", 1_000_000, 1)]]);
-    let scores = p.level_scores(&v);
-    assert_eq!(scores.len(), 3);
-    assert!(scores[2] > 1.0, "reported: {scores:?}");
-    assert_eq!(p.pick(&v, &HashSet::new()), None);
-    // Levels of the view beyond the policy's are ignored too.
-    let mut v = v;
-    v.levels.push(vec![t(31, "a", "z", u64::MAX / 4, 1)]);
-    assert_eq!(p.level_scores(&v).len(), 3);
-    assert_eq!(p.pick(&v, &HashSet::new()), None);
+    for dynamic in [false, true] {
+        let p = policy(LeveledOptions { levels: 3, dynamic_level_bytes: dynamic, ..tiny() });
+        let v =
+            view(vec![vec![], vec![t(11, "a", "b", 10, 5)], vec![t(21, "a", "z", 1_000_000, 1)]]);
+        let scores = p.level_scores(&v);
+        assert_eq!(scores.len(), 3);
+        if dynamic {
+            // The bottom's target is its own size: the score says "full", not "over".
+            assert_eq!(scores[2], 1.0, "reported: {scores:?}");
+        } else {
+            assert!(scores[2] > 1.0, "reported: {scores:?}");
+        }
+        assert_eq!(p.pick(&v, &HashSet::new()), None);
+        // Levels of the view beyond the policy's are ignored too.
+        let mut v = v;
+        v.levels.push(vec![t(31, "a", "z", u64::MAX / 4, 1)]);
+        assert_eq!(p.level_scores(&v).len(), 3);
+        assert_eq!(p.pick(&v, &HashSet::new()), None);
+    }
 }
 
 #[test]
@@ -245,9 +255,12 @@ fn the_highest_score_goes_first() {
             t(1, "a", "b", 10, 10),
         ],
         vec![t(11, "a", "b", 10, 5)],
-        vec![t(21, "c", "d", 30_000, 1)], // score 3.0 against L0's 1.0
-        vec![],
+        // Score 3.0 against L0's 1.0. (L3 holds data so that L2 is not the bottom, which
+        // dynamic targets would size to its own 30 000 B, score 1.0.)
+        vec![t(21, "c", "d", 30_000, 1)],
+        vec![t(31, "a", "z", 100_000, 1)],
     ]);
+    assert_eq!(p.level_scores(&v)[2], 3.0);
     let task = pick(&p, &v, &HashSet::new()).expect("two levels over");
     assert_eq!(task.output_level, 3);
     assert_eq!(files(&task, 2), vec![21]);
@@ -326,4 +339,139 @@ fn answers_are_deterministic() {
             assert_eq!(p.pick(&v.clone(), &again), first);
         }
     }
+}
+
+// Dynamic level targets, at the default sizes.
+
+const MIB: u64 = 1 << 20;
+
+/// A level of `n` disjoint tables numbered from `first`, spread over the keys
+/// "0000".."9999" and holding `bytes` in all.
+fn spread(first: u64, n: u64, bytes: u64) -> Vec<TableMeta> {
+    (0..n)
+        .map(|i| {
+            let lo = format!("{:04}", i * 10_000 / n);
+            let hi = format!("{:04}", (i + 1) * 10_000 / n - 1);
+            t(first + i, &lo, &hi, bytes / n + u64::from(i < bytes % n), 1)
+        })
+        .collect()
+}
+
+/// The benchmark's settled shape: L1 391 MiB over L2 2282 MiB (space amplification
+/// 1.22×). Static targets call it fine; dynamic ones size L1 to a tenth of L2.
+#[test]
+fn dynamic_targets_size_l1_from_the_bottom_level() {
+    let v = view(vec![vec![], spread(100, 13, 391 * MIB), spread(1000, 72, 2282 * MIB)]);
+    assert_eq!(v.level_bytes(1), 391 * MIB);
+    assert_eq!(v.level_bytes(2), 2282 * MIB);
+
+    let p = LeveledPolicy::default();
+    assert_eq!(p.max_bytes_for_level_in(&v, 1), 2282 * MIB / 10);
+    assert_eq!(p.max_bytes_for_level_in(&v, 2), 4000 * MIB, "the bottom: max(actual, static)");
+    assert_eq!(p.max_bytes_for_level_in(&v, 0), 40 * MIB, "L0 is never dynamic");
+    for l in 3..10 {
+        assert_eq!(p.max_bytes_for_level_in(&v, l), p.max_bytes_for_level(l), "L{l}");
+    }
+    let scores = p.level_scores(&v);
+    assert!((scores[1] - 391.0 / 228.2).abs() < 1e-6, "{scores:?}");
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 is over its dynamic target");
+    assert_eq!(task.output_level, 2);
+    assert_eq!(files(&task, 1).len(), 1);
+    assert!(
+        task.reason.contains("target 228.2 MiB (dynamic; static 400.0 MiB)"),
+        "{}",
+        task.reason
+    );
+
+    let off = policy(LeveledOptions { dynamic_level_bytes: false, ..LeveledOptions::default() });
+    assert_eq!(off.max_bytes_for_level_in(&v, 1), 400 * MIB);
+    assert!(off.level_scores(&v).iter().take(6).all(|&s| s < 1.0));
+    assert_eq!(off.pick(&v, &HashSet::new()), None, "static targets: within target");
+}
+
+#[test]
+fn static_targets_apply_while_only_l0_and_l1_hold_data() {
+    let p = LeveledPolicy::default();
+    let static_everywhere = |v: &LevelsView| {
+        for l in 0..10 {
+            assert_eq!(p.max_bytes_for_level_in(v, l), p.max_bytes_for_level(l), "L{l}");
+        }
+    };
+    static_everywhere(&LevelsView::default());
+    static_everywhere(&view(vec![vec![t(7, "a", "z", 30 * MIB, 9)]]));
+
+    // L1 alone, under and over its static 400 MiB; L2 holds a 0-byte table (no data).
+    let under = view(vec![vec![], spread(100, 13, 391 * MIB), vec![empty(900, 0)]]);
+    static_everywhere(&under);
+    assert_eq!(p.pick(&under, &HashSet::new()), None);
+    let over = view(vec![vec![], spread(100, 13, 401 * MIB)]);
+    static_everywhere(&over);
+    let task = pick(&p, &over, &HashSet::new()).expect("L1 over its static target");
+    assert_eq!(task.output_level, 2);
+    assert!(!task.reason.contains("dynamic"), "{}", task.reason);
+}
+
+/// A tiny bottom would derive L1's target as 100 KiB; the floor keeps it at
+/// `max(l0_max_bytes, target_file_size)`.
+#[test]
+fn the_floor_keeps_l1_from_draining_into_a_tiny_bottom() {
+    let shape = |l1: u64| view(vec![vec![], spread(100, 2, l1), spread(1000, 1, MIB)]);
+    let p = LeveledPolicy::default();
+    assert_eq!(p.max_bytes_for_level_in(&shape(39 * MIB), 1), 40 * MIB);
+    assert_eq!(p.pick(&shape(39 * MIB), &HashSet::new()), None, "under the floor");
+    // The floor is a minimum, not a fallback to the static 400 MiB.
+    let task = pick(&p, &shape(41 * MIB), &HashSet::new()).expect("over the floor");
+    assert_eq!(task.output_level, 2);
+
+    // The floor follows the larger of l0_max_bytes and target_file_size.
+    let big_files = policy(LeveledOptions { target_file_size: 64 * MIB, ..Default::default() });
+    assert_eq!(big_files.dynamic_level_floor(), 64 * MIB);
+    assert_eq!(big_files.max_bytes_for_level_in(&shape(41 * MIB), 1), 64 * MIB);
+    assert_eq!(big_files.pick(&shape(63 * MIB), &HashSet::new()), None);
+    assert!(pick(&big_files, &shape(65 * MIB), &HashSet::new()).is_some());
+    let big_l0 = policy(LeveledOptions { l0_max_bytes: 100 * MIB, ..Default::default() });
+    assert_eq!(big_l0.dynamic_level_floor(), 100 * MIB);
+    assert_eq!(big_l0.pick(&shape(99 * MIB), &HashSet::new()), None);
+    assert!(pick(&big_l0, &shape(101 * MIB), &HashSet::new()).is_some());
+}
+
+#[test]
+fn targets_derive_from_the_deepest_non_empty_level() {
+    let p = LeveledPolicy::default();
+    // L2 is empty; L3 (10 GiB) is the bottom: L2's target 1 GiB, L1's 102.4 MiB.
+    let v = view(vec![vec![], spread(100, 5, 150 * MIB), vec![], spread(1000, 320, 10240 * MIB)]);
+    assert_eq!(p.max_bytes_for_level_in(&v, 3), 40_000 * MIB, "static is larger");
+    assert_eq!(p.max_bytes_for_level_in(&v, 2), 1024 * MIB);
+    assert_eq!(p.max_bytes_for_level_in(&v, 1), 10240 * MIB / 100);
+    assert_eq!(p.max_bytes_for_level_in(&v, 4), p.max_bytes_for_level(4), "below the bottom");
+    let task = pick(&p, &v, &HashSet::new()).expect("L1: 150 MiB over 102.4 MiB");
+    assert_eq!(task.output_level, 2);
+    assert_eq!(task.inputs.len(), 1, "nothing in L2 to overlap");
+
+    // A bottom past its static target takes that as its own: score 1.0, so it still
+    // compacts down (it is not the last level).
+    let v = view(vec![vec![], vec![], spread(1000, 160, 5000 * MIB)]);
+    assert_eq!(p.max_bytes_for_level_in(&v, 2), 5000 * MIB);
+    assert_eq!(p.level_scores(&v)[2], 1.0);
+    let task = pick(&p, &v, &HashSet::new()).expect("L2 at its static target");
+    assert_eq!(task.output_level, 3);
+    assert_eq!(
+        p.pick(&view(vec![vec![], vec![], spread(1000, 90, 3000 * MIB)]), &HashSet::new()),
+        None
+    );
+    // Once L3 holds a table it is the bottom, and L2 must drain into it.
+    let v = view(vec![vec![], vec![], spread(1000, 160, 5000 * MIB), spread(2000, 1, 32 * MIB)]);
+    assert_eq!(p.max_bytes_for_level_in(&v, 2), 40 * MIB, "3.2 MiB derived, floored");
+    assert!(p.level_scores(&v)[2] > 100.0);
+
+    // Levels of the view beyond `levels` are not the bottom: with 3 levels, L2 is.
+    let p3 = policy(LeveledOptions { levels: 3, ..LeveledOptions::default() });
+    let v = view(vec![
+        vec![],
+        spread(100, 13, 391 * MIB),
+        spread(1000, 72, 2282 * MIB),
+        spread(3000, 10, 100 << 30),
+    ]);
+    assert_eq!(p3.max_bytes_for_level_in(&v, 1), 2282 * MIB / 10);
+    assert_eq!(pick(&p3, &v, &HashSet::new()).map(|t| t.output_level), Some(2));
 }

@@ -32,7 +32,8 @@ pub fn key(k: u32) -> Bytes {
 }
 
 /// Small sizes so a handful of tables fills a level: L0 4 tables or 1000 B, L1 1000 B,
-/// L2 10 000 B, L3 last.
+/// L2 10 000 B, L3 last. Dynamic targets are on (the default), with a floor of 1000 B:
+/// L1's target stays 1000 B until the bottom below it passes 10 000 B.
 pub fn tiny() -> LeveledOptions {
     LeveledOptions {
         levels: 4,
@@ -40,6 +41,7 @@ pub fn tiny() -> LeveledOptions {
         l0_max_bytes: 1000,
         l1_max_bytes: 1000,
         level_size_multiplier: 10,
+        dynamic_level_bytes: true,
         target_file_size: 100,
         max_compaction_bytes: None,
     }
