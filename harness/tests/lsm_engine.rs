@@ -278,3 +278,44 @@ fn reopening_with_another_table_format_is_refused() {
         .expect_err("format mismatch");
     assert!(matches!(err, Error::Config(_)) && err.to_string().contains("other"), "{err}");
 }
+
+#[test]
+fn periodic_checkpoints_are_written_pruned_and_open_as_stores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let os: Arc<dyn FileSystem> = OsFileSystem::shared();
+    let every = std::time::Duration::from_millis(150);
+    let db = tiny_builder(dir.path().join("db"), Arc::clone(&os), 4096, 16384)
+        .with_options(DbOptions {
+            memtable_size_bytes: 4096,
+            compaction_threads: 1,
+            periodic_checkpoint: Some(strata_core::PeriodicCheckpoint {
+                dir: dir.path().join("checkpoints"),
+                interval: every,
+                keep: 2,
+            }),
+            ..DbOptions::default()
+        })
+        .open()
+        .expect("open");
+    fill(&db, 500, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let list = || -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints"))
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    while list().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(every);
+    }
+    std::thread::sleep(every * 3);
+    drop(db);
+    let taken = list();
+    assert!(!taken.is_empty() && taken.len() <= 2, "keep = 2 is honoured: {taken:?}");
+    let last = taken.last().expect("a checkpoint");
+    let copy = tiny_builder(last, os, 4096, 16384).open().expect("a checkpoint opens");
+    for i in (0..500).step_by(17) {
+        assert_eq!(copy.get(&k(i)).expect("get").as_deref(), Some(&v(i, 0)[..]), "key {i}");
+    }
+}

@@ -51,7 +51,8 @@ pub struct DbOptions {
     pub l0_stop_tables: usize,
     /// Delay per write in the slowdown state. Default: 1 ms.
     pub slowdown_delay: Duration,
-    /// Threads running compaction tasks. Default: 2.
+    /// Threads running compaction tasks. Default: one less than the machine's cores,
+    /// between 1 and 4, so the foreground keeps a core.
     pub compaction_threads: usize,
     /// A manifest bigger than this is rewritten as one snapshot edit. Default: 16 MiB.
     pub max_manifest_bytes: u64,
@@ -67,7 +68,9 @@ impl Default for DbOptions {
             l0_slowdown_tables: 8,
             l0_stop_tables: 12,
             slowdown_delay: Duration::from_millis(1),
-            compaction_threads: 2,
+            compaction_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .clamp(1, 4),
             max_manifest_bytes: 16 << 20,
             periodic_checkpoint: None,
         }
