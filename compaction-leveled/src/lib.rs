@@ -42,6 +42,7 @@
 
 mod keys;
 mod options;
+mod plugin;
 mod policy;
 mod validate;
 

@@ -14,7 +14,8 @@ const MIB: u64 = 1 << 20;
 /// assert!(opts.validate().is_ok());
 /// assert!(LeveledOptions { level_size_multiplier: 1, ..opts }.validate().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LeveledOptions {
     /// Number of levels, L0 included (default 7: L0..L6). At least 2 and at most
     /// [`LeveledOptions::MAX_LEVELS`]. The last level has no size target: it never

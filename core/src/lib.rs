@@ -14,6 +14,7 @@ pub mod error;
 pub mod fs;
 pub mod manifest;
 pub mod memtable;
+pub mod registry;
 pub mod table;
 pub mod types;
 pub mod wal;
@@ -26,6 +27,10 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
+pub use registry::{
+    BuildError, CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions,
+    TablePlugin, WalPlugin,
+};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
 pub use types::{Durability, SeqNo, ValueKind, compare_internal};
 pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};

@@ -55,6 +55,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 
+mod plugin;
+
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::VecDeque;

@@ -160,7 +160,8 @@ pub const INDEX_ENTRY_FIXED_LEN: usize = 24;
 pub const META_FIXED_LEN: usize = 64;
 
 /// Block compression (the on-disk tag of a data block).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Blocks are stored as they are. Values are served straight from the mapped file.
     #[default]

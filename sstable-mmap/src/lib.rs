@@ -25,6 +25,7 @@ pub mod format;
 mod index;
 mod iter;
 mod options;
+mod plugin;
 mod reader;
 mod verify;
 

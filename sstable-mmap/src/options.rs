@@ -14,7 +14,8 @@ pub const MAX_BLOOM_BITS_PER_KEY: u32 = 64;
 
 /// How [`crate::MmapTableFormat`] writes tables. Readers need no options: everything
 /// they need is in the file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MmapTableOptions {
     /// Target size of a data block (raw, before compression), `1..=16 MiB`. Smaller
     /// blocks make point lookups check and scan less; larger ones make the index

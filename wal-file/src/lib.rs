@@ -19,6 +19,7 @@ pub mod check;
 pub mod format;
 mod notify;
 mod options;
+mod plugin;
 mod reader;
 mod recovery;
 mod wal;

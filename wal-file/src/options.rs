@@ -4,7 +4,8 @@
 pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How the file WAL lays out and keeps its segments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct FileWalOptions {
     /// A segment is closed and a new one started once a record would take it past this
     /// size. A single record larger than this gets a segment of its own. Default 64 MiB.

@@ -1,0 +1,180 @@
+//! Assembling stacks from TOML: the default plugins are registered and the default
+//! stack file matches the code's defaults; unknown plugins, unknown or ill-typed
+//! options and bad sections are errors that name the section and key.
+
+use strata_compaction_leveled::LeveledOptions;
+use strata_core::registry::PluginOptions;
+use strata_core::{DbOptions, Durability};
+use strata_plugins::{PluginError, PluginKind, PluginSource, StackConfig, default_stack_toml};
+use strata_sstable_mmap::{Compression, MmapTableOptions};
+use strata_wal_file::FileWalOptions;
+
+fn err(toml: &str) -> PluginError {
+    let dir = tempfile::tempdir().expect("tempdir");
+    match StackConfig::from_toml_str(toml).and_then(|c| c.builder(dir.path()).map(|_| ())) {
+        Ok(()) => panic!("expected an error for:\n{toml}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn the_default_plugins_are_registered_and_linked() {
+    for (kind, name) in [
+        (PluginKind::Wal, "file"),
+        (PluginKind::MemTable, "skiplist"),
+        (PluginKind::Table, "mmap"),
+        (PluginKind::Compaction, "leveled"),
+    ] {
+        let found = strata_plugins::plugins()
+            .into_iter()
+            .find(|p| p.kind == kind && p.name == name)
+            .unwrap_or_else(|| panic!("{kind} plugin {name} is not registered"));
+        assert_eq!(found.source, PluginSource::Linked);
+        assert!(!found.description.is_empty());
+        assert_eq!(kind.default_plugin(), name);
+    }
+}
+
+#[test]
+fn the_default_stack_file_spells_out_the_defaults() {
+    let config = StackConfig::from_toml_str(default_stack_toml()).expect("default stack parses");
+    assert_eq!(config.to_string(), "wal=file memtable=skiplist table=mmap compaction=leveled");
+    assert_eq!(config.to_string(), StackConfig::default().to_string());
+    let wal: FileWalOptions = config.wal.options.parse().expect("wal options");
+    assert_eq!(wal, FileWalOptions::default());
+    let table: MmapTableOptions = config.table.options.parse().expect("table options");
+    assert_eq!(table, MmapTableOptions::default());
+    let leveled: LeveledOptions = config.compaction.options.parse().expect("leveled options");
+    assert_eq!(leveled, LeveledOptions::default());
+    assert!(config.memtable.options.is_empty());
+    let defaults = DbOptions::default();
+    // Everything the file sets equals the code's default (compaction_threads is left
+    // to the machine in both).
+    assert_eq!(format!("{:?}", config.engine), format!("{defaults:?}"));
+    assert!(config.load.is_empty());
+}
+
+#[test]
+fn a_stack_from_toml_opens_and_serves_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StackConfig::from_toml_str(
+        r#"
+        [wal]
+        segment_size_bytes = 65536
+        preallocate = false
+
+        [table]
+        kind = "mmap"
+        block_size = 512
+        compression = "lz4"
+
+        [compaction]
+        levels = 4
+        l1_max_bytes = 1048576
+
+        [engine]
+        memtable_size_bytes = 65536
+        compaction_threads = 1
+        "#,
+    )
+    .expect("config parses");
+    assert_eq!(config.wal.plugin, "file", "a section without kind selects the default");
+    assert_eq!(config.engine.memtable_size_bytes, 65536);
+    let table: MmapTableOptions = config.table.options.parse().expect("table options");
+    assert_eq!(table.compression, Compression::Lz4);
+    let db = config.builder(dir.path()).expect("builder").open().expect("open");
+    for i in 0..2000u32 {
+        db.put(format!("key{i:05}").as_bytes(), &[7u8; 100], Durability::Buffered).expect("put");
+    }
+    db.flush().expect("flush");
+    db.wait_for_background().expect("background");
+    assert!(db.stats().flushes >= 1);
+    assert_eq!(db.get(b"key01234").expect("get").as_deref(), Some(&[7u8; 100][..]));
+    assert_eq!(db.memtable_kind(), "skiplist");
+    assert_eq!(db.table_format(), "mmap");
+    assert_eq!(db.compaction_policy(), "leveled");
+}
+
+#[test]
+fn an_unknown_plugin_lists_the_known_ones() {
+    let e = err("[memtable]\nkind = \"art\"\n");
+    let PluginError::UnknownPlugin { kind, name, known } = &e else { panic!("{e:?}") };
+    assert_eq!((*kind, name.as_str()), (PluginKind::MemTable, "art"));
+    assert!(known.iter().any(|k| k == "skiplist"), "{known:?}");
+    let text = e.to_string();
+    assert!(text.contains("unknown memtable plugin `art`") && text.contains("skiplist"), "{text}");
+}
+
+#[test]
+fn an_ill_typed_option_names_its_path() {
+    let e = err("[wal]\nkind = \"file\"\nsegment_size_bytes = \"big\"\n");
+    let PluginError::Option { section, key, .. } = &e else { panic!("{e:?}") };
+    assert_eq!((section.as_str(), key.as_str()), ("wal", "segment_size_bytes"));
+    let text = e.to_string();
+    assert!(text.starts_with("wal.segment_size_bytes: invalid type: string \"big\""), "{text}");
+
+    let e = err("[table]\ncompression = \"zstd\"\n");
+    assert!(e.to_string().starts_with("table.compression: unknown variant `zstd`"), "{e}");
+
+    let e = err("[engine]\nmemtable_size_bytes = -5\n");
+    assert!(e.to_string().starts_with("engine.memtable_size_bytes: invalid value"), "{e}");
+
+    let e = err("[wal]\nkind = 3\n");
+    assert!(e.to_string().starts_with("wal.kind: expected a plugin name"), "{e}");
+}
+
+#[test]
+fn an_unknown_option_is_refused_with_its_section() {
+    let e = err("[compaction]\nlevel = 3\n");
+    let PluginError::Option { section, message, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(section, "compaction");
+    assert!(message.contains("unknown field `level`"), "{message}");
+    assert!(e.to_string().contains("compaction"), "{e}");
+
+    let e = err("[memtable]\nkind = \"skiplist\"\nsize = 3\n");
+    assert!(e.to_string().starts_with("memtable.size: unknown option"), "{e}");
+
+    let e = err("[engine]\nmemtable_bytes = 3\n");
+    assert!(e.to_string().contains("unknown field `memtable_bytes`"), "{e}");
+}
+
+#[test]
+fn refused_values_bad_sections_and_bad_syntax_are_errors() {
+    let e = err("[compaction]\nlevels = 1\n");
+    assert!(matches!(e, PluginError::Build { kind: PluginKind::Compaction, .. }), "{e:?}");
+    assert!(e.to_string().contains("levels"), "{e}");
+
+    let e = err("[engine]\nl0_slowdown_tables = 10\nl0_stop_tables = 5\n");
+    assert!(matches!(e, PluginError::Engine(_)), "{e:?}");
+
+    let e = err("[walz]\nkind = \"file\"\n");
+    assert!(e.to_string().contains("unknown section `walz`"), "{e}");
+
+    let e = err("wal = \"file\"\n");
+    assert!(e.to_string().contains("`wal` must be a table"), "{e}");
+
+    let e = err("[wal\n");
+    assert!(matches!(e, PluginError::Syntax { .. }), "{e:?}");
+
+    let e = err("[[load]]\nfile = \"x.so\"\n");
+    assert!(e.to_string().starts_with("load[0]"), "{e}");
+
+    let e = err("[[load]]\npath = \"/nonexistent/libnothing.so\"\n");
+    assert!(matches!(e, PluginError::Load { .. }), "{e:?}");
+    assert!(e.to_string().contains("/nonexistent/libnothing.so"), "{e}");
+
+    let core: strata_core::Error = err("[memtable]\nkind = \"art\"\n").into();
+    assert!(matches!(core, strata_core::Error::Config(ref m) if m.contains("`art`")), "{core}");
+}
+
+#[test]
+fn relative_load_paths_resolve_against_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stack.toml");
+    std::fs::write(&path, "[[load]]\npath = \"plugins/libx.so\"\n").expect("write");
+    let config = StackConfig::from_path(&path).expect("parses");
+    assert_eq!(config.load, vec![dir.path().join("plugins/libx.so")]);
+    let missing = StackConfig::from_path(dir.path().join("nope.toml")).expect_err("missing");
+    assert!(matches!(missing, PluginError::Read { .. }), "{missing:?}");
+    let _ = PluginOptions::new();
+}
