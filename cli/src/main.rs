@@ -18,11 +18,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the exchange workload on the default embedded stack and print latency and
-    /// throughput figures.
+    /// Run the exchange workload on the default embedded stack (or the stack of
+    /// --config, or compare stacks with --compare) and print latency and throughput
+    /// figures.
     Bench(bench::BenchArgs),
     /// Summarise a store: manifest, levels, tables and WAL segments (read-only).
     Inspect(inspect::InspectArgs),
+    /// List the registered plugins: those linked into this binary and those of the
+    /// libraries named with --load or in a stack file's [[load]] sections.
+    Plugins(PluginsArgs),
     /// Check a store end to end — manifest, every table's checksums, the WAL — and
     /// report each problem with its file and offset (read-only; exits 1 on problems).
     Verify(inspect::VerifyArgs),
@@ -40,5 +44,43 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Verify(args) => inspect::verify(&args),
+        Command::Plugins(args) => list_plugins(&args),
     }
+}
+
+/// Options of `strata plugins`.
+#[derive(Debug, clap::Args)]
+struct PluginsArgs {
+    /// Plugin libraries to load first (repeatable).
+    #[arg(long)]
+    load: Vec<std::path::PathBuf>,
+    /// A stack file whose [[load]] libraries to load first.
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
+}
+
+fn list_plugins(args: &PluginsArgs) -> anyhow::Result<()> {
+    let mut libraries = args.load.clone();
+    if let Some(config) = &args.config {
+        libraries.extend(strata_plugins::StackConfig::from_path(config)?.load);
+    }
+    for lib in &libraries {
+        strata_plugins::load_library(lib)?;
+    }
+    println!("{:<11} {:<16} description", "kind", "name");
+    for p in strata_plugins::plugins() {
+        let default = if p.kind.default_plugin() == p.name { "*" } else { "" };
+        let source = match &p.source {
+            strata_plugins::PluginSource::Linked => String::new(),
+            other => format!(" (from {other})"),
+        };
+        println!(
+            "{:<11} {:<16} {}{source}",
+            p.kind.to_string(),
+            format!("{}{default}", p.name),
+            p.description
+        );
+    }
+    println!("\n* the default of its kind");
+    Ok(())
 }

@@ -22,13 +22,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::registry::{
     CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions, TablePlugin,
     WalPlugin,
 };
-use strata_core::{BuildError, DbBuilder, DbOptions};
+use strata_core::{BuildError, DbBuilder, DbOptions, MemTableFactory};
 
 use crate::PluginError;
 use crate::dynamic::load_library;
@@ -329,6 +330,15 @@ impl StackConfig {
             .with_table_format(table)
             .with_compaction_policy(compaction)
             .with_options(self.engine.clone()))
+    }
+
+    /// Loads the `[[load]]` libraries and builds the memtable factory alone (for
+    /// benchmarks that drive a memtable directly).
+    pub fn memtable_factory(&self) -> Result<Arc<dyn MemTableFactory>, PluginError> {
+        for lib in &self.load {
+            load_library(lib)?;
+        }
+        lookup::build::<MemTablePlugin>(&self.memtable.plugin, &self.memtable.options)
     }
 
     /// The component choice in one line: `wal=file memtable=skiplist table=mmap

@@ -16,11 +16,11 @@ use indicatif::ProgressBar;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
-use strata_core::{Db, DbOptions, DbStats, Durability};
+use strata_core::{Db, DbStats, Durability};
 
-use super::BenchArgs;
 use super::phases::progress;
 use super::report::Latency;
+use super::{BenchArgs, Stack};
 
 /// Results of the LSM phases.
 #[derive(Debug, Clone, Serialize)]
@@ -152,13 +152,12 @@ fn wal_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn open(dir: &Path, args: &BenchArgs) -> anyhow::Result<Db> {
-    Ok(strata_harness::stack::default_builder(dir)
-        .with_options(DbOptions {
-            memtable_size_bytes: (args.memtable_mib as usize) << 20,
-            ..DbOptions::default()
-        })
-        .open()?)
+/// Opens the store of `stack` in `dir`, with the memtable size of `--memtable-mib`
+/// (the phases are scaled by it) and every other engine option from the stack.
+fn open(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<Db> {
+    let mut builder = stack.builder(dir)?;
+    builder.options_mut().memtable_size_bytes = (args.memtable_mib as usize) << 20;
+    Ok(builder.open()?)
 }
 
 fn wait_background(db: &Db, what: &str) -> anyhow::Result<f64> {
@@ -173,10 +172,10 @@ fn wait_background(db: &Db, what: &str) -> anyhow::Result<f64> {
 }
 
 /// Runs every LSM phase in `dir`.
-pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<LsmReport> {
+pub fn run(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<LsmReport> {
     let key_space = (args.load_keys / 2).max(1);
     let mut model = Model { value_len: vec![0; key_space as usize] };
-    let db = open(dir, args)?;
+    let db = open(dir, args, stack)?;
     let mut w = Writer {
         db: &db,
         rng: SmallRng::seed_from_u64(args.seed ^ 0x6c73_6d00),
@@ -286,7 +285,7 @@ pub fn run(dir: &Path, args: &BenchArgs) -> anyhow::Result<LsmReport> {
     bar.set_message("reopening at size");
     bar.enable_steady_tick(Duration::from_millis(100));
     let started = Instant::now();
-    let db = open(dir, args)?;
+    let db = open(dir, args, stack)?;
     let reopen_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let report = db.open_report().clone();

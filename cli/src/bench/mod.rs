@@ -1,22 +1,59 @@
-//! `strata bench`: the exchange workload on the default embedded stack.
+//! `strata bench`: the exchange workload on the default embedded stack, or on a stack
+//! described in TOML (`--config stack.toml`), or the LSM phases on several stacks side
+//! by side (`--compare a.toml,b.toml`).
 //!
 //! Phases, each measured with HdrHistogram (per-operation latency) and wall time:
 //! the machine's raw fdatasync floor, memtable inserts, Buffered and Sync writes with
 //! one and with N writers (group commit), point reads (hits and misses), reopen
 //! (WAL replay into memtables) and raw WAL replay throughput.
 
+mod compare;
 mod floor;
 mod lsm;
 mod phases;
 mod report;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use strata_core::Durability;
+use strata_core::{DbBuilder, Durability};
+use strata_plugins::StackConfig;
 
 use report::Report;
+
+/// One stack under test: its configuration and where it came from.
+#[derive(Clone, Debug)]
+pub struct Stack {
+    /// The configuration file, or `default`.
+    pub label: String,
+    /// The components and engine options.
+    pub config: StackConfig,
+}
+
+impl Stack {
+    /// The default stack (`wal=file memtable=skiplist table=mmap compaction=leveled`).
+    pub fn default_stack() -> Self {
+        Self { label: "default".into(), config: StackConfig::default() }
+    }
+
+    /// The stack described by the TOML file at `path` (its `[[load]]` libraries are
+    /// loaded when a store is first opened).
+    pub fn from_path(path: &Path) -> anyhow::Result<Self> {
+        let config = StackConfig::from_path(path)?;
+        Ok(Self { label: path.display().to_string(), config })
+    }
+
+    /// A builder for a store of this stack in `dir`.
+    pub fn builder(&self, dir: &Path) -> anyhow::Result<DbBuilder> {
+        Ok(self.config.builder(dir)?)
+    }
+
+    /// The components in one line, with the file system.
+    pub fn summary(&self) -> String {
+        format!("{} fs=os", self.config)
+    }
+}
 
 /// Options of `strata bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,28 +108,31 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Run on the stack described by this TOML file (`[wal]`, `[memtable]`, `[table]`,
+    /// `[compaction]`, `[engine]`, `[[load]]`; see docs/writing-a-plugin.md) instead of
+    /// the default stack. The LSM phases take their memtable size from --memtable-mib.
+    #[arg(long, conflicts_with = "compare")]
+    pub config: Option<PathBuf>,
+    /// Run only the LSM phases on each of these stack files, one after the other in
+    /// one run, and print each figure with its ratio to the first stack's.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub compare: Vec<PathBuf>,
 }
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if !args.compare.is_empty() {
+        return compare::run(args);
+    }
+    let stack = match &args.config {
+        Some(path) => Stack::from_path(path)?,
+        None => Stack::default_stack(),
+    };
     anyhow::ensure!(args.writers >= 1, "--writers must be at least 1");
     anyhow::ensure!(args.sync_batch >= 1, "--sync-batch must be at least 1");
     anyhow::ensure!(args.ops >= 1 && args.reads >= 1, "--ops and --reads must be at least 1");
     anyhow::ensure!(args.floor_samples >= 2, "--floor-samples must be at least 2");
-    let temp;
-    let root = match &args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-            d.clone()
-        }
-        None => {
-            temp = tempfile::Builder::new()
-                .prefix("strata-bench-")
-                .tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
-                .context("creating a temporary directory for the store")?;
-            temp.path().to_path_buf()
-        }
-    };
+    let (_temp, root) = bench_root(args)?;
     let store = root.join("store");
     anyhow::ensure!(
         !store.exists() || std::fs::read_dir(&store)?.next().is_none(),
@@ -100,13 +140,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         store.display()
     );
 
-    let mut report = Report::new(args, &root);
+    let mut report = Report::new(args, &root, &stack);
     let sync_limit = Duration::from_secs_f64(args.sync_seconds);
 
-    report.phases.extend(phases::memtable_inserts(args.memtable_inserts, args.seed)?);
+    let memtables = stack.config.memtable_factory()?;
+    report.phases.extend(phases::memtable_inserts(&*memtables, args.memtable_inserts, args.seed)?);
 
-    let db = strata_harness::stack::default_builder(&store).open()?;
-    let mut runner = phases::Runner::new(db, args.clone());
+    let db = stack.builder(&store)?.open()?;
+    let mut runner = phases::Runner::new(db, args.clone(), stack.clone());
     report.phases.push(runner.writes(
         "write buffered",
         1,
@@ -154,7 +195,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if args.load_keys > 0 {
         anyhow::ensure!(args.memtable_mib >= 1, "--memtable-mib must be at least 1");
-        report.lsm = Some(lsm::run(&root.join("lsm"), args)?);
+        report.lsm = Some(lsm::run(&root.join("lsm"), args, &stack)?);
     }
 
     if args.json {
@@ -163,4 +204,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         report.print_table();
     }
     Ok(())
+}
+
+/// The directory the run works in: `--dir`, or a temporary directory (returned too, so
+/// that it lives until the run ends and is removed then).
+fn bench_root(args: &BenchArgs) -> anyhow::Result<(Option<tempfile::TempDir>, PathBuf)> {
+    Ok(match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            (None, d.clone())
+        }
+        None => {
+            let temp = tempfile::Builder::new()
+                .prefix("strata-bench-")
+                .tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
+                .context("creating a temporary directory for the store")?;
+            let root = temp.path().to_path_buf();
+            (Some(temp), root)
+        }
+    })
 }

@@ -12,13 +12,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
 use strata_core::fs::OsFileSystem;
-use strata_core::{Db, Durability, MemTable, SeqNo, ValueKind, Wal, WriteBatch};
+use strata_core::{Db, Durability, MemTableFactory, SeqNo, ValueKind, Wal, WriteBatch};
 use strata_harness::workload::{ExchangeWorkload, WorkloadConfig};
-use strata_memtable_skiplist::SkipListMemTable;
 use strata_wal_file::{FileWal, FileWalOptions};
 
-use super::BenchArgs;
 use super::report::{Latency, Reopen, Replay, StoreStats};
+use super::{BenchArgs, Stack};
 
 /// Keys kept for the read phases.
 const READ_SAMPLE: usize = 1 << 20;
@@ -42,11 +41,15 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
 /// Inserts into one skiplist memtable (16 B random keys, 200 B values, 1 thread), and
 /// the same keys and values into a bare `crossbeam_skiplist::SkipMap<Vec<u8>, Vec<u8>>`
 /// in the same run: the cost of the skiplist itself, as the reference.
-pub fn memtable_inserts(n: u64, seed: u64) -> anyhow::Result<Vec<Latency>> {
+pub fn memtable_inserts(
+    memtables: &dyn MemTableFactory,
+    n: u64,
+    seed: u64,
+) -> anyhow::Result<Vec<Latency>> {
     let value = [0x42u8; 200];
     let mut out = Vec::new();
     for reference in [false, true] {
-        let mem = SkipListMemTable::new();
+        let mem = memtables.create();
         let raw = crossbeam_skiplist::SkipMap::new();
         let mut rng = SmallRng::seed_from_u64(seed);
         let mut hist = histogram()?;
@@ -80,11 +83,12 @@ pub struct Runner {
     args: BenchArgs,
     phase: usize,
     read_keys: Vec<Bytes>,
+    stack: Stack,
 }
 
 impl Runner {
-    pub fn new(db: Db, args: BenchArgs) -> Self {
-        Self { db: Some(db), args, phase: 0, read_keys: Vec::new() }
+    pub fn new(db: Db, args: BenchArgs, stack: Stack) -> Self {
+        Self { db: Some(db), args, phase: 0, read_keys: Vec::new(), stack }
     }
 
     fn db(&self) -> anyhow::Result<&Db> {
@@ -260,7 +264,7 @@ impl Runner {
         bar.set_message("reopening (WAL replay)");
         bar.enable_steady_tick(Duration::from_millis(100));
         let started = Instant::now();
-        let db = strata_harness::stack::default_builder(dir).open()?;
+        let db = self.stack.builder(dir)?.open()?;
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         anyhow::ensure!(

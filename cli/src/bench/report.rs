@@ -88,7 +88,8 @@ pub struct StoreStats {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub strata_version: &'static str,
-    pub stack: &'static str,
+    pub stack: String,
+    pub stack_config: String,
     pub machine: String,
     pub dir: String,
     pub value_size: String,
@@ -102,10 +103,11 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(args: &BenchArgs, dir: &Path) -> Self {
+    pub fn new(args: &BenchArgs, dir: &Path, stack: &super::Stack) -> Self {
         Self {
             strata_version: env!("CARGO_PKG_VERSION"),
-            stack: "wal=file memtable=skiplist table=mmap compaction=leveled fs=os",
+            stack: stack.summary(),
+            stack_config: stack.label.clone(),
             machine: machine_description(),
             dir: dir.display().to_string(),
             value_size: args
@@ -122,7 +124,7 @@ impl Report {
     }
 
     pub fn print_table(&self) {
-        println!("strata bench {} — {}", self.strata_version, self.stack);
+        println!("strata bench {} — {} ({})", self.strata_version, self.stack, self.stack_config);
         println!("machine: {}", self.machine);
         println!("dir: {}   values: {}   seed: {}", self.dir, self.value_size, self.seed);
         println!();
@@ -194,7 +196,7 @@ impl Report {
     }
 }
 
-fn machine_description() -> String {
+pub fn machine_description() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let model = std::fs::read_to_string("/proc/cpuinfo")
