@@ -141,3 +141,18 @@ fn a_file_that_is_not_a_plugin_library_is_refused() {
     assert!(matches!(e, PluginError::Load { .. }), "{e:?}");
     assert!(e.to_string().contains("libfake.so"), "{e}");
 }
+
+#[test]
+fn a_second_library_registering_a_taken_name_is_refused() {
+    let lib = library("strata_plugin_example");
+    strata_plugins::load_library(&lib).expect("the example loads (or already is)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("libstrata_plugin_example_copy.so");
+    std::fs::copy(&lib, &copy).expect("copy the library");
+    let e = strata_plugins::load_library(&copy).expect_err("the name is taken");
+    let PluginError::Duplicate { kind, name, .. } = &e else { panic!("{e:?}") };
+    assert_eq!((*kind, name.as_str()), (PluginKind::MemTable, "example-btree"));
+    assert!(e.to_string().contains("registered twice"), "{e}");
+    let listed = strata_plugins::plugin_names(PluginKind::MemTable);
+    assert_eq!(listed.iter().filter(|n| **n == "example-btree").count(), 1, "{listed:?}");
+}
