@@ -1,0 +1,60 @@
+//! # strata-memtable-vector
+//!
+//! A Strata memtable tuned for **sequential keys**: keys that arrive (mostly) in
+//! increasing order, such as exchange order ids, trade ids or timestamps.
+//!
+//! - [`VectorMemTable`] implements [`strata_core::MemTable`]: a chunked, append-only
+//!   vector of versions in internal-key order behind a `parking_lot::RwLock`, plus a
+//!   small `BTreeMap` for versions that arrive out of order. An insert whose internal
+//!   key sorts after the last one is a compare and a push — no tree search, no
+//!   allocator call (keys and values go into 64 KiB arena blocks). Lookups binary-search
+//!   the log and probe the map; scans merge the two.
+//! - [`VectorFactory`] implements [`strata_core::MemTableFactory`] (name `"vector"`).
+//!
+//! ## When to prefer it
+//!
+//! Use it when the keys written to one memtable mostly grow: ids handed out by a
+//! sequencer, time-prefixed keys. In that case inserts skip the O(log n) search the
+//! skiplist does on every insert, and scans walk a contiguous array. A few writer
+//! threads racing each other still fit: a version landing up to 64 places behind the
+//! end is shifted into the log rather than sent to the map.
+//!
+//! **Measure before switching**: run the `vector` criterion bench
+//! (`cargo bench -p strata-memtable-vector`) and check
+//! [`VectorMemTable::out_of_order_len`] on your workload.
+//!
+//! ## When not to
+//!
+//! - **Random keys** (hashes, account ids updated in any order): almost every insert
+//!   goes to the out-of-order `BTreeMap` under a write lock. It is correct but slower
+//!   than the lock-free skiplist (`strata-memtable-skiplist`), especially with many
+//!   writer threads.
+//! - **Many concurrent writers on a hot path**: writers serialise on one lock, whereas
+//!   skiplist inserts proceed in parallel.
+//!
+//! ```
+//! use std::ops::Bound;
+//! use std::sync::Arc;
+//!
+//! use strata_core::{Lookup, MemTable, SeqNo, ValueKind};
+//! use strata_memtable_vector::VectorMemTable;
+//!
+//! let table = Arc::new(VectorMemTable::new());
+//! for id in 1..=100u64 {
+//!     table.insert(&id.to_be_bytes(), SeqNo(id), ValueKind::Put, b"order");
+//! }
+//! table.insert(&7u64.to_be_bytes(), SeqNo(101), ValueKind::Delete, b"");
+//! assert_eq!(table.out_of_order_len(), 1);
+//!
+//! assert_eq!(table.get(&7u64.to_be_bytes(), SeqNo::MAX), Some(Lookup::Deleted { seq: SeqNo(101) }));
+//! assert!(matches!(table.get(&7u64.to_be_bytes(), SeqNo(100)), Some(Lookup::Value { seq: SeqNo(7), .. })));
+//! let n = Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).count();
+//! assert_eq!(n, 101);
+//! ```
+#![forbid(unsafe_code)]
+
+mod cursor;
+mod log;
+mod table;
+
+pub use table::{VectorFactory, VectorMemTable};

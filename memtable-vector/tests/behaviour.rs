@@ -1,0 +1,186 @@
+//! Deterministic behaviour: snapshot visibility across the log and the out-of-order
+//! map, extreme sequences, bound handling, exact memory accounting, duplicates, the
+//! factory and its name.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_core::{Entry, KeyRange, Lookup, MemTable, MemTableFactory, SeqNo, ValueKind};
+use strata_memtable_vector::{VectorFactory, VectorMemTable};
+
+fn b(s: &[u8]) -> Bytes {
+    Bytes::copy_from_slice(s)
+}
+
+fn scan(table: &Arc<VectorMemTable>, range: KeyRange, snapshot: SeqNo) -> Vec<(Bytes, u64)> {
+    Arc::clone(table).range(range, snapshot).map(|e| (e.key, e.seq.get())).collect()
+}
+
+#[test]
+fn newest_version_at_a_snapshot_comes_from_the_log_or_the_map() {
+    let table = VectorMemTable::new();
+    // "k" versions 10, 30, 50 arrive in order (log); then 1000 later ids; then versions
+    // 20 and 40 of "k" arrive far out of order (out-of-order map).
+    for seq in [10u64, 30, 50] {
+        table.insert(b"k", SeqNo(seq), ValueKind::Put, &seq.to_be_bytes());
+    }
+    for i in 0..1_000u32 {
+        table.insert(
+            format!("m{i:04}").as_bytes(),
+            SeqNo(100 + u64::from(i)),
+            ValueKind::Put,
+            b"x",
+        );
+    }
+    table.insert(b"k", SeqNo(40), ValueKind::Delete, b"");
+    table.insert(b"k", SeqNo(20), ValueKind::Put, &20u64.to_be_bytes());
+    assert_eq!(table.out_of_order_len(), 2);
+    for snapshot in 0..70u64 {
+        let want = [50u64, 40, 30, 20, 10].into_iter().find(|&s| s <= snapshot);
+        let got = table.get(b"k", SeqNo(snapshot));
+        assert_eq!(got.as_ref().map(Lookup::seq), want.map(SeqNo), "snapshot {snapshot}");
+        match got {
+            Some(Lookup::Deleted { seq }) => assert_eq!(seq, SeqNo(40)),
+            Some(Lookup::Value { value, seq }) => {
+                assert_eq!(value.as_ref(), seq.get().to_be_bytes())
+            }
+            None => {}
+        }
+    }
+    assert_eq!(table.get(b"j", SeqNo::MAX), None);
+    assert_eq!(table.get(b"k\0", SeqNo::MAX), None);
+    let table = Arc::new(table);
+    let k_only = (Bound::Included(b(b"k")), Bound::Included(b(b"k")));
+    assert_eq!(
+        scan(&table, k_only.clone(), SeqNo::MAX),
+        [(b(b"k"), 50), (b(b"k"), 40), (b(b"k"), 30), (b(b"k"), 20), (b(b"k"), 10)]
+    );
+    assert_eq!(scan(&table, k_only, SeqNo(35)), [(b(b"k"), 30), (b(b"k"), 20), (b(b"k"), 10)]);
+}
+
+#[test]
+fn extreme_sequences_are_ordered_and_bounded_correctly() {
+    let table = Arc::new(VectorMemTable::new());
+    table.insert(b"a", SeqNo::ZERO, ValueKind::Put, b"zero");
+    table.insert(b"a", SeqNo::MAX, ValueKind::Put, b"max");
+    table.insert(b"b", SeqNo::MAX, ValueKind::Delete, b"");
+    table.insert(b"b", SeqNo::ZERO, ValueKind::Put, b"zero");
+    assert_eq!(table.get(b"a", SeqNo::ZERO).map(|l| l.seq()), Some(SeqNo::ZERO));
+    assert_eq!(table.get(b"a", SeqNo::MAX).map(|l| l.seq()), Some(SeqNo::MAX));
+    assert_eq!(table.get(b"b", SeqNo::MAX), Some(Lookup::Deleted { seq: SeqNo::MAX }));
+    assert_eq!(table.max_seq(), SeqNo::MAX);
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    assert_eq!(
+        scan(&table, all.clone(), SeqNo::MAX),
+        [(b(b"a"), u64::MAX), (b(b"a"), 0), (b(b"b"), u64::MAX), (b(b"b"), 0)]
+    );
+    assert_eq!(scan(&table, all, SeqNo::ZERO), [(b(b"a"), 0), (b(b"b"), 0)]);
+    let after_a = (Bound::Excluded(b(b"a")), Bound::Unbounded);
+    assert_eq!(scan(&table, after_a, SeqNo::MAX), [(b(b"b"), u64::MAX), (b(b"b"), 0)]);
+    let before_b = (Bound::Unbounded, Bound::Excluded(b(b"b")));
+    assert_eq!(scan(&table, before_b, SeqNo::MAX), [(b(b"a"), u64::MAX), (b(b"a"), 0)]);
+}
+
+#[test]
+fn inverted_and_empty_bounds_select_nothing_without_panicking() {
+    let table = Arc::new(VectorMemTable::new());
+    for (i, k) in [&b"a"[..], b"c", b"b"].into_iter().enumerate() {
+        table.insert(k, SeqNo(i as u64 + 1), ValueKind::Put, b"v");
+    }
+    use Bound::{Excluded as E, Included as I};
+    for range in [
+        (I(b(b"c")), I(b(b"a"))),
+        (E(b(b"b")), E(b(b"b"))),
+        (I(b(b"b")), E(b(b"b"))),
+        (E(b(b"b")), I(b(b"b"))),
+    ] {
+        assert_eq!(scan(&table, range.clone(), SeqNo::MAX), [], "{range:?}");
+    }
+    assert_eq!(scan(&table, (I(b(b"b")), I(b(b"b"))), SeqNo::MAX), [(b(b"b"), 3)]);
+}
+
+#[test]
+fn long_scans_with_invisible_versions_span_many_refills() {
+    let table = Arc::new(VectorMemTable::new());
+    // 5 000 ids, then a newer version of each of them (out of order: the map).
+    for id in 0..5_000u64 {
+        table.insert(&id.to_be_bytes(), SeqNo(id + 1), ValueKind::Put, b"old");
+    }
+    for id in 0..5_000u64 {
+        table.insert(&id.to_be_bytes(), SeqNo(id + 10_001), ValueKind::Put, b"new");
+    }
+    let old: Vec<Entry> =
+        Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo(5_000)).collect();
+    assert_eq!(old.len(), 5_000);
+    assert!(old.iter().all(|e| e.value.as_ref() == b"old"));
+    let all = scan(&table, (Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
+    assert_eq!(all.len(), 10_000);
+    assert_eq!(all[0], (b(&0u64.to_be_bytes()), 10_001));
+    assert_eq!(all[1], (b(&0u64.to_be_bytes()), 1));
+}
+
+#[test]
+fn memory_bytes_grows_by_key_value_and_slot_per_insert_on_every_path() {
+    let table = VectorMemTable::new();
+    assert_eq!(table.memory_bytes(), 0);
+    let mut previous = 0;
+    // In order, slightly out of order, far out of order, and large values.
+    let ids: Vec<u64> = (0..300u64).chain([295, 290, 5, 7, 1]).chain(300..310).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let key = id.to_be_bytes();
+        let value = vec![b'v'; (i * 37) % 300 + if i % 50 == 0 { 70_000 } else { 0 }];
+        table.insert(&key, SeqNo(1_000 + i as u64), ValueKind::Put, &value);
+        let grown = table.memory_bytes() - previous;
+        assert_eq!(
+            grown,
+            key.len() + value.len() + VectorMemTable::ENTRY_OVERHEAD_BYTES,
+            "insert {i}"
+        );
+        previous = table.memory_bytes();
+    }
+    assert!(table.out_of_order_len() > 0);
+    assert!(VectorMemTable::ENTRY_OVERHEAD_BYTES >= 2 * size_of::<Bytes>());
+}
+
+#[test]
+fn duplicate_versions_keep_the_first_and_are_not_counted() {
+    let table = VectorMemTable::new();
+    for id in 0..500u64 {
+        table.insert(&id.to_be_bytes(), SeqNo(id + 1), ValueKind::Put, b"first");
+    }
+    let (len, memory) = (table.len(), table.memory_bytes());
+    // The last one (log tail), a recent one (shift range) and an old one (map lookup).
+    for id in [499u64, 480, 3] {
+        table.insert(&id.to_be_bytes(), SeqNo(id + 1), ValueKind::Put, b"second, longer");
+    }
+    table.insert(&3u64.to_be_bytes(), SeqNo(9_999), ValueKind::Put, b"map");
+    let (len, memory) = (len + 1, memory + 8 + 3 + VectorMemTable::ENTRY_OVERHEAD_BYTES);
+    table.insert(&3u64.to_be_bytes(), SeqNo(9_999), ValueKind::Put, b"map again");
+    assert_eq!((table.len(), table.memory_bytes()), (len, memory));
+    for id in [499u64, 480, 3] {
+        assert_eq!(
+            table.get(&id.to_be_bytes(), SeqNo(id + 1)),
+            Some(Lookup::Value { value: b(b"first"), seq: SeqNo(id + 1) })
+        );
+    }
+    assert_eq!(
+        table.get(&3u64.to_be_bytes(), SeqNo::MAX),
+        Some(Lookup::Value { value: b(b"map"), seq: SeqNo(9_999) })
+    );
+}
+
+#[test]
+fn factory_creates_independent_empty_tables_named_vector() {
+    let factory = VectorFactory::new();
+    assert_eq!(factory.name(), "vector");
+    let one = factory.create();
+    let two = factory.create();
+    one.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
+    assert_eq!(one.len(), 1);
+    assert!(two.is_empty());
+    assert_eq!(two.max_seq(), SeqNo::ZERO);
+    assert_eq!(two.get(b"k", SeqNo::MAX), None);
+    assert_eq!(Arc::clone(&one).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).count(), 1);
+    assert!(format!("{one:?}").contains("len: 1"));
+}
