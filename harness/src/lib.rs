@@ -4,6 +4,7 @@
 //! generator, the fault-injecting in-memory file system used by power-loss tests, and
 //! the default stack used by tests and `strata bench`.
 
+pub mod conformance;
 pub mod crash;
 pub mod exchange;
 pub mod sim_fs;

@@ -1,0 +1,321 @@
+//! Deliberately broken implementations: **test fixtures**, never for real use.
+//!
+//! Each wraps a real implementation and breaks exactly one contract clause, so the
+//! harness can prove it bites: `harness/tests/conformance_bites.rs` runs every suite on
+//! these and asserts that the expected checks (and only those) fail.
+//!
+//! | fixture | broken clause |
+//! |---|---|
+//! | [`AckBeforeSyncWal`] | `append(Sync)` returns `Ok` without syncing |
+//! | [`ReorderingWal`] | readers yield adjacent batches swapped (on-disk order ≠ sequence order) |
+//! | [`FutureVersionMemTable`] | `get` ignores the snapshot and returns the newest version |
+//! | [`DropLastEntryTableFormat`] | the builder silently drops the last entry of each table |
+//! | [`HidesCorruptionTableFormat`] | a damaged block reads as missing data (`None` / end of range), `verify` reports nothing |
+//! | [`LosesFilePolicy`] | a task omits an overlapping output-level table (the engine would lose or shadow it) |
+//! | [`BusyIgnoringPolicy`] | tasks name tables that are already being compacted |
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_core::fs::{File, FileSystem};
+use strata_core::{
+    CompactionPolicy, CompactionTask, Durability, EntryIter, FileNo, KeyRange, LevelsView, Lookup,
+    MemTable, MemTableFactory, Result, SeqNo, Table, TableBuilder, TableFormat, TableIter,
+    TableMeta, ValueKind, Wal, WalBatch, WalFactory, WalReader, WalRecovery, compare_internal,
+};
+
+/// A WAL factory whose logs acknowledge `Sync` appends without syncing them (they are
+/// appended as `Buffered`). `sync()` still syncs. Breaks: "`Sync` returns `Ok` only once
+/// the batch is on stable storage".
+#[derive(Debug)]
+pub struct AckBeforeSyncWal(pub Arc<dyn WalFactory>);
+
+/// A WAL factory whose readers swap every pair of adjacent batches. Breaks: "`read_from`
+/// yields, in order, every committed batch".
+#[derive(Debug)]
+pub struct ReorderingWal(pub Arc<dyn WalFactory>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WalFault {
+    AckBeforeSync,
+    Reorder,
+}
+
+#[derive(Debug)]
+struct FaultyWal {
+    inner: Arc<dyn Wal>,
+    fault: WalFault,
+}
+
+impl WalFactory for AckBeforeSyncWal {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::AckBeforeSync }))
+    }
+    fn name(&self) -> &'static str {
+        "broken-ack-before-sync"
+    }
+}
+
+impl WalFactory for ReorderingWal {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::Reorder }))
+    }
+    fn name(&self) -> &'static str {
+        "broken-reordering"
+    }
+}
+
+impl Wal for FaultyWal {
+    fn append(&self, payload: &[u8], count: u32, durability: Durability) -> Result<SeqNo> {
+        let d =
+            if self.fault == WalFault::AckBeforeSync { Durability::Buffered } else { durability };
+        self.inner.append(payload, count, d)
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn last_seq(&self) -> SeqNo {
+        self.inner.last_seq()
+    }
+    fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
+        let inner = self.inner.read_from(from)?;
+        if self.fault == WalFault::Reorder {
+            Ok(Box::new(SwappingReader { inner, held: None }))
+        } else {
+            Ok(inner)
+        }
+    }
+    fn checkpoint(&self, seq: SeqNo) -> Result<()> {
+        self.inner.checkpoint(seq)
+    }
+    fn recovery(&self) -> WalRecovery {
+        self.inner.recovery()
+    }
+    fn files(&self) -> Result<Vec<PathBuf>> {
+        self.inner.files()
+    }
+}
+
+#[derive(Debug)]
+struct SwappingReader {
+    inner: Box<dyn WalReader>,
+    held: Option<WalBatch>,
+}
+
+impl SwappingReader {
+    fn swap(
+        &mut self,
+        first: Option<WalBatch>,
+        second: impl FnOnce(&mut Self) -> Result<Option<WalBatch>>,
+    ) -> Result<Option<WalBatch>> {
+        if let Some(h) = self.held.take() {
+            return Ok(Some(h));
+        }
+        let Some(a) = first else { return Ok(None) };
+        match second(self)? {
+            Some(b) => {
+                self.held = Some(a);
+                Ok(Some(b))
+            }
+            None => Ok(Some(a)),
+        }
+    }
+}
+
+impl WalReader for SwappingReader {
+    fn next_batch(&mut self) -> Result<Option<WalBatch>> {
+        if let Some(h) = self.held.take() {
+            return Ok(Some(h));
+        }
+        let first = self.inner.next_batch()?;
+        self.swap(first, |s| s.inner.next_batch())
+    }
+    fn wait_next(&mut self, timeout: Duration) -> Result<Option<WalBatch>> {
+        if let Some(h) = self.held.take() {
+            return Ok(Some(h));
+        }
+        let first = self.inner.wait_next(timeout)?;
+        self.swap(first, |s| s.inner.next_batch())
+    }
+}
+
+/// A memtable factory whose tables answer `get` with the newest version, ignoring the
+/// snapshot. Breaks: "`get` never returns a version newer than `snapshot`".
+#[derive(Debug)]
+pub struct FutureVersionMemTable(pub Arc<dyn MemTableFactory>);
+
+#[derive(Debug)]
+struct FutureMem(Arc<dyn MemTable>);
+
+impl MemTableFactory for FutureVersionMemTable {
+    fn create(&self) -> Arc<dyn MemTable> {
+        Arc::new(FutureMem(self.0.create()))
+    }
+    fn name(&self) -> &'static str {
+        "broken-future-version"
+    }
+}
+
+impl MemTable for FutureMem {
+    fn insert(&self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
+        self.0.insert(key, seq, kind, value);
+    }
+    fn get(&self, key: &[u8], _snapshot: SeqNo) -> Option<Lookup> {
+        self.0.get(key, SeqNo::MAX)
+    }
+    fn range(self: Arc<Self>, range: KeyRange, snapshot: SeqNo) -> EntryIter {
+        Arc::clone(&self.0).range(range, snapshot)
+    }
+    fn memory_bytes(&self) -> usize {
+        self.0.memory_bytes()
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn max_seq(&self) -> SeqNo {
+        self.0.max_seq()
+    }
+}
+
+/// A table format whose builder silently drops the last entry of every table (it still
+/// counts it in `entries()`). Breaks: "a finished table returns exactly the entries
+/// added".
+#[derive(Debug)]
+pub struct DropLastEntryTableFormat(pub Arc<dyn TableFormat>);
+
+struct DropLastBuilder {
+    inner: Box<dyn TableBuilder>,
+    pending: Option<(Vec<u8>, SeqNo, ValueKind, Vec<u8>)>,
+}
+
+impl TableFormat for DropLastEntryTableFormat {
+    fn name(&self) -> &'static str {
+        "broken-drop-last-entry"
+    }
+    fn builder(&self, file: Arc<dyn File>, file_no: FileNo) -> Result<Box<dyn TableBuilder>> {
+        Ok(Box::new(DropLastBuilder { inner: self.0.builder(file, file_no)?, pending: None }))
+    }
+    fn open(&self, file: Arc<dyn File>, file_no: FileNo) -> Result<Arc<dyn Table>> {
+        self.0.open(file, file_no)
+    }
+}
+
+impl TableBuilder for DropLastBuilder {
+    fn add(&mut self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) -> Result<()> {
+        // Order is checked against the held entry, as the wrapped builder would.
+        if let Some((k, s, _, _)) = &self.pending
+            && compare_internal(key, seq, k, *s) != Ordering::Greater
+        {
+            return Err(strata_core::Error::InvalidArgument(format!(
+                "entry ({key:?}, {seq}) is not after ({k:?}, {s})"
+            )));
+        }
+        if let Some((k, s, kd, v)) = self.pending.take() {
+            self.inner.add(&k, s, kd, &v)?;
+        }
+        self.pending = Some((key.to_vec(), seq, kind, value.to_vec()));
+        Ok(())
+    }
+    fn estimated_size(&self) -> u64 {
+        self.inner.estimated_size()
+    }
+    fn entries(&self) -> u64 {
+        self.inner.entries() + u64::from(self.pending.is_some())
+    }
+    fn finish(self: Box<Self>) -> Result<TableMeta> {
+        self.inner.finish()
+    }
+}
+
+/// A table format whose tables hide damage: a corrupt block reads as "not found" or as
+/// the end of a range, and `verify` reports nothing. Breaks: "a damaged block is
+/// `Error::Corruption` naming the file, never data".
+#[derive(Debug)]
+pub struct HidesCorruptionTableFormat(pub Arc<dyn TableFormat>);
+
+#[derive(Debug)]
+struct HidingTable(Arc<dyn Table>);
+
+impl TableFormat for HidesCorruptionTableFormat {
+    fn name(&self) -> &'static str {
+        "broken-hides-corruption"
+    }
+    fn builder(&self, file: Arc<dyn File>, file_no: FileNo) -> Result<Box<dyn TableBuilder>> {
+        self.0.builder(file, file_no)
+    }
+    fn open(&self, file: Arc<dyn File>, file_no: FileNo) -> Result<Arc<dyn Table>> {
+        Ok(Arc::new(HidingTable(self.0.open(file, file_no)?)))
+    }
+}
+
+impl Table for HidingTable {
+    fn meta(&self) -> &TableMeta {
+        self.0.meta()
+    }
+    fn get(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Lookup>> {
+        Ok(self.0.get(key, snapshot).unwrap_or(None))
+    }
+    fn range(self: Arc<Self>, range: KeyRange, snapshot: SeqNo) -> TableIter {
+        Box::new(Arc::clone(&self.0).range(range, snapshot).map_while(|r| r.ok()).map(Ok))
+    }
+    fn verify(&self) -> Vec<strata_core::Error> {
+        Vec::new()
+    }
+}
+
+/// A compaction policy that drops one output-level table from every task that reads
+/// the output level (a task that "loses" a file). Breaks: "it reads every table of
+/// `output_level` whose key range overlaps the inputs' key range".
+#[derive(Debug)]
+pub struct LosesFilePolicy(pub Arc<dyn CompactionPolicy>);
+
+impl CompactionPolicy for LosesFilePolicy {
+    fn name(&self) -> &'static str {
+        "broken-loses-file"
+    }
+    fn levels(&self) -> usize {
+        self.0.levels()
+    }
+    fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        let mut task = self.0.pick(view, busy)?;
+        let out = task.output_level;
+        let deeper_input = task.inputs.iter().any(|i| i.level < out);
+        if deeper_input
+            && let Some(input) =
+                task.inputs.iter_mut().find(|i| i.level == out && !i.tables.is_empty())
+        {
+            input.tables.pop();
+        }
+        task.inputs.retain(|i| !i.tables.is_empty());
+        Some(task)
+    }
+}
+
+/// A compaction policy that ignores the busy set, so its tasks name tables another task
+/// is compacting. Breaks: "`pick` never names a table in `busy`".
+#[derive(Debug)]
+pub struct BusyIgnoringPolicy(pub Arc<dyn CompactionPolicy>);
+
+impl CompactionPolicy for BusyIgnoringPolicy {
+    fn name(&self) -> &'static str {
+        "broken-busy-ignoring"
+    }
+    fn levels(&self) -> usize {
+        self.0.levels()
+    }
+    fn pick(&self, view: &LevelsView, _busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        self.0.pick(view, &HashSet::new())
+    }
+}
+
+impl fmt::Debug for DropLastBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DropLastBuilder")
+            .field("pending", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
+}
