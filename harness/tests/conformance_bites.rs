@@ -163,3 +163,13 @@ fn engine_on_a_wal_acknowledging_sync_before_syncing_fails_power_loss() {
         &["engine::power_loss_keeps_acked_sync_writes", "engine::fsync_failure_poisons_the_store"],
     );
 }
+
+#[test]
+fn engine_on_a_table_format_hiding_corruption_serves_damage_and_fails() {
+    let stack = |dir: &std::path::Path, fs| {
+        tiny_builder(dir, fs, 2048, 8 * 1024)
+            .with_table_format(Arc::new(HidesCorruptionTableFormat(tiny_tables())))
+    };
+    let report = engine::run(&stack, EngineCaps::default().with_model_cases(2));
+    assert_fails_exactly(&report, &["engine::damaged_table_is_reported_never_served"]);
+}

@@ -10,6 +10,7 @@
 //! | `engine::snapshot_is_stable_across_compaction` | a snapshot's reads and scans do not change while flushes and compactions rewrite the files under it |
 //! | `engine::fsync_failure_poisons_the_store` | a failed fsync poisons the store: later writes are `Error::Poisoned`; acknowledged data survives a reopen |
 //! | `engine::concurrent_writers_are_all_visible` | many writer threads; every acknowledged write is readable |
+//! | `engine::damaged_table_is_reported_never_served` | a flipped byte in a table file is an error (at open or on read), never a wrong or missing value |
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -91,6 +92,7 @@ pub fn run(stack: &dyn Fn(&Path, Arc<dyn FileSystem>) -> DbBuilder, caps: Engine
         Check::new("engine::snapshot_is_stable_across_compaction", snapshot_stable),
         Check::when(durable, "durable", "engine::fsync_failure_poisons_the_store", fsync_failure),
         Check::new("engine::concurrent_writers_are_all_visible", concurrent_writers),
+        Check::new("engine::damaged_table_is_reported_never_served", damaged_table),
     ];
     run_checks("engine", name, &subject, checks)
 }
@@ -431,5 +433,87 @@ fn concurrent_writers(s: &Subject<'_>) -> CheckResult {
     }
     let n = collect(db.iter())?.len();
     ensure!(n == 600, "a full scan after concurrent writes yields {n} pairs, expected 600");
+    Ok(())
+}
+
+fn damaged_table(s: &Subject<'_>) -> CheckResult {
+    let fs = SimFileSystem::new();
+    let mut model = Model::new();
+    {
+        let db = s.open(&fs)?;
+        for i in 0..300u16 {
+            let v = bytes_from(u64::from(i) + 7, 80);
+            db.put(&key(i), &v, Durability::Buffered).ctx("put")?;
+            model.insert(key(i), v);
+        }
+        db.flush().ctx("flush")?;
+        db.wait_for_background().ctx("wait_for_background")?;
+    }
+    let tables: Vec<String> =
+        fs.file_names(DIR).into_iter().filter(|n| n.ends_with(".sst")).collect();
+    ensure!(!tables.is_empty(), "no *.sst table file after a flush; nothing to damage");
+    for name in &tables {
+        let p = Path::new(DIR).join(name);
+        let mut img = fs.read_file(&p).ok_or("a table file vanished")?;
+        let mid = img.len() / 2;
+        if let Some(b) = img.get_mut(mid) {
+            *b ^= 0x24;
+        }
+        fs.write_file_raw(&p, &img).ctx("damage a table")?;
+    }
+    let clause = "clause `damage is an error naming the file and offset, never served as data`";
+    let mut builder = (s.stack)(Path::new(DIR), fs.shared());
+    builder.options_mut().memtable_size_bytes = s.caps.memtable_size_bytes;
+    let db = match builder.open() {
+        Ok(db) => db,
+        Err(e) if e.is_corruption() => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "{clause}: reopening with damaged tables failed with {e}, expected Error::Corruption"
+            ));
+        }
+    };
+    for i in 0..300u16 {
+        match db.get(&key(i)) {
+            Ok(got) => ensure!(
+                got.as_deref() == model.get(&key(i)).map(Vec::as_slice),
+                "{clause}: get(key{i:04}) served {:?} bytes, expected {:?}",
+                got.map(|v| v.len()),
+                model.get(&key(i)).map(Vec::len)
+            ),
+            Err(e) => ensure!(
+                e.is_corruption(),
+                "{clause}: get(key{i:04}) failed with {e}, expected Error::Corruption"
+            ),
+        }
+    }
+    let want: Vec<_> = model.into_iter().collect();
+    let mut n = 0usize;
+    for r in db.iter() {
+        match r {
+            Ok((k, v)) => {
+                let w = want.get(n);
+                ensure!(
+                    w.is_some_and(|(wk, wv)| wk[..] == k[..] && wv[..] == v[..]),
+                    "{clause}: the scan served {:?} as pair #{n}, expected {:?}",
+                    String::from_utf8_lossy(&k),
+                    w.map(|(wk, _)| String::from_utf8_lossy(wk))
+                );
+                n += 1;
+            }
+            Err(e) => {
+                ensure!(
+                    e.is_corruption(),
+                    "{clause}: the scan failed with {e}, expected Error::Corruption"
+                );
+                return Ok(());
+            }
+        }
+    }
+    ensure!(
+        n == want.len(),
+        "{clause}: the scan ended after {n} of {} pairs without an error",
+        want.len()
+    );
     Ok(())
 }

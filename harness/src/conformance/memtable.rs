@@ -222,7 +222,11 @@ fn range_order(s: &Subject) -> CheckResult {
             items.push((
                 key(k),
                 seq,
-                if (u64::from(k) + v).is_multiple_of(4) { ValueKind::Delete } else { ValueKind::Put },
+                if (u64::from(k) + v).is_multiple_of(4) {
+                    ValueKind::Delete
+                } else {
+                    ValueKind::Put
+                },
             ));
         }
     }

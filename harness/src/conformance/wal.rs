@@ -20,6 +20,8 @@
 //! | `wal::checkpoint_never_deletes_newer_batches` | `checkpoint(seq)` never deletes a batch `> seq`; deleted ranges are `SequenceUnavailable` |
 //! | `wal::reopen_after_full_checkpoint_keeps_last_seq` | sequences stay dense across a reopen even when everything was checkpointed |
 //! | `wal::files_lists_existing_log_files` | `files()` names files that exist |
+//! | `wal::missing_tailing_is_unsupported_error` | (tailing off) `wait_next` answers like `next_batch` or is `Error::Unsupported`, never another error |
+//! | `wal::missing_checkpoint_is_unsupported_error` | (checkpoint off) `checkpoint` is `Ok` (keeps everything) or `Error::Unsupported`, and deletes nothing |
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,6 +175,18 @@ pub fn run(factory: Arc<dyn WalFactory>, caps: WalCaps) -> Report {
             full_checkpoint_reopen,
         ),
         Check::new("wal::files_lists_existing_log_files", files_exist),
+        Check::when(
+            !c.tailing,
+            "tailing is on",
+            "wal::missing_tailing_is_unsupported_error",
+            tailing_unsupported,
+        ),
+        Check::when(
+            !c.checkpoint,
+            "checkpoint is on",
+            "wal::missing_checkpoint_is_unsupported_error",
+            checkpoint_unsupported,
+        ),
     ];
     run_checks("wal", name, &subject, checks)
 }
@@ -1029,5 +1043,45 @@ fn files_exist(s: &Subject) -> CheckResult {
     for f in &files {
         ensure!(fs.read_file(f).is_some(), "files() lists {}, which does not exist", f.display());
     }
+    Ok(())
+}
+
+fn tailing_unsupported(s: &Subject) -> CheckResult {
+    let fs = fresh_fs()?;
+    let wal = s.open(&fs)?;
+    let mut log = Vec::new();
+    append(&*wal, &mut log, 1300, 1, Durability::Buffered)?;
+    let mut reader = wal.read_from(SeqNo(1)).ctx("read_from")?;
+    match reader.wait_next(Duration::from_millis(10)) {
+        Ok(Some(b)) => check_prefix(&log, &[b], 1, "wait_next without tailing").map(drop),
+        Err(Error::Unsupported { .. }) => Ok(()),
+        other => Err(format!(
+            "clause `a capability the plugin lacks is a typed Error::Unsupported`: wait_next returned {other:?}"
+        )),
+    }
+}
+
+fn checkpoint_unsupported(s: &Subject) -> CheckResult {
+    let fs = fresh_fs()?;
+    let wal = s.open(&fs)?;
+    let mut log = Vec::new();
+    for i in 0..20u64 {
+        append(&*wal, &mut log, 1400 + i, 1, Durability::Sync)?;
+    }
+    match wal.checkpoint(SeqNo(10)) {
+        Ok(()) | Err(Error::Unsupported { .. }) => {}
+        Err(e) => {
+            return Err(format!(
+                "clause `a capability the plugin lacks is a typed Error::Unsupported`: checkpoint returned {e}"
+            ));
+        }
+    }
+    let got = read_all(&*wal, SeqNo(1))?;
+    ensure!(
+        got.len() == log.len(),
+        "without checkpoint support the log still deleted batches: {} of {} left",
+        got.len(),
+        log.len()
+    );
     Ok(())
 }
