@@ -369,9 +369,6 @@ fn converges(s: &Subject) -> CheckResult {
                     describe(&view)
                 );
             }
-            if std::env::var_os("CONF_DEBUG").is_some() {
-                eprintln!("round {round}: {steps} steps; {}", describe(&view));
-            }
         }
         Ok(())
     })
