@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_core::{Entry, KeyRange, SeqNo, compare_internal};
 
+use crate::log::Slot;
 use crate::table::VectorMemTable;
 
 /// Visible entries a cursor buffers per refill.
@@ -57,15 +58,18 @@ impl RangeCursor {
     fn refill(&mut self) {
         let table = Arc::clone(&self.table);
         let inner = table.inner.read();
-        let log = &inner.log;
-        let mut li = match &self.after {
-            Some((k, s)) => log.partition_point(|x| x.cmp_to(k, *s) != Ordering::Greater),
-            None => match &self.start {
-                Bound::Included(k) => log.seek(k, SeqNo::MAX),
-                Bound::Excluded(k) => log.partition_point(|x| *x.key <= **k),
-                Bound::Unbounded => 0,
-            },
-        };
+        let logs = &inner.logs;
+        let mut positions: Vec<usize> = logs
+            .iter()
+            .map(|log| match &self.after {
+                Some((k, s)) => log.partition_point(|x| x.cmp_to(k, *s) != Ordering::Greater),
+                None => match &self.start {
+                    Bound::Included(k) => log.seek(k, SeqNo::MAX),
+                    Bound::Excluded(k) => log.partition_point(|x| *x.key <= **k),
+                    Bound::Unbounded => 0,
+                },
+            })
+            .collect();
         let lower: Bound<&[u8]> = match &self.after {
             Some((k, _)) => Bound::Included(k),
             None => self.start.as_ref().map(|b| &**b),
@@ -85,7 +89,16 @@ impl RangeCursor {
         let mut examined = 0usize;
         let mut last: Option<(Bytes, SeqNo)> = None;
         loop {
-            let logged = log.get(li).filter(|s| self.below_end(&s.key));
+            // The smallest head among the logs (k-way merge over at most MAX_LOGS).
+            let mut logged: Option<(usize, &Slot)> = None;
+            for (i, log) in logs.iter().enumerate() {
+                let head = positions.get(i).and_then(|&p| log.get(p));
+                if let Some(s) = head.filter(|s| self.below_end(&s.key))
+                    && logged.is_none_or(|(_, b)| s.cmp_to(&b.key, b.seq).is_lt())
+                {
+                    logged = Some((i, s));
+                }
+            }
             let take_log = match (logged, spilled.peek()) {
                 (None, None) => {
                     self.exhausted = true;
@@ -93,11 +106,13 @@ impl RangeCursor {
                 }
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
-                (Some(s), Some((k, v))) => compare_internal(&s.key, s.seq, k, v.seq).is_lt(),
+                (Some((_, s)), Some((k, v))) => compare_internal(&s.key, s.seq, k, v.seq).is_lt(),
             };
             let entry = if take_log {
-                let Some(s) = logged else { break };
-                li += 1;
+                let Some((i, s)) = logged else { break };
+                if let Some(p) = positions.get_mut(i) {
+                    *p += 1;
+                }
                 Entry { key: s.key.clone(), seq: s.seq, kind: s.kind, value: s.value.clone() }
             } else {
                 let Some((k, v)) = spilled.next() else { break };

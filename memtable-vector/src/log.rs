@@ -89,6 +89,11 @@ impl Log {
         self.len
     }
 
+    /// The last (greatest) version.
+    pub(crate) fn last(&self) -> Option<&Slot> {
+        self.chunks.last()?.last()
+    }
+
     pub(crate) fn get(&self, i: usize) -> Option<&Slot> {
         self.chunks.get(i / CHUNK)?.get(i % CHUNK)
     }

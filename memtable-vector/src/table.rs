@@ -1,4 +1,4 @@
-//! The memtable: the append log, the out-of-order map, and the counters.
+//! The memtable: the append logs, the out-of-order map, and the counters.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,12 +25,68 @@ pub(crate) struct Version {
 /// newest (greatest sequence) first.
 pub(crate) type Spill = BTreeMap<Bytes, Vec<Version>>;
 
+const MAX_LOGS: usize = VectorMemTable::MAX_LOGS;
+
 /// What the lock guards.
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
-    pub(crate) log: Log,
+    /// Sorted runs; a version is appended to the one whose last version is the greatest
+    /// below it (patience sorting), so interleaved increasing streams stay in logs.
+    pub(crate) logs: Vec<Log>,
     pub(crate) spill: Spill,
     arena: Arena,
+}
+
+/// Where [`Inner::place`] puts a version.
+enum Target {
+    Append(usize),
+    Shift(usize, usize),
+    NewLog,
+    Spill,
+}
+
+impl Inner {
+    /// True when `(key, seq)` is stored anywhere.
+    fn contains(&self, key: &[u8], seq: SeqNo) -> bool {
+        self.logs.iter().any(|log| log.contains(key, seq))
+            || self.spill.get(key).is_some_and(|v| v.iter().any(|v| v.seq == seq))
+    }
+
+    /// A slot with `key` and `value` copied into the arena.
+    fn slot(&mut self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) -> Slot {
+        Slot { key: self.arena.store(key), value: self.arena.store(value), seq, kind }
+    }
+
+    /// Picks the log to append to (the best fit), else a short shift, else a new log,
+    /// else the out-of-order map; `None` for a duplicate found on the way.
+    fn place(&self, key: &[u8], seq: SeqNo) -> Option<Target> {
+        let mut append: Option<usize> = None;
+        let mut shift: Option<(usize, usize)> = None;
+        for (i, log) in self.logs.iter().enumerate() {
+            match log.place(key, seq) {
+                Placement::Duplicate => return None,
+                Placement::Append => {
+                    let better = append.is_none_or(|j| {
+                        match (log.last(), self.logs.get(j).and_then(Log::last)) {
+                            (Some(a), Some(b)) => a.cmp_to(&b.key, b.seq).is_gt(),
+                            _ => false,
+                        }
+                    });
+                    if better {
+                        append = Some(i);
+                    }
+                }
+                Placement::Shift(pos) => shift = shift.or(Some((i, pos))),
+                Placement::Elsewhere => {}
+            }
+        }
+        Some(match (append, shift) {
+            (Some(i), _) => Target::Append(i),
+            (None, Some((i, pos))) => Target::Shift(i, pos),
+            (None, None) if self.logs.len() < MAX_LOGS => Target::NewLog,
+            (None, None) => Target::Spill,
+        })
+    }
 }
 
 /// A memtable tuned for keys that arrive in increasing order (order ids, trade ids,
@@ -42,20 +98,24 @@ pub(crate) struct Inner {
 ///
 /// # Structure
 ///
-/// A `parking_lot::RwLock` guards two sorted structures:
+/// A `parking_lot::RwLock` guards:
 ///
-/// - the **log**, a chunked vector of versions in strictly increasing internal-key
-///   order (user key ascending, sequence descending). A version that sorts after the
-///   last one is pushed in O(1) with no search; one that sorts a little earlier (at
-///   most 64 places back, inside the last 4096-version chunk) is shifted into place,
-///   which keeps near-sorted input from several writer threads in the log;
+/// - up to [`VectorMemTable::MAX_LOGS`] **logs**, each a chunked vector of versions in
+///   strictly increasing internal-key order (user key ascending, sequence descending).
+///   A version goes to the log whose last version is the greatest one below it (best
+///   fit, as in patience sorting) and is pushed in O(1) with no search; a version that
+///   fits no log but sorts at most 64 places before the end of a log's last
+///   4096-version chunk is shifted into place; otherwise it opens a new log while
+///   fewer than `MAX_LOGS` exist. Several writer threads each inserting increasing
+///   keys thus append to a few logs instead of falling back to a tree;
 /// - the **out-of-order map**, a `BTreeMap` from user key to its versions, for
 ///   everything else.
 ///
-/// Lookups and scans search both and merge the answers. Keys and values are copied
-/// into 64 KiB arena blocks (larger ones get their own allocation), so an in-order
-/// insert takes the write lock, compares against the last version, copies the bytes
-/// and pushes: no allocator call, no tree walk.
+/// Lookups binary-search every log and probe the map, keeping the newest version
+/// found; scans merge them (a k-way merge over at most `MAX_LOGS + 1` sources). Keys
+/// and values are copied into 64 KiB arena blocks (larger ones get their own
+/// allocation), so an in-order insert takes the write lock, compares against the last
+/// version of each log, copies the bytes and pushes: no allocator call, no tree walk.
 ///
 /// Writers serialise on the lock (readers share it): with many threads inserting at
 /// once this scales worse than the lock-free skiplist, although each critical section
@@ -73,9 +133,14 @@ pub(crate) struct Inner {
 ///
 /// # Duplicate versions
 ///
-/// The [`MemTable`] contract says every `(key, seq)` is inserted at most once. If the
-/// same pair is inserted again anyway, the first version is kept and the later insert
-/// is ignored (not counted in `len` or `memory_bytes`).
+/// The [`MemTable`] contract says every `(key, seq)` is inserted at most once. A
+/// repeat is ignored (the first version kept, the repeat not counted in `len` or
+/// `memory_bytes`) whenever the table sees it: always when the repeat would open a new
+/// log or go to the out-of-order map (both search every log and the map), and on the
+/// fast paths when the stored copy is in the last 4096-version chunk of any log. A
+/// repeat whose stored copy is older than that and that would be appended or shifted
+/// into a log is stored a second time: finding it would cost a binary search per log
+/// on every insert, for a case the contract excludes.
 pub struct VectorMemTable {
     pub(crate) inner: RwLock<Inner>,
     memory: AtomicUsize,
@@ -89,6 +154,13 @@ impl VectorMemTable {
     /// size of one stored slot (two `Bytes` handles, the sequence, the kind, padded).
     /// On a 64-bit target this is 80 bytes.
     pub const ENTRY_OVERHEAD_BYTES: usize = size_of::<Slot>();
+
+    /// Most append logs (sorted runs) a table keeps: 8. Writers racing each other
+    /// produce a few interleaved increasing streams, and each stream finds a log it can
+    /// append to; a version that fits no log opens a new one while fewer than this many
+    /// exist, and goes to the out-of-order map after that. More logs would make every
+    /// lookup probe more of them.
+    pub const MAX_LOGS: usize = 8;
 
     /// An empty memtable.
     pub fn new() -> VectorMemTable {
@@ -133,28 +205,33 @@ impl MemTable for VectorMemTable {
         {
             let mut guard = self.inner.write();
             let inner = &mut *guard;
-            match inner.log.place(key, seq) {
-                Placement::Duplicate => return,
-                Placement::Append => {
-                    let slot = Slot {
-                        key: inner.arena.store(key),
-                        value: inner.arena.store(value),
-                        seq,
-                        kind,
-                    };
-                    inner.log.push(slot);
+            let Some(target) = inner.place(key, seq) else { return };
+            match target {
+                Target::Append(i) => {
+                    let slot = inner.slot(key, seq, kind, value);
+                    if let Some(log) = inner.logs.get_mut(i) {
+                        log.push(slot);
+                    }
                 }
-                Placement::Shift(pos) => {
-                    let slot = Slot {
-                        key: inner.arena.store(key),
-                        value: inner.arena.store(value),
-                        seq,
-                        kind,
-                    };
-                    inner.log.insert_in_tail(pos, slot);
+                Target::NewLog => {
+                    // At most MAX_LOGS - 1 times per table: search everything.
+                    if inner.contains(key, seq) {
+                        return;
+                    }
+                    let mut log = Log::default();
+                    log.push(inner.slot(key, seq, kind, value));
+                    inner.logs.push(log);
                 }
-                Placement::Elsewhere => {
-                    if inner.log.contains(key, seq) {
+                Target::Shift(i, pos) => {
+                    let slot = inner.slot(key, seq, kind, value);
+                    if let Some(log) = inner.logs.get_mut(i) {
+                        log.insert_in_tail(pos, slot);
+                    }
+                }
+                Target::Spill => {
+                    // The slow path: search every log for a duplicate (the fast paths
+                    // only see duplicates in a log's last chunk; see the type's docs).
+                    if inner.logs.iter().any(|log| log.contains(key, seq)) {
                         return;
                     }
                     let versions = match inner.spill.get_mut(key) {
@@ -180,22 +257,28 @@ impl MemTable for VectorMemTable {
 
     fn get(&self, key: &[u8], snapshot: SeqNo) -> Option<Lookup> {
         let inner = self.inner.read();
-        // The first log version at or after (key, snapshot) is the newest one of `key`
-        // with a sequence <= snapshot, if it still carries `key`.
-        let logged = inner.log.get(inner.log.seek(key, snapshot)).filter(|s| *s.key == *key);
+        // In each log, the first version at or after (key, snapshot) is the newest one
+        // of `key` with a sequence <= snapshot, if it still carries `key`. The answer is
+        // the newest of those and of the out-of-order map's.
+        let logged = inner
+            .logs
+            .iter()
+            .filter_map(|log| log.get(log.seek(key, snapshot)).filter(|s| *s.key == *key))
+            .max_by_key(|s| s.seq)
+            .map(|s| (s.seq, s.kind, &s.value));
         let spilled = inner
             .spill
             .get(key)
-            .and_then(|versions| versions.get(versions.partition_point(|v| v.seq > snapshot)));
+            .and_then(|versions| versions.get(versions.partition_point(|v| v.seq > snapshot)))
+            .map(|v| (v.seq, v.kind, &v.value));
         let (seq, kind, value) = match (logged, spilled) {
             (None, None) => return None,
-            (Some(s), None) => (s.seq, s.kind, &s.value),
-            (None, Some(v)) => (v.seq, v.kind, &v.value),
-            (Some(s), Some(v)) => {
-                if s.seq > v.seq {
-                    (s.seq, s.kind, &s.value)
+            (Some(found), None) | (None, Some(found)) => found,
+            (Some(a), Some(b)) => {
+                if a.0 > b.0 {
+                    a
                 } else {
-                    (v.seq, v.kind, &v.value)
+                    b
                 }
             }
         };

@@ -17,6 +17,19 @@ fn scan(table: &Arc<VectorMemTable>, range: KeyRange, snapshot: SeqNo) -> Vec<(B
     Arc::clone(table).range(range, snapshot).map(|e| (e.key, e.seq.get())).collect()
 }
 
+/// Opens every log the table may keep, each with a tail too long to shift into: blocks
+/// of 70 keys `[0xff - b, i]`, each block below the previous one. Afterwards a version
+/// sorting before all of them goes to the out-of-order map.
+fn use_up_logs(table: &VectorMemTable, first_seq: u64) {
+    let mut seq = first_seq;
+    for block in 0..VectorMemTable::MAX_LOGS as u8 {
+        for i in 0..70u8 {
+            table.insert(&[0xff - block, i], SeqNo(seq), ValueKind::Put, b"fill");
+            seq += 1;
+        }
+    }
+}
+
 #[test]
 fn newest_version_at_a_snapshot_comes_from_the_log_or_the_map() {
     let table = VectorMemTable::new();
@@ -33,6 +46,7 @@ fn newest_version_at_a_snapshot_comes_from_the_log_or_the_map() {
             b"x",
         );
     }
+    use_up_logs(&table, 2_000);
     table.insert(b"k", SeqNo(40), ValueKind::Delete, b"");
     table.insert(b"k", SeqNo(20), ValueKind::Put, &20u64.to_be_bytes());
     assert_eq!(table.out_of_order_len(), 2);
@@ -125,12 +139,20 @@ fn memory_bytes_grows_by_key_value_and_slot_per_insert_on_every_path() {
     let table = VectorMemTable::new();
     assert_eq!(table.memory_bytes(), 0);
     let mut previous = 0;
-    // In order, slightly out of order, far out of order, and large values.
-    let ids: Vec<u64> = (0..300u64).chain([295, 290, 5, 7, 1]).chain(300..310).collect();
-    for (i, id) in ids.iter().enumerate() {
-        let key = id.to_be_bytes();
+    // In order, slightly out of order (shifts), behind every log (new logs), and, once
+    // every log is in use, far out of order (the map); some values are large.
+    let mut keys: Vec<Vec<u8>> = (0..300u64)
+        .chain([295, 290, 5, 7, 1])
+        .chain(300..310)
+        .map(|id| id.to_be_bytes().to_vec())
+        .collect();
+    for block in 0..VectorMemTable::MAX_LOGS as u8 {
+        keys.extend((0..70u8).map(|i| vec![0xff - block, i]));
+    }
+    keys.extend([3u64, 250, 17].map(|id| id.to_be_bytes().to_vec()));
+    for (i, key) in keys.iter().enumerate() {
         let value = vec![b'v'; (i * 37) % 300 + if i % 50 == 0 { 70_000 } else { 0 }];
-        table.insert(&key, SeqNo(1_000 + i as u64), ValueKind::Put, &value);
+        table.insert(key, SeqNo(1_000 + i as u64), ValueKind::Put, &value);
         let grown = table.memory_bytes() - previous;
         assert_eq!(
             grown,

@@ -265,4 +265,10 @@ fn near_sorted_stream_across_many_chunks_matches_the_model() {
         ),
     ];
     check(&ops, &gets, &scans).expect("model mismatch");
+    // The stream used every placement: appends, shifts, several logs and the map.
+    let table = VectorMemTable::new();
+    for (k, kind, v, seq) in &ops {
+        table.insert(k, SeqNo(*seq), *kind, v);
+    }
+    assert!(table.out_of_order_len() > 0, "{table:?}");
 }
