@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `compaction::empty_tree_needs_no_task` | `None` for a tree with no tables |
 //! | `compaction::tree_within_targets_needs_no_task` | `None` when the tree is within its targets (one small table at the bottom) |
-//! | `compaction::tasks_pass_validate_task` | never a table outside the view or in `busy`, each at most once, a legal output level, the level invariants kept |
+//! | `compaction::tasks_pass_validate_task` | never a table outside the view or in `busy` (random busy sets, and the inputs of a task already picked), each at most once, a legal output level, the level invariants kept |
 //! | `compaction::pick_is_deterministic` | the same view and busy set give the same answer |
 //! | `compaction::all_busy_yields_no_task` | with every table busy there is nothing to pick |
 //! | `compaction::converges_on_a_model_tree` | applying the tasks to a model tree (with flushes in between) reaches `None`, every task valid |
@@ -256,6 +256,12 @@ fn tasks_valid(s: &Subject) -> CheckResult {
         let busy = busy_set(&view, seed, busy_frac);
         if let Some(task) = s.policy.pick(&view, &busy) {
             check_task(&view, &busy, levels, &task)?;
+            // A second task picked while the first runs must keep clear of its tables.
+            let mut running = busy.clone();
+            running.extend(task.inputs.iter().flat_map(|i| i.tables.iter().copied()));
+            if let Some(second) = s.policy.pick(&view, &running) {
+                check_task(&view, &running, levels, &second)?;
+            }
         }
         Ok(())
     })

@@ -1,4 +1,4 @@
-//! The [`MemTable`] conformance suite, through a [`MemTableFactory`].
+//! The [`MemTable`](strata_core::MemTable) conformance suite, through a [`MemTableFactory`].
 //!
 //! | check | clause |
 //! |---|---|
