@@ -21,9 +21,28 @@ pub(crate) const MAX_SHIFT: usize = 64;
 /// the current block; larger ones get an allocation of their own.
 const ARENA_BLOCK: usize = 64 * 1024;
 
+/// The first 8 bytes of a key, zero padded, as a big-endian number.
+///
+/// When two heads differ they order their keys exactly as the bytes do (the first
+/// differing padded byte is either a real byte of both keys, or a padding zero of the
+/// shorter key against a non-zero byte of a key it is a prefix of); equal heads decide
+/// nothing. Sequential ids of up to 8 bytes are then compared without reading the key
+/// bytes, which live elsewhere (the arena) and would cost a cache miss per step of a
+/// binary search.
+pub(crate) fn head_of(key: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = key.len().min(8);
+    if let (Some(dst), Some(src)) = (bytes.get_mut(..n), key.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    u64::from_be_bytes(bytes)
+}
+
 /// One version as stored.
 #[derive(Clone, Debug)]
 pub(crate) struct Slot {
+    /// [`head_of`] the key.
+    pub(crate) head: u64,
     pub(crate) key: Bytes,
     pub(crate) value: Bytes,
     pub(crate) seq: SeqNo,
@@ -33,7 +52,10 @@ pub(crate) struct Slot {
 impl Slot {
     /// Internal-key order of this slot against `(key, seq)`.
     pub(crate) fn cmp_to(&self, key: &[u8], seq: SeqNo) -> Ordering {
-        compare_internal(&self.key, self.seq, key, seq)
+        match self.head.cmp(&head_of(key)) {
+            Ordering::Equal => compare_internal(&self.key, self.seq, key, seq),
+            decided => decided,
+        }
     }
 }
 
@@ -77,7 +99,7 @@ pub(crate) enum Placement {
     Append,
     /// It belongs at this position of the last chunk (a short shift).
     Shift(usize),
-    /// The same `(key, seq)` is already in the log.
+    /// The same `(key, seq)` is already among the log's last `MAX_SHIFT + 1` versions.
     Duplicate,
     /// Too far back: it goes to the out-of-order map.
     Elsewhere,
@@ -110,7 +132,16 @@ impl Log {
         if tail.len() == CHUNK {
             return Placement::Elsewhere;
         }
-        let pos = tail.partition_point(|s| s.cmp_to(key, seq) == Ordering::Less);
+        // Only the last MAX_SHIFT + 1 slots matter: one compare rules out a version
+        // further back (the common case for random keys) without searching the chunk.
+        let window = tail.len().saturating_sub(MAX_SHIFT + 1);
+        if window > 0 && tail.get(window).is_some_and(|s| s.cmp_to(key, seq) == Ordering::Greater) {
+            return Placement::Elsewhere;
+        }
+        let pos = window
+            + tail
+                .get(window..)
+                .map_or(0, |w| w.partition_point(|s| s.cmp_to(key, seq) == Ordering::Less));
         if tail.get(pos).is_some_and(|s| s.cmp_to(key, seq) == Ordering::Equal) {
             return Placement::Duplicate;
         }
@@ -175,6 +206,7 @@ mod tests {
 
     fn slot(k: u32, seq: u64) -> Slot {
         Slot {
+            head: head_of(&k.to_be_bytes()),
             key: Bytes::copy_from_slice(&k.to_be_bytes()),
             value: Bytes::new(),
             seq: SeqNo(seq),
@@ -221,6 +253,36 @@ mod tests {
             log.place(&(first_tail - 11).to_be_bytes(), SeqNo(1)),
             Placement::Elsewhere
         ));
+    }
+
+    #[test]
+    fn head_order_agrees_with_byte_order() {
+        let keys: [&[u8]; 12] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"a\x01",
+            b"ab",
+            b"abcdefgh",
+            b"abcdefgh\0",
+            b"abcdefghi",
+            b"abcdefgi",
+            b"\xff",
+        ];
+        for a in keys {
+            for b in keys {
+                let slot = Slot {
+                    head: head_of(a),
+                    key: Bytes::copy_from_slice(a),
+                    value: Bytes::new(),
+                    seq: SeqNo(1),
+                    kind: ValueKind::Put,
+                };
+                assert_eq!(slot.cmp_to(b, SeqNo(1)), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use strata_core::{EntryIter, KeyRange, Lookup, MemTable, MemTableFactory, SeqNo, ValueKind};
 
 use crate::cursor::RangeCursor;
-use crate::log::{Arena, Log, Placement, Slot};
+use crate::log::{Arena, Log, Placement, Slot, head_of};
 
 /// One version of a key in the out-of-order map.
 #[derive(Clone, Debug)]
@@ -54,7 +54,13 @@ impl Inner {
 
     /// A slot with `key` and `value` copied into the arena.
     fn slot(&mut self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) -> Slot {
-        Slot { key: self.arena.store(key), value: self.arena.store(value), seq, kind }
+        Slot {
+            head: head_of(key),
+            key: self.arena.store(key),
+            value: self.arena.store(value),
+            seq,
+            kind,
+        }
     }
 
     /// Picks the log to append to (the best fit), else a short shift, else a new log,
@@ -126,7 +132,8 @@ impl Inner {
 /// Each inserted version adds exactly `key.len() + value.len() +`
 /// [`VectorMemTable::ENTRY_OVERHEAD_BYTES`] to [`MemTable::memory_bytes`]: the bytes
 /// copied into the arena (or their own allocation) plus the fixed slot that holds the
-/// two buffer handles, the sequence and the kind. Not counted: the unused tail of the
+/// key head, the two buffer handles, the sequence and the kind (versions in the
+/// out-of-order map are counted the same). Not counted: the unused tail of the
 /// current arena block and of the current log chunk (preallocated capacity, at most
 /// 64 KiB and 4096 slots), the out-of-order map's node and per-key vector overhead
 /// (the map stays small for sequential keys), and allocator rounding.
@@ -135,12 +142,11 @@ impl Inner {
 ///
 /// The [`MemTable`] contract says every `(key, seq)` is inserted at most once. A
 /// repeat is ignored (the first version kept, the repeat not counted in `len` or
-/// `memory_bytes`) whenever the table sees it: always when the repeat would open a new
-/// log or go to the out-of-order map (both search every log and the map), and on the
-/// fast paths when the stored copy is in the last 4096-version chunk of any log. A
-/// repeat whose stored copy is older than that and that would be appended or shifted
-/// into a log is stored a second time: finding it would cost a binary search per log
-/// on every insert, for a case the contract excludes.
+/// `memory_bytes`) whenever the table sees it: when the repeat would open a new log
+/// (at most 7 times per table, so every log and the map are searched), when the stored
+/// copy is among the last 65 versions of any log, and when both go to the out-of-order
+/// map. Other repeats are stored a second time: finding them would cost a binary
+/// search per log on every insert, for a case the contract excludes.
 pub struct VectorMemTable {
     pub(crate) inner: RwLock<Inner>,
     memory: AtomicUsize,
@@ -151,8 +157,8 @@ pub struct VectorMemTable {
 
 impl VectorMemTable {
     /// Fixed bytes counted per inserted version on top of the key and value lengths: the
-    /// size of one stored slot (two `Bytes` handles, the sequence, the kind, padded).
-    /// On a 64-bit target this is 80 bytes.
+    /// size of one stored slot (the key's 8-byte head, two `Bytes` handles, the
+    /// sequence, the kind, padded). On a 64-bit target this is 88 bytes.
     pub const ENTRY_OVERHEAD_BYTES: usize = size_of::<Slot>();
 
     /// Most append logs (sorted runs) a table keeps: 8. Writers racing each other
@@ -229,11 +235,6 @@ impl MemTable for VectorMemTable {
                     }
                 }
                 Target::Spill => {
-                    // The slow path: search every log for a duplicate (the fast paths
-                    // only see duplicates in a log's last chunk; see the type's docs).
-                    if inner.logs.iter().any(|log| log.contains(key, seq)) {
-                        return;
-                    }
                     let versions = match inner.spill.get_mut(key) {
                         Some(v) => v,
                         None => inner.spill.entry(inner.arena.store(key)).or_default(),
