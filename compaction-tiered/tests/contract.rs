@@ -141,3 +141,54 @@ fn sorted_runs_counts_l0_tables_and_non_empty_levels() {
     let view = LevelsView { levels: vec![vec![t(1), t(2)], vec![], vec![t(3), t(4)], vec![t(5)]] };
     assert_eq!(TieredPolicy::default().sorted_runs(&view), 4);
 }
+
+/// The random views above reach every kind of task (so the property is not passing
+/// vacuously): run merges that stay in L0, run merges into a deeper level, and
+/// space-amplification merges — each valid.
+#[test]
+fn random_views_reach_every_kind_of_task() {
+    let mut rng = common::Rng(0xc0ffee);
+    // A high space bound so the run-merge rules get their turn.
+    let opts = TieredOptions {
+        levels: 5,
+        max_space_amplification_percent: 600,
+        ..TieredOptions::default()
+    };
+    let policy = TieredPolicy::new(opts).expect("valid");
+    let (mut in_l0, mut deeper, mut space) = (0, 0, 0);
+    for _ in 0..3_000 {
+        let levels = rng.range(1, 6) as usize;
+        let shape: Shape = (0..levels)
+            .map(|l| {
+                let n = rng.range(0, if l == 0 { 8 } else { 4 });
+                (0..n)
+                    .map(|_| {
+                        (
+                            rng.range(0, 400),
+                            rng.range(0, 1_000) as u32,
+                            rng.range(1, 400) as u32,
+                            false,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let view = build(&shape);
+        let busy = HashSet::new();
+        let Some(task) = policy.pick(&view, &busy) else { continue };
+        if let Err(why) =
+            strata_core::compaction::validate_task(&view, &busy, policy.levels(), &task)
+        {
+            panic!("{why}: {task:?}");
+        }
+        if task.reason.starts_with("space amplification") {
+            space += 1;
+        } else if task.output_level == 0 {
+            in_l0 += 1;
+        } else {
+            deeper += 1;
+        }
+    }
+    println!("tasks: {in_l0} L0 merges, {deeper} deeper run merges, {space} space merges");
+    assert!(in_l0 > 10 && deeper > 10 && space > 10, "{in_l0} / {deeper} / {space}");
+}
