@@ -1,7 +1,9 @@
 //! # strata-compaction-tiered
 //!
 //! A size-tiered ("universal") [`strata_core::CompactionPolicy`] for Strata, name
-//! `"tiered"`: [`TieredPolicy`], configured by [`TieredOptions`].
+//! `"tiered"`: [`TieredPolicy`], configured by [`TieredOptions`]. Linking the crate
+//! registers it as the `compaction = "tiered"` plugin (options: the fields of
+//! [`TieredOptions`]).
 //!
 //! Instead of keeping every level at ten times the one above it (leveled compaction,
 //! `strata-compaction-leveled`), the tree is a short list of *sorted runs* — the L0
@@ -51,6 +53,7 @@
 #![forbid(unsafe_code)]
 
 mod options;
+mod plugin;
 mod policy;
 
 pub use options::TieredOptions;

@@ -14,7 +14,11 @@ const MIB: u64 = 1 << 20;
 /// assert!(opts.validate().is_ok());
 /// assert!(TieredOptions { min_merge_width: 1, ..opts }.validate().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// As the `compaction = "tiered"` plugin, the options are these fields by name (any
+/// left out keep their default; unknown names are rejected).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TieredOptions {
     /// Number of levels, L0 included (default 7). At least 2 and at most
     /// [`TieredOptions::MAX_LEVELS`]. L0 holds flushed tables (one sorted run each);

@@ -9,7 +9,8 @@
 //!   whose internal key sorts after the last one of a log is a few compares and a push
 //!   — no tree search, no allocator call (keys and values go into 64 KiB arena
 //!   blocks). Lookups binary-search each log and probe the map; scans merge them.
-//! - [`VectorFactory`] implements [`strata_core::MemTableFactory`] (name `"vector"`).
+//! - [`VectorFactory`] implements [`strata_core::MemTableFactory`] (name `"vector"`);
+//!   linking the crate registers it as the `memtable = "vector"` plugin (no options).
 //!
 //! ## When to prefer it
 //!
@@ -58,6 +59,7 @@
 
 mod cursor;
 mod log;
+mod plugin;
 mod table;
 
 pub use table::{VectorFactory, VectorMemTable};
