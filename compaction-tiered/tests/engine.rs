@@ -85,3 +85,36 @@ fn tiered_store_keeps_every_value_across_compactions_and_reopen() {
     assert_eq!(st.rejected_compactions, 0, "{st:?}");
     check_all(&db, 1500, 4);
 }
+
+/// The same writes through the engine with tiered and with the harness's tiny leveled
+/// policy: the engine's own counters (bytes written by compactions per byte flushed)
+/// must show tiered writing less.
+#[test]
+fn engine_write_amplification_is_lower_than_leveled() {
+    fn load(db: &Db) -> DbStats {
+        for round in 0..6 {
+            for i in 0..1500 {
+                // Overwrites of a hot half, fresh keys for the rest.
+                let id = if i % 2 == 0 { i } else { 1500 * (round + 1) + i };
+                db.put(&k(id), &v(id, round), Durability::Buffered).expect("put");
+            }
+        }
+        settled(db)
+    }
+    let amp = |st: &DbStats| {
+        (st.flush_bytes + st.compaction_written_bytes) as f64 / st.flush_bytes as f64
+    };
+    let tiered = load(&open(&SimFileSystem::new()));
+    let fs = SimFileSystem::new();
+    let leveled =
+        load(&tiny_builder("/db", fs.shared(), 4 * 1024, 16 * 1024).open().expect("open"));
+    println!(
+        "engine write amplification: tiered {:.2} ({} compactions), leveled {:.2} ({} compactions)",
+        amp(&tiered),
+        tiered.compactions,
+        amp(&leveled),
+        leveled.compactions
+    );
+    assert_eq!(tiered.rejected_compactions, 0);
+    assert!(amp(&tiered) < amp(&leveled), "tiered {tiered:?}\nleveled {leveled:?}");
+}
