@@ -23,8 +23,17 @@
 //! ids send nothing to the map.
 //!
 //! **Measure before switching**: run the `vector` criterion bench
-//! (`cargo bench -p strata-memtable-vector`) and check
-//! [`VectorMemTable::out_of_order_len`] on your workload.
+//! (`cargo bench -p strata-memtable-vector --bench vector -- --warm-up-time 1
+//! --measurement-time 2`) and check [`VectorMemTable::out_of_order_len`] on your
+//! workload. On a shared, loaded 2-core machine it measured (per version, 100-byte
+//! values; expect noise of ±20 %):
+//!
+//! | workload | vector | skiplist |
+//! |---|---|---|
+//! | 10 000 sequential 8-byte ids, 1 thread | 142–158 ns | 179–192 ns |
+//! | 10 000 random 16-byte keys, 1 thread | 415–450 ns | 344–413 ns |
+//! | 4 threads × 10 000 interleaved ids | 165–173 ns | 258–464 ns |
+//! | get, 100 000 sequential ids | 1.8–2.5 µs | 1.9–3.2 µs |
 //!
 //! ## When not to
 //!
