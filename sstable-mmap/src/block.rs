@@ -235,6 +235,20 @@ impl BlockView {
         self.raw.get(e.key.clone()).unwrap_or_default()
     }
 
+    /// Checks the restart array against `starts`, the position of every entry in order:
+    /// restart `i` must be the position of entry `i * RESTART_INTERVAL`. `Err` names the
+    /// first restart that is wrong (or the count, when there are too many or too few).
+    pub(crate) fn check_restarts(&self, starts: &[usize]) -> Result<(), usize> {
+        let expected = starts.iter().step_by(RESTART_INTERVAL);
+        if expected.len() != self.restart_count {
+            return Err(self.restart_count);
+        }
+        match expected.enumerate().find(|&(i, &pos)| self.restart(i) != pos) {
+            Some((i, _)) => Err(i),
+            None => Ok(()),
+        }
+    }
+
     /// The first entry whose internal key is `>= (key, seq)`, or `None` when every entry
     /// of the block is smaller. `Err(pos)` names a malformed entry's position.
     pub(crate) fn seek(&self, key: &[u8], seq: SeqNo) -> Result<Option<RawEntry>, usize> {
@@ -254,6 +268,11 @@ impl BlockView {
             }
         }
         let mut pos = self.restart(left);
+        if pos >= self.entries_end {
+            // A restart past the entries would make every entry look smaller than the
+            // target: damage, not "not in this block".
+            return Err(pos);
+        }
         while pos < self.entries_end {
             let e = self.entry_at(pos).ok_or(pos)?;
             if compare_internal(self.key(&e), e.seq, key, seq) != Ordering::Less {

@@ -83,8 +83,10 @@ fn verify_block(
     let raw = read_block(path, data, start..start + ie.len as usize, ie.offset)?;
     let block = BlockView::new(path, raw, ie.offset)?;
     let mut pos = 0;
+    let mut starts = Vec::new();
     while pos < block.entries_end() {
         let e = block.entry_at(pos).ok_or_else(|| malformed(path, ie.offset, pos))?;
+        starts.push(pos);
         let key = block.raw().slice(e.key.clone());
         let new_key = match &tally.last {
             Some((k, s)) if compare_internal(k, *s, &key, e.seq) != Ordering::Less => {
@@ -117,6 +119,14 @@ fn verify_block(
         pos = e.next;
         tally.last = Some((key, e.seq));
     }
+    // Lookups binary-search the restarts: they must be where the entries are.
+    block.check_restarts(&starts).map_err(|r| {
+        Error::corruption(
+            path,
+            ie.offset,
+            format!("restart array entry {r} of block {i} is not where its entry starts"),
+        )
+    })?;
     let matches_index =
         tally.last.as_ref().is_some_and(|(k, s)| &k[..] == ie.last_key && s.0 == ie.last_seq);
     if pos == 0 || !matches_index {

@@ -53,7 +53,8 @@ pub fn parse_segment_file_name(name: &str) -> Option<SeqNo> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok().map(SeqNo)
+    // Sequences start at 1: a segment cannot start at 0.
+    digits.parse().ok().filter(|s| *s > 0).map(SeqNo)
 }
 
 /// Encodes a segment header.
@@ -100,7 +101,11 @@ pub fn decode_header(bytes: &[u8], file: &Path) -> Result<SeqNo> {
             format!("unsupported WAL format version {version} (this build reads {VERSION})"),
         ));
     }
-    Ok(SeqNo(read_u64(h, 16)))
+    let start = read_u64(h, 16);
+    if start == 0 {
+        return Err(Error::corruption(file, 16, "segment header says it starts at sequence 0"));
+    }
+    Ok(SeqNo(start))
 }
 
 /// Appends one record (prefix + body) for a batch to `out`.
@@ -177,6 +182,10 @@ pub fn decode_record(buf: &[u8]) -> RecordAt<'_> {
     let count = read_u32(body, 8);
     if count == 0 {
         return RecordAt::Damaged("record holds zero operations".into());
+    }
+    // The sequence after the record must exist: readers compute it.
+    if first.0 == 0 || first.0.checked_add(u64::from(count)).is_none() {
+        return RecordAt::Damaged(format!("record sequences {first} + {count} are out of range"));
     }
     RecordAt::Valid {
         first,

@@ -153,7 +153,16 @@ impl FileWalReader {
 
     /// Moves to the segment that starts at `self.expected`.
     fn next_segment(&mut self) -> Result<()> {
-        let next = self.inner.segments.lock().iter().find(|s| s.start == self.expected).cloned();
+        // NOTE: never the current segment: one whose data ends before its first record
+        // would otherwise be re-read forever.
+        let current = self.segment.start;
+        let next = self
+            .inner
+            .segments
+            .lock()
+            .iter()
+            .find(|s| s.start == self.expected && s.start != current)
+            .cloned();
         let Some(next) = next else {
             let oldest = self.oldest();
             if self.expected < oldest {
