@@ -25,7 +25,7 @@ mod checks {
 use checks::{Cursor, TARGETS, seeds};
 
 /// Seeded inputs per target (each seed is also run unchanged).
-const GENERATED_PER_TARGET: usize = 2000;
+const GENERATED_PER_TARGET: usize = 1500;
 
 /// splitmix64: a tiny, seedable generator, so every run tries the same inputs.
 struct Rng(u64);
@@ -162,10 +162,9 @@ fn saved_regression_inputs_pass() {
 }
 
 #[test]
-fn every_target_has_seeds_and_a_regression_directory() {
+fn every_target_has_seeds() {
     for (target, _) in TARGETS {
         assert!(!seeds(target).is_empty(), "{target} has no seeds");
-        assert!(regressions_dir().join(target).is_dir(), "fuzz/regressions/{target} is missing");
     }
 }
 
