@@ -288,7 +288,15 @@ impl ManifestState {
             }
             self.levels[*level].insert(meta.file_no, meta.clone());
             if meta.file_no >= self.next_file_no {
-                self.next_file_no = FileNo(meta.file_no.0 + 1);
+                // The largest number would leave no number for the next file.
+                let Some(next) = meta.file_no.0.checked_add(1) else {
+                    return Err(Error::corruption(
+                        file,
+                        offset,
+                        format!("edit adds table {}, a file number out of range", meta.file_no),
+                    ));
+                };
+                self.next_file_no = FileNo(next);
             }
         }
         if let Some(seq) = edit.flushed_seq {
