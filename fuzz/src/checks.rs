@@ -645,7 +645,7 @@ pub fn repair_table(bytes: &mut [u8], magic: bool) {
         let (o, l) = (le_u64(b, at + 16 * i), le_u64(b, at + 16 * i + 8));
         let o = usize::try_from(o).ok()?;
         let l = usize::try_from(l).ok()?;
-        (l >= sst::SECTION_OVERHEAD && o.checked_add(l)? <= at).then_some(o..o + l)
+        (l >= sst::SECTION_OVERHEAD && o.checked_add(l)? <= at).then(|| o..o + l)
     };
     // Blocks first: they lie before the sections, whose CRCs are fixed afterwards.
     if let Some(index) = handle(bytes, 0) {
