@@ -54,6 +54,8 @@ pub(crate) fn link_defaults() {
         strata_memtable_skiplist::SkipListFactory::new as fn() -> _,
         strata_sstable_mmap::MmapTableFormat::new as fn(_) -> _,
         strata_compaction_leveled::LeveledPolicy::new as fn(_) -> _,
+        strata_memtable_vector::VectorFactory::new as fn() -> _,
+        strata_compaction_tiered::TieredPolicy::new as fn(_) -> _,
     ));
 }
 

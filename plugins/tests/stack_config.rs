@@ -178,3 +178,34 @@ fn relative_load_paths_resolve_against_the_file() {
     assert!(matches!(missing, PluginError::Read { .. }), "{missing:?}");
     let _ = PluginOptions::new();
 }
+
+#[test]
+fn the_second_implementations_are_chosen_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StackConfig::from_toml_str(
+        r#"
+        [memtable]
+        kind = "vector"
+
+        [compaction]
+        kind = "tiered"
+        min_merge_width = 3
+
+        [engine]
+        memtable_size_bytes = 16384
+        compaction_threads = 1
+        "#,
+    )
+    .expect("config parses");
+    let db = config.builder(dir.path()).expect("builder").open().expect("open");
+    assert_eq!((db.memtable_kind(), db.compaction_policy()), ("vector", "tiered"));
+    for i in 0..3000u32 {
+        db.put(format!("order{i:08}").as_bytes(), &[3u8; 64], Durability::Buffered).expect("put");
+    }
+    db.flush().expect("flush");
+    db.wait_for_background().expect("background");
+    assert!(db.stats().compactions >= 1, "{:?}", db.stats());
+    assert_eq!(db.get(b"order00001234").expect("get").as_deref(), Some(&[3u8; 64][..]));
+    let e = err("[compaction]\nkind = \"tiered\"\nmin_merge_width = 1\n");
+    assert!(e.to_string().contains("min_merge_width"), "{e}");
+}
