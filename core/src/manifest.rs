@@ -415,11 +415,17 @@ fn frame_at(bytes: &[u8], pos: usize) -> Frame<'_> {
     let Some(prefix) = bytes.get(pos..pos + 8) else { return Frame::Torn };
     let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
     let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
-    let end = pos + 8 + len.min(MAX_EDIT_LEN + 1);
-    if len > MAX_EDIT_LEN || end > bytes.len() {
-        // A length running past the end is what an interrupted append leaves behind;
-        // anything after a valid-looking but absurd length is damage only if more
-        // records could follow, which they cannot once we stop trusting the length.
+    if len > MAX_EDIT_LEN {
+        // An append writes the real length in the same write as the body, so a torn
+        // append cannot produce an absurd one: this is damage, and treating it as a
+        // torn tail would silently drop every edit after it.
+        return Frame::Damaged(format!(
+            "manifest record length {len} exceeds the {MAX_EDIT_LEN}-byte limit"
+        ));
+    }
+    let end = pos + 8 + len;
+    if end > bytes.len() {
+        // A record running past the end is what an interrupted append leaves behind.
         return Frame::Torn;
     }
     let body = &bytes[pos + 8..end];
@@ -590,6 +596,20 @@ mod tests {
                 assert_ne!(partial.encode(), body);
             }
         }
+    }
+
+    #[test]
+    fn an_absurd_length_is_damage_and_a_short_last_record_is_torn() {
+        let edit = VersionEdit { flushed_seq: Some(SeqNo(5)), ..VersionEdit::default() };
+        let rec = encode_record(&edit);
+        let mut bytes = rec.clone();
+        bytes.extend_from_slice(&rec);
+        assert!(matches!(frame_at(&bytes, 0), Frame::Record { .. }));
+        let mut absurd = bytes.clone();
+        absurd[..4].copy_from_slice(&((MAX_EDIT_LEN as u32) + 1).to_le_bytes());
+        assert!(matches!(frame_at(&absurd, 0), Frame::Damaged(_)), "absurd length");
+        let cut = &bytes[..bytes.len() - 3];
+        assert!(matches!(frame_at(cut, rec.len()), Frame::Torn), "interrupted append");
     }
 
     #[test]
