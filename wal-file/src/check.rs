@@ -88,7 +88,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
                     check.used_bytes = tail.end;
                     check.last_seq = tail.last_seq;
                     check.torn_tail_bytes = tail.torn_bytes;
-                    check.records = count_records(&bytes, tail.end);
+                    check.records = tail.records;
                 }
                 Err(e) => {
                     check.problem.get_or_insert(e);
@@ -134,19 +134,4 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
         out.push(check);
     }
     Ok(out)
-}
-
-fn count_records(bytes: &[u8], end: u64) -> u64 {
-    let mut off = HEADER_LEN;
-    let mut n = 0;
-    while (off as u64) < end {
-        match decode_record(bytes.get(off..).unwrap_or_default()) {
-            RecordAt::Valid { size, .. } => {
-                n += 1;
-                off += size;
-            }
-            _ => break,
-        }
-    }
-    n
 }

@@ -28,17 +28,21 @@ pub(crate) struct TailScan {
     pub last_seq: SeqNo,
     /// Bytes from `end` onwards that were not zero (a torn tail), if any.
     pub torn_bytes: Option<u64>,
+    /// Valid records before `end`.
+    pub records: u64,
 }
 
 pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Result<TailScan> {
     let mut off = HEADER_LEN;
     let mut expected = start;
+    let mut records = 0u64;
     loop {
         let rest = bytes.get(off..).unwrap_or_default();
         let (reason, extent_end) = match decode_record(rest) {
             RecordAt::Valid { first, count, size, .. } if first == expected => {
                 expected = SeqNo(first.0 + u64::from(count));
                 off += size;
+                records += 1;
                 continue;
             }
             RecordAt::Valid { first, size, .. } => {
@@ -53,7 +57,7 @@ pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Resu
                         "unsynced data after a hole in the WAL tail is dropped"
                     );
                 }
-                return Ok(TailScan { end: off as u64, last_seq, torn_bytes: tail });
+                return Ok(TailScan { end: off as u64, last_seq, torn_bytes: tail, records });
             }
             RecordAt::Incomplete => ("record extends past the end of the file".into(), bytes.len()),
             RecordAt::Damaged(reason) => {
@@ -78,6 +82,7 @@ pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Resu
                 end: off as u64,
                 last_seq: SeqNo(expected.0 - 1),
                 torn_bytes: Some(torn),
+                records,
             });
         }
         return Err(Error::corruption(

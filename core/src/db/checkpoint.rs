@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::{Db, Shared};
 use crate::error::{Error, Result};
-use crate::manifest::{ManifestWriter, parse_manifest_file_name};
+use crate::manifest::ManifestWriter;
 use crate::table::FileNo;
 
 impl Db {
@@ -65,5 +65,4 @@ pub(super) fn prune(s: &Shared, dir: &Path, keep: usize) {
             tracing::warn!(dir = %path.display(), error = %e, "could not delete an old checkpoint");
         }
     }
-    let _ = parse_manifest_file_name;
 }

@@ -20,8 +20,7 @@ use crate::compaction::CompactionPolicy;
 use crate::error::{Error, Result};
 use crate::fs::{FileSystem, OpenMode};
 use crate::manifest::{
-    self, ManifestState, ManifestWriter, manifest_file_name, parse_manifest_file_name,
-    parse_table_file_name,
+    self, ManifestState, ManifestWriter, parse_manifest_file_name, parse_table_file_name,
 };
 use crate::memtable::{MemTable, MemTableFactory};
 use crate::table::{FileNo, TableFormat};
@@ -313,7 +312,7 @@ fn delete_unlisted(
             (_, Some(no)) => no != live_manifest,
             _ => name == "CURRENT.tmp",
         };
-        if doomed && name != &manifest_file_name(live_manifest) {
+        if doomed {
             let path = dir.join(name);
             fs.remove_file(&path)?;
             tracing::info!(file = %path.display(), "deleted a file no manifest lists");

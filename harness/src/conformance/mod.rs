@@ -14,8 +14,8 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! use strata_harness::conformance::{self, wal::WalCaps};
-//! # fn factory() -> Arc<dyn strata_core::WalFactory> { unimplemented!() }
-//! conformance::wal::run(factory(), WalCaps::default()).assert_ok();
+//! let factory = Arc::new(strata_wal_file::FileWalFactory::default());
+//! conformance::wal::run(factory, WalCaps::default()).assert_ok();
 //! ```
 //!
 //! The suites are library code (they run inside other crates' tests) and use proptest's
