@@ -75,6 +75,35 @@ pub enum Error {
         /// The missing capability.
         capability: &'static str,
     },
+    /// A transport endpoint failed: the medium refused, the peer went away or sent
+    /// something that is not a frame.
+    #[error("transport {transport} on topic {topic:?}: {reason}")]
+    Transport {
+        /// The transport (`"iceoryx"`, `"tcp"`, ...).
+        transport: &'static str,
+        /// The topic the endpoint serves.
+        topic: String,
+        /// What went wrong, in words a user can act on.
+        reason: String,
+    },
+    /// A frame (or a message inside one) is larger than the endpoint's configured maximum.
+    #[error("frame of {len} bytes on topic {topic:?} exceeds the maximum of {max} bytes")]
+    FrameTooLarge {
+        /// The topic.
+        topic: String,
+        /// The offending length.
+        len: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+    /// The endpoint was disconnected (by the slow-subscriber policy or by the peer).
+    #[error("disconnected from topic {topic:?}: {reason}")]
+    Disconnected {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -86,6 +115,15 @@ impl Error {
     /// Builds a [`Error::Corruption`].
     pub fn corruption(file: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         Self::Corruption { file: file.into(), offset, reason: reason.into() }
+    }
+
+    /// Builds a [`Error::Transport`].
+    pub fn transport(
+        transport: &'static str,
+        topic: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Transport { transport, topic: topic.into(), reason: reason.into() }
     }
 
     /// True when the error reports damaged data (as opposed to an I/O or usage problem).

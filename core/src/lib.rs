@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod memtable;
 pub mod registry;
 pub mod table;
+pub mod transport;
 pub mod types;
 pub mod wal;
 
@@ -32,5 +33,9 @@ pub use registry::{
     TablePlugin, WalPlugin,
 };
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
+pub use transport::{
+    Delivery, FrameHeader, GapTracker, PublisherOptions, SlowSubscriberPolicy, StreamId,
+    SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+};
 pub use types::{Durability, SeqNo, ValueKind, compare_internal};
 pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};
