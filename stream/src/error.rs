@@ -1,0 +1,56 @@
+//! The stream crate's error type.
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the distribution layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes that should hold a message (or a frame of messages) do not.
+    #[error("cannot decode {what}: {reason}")]
+    Decode {
+        /// What was being decoded (`"message"`, `"message frame"`, `"ack"`, ...).
+        what: &'static str,
+        /// What check failed.
+        reason: String,
+    },
+    /// A message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// JSON text is not a message.
+    #[error("invalid message JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A store or transport operation failed.
+    #[error(transparent)]
+    Core(#[from] strata_core::Error),
+    /// A checkpoint file operation failed.
+    #[error("{op} failed on {path}: {source}")]
+    Io {
+        /// The operation (`"write"`, `"rename"`, `"fsync"`...).
+        op: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A component was used in a way it does not support.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+impl Error {
+    pub(crate) fn decode(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::Decode { what, reason: reason.into() }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<std::path::PathBuf>,
+        e: std::io::Error,
+    ) -> Self {
+        Self::Io { op, path: path.into(), source: e }
+    }
+}
