@@ -45,7 +45,6 @@ impl Error {
         Self::Decode { what, reason: reason.into() }
     }
 
-    #[allow(dead_code)]
     pub(crate) fn io(
         op: &'static str,
         path: impl Into<std::path::PathBuf>,

@@ -5,11 +5,26 @@
 //!
 //! See `docs/stream.md` for the semantics of each piece.
 
+pub mod commit;
 pub mod error;
+pub mod local;
 pub mod messages;
+pub mod publisher;
+pub mod resume;
+pub mod tiers;
 
+pub use commit::{CommitStream, CommittedOp, decode_batch};
 pub use error::{Error, Result};
+pub use local::LocalTransport;
 pub use messages::{
     AccountUpdate, ArchivedMessage, Heartbeat, MarketL2, Message, MessageFrame, Position,
     PriceLevel, Side, TradeEvent,
+};
+pub use publisher::{Publisher, PublisherConfig};
+pub use resume::{
+    Checkpoint, CommittedFrame, ResumableSubscriber, ResumeOptions, ResumeStats, Source,
+};
+pub use tiers::{
+    CommitLog, DEFAULT_WINDOW, DelayedSubscriber, Event, HistoricalSubscriber, RealtimeStats,
+    RealtimeSubscriber, Window, WindowAccuracy,
 };

@@ -63,6 +63,7 @@ const TRAILER_LEN: usize = 8;
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     /// The buyer was the aggressor.
@@ -83,6 +84,7 @@ pub enum Side {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct TradeEvent {
     /// Exchange-wide trade number.
     pub trade_id: u64,
@@ -114,6 +116,7 @@ pub struct TradeEvent {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct Position {
     /// The instrument.
     pub symbol: String,
@@ -133,6 +136,7 @@ pub struct Position {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct AccountUpdate {
     /// The account.
     pub account: u32,
@@ -157,6 +161,7 @@ pub struct AccountUpdate {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct PriceLevel {
     /// Price in ticks.
     pub price: i64,
@@ -176,6 +181,7 @@ pub struct PriceLevel {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct MarketL2 {
     /// The instrument.
     pub symbol: String,
@@ -201,6 +207,7 @@ pub struct MarketL2 {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 pub struct Heartbeat {
     /// The publisher's stream id.
     pub stream: u64,
@@ -222,6 +229,7 @@ pub struct Heartbeat {
     PartialEq,
     Eq,
 )]
+#[rkyv(derive(Debug))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     /// A fill.

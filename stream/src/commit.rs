@@ -1,0 +1,147 @@
+//! The commit stream: every batch the store commits, published in commit order.
+//!
+//! [`CommitStream::start`] runs a thread that tails the store's log
+//! ([`Db::read_log_from`] then [`WalReader::wait_next`](strata_core::WalReader)) and
+//! publishes each committed batch as one frame: `seq` = the batch's first sequence,
+//! `span` = its entry count, payload = the batch's operations in the WAL's encoded form
+//! (the bytes of [`WriteBatch::as_bytes`](strata_core::WriteBatch::as_bytes); decode
+//! them with [`BatchIter`](strata_core::BatchIter) or [`decode_batch`]). Subscribers
+//! therefore receive exactly what the log holds, in order, with its sequence, and a
+//! subscriber that missed frames can read them from the log by sequence.
+//!
+//! A batch larger than the endpoint's maximum payload is not published (it is logged);
+//! subscribers see the hole as a gap and read the batch from the log. The thread stops
+//! when the [`CommitStream`] is dropped or [`CommitStream::stop`] is called.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use strata_core::transport::TopicPublisher;
+use strata_core::{BatchIter, Db, SeqNo, ValueKind};
+
+use crate::error::{Error, Result};
+
+/// How long the tailing thread waits for a commit before checking for a stop request.
+const POLL: Duration = Duration::from_millis(20);
+
+/// The running commit stream; see the module docs.
+#[derive(Debug)]
+pub struct CommitStream {
+    stop: Arc<AtomicBool>,
+    published: Arc<AtomicU64>,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl CommitStream {
+    /// Starts publishing every batch from the one holding `from` (use `SeqNo(1)` for
+    /// the whole retained log, or `SeqNo(db_last + 1)` for new commits only).
+    pub fn start(db: Arc<Db>, mut publisher: Box<dyn TopicPublisher>, from: SeqNo) -> Result<Self> {
+        let mut reader = db.read_log_from(from)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let published = Arc::new(AtomicU64::new(0));
+        let (stop2, published2) = (Arc::clone(&stop), Arc::clone(&published));
+        let thread = std::thread::Builder::new()
+            .name("strata-commit-stream".into())
+            .spawn(move || -> Result<()> {
+                // The store must outlive the reader; the thread keeps it open.
+                let _db = db;
+                while !stop2.load(Ordering::Acquire) {
+                    let Some(batch) = reader.wait_next(POLL)? else { continue };
+                    let count = batch.count.max(1);
+                    match publisher.publish(batch.first_seq.0, count, &batch.payload) {
+                        Ok(()) => {}
+                        Err(strata_core::Error::FrameTooLarge { len, max, .. }) => {
+                            tracing::warn!(
+                                seq = batch.first_seq.0,
+                                len,
+                                max,
+                                "commit stream: batch exceeds the transport's frame limit; subscribers read it from the log"
+                            );
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                    publisher.flush()?;
+                    published2.store(batch.last_seq().0, Ordering::Release);
+                }
+                Ok(())
+            })
+            .map_err(|e| Error::io("spawn commit stream thread", "", e))?;
+        Ok(Self { stop, published, thread: Some(thread) })
+    }
+
+    /// The last sequence published (0 before the first batch).
+    pub fn published_seq(&self) -> u64 {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Waits until everything up to `seq` is published or `timeout` passes; returns
+    /// whether it was. (For tests and orderly shutdowns.)
+    pub fn wait_published(&self, seq: u64, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.published_seq() < seq {
+            if std::time::Instant::now() >= deadline
+                || self.thread.as_ref().is_none_or(|t| t.is_finished())
+            {
+                return self.published_seq() >= seq;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
+    /// Stops the thread and returns its outcome (an error that ended it early).
+    pub fn stop(mut self) -> Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> Result<()> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| Error::InvalidArgument("the commit stream thread panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for CommitStream {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_inner() {
+            tracing::error!(error = %e, "commit stream ended with an error");
+        }
+    }
+}
+
+/// One operation of a committed batch, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOp {
+    /// The operation's sequence.
+    pub seq: u64,
+    /// Put or delete.
+    pub kind: ValueKind,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value (empty for deletes).
+    pub value: Vec<u8>,
+}
+
+/// Decodes a commit-stream payload whose frame starts at `first_seq`.
+pub fn decode_batch(first_seq: u64, payload: &[u8]) -> Result<Vec<CommittedOp>> {
+    BatchIter::new(payload)
+        .enumerate()
+        .map(|(i, op)| {
+            let op = op.map_err(|e| {
+                Error::decode("committed batch", format!("at byte {}: {}", e.offset, e.reason))
+            })?;
+            Ok(CommittedOp {
+                seq: first_seq + i as u64,
+                kind: op.kind,
+                key: op.key.to_vec(),
+                value: op.value.to_vec(),
+            })
+        })
+        .collect()
+}

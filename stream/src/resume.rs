@@ -1,0 +1,558 @@
+//! The resumable tier: a commit-stream subscriber whose progress survives restarts.
+//!
+//! [`ResumableSubscriber`] keeps the sequence of the last batch it processed in a small
+//! [`Checkpoint`] file (written to a temporary file, fsynced, renamed over the old one,
+//! directory fsynced — so a crash leaves the old or the new value, never a torn one).
+//! On start it subscribes to the live topic *first*, then reads the store's log from
+//! `checkpoint + 1`, buffering live frames meanwhile. It switches to the live stream
+//! when the log reader reaches the first buffered live sequence (or the log's end with
+//! nothing buffered), delivering buffered frames it has not yet delivered. Every frame
+//! is deduplicated by sequence (a frame whose last sequence is at or below the last
+//! processed one is skipped), and a live frame that starts beyond the next expected
+//! sequence (frames dropped by a slow-subscriber policy, or a batch too large for the
+//! medium) first makes the subscriber read the missing batches from the log. When the
+//! live stream is idle it checks the log for batches whose frames were lost at the
+//! tail. A disconnected live endpoint is replaced and the subscriber catches up from
+//! the log again.
+//!
+//! Delivery is at-least-once across crashes and exactly-once within one process: the
+//! checkpoint is written after the callback returns (every
+//! [`ResumeOptions::checkpoint_every`] batches), so a crash between a callback and its
+//! checkpoint replays that batch on restart; dropping the subscriber writes the final
+//! checkpoint.
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::transport::{Delivery, SubscriberOptions, TopicSubscriber, Transport};
+use strata_core::{SeqNo, WalReader};
+
+use crate::commit::{CommittedOp, decode_batch};
+use crate::error::{Error, Result};
+use crate::tiers::CommitLog;
+
+const CHECKPOINT_MAGIC: [u8; 4] = *b"SCKP";
+const CHECKPOINT_LEN: usize = 4 + 8 + 8;
+
+/// A durable "last processed sequence" in a small file.
+#[derive(Clone, Debug)]
+pub struct Checkpoint {
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    /// The checkpoint stored at `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored sequence, 0 when the file does not exist. A damaged file is an error.
+    pub fn load(&self) -> Result<u64> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("read", &self.path, e)),
+        };
+        if bytes.len() != CHECKPOINT_LEN || bytes[..4] != CHECKPOINT_MAGIC {
+            return Err(Error::decode(
+                "checkpoint",
+                format!("{} is not a checkpoint file ({} bytes)", self.path.display(), bytes.len()),
+            ));
+        }
+        let mut a = [0u8; 8];
+        let mut b = [0u8; 8];
+        a.copy_from_slice(&bytes[4..12]);
+        b.copy_from_slice(&bytes[12..20]);
+        let (seq, check) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
+        if check != !seq {
+            return Err(Error::decode(
+                "checkpoint",
+                format!("{}: check word does not match the sequence", self.path.display()),
+            ));
+        }
+        Ok(seq)
+    }
+
+    /// Durably replaces the stored sequence with `seq`.
+    pub fn store(&self, seq: u64) -> Result<()> {
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut buf = Vec::with_capacity(CHECKPOINT_LEN);
+        buf.extend_from_slice(&CHECKPOINT_MAGIC);
+        buf.extend_from_slice(&seq.to_le_bytes());
+        buf.extend_from_slice(&(!seq).to_le_bytes());
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(|e| Error::io("create", &tmp, e))?;
+            f.write_all(&buf).map_err(|e| Error::io("write", &tmp, e))?;
+            f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+        }
+        fs::rename(&tmp, &self.path).map_err(|e| Error::io("rename", &self.path, e))?;
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("fsync directory", &dir, e))?;
+        Ok(())
+    }
+}
+
+/// Options of a [`ResumableSubscriber`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ResumeOptions {
+    /// Write the checkpoint after this many delivered batches (1: after every batch).
+    pub checkpoint_every: u32,
+    /// Live frames buffered while catching up; beyond it the oldest are dropped (the
+    /// log still serves them, the switch to live just happens later).
+    pub max_buffered: usize,
+    /// After this long without live frames, check the log for batches lost at the tail.
+    pub idle_log_check: Duration,
+    /// Options of the live endpoint (`resume_from` is set by the subscriber).
+    pub subscriber: SubscriberOptions,
+}
+
+impl Default for ResumeOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1,
+            max_buffered: 65_536,
+            idle_log_check: Duration::from_millis(100),
+            subscriber: SubscriberOptions::default(),
+        }
+    }
+}
+
+impl ResumeOptions {
+    /// Sets [`ResumeOptions::checkpoint_every`] (at least 1).
+    pub fn with_checkpoint_every(mut self, n: u32) -> Self {
+        self.checkpoint_every = n.max(1);
+        self
+    }
+
+    /// Sets the live endpoint's options.
+    pub fn with_subscriber(mut self, options: SubscriberOptions) -> Self {
+        self.subscriber = options;
+        self
+    }
+}
+
+/// Where a delivered batch came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Read from the store's log (catching up or filling a gap).
+    Log,
+    /// Received on the live topic.
+    Live,
+}
+
+/// One committed batch handed to the callback.
+#[derive(Clone, Copy, Debug)]
+pub struct CommittedFrame<'a> {
+    /// The batch's first sequence.
+    pub first_seq: u64,
+    /// Its number of operations.
+    pub count: u32,
+    /// The operations in the WAL's encoded form.
+    pub payload: &'a [u8],
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl CommittedFrame<'_> {
+    /// The batch's last sequence.
+    pub fn last_seq(&self) -> u64 {
+        self.first_seq + u64::from(self.count.max(1)) - 1
+    }
+
+    /// Decodes the batch's operations.
+    pub fn ops(&self) -> Result<Vec<CommittedOp>> {
+        decode_batch(self.first_seq, self.payload)
+    }
+}
+
+/// Counters of a [`ResumableSubscriber`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResumeStats {
+    /// Batches delivered from the log.
+    pub from_log: u64,
+    /// Batches delivered from the live topic.
+    pub from_live: u64,
+    /// Frames skipped because they were already processed.
+    pub duplicates: u64,
+    /// Live gaps filled from the log.
+    pub gaps_filled: u64,
+    /// Times the subscriber switched from catching up to live.
+    pub switches: u64,
+    /// Times the live endpoint was replaced after a disconnect.
+    pub resubscribes: u64,
+}
+
+enum Mode {
+    CatchingUp { reader: Box<dyn WalReader>, buffer: VecDeque<(u64, u32, Vec<u8>)> },
+    Live,
+}
+
+/// The resumable tier; see the module docs.
+pub struct ResumableSubscriber {
+    log: Arc<dyn CommitLog>,
+    transport: Arc<dyn Transport>,
+    topic: String,
+    options: ResumeOptions,
+    checkpoint: Checkpoint,
+    live: Box<dyn TopicSubscriber>,
+    mode: Mode,
+    processed: u64,
+    checkpointed: u64,
+    since_checkpoint: u32,
+    last_live: Instant,
+    stats: ResumeStats,
+}
+
+impl std::fmt::Debug for ResumableSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumableSubscriber")
+            .field("topic", &self.topic)
+            .field("processed", &self.processed)
+            .field("live", &matches!(self.mode, Mode::Live))
+            .finish()
+    }
+}
+
+/// Progress of one delivery attempt.
+struct Cursor<'a> {
+    processed: &'a mut u64,
+    since_checkpoint: &'a mut u32,
+    stats: &'a mut ResumeStats,
+}
+
+impl Cursor<'_> {
+    /// Delivers the batch unless already processed; returns whether it did.
+    fn deliver(
+        &mut self,
+        first_seq: u64,
+        count: u32,
+        payload: &[u8],
+        source: Source,
+        on: &mut dyn FnMut(&CommittedFrame<'_>),
+    ) -> bool {
+        let frame = CommittedFrame { first_seq, count, payload, source };
+        if frame.last_seq() <= *self.processed {
+            self.stats.duplicates += 1;
+            return false;
+        }
+        on(&frame);
+        *self.processed = frame.last_seq();
+        *self.since_checkpoint += 1;
+        match source {
+            Source::Log => self.stats.from_log += 1,
+            Source::Live => self.stats.from_live += 1,
+        }
+        true
+    }
+}
+
+impl ResumableSubscriber {
+    /// Opens the subscriber: loads the checkpoint, subscribes to `topic` on
+    /// `transport`, then starts reading `log` from `checkpoint + 1`.
+    pub fn open(
+        log: Arc<dyn CommitLog>,
+        transport: Arc<dyn Transport>,
+        topic: &str,
+        checkpoint: Checkpoint,
+        options: ResumeOptions,
+    ) -> Result<Self> {
+        let processed = checkpoint.load()?;
+        let live = Self::subscribe(&*transport, topic, &options, processed)?;
+        let reader = log.read_from(SeqNo(processed + 1))?;
+        Ok(Self {
+            log,
+            transport,
+            topic: topic.to_owned(),
+            options,
+            checkpoint,
+            live,
+            mode: Mode::CatchingUp { reader, buffer: VecDeque::new() },
+            processed,
+            checkpointed: processed,
+            since_checkpoint: 0,
+            last_live: Instant::now(),
+            stats: ResumeStats::default(),
+        })
+    }
+
+    fn subscribe(
+        transport: &dyn Transport,
+        topic: &str,
+        options: &ResumeOptions,
+        processed: u64,
+    ) -> Result<Box<dyn TopicSubscriber>> {
+        let mut sub = options.subscriber.clone();
+        sub.resume_from = Some(processed + 1);
+        Ok(transport.subscriber(topic, &sub)?)
+    }
+
+    /// The last sequence delivered to the callback.
+    pub fn processed(&self) -> u64 {
+        self.processed
+    }
+
+    /// Whether the subscriber has caught up and follows the live topic.
+    pub fn is_live(&self) -> bool {
+        matches!(self.mode, Mode::Live)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ResumeStats {
+        self.stats
+    }
+
+    /// Writes the checkpoint now (if anything was processed since the last one).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        if self.processed > self.checkpointed {
+            self.checkpoint.store(self.processed)?;
+            self.checkpointed = self.processed;
+        }
+        self.since_checkpoint = 0;
+        Ok(())
+    }
+
+    fn maybe_checkpoint(&mut self) -> Result<()> {
+        if self.since_checkpoint >= self.options.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    fn resubscribe(&mut self) -> Result<()> {
+        self.stats.resubscribes += 1;
+        self.live = Self::subscribe(&*self.transport, &self.topic, &self.options, self.processed)?;
+        let reader = self.log.read_from(SeqNo(self.processed + 1))?;
+        self.mode = Mode::CatchingUp { reader, buffer: VecDeque::new() };
+        Ok(())
+    }
+
+    /// Makes progress: while catching up, delivers up to a few hundred batches from the
+    /// log (buffering live frames); once live, waits up to `timeout` for live frames and
+    /// delivers them (filling gaps from the log). Returns the batches delivered.
+    pub fn step(
+        &mut self,
+        timeout: Duration,
+        mut on: impl FnMut(&CommittedFrame<'_>),
+    ) -> Result<usize> {
+        let n = if matches!(self.mode, Mode::Live) {
+            self.step_live(timeout, &mut on)?
+        } else {
+            self.step_catch_up(timeout, &mut on)?
+        };
+        self.maybe_checkpoint()?;
+        Ok(n)
+    }
+
+    /// Runs [`ResumableSubscriber::step`] until `until` returns true for the processed
+    /// sequence or `timeout` passes; returns whether `until` was satisfied.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut until: impl FnMut(u64) -> bool,
+        mut on: impl FnMut(&CommittedFrame<'_>),
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        while !until(self.processed) {
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            self.step((deadline - now).min(Duration::from_millis(50)), &mut on)?;
+        }
+        Ok(true)
+    }
+
+    fn step_catch_up(
+        &mut self,
+        timeout: Duration,
+        on: &mut dyn FnMut(&CommittedFrame<'_>),
+    ) -> Result<usize> {
+        let Mode::CatchingUp { reader, buffer } = &mut self.mode else { return Ok(0) };
+        // Buffer what the live topic has now.
+        let max = self.options.max_buffered;
+        let polled = self.live.poll(&mut |d| {
+            if let Delivery::Frame { header, payload } = d {
+                if buffer.len() == max {
+                    buffer.pop_front();
+                }
+                buffer.push_back((header.seq, header.span, payload.to_vec()));
+            }
+        });
+        if let Err(e) = polled {
+            if matches!(e, strata_core::Error::Disconnected { .. }) {
+                self.resubscribe()?;
+                return Ok(0);
+            }
+            return Err(e.into());
+        }
+        let mut cursor = Cursor {
+            processed: &mut self.processed,
+            since_checkpoint: &mut self.since_checkpoint,
+            stats: &mut self.stats,
+        };
+        let mut delivered = 0;
+        let mut log_end = false;
+        for _ in 0..256 {
+            if buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0) {
+                break;
+            }
+            match reader.next_batch()? {
+                Some(b) => {
+                    if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                        delivered += 1;
+                    }
+                }
+                None => {
+                    log_end = true;
+                    break;
+                }
+            }
+        }
+        let reached_live = buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0);
+        if reached_live || (log_end && buffer.is_empty()) {
+            for (seq, span, payload) in buffer.drain(..) {
+                if seq > *cursor.processed + 1 {
+                    // A hole inside the buffer (the live endpoint lost frames): fill it
+                    // from the log first.
+                    delivered += fill_from_log(&*self.log, &mut cursor, seq, on)?;
+                }
+                if cursor.deliver(seq, span, &payload, Source::Live, on) {
+                    delivered += 1;
+                }
+            }
+            self.stats.switches += 1;
+            self.mode = Mode::Live;
+            self.last_live = Instant::now();
+        } else if log_end && delivered == 0 {
+            // Live frames are buffered beyond what the log shows yet: wait for the log.
+            if let Mode::CatchingUp { reader, .. } = &mut self.mode
+                && let Some(b) = reader.wait_next(timeout)?
+            {
+                let mut cursor = Cursor {
+                    processed: &mut self.processed,
+                    since_checkpoint: &mut self.since_checkpoint,
+                    stats: &mut self.stats,
+                };
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                    delivered += 1;
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    fn step_live(
+        &mut self,
+        timeout: Duration,
+        on: &mut dyn FnMut(&CommittedFrame<'_>),
+    ) -> Result<usize> {
+        let log = Arc::clone(&self.log);
+        let mut cursor = Cursor {
+            processed: &mut self.processed,
+            since_checkpoint: &mut self.since_checkpoint,
+            stats: &mut self.stats,
+        };
+        let mut delivered = 0;
+        let mut failure: Option<Error> = None;
+        let received = self.live.wait(timeout, &mut |d| {
+            if failure.is_some() {
+                return;
+            }
+            if let Delivery::Frame { header, payload } = d {
+                if header.seq > *cursor.processed + 1 {
+                    match fill_from_log(&*log, &mut cursor, header.seq, on) {
+                        Ok(n) => delivered += n,
+                        Err(e) => {
+                            failure = Some(e);
+                            return;
+                        }
+                    }
+                }
+                if cursor.deliver(header.seq, header.span, payload, Source::Live, on) {
+                    delivered += 1;
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match received {
+            Ok(0) => {
+                if self.last_live.elapsed() >= self.options.idle_log_check {
+                    // Idle: batches whose frames were lost at the tail are in the log.
+                    let mut reader = log.read_from(SeqNo(*cursor.processed + 1))?;
+                    while let Some(b) = reader.next_batch()? {
+                        if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                            delivered += 1;
+                        }
+                    }
+                    self.last_live = Instant::now();
+                }
+            }
+            Ok(_) => self.last_live = Instant::now(),
+            Err(strata_core::Error::Disconnected { .. }) => self.resubscribe()?,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(delivered)
+    }
+}
+
+/// Delivers from the log every batch before `until` not yet processed.
+fn fill_from_log(
+    log: &dyn CommitLog,
+    cursor: &mut Cursor<'_>,
+    until: u64,
+    on: &mut dyn FnMut(&CommittedFrame<'_>),
+) -> Result<usize> {
+    cursor.stats.gaps_filled += 1;
+    let mut reader = log.read_from(SeqNo(*cursor.processed + 1))?;
+    let mut delivered = 0;
+    while *cursor.processed + 1 < until {
+        // A published batch is in the log; waiting covers a reader that has not yet
+        // seen the newest append.
+        match reader.wait_next(Duration::from_secs(5))? {
+            Some(b) => {
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                    delivered += 1;
+                }
+            }
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "the log does not hold sequences {} .. {until} announced by the live stream",
+                    *cursor.processed + 1
+                )));
+            }
+        }
+    }
+    Ok(delivered)
+}
+
+impl Drop for ResumableSubscriber {
+    fn drop(&mut self) {
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(error = %e, "resumable subscriber: final checkpoint failed");
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Test support: the default store stack (the same components as
+//! `strata_harness::stack::default_builder`).
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_core::{Db, DbBuilder};
+use strata_memtable_skiplist::SkipListFactory;
+use strata_sstable_mmap::MmapTableFormat;
+use strata_wal_file::FileWalFactory;
+
+pub fn builder(dir: &Path) -> DbBuilder {
+    DbBuilder::new(dir)
+        .with_wal(Arc::new(FileWalFactory::default()))
+        .with_memtable(Arc::new(SkipListFactory))
+        .with_table_format(Arc::new(MmapTableFormat::default()))
+        .with_compaction_policy(Arc::new(LeveledPolicy::new(LeveledOptions::default()).unwrap()))
+}
+
+pub fn open(dir: &Path) -> Arc<Db> {
+    Arc::new(builder(dir).open().unwrap())
+}
