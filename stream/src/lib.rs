@@ -10,6 +10,7 @@ pub mod error;
 pub mod local;
 pub mod messages;
 pub mod publisher;
+pub mod reliable;
 pub mod resume;
 pub mod tiers;
 
@@ -21,6 +22,10 @@ pub use messages::{
     PriceLevel, Side, TradeEvent,
 };
 pub use publisher::{Publisher, PublisherConfig};
+pub use reliable::{
+    ReliableHandle, ReliableOptions, ReliablePublisher, ReliableStats, ReliableSubscriber,
+    ReliableSubscriberStats,
+};
 pub use resume::{
     Checkpoint, CommittedFrame, ResumableSubscriber, ResumeOptions, ResumeStats, Source,
 };
