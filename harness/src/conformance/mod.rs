@@ -30,6 +30,7 @@ pub mod compaction;
 pub mod engine;
 pub mod memtable;
 pub mod table;
+pub mod transport;
 pub mod wal;
 
 mod report;

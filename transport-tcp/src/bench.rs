@@ -1,0 +1,194 @@
+//! Loopback measurements (used by the criterion bench and by `strata bench
+//! distribution`): one-way latency with the send time in the payload, and throughput
+//! of small frames.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use strata_core::{
+    Delivery, Error, PublisherOptions, Result, SlowSubscriberPolicy, StreamId, SubscriberOptions,
+    TopicPublisher, TopicSubscriber,
+};
+
+use crate::{NAME, TcpTransport};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LoopbackOptions {
+    /// Messages measured (after the warm-up).
+    pub messages: u64,
+    /// Messages sent first and not measured.
+    pub warmup: u64,
+    /// Payload size in bytes (at least 8: the send time is stored in the payload).
+    pub payload: usize,
+}
+
+impl Default for LoopbackOptions {
+    fn default() -> Self {
+        Self { messages: 20_000, warmup: 2_000, payload: 64 }
+    }
+}
+
+impl LoopbackOptions {
+    /// Sets the measured message count.
+    #[must_use]
+    pub fn with_messages(mut self, n: u64) -> Self {
+        self.messages = n;
+        self
+    }
+    /// Sets the warm-up message count.
+    #[must_use]
+    pub fn with_warmup(mut self, n: u64) -> Self {
+        self.warmup = n;
+        self
+    }
+    /// Sets the payload size (raised to 8).
+    #[must_use]
+    pub fn with_payload(mut self, n: usize) -> Self {
+        self.payload = n.max(8);
+        self
+    }
+}
+
+/// One-way latencies, in nanoseconds.
+#[derive(Debug)]
+pub struct LatencyResults {
+    /// Latency of each measured message, publish call to subscriber callback.
+    pub latency_ns: Histogram<u64>,
+}
+
+/// A throughput run.
+#[derive(Clone, Copy, Debug)]
+pub struct ThroughputResults {
+    /// Messages delivered.
+    pub messages: u64,
+    /// From the first publish to the last delivery.
+    pub elapsed: Duration,
+}
+
+impl ThroughputResults {
+    /// Messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A server with one publisher and one subscriber on a topic.
+type Endpoints = (TcpTransport, Box<dyn TopicPublisher>, Box<dyn TopicSubscriber>);
+
+fn setup(topic: &str, policy: SlowSubscriberPolicy, depth: usize) -> Result<Endpoints> {
+    let server = TcpTransport::server("127.0.0.1:0")?;
+    let popts = PublisherOptions {
+        stream: StreamId(1),
+        policy,
+        queue_depth: depth,
+        ..PublisherOptions::default()
+    };
+    let publisher: Box<dyn TopicPublisher> = Box::new(server.tcp_publisher(topic, &popts)?);
+    let sopts = SubscriberOptions { queue_depth: depth, ..SubscriberOptions::default() };
+    let subscriber: Box<dyn TopicSubscriber> = Box::new(server.tcp_subscriber(topic, &sopts)?);
+    Ok((server, publisher, subscriber))
+}
+
+fn bench_err(reason: impl Into<String>) -> Error {
+    Error::transport(NAME, "bench", reason)
+}
+
+/// One-way latency over loopback: one message in flight at a time, the publisher on
+/// the calling thread, the subscriber blocking in [`TopicSubscriber::wait`] on another.
+pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
+    let payload = opts.payload.max(8);
+    let (_server, mut publisher, mut subscriber) =
+        setup("bench/latency", SlowSubscriberPolicy::Block, 1024)?;
+    let epoch = Instant::now();
+    let total = opts.warmup + opts.messages;
+    let received = Arc::new(AtomicU64::new(0));
+    let recv2 = received.clone();
+    let warmup = opts.warmup;
+    let reader = std::thread::spawn(move || -> Result<Histogram<u64>> {
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| bench_err(format!("histogram: {e}")))?;
+        let mut n = 0u64;
+        let idle_deadline = Duration::from_secs(10);
+        let mut last = Instant::now();
+        while n < total {
+            let got = subscriber.wait(Duration::from_millis(100), &mut |d| {
+                if let Delivery::Frame { payload, .. } = d {
+                    let now = epoch.elapsed().as_nanos() as u64;
+                    let mut ts = [0u8; 8];
+                    ts.copy_from_slice(&payload[..8]);
+                    let sent = u64::from_le_bytes(ts);
+                    if n >= warmup {
+                        let _ = hist.record(now.saturating_sub(sent).max(1));
+                    }
+                    n += 1;
+                    recv2.store(n, Ordering::Release);
+                }
+            })?;
+            if got > 0 {
+                last = Instant::now();
+            } else if last.elapsed() > idle_deadline {
+                return Err(bench_err(format!(
+                    "no delivery for {idle_deadline:?} after {n} of {total}"
+                )));
+            }
+        }
+        Ok(hist)
+    });
+    let mut buf = vec![0u8; payload];
+    for i in 0..total {
+        let ts = epoch.elapsed().as_nanos() as u64;
+        buf[..8].copy_from_slice(&ts.to_le_bytes());
+        publisher.publish(i, 1, &buf)?;
+        // One message in flight: wait (spinning briefly, then yielding) for it to land.
+        let mut spins = 0u32;
+        while received.load(Ordering::Acquire) <= i {
+            if reader.is_finished() {
+                break;
+            }
+            spins += 1;
+            if spins < 200 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    let hist = reader.join().map_err(|_| bench_err("the subscriber thread panicked"))??;
+    Ok(LatencyResults { latency_ns: hist })
+}
+
+/// Throughput over loopback: `messages` frames of `payload` bytes published as fast
+/// as the block policy allows, counted by a subscriber thread.
+pub fn throughput(messages: u64, payload: usize) -> Result<ThroughputResults> {
+    let (_server, mut publisher, mut subscriber) =
+        setup("bench/throughput", SlowSubscriberPolicy::Block, 8192)?;
+    let reader = std::thread::spawn(move || -> Result<Instant> {
+        let mut n = 0u64;
+        let mut last = Instant::now();
+        while n < messages {
+            let got = subscriber.wait(Duration::from_millis(100), &mut |d| {
+                if let Delivery::Frame { .. } = d {
+                    n += 1;
+                }
+            })?;
+            if got > 0 {
+                last = Instant::now();
+            } else if last.elapsed() > Duration::from_secs(10) {
+                return Err(bench_err(format!("stalled after {n} of {messages} messages")));
+            }
+        }
+        Ok(Instant::now())
+    });
+    let buf = vec![0x5a_u8; payload];
+    let start = Instant::now();
+    for i in 0..messages {
+        publisher.publish(i, 1, &buf)?;
+    }
+    publisher.flush()?;
+    let end = reader.join().map_err(|_| bench_err("the subscriber thread panicked"))??;
+    Ok(ThroughputResults { messages, elapsed: end.duration_since(start) })
+}

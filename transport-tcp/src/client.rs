@@ -1,0 +1,435 @@
+//! The client side: subscribers, their reader tasks and reconnection.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Condvar, Mutex};
+use strata_core::{
+    Delivery, Error, FrameHeader, GapTracker, Result, StreamId, SubscriberOptions, TopicSubscriber,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::format::{self, Hello, ServerMessage};
+use crate::{NAME, Rt, TcpConfig};
+
+enum Item {
+    Frame(FrameHeader, Bytes),
+    Gap(StreamId, u64, u64),
+    Error(Error),
+    Disconnected(String),
+}
+
+struct Shared {
+    q: Mutex<VecDeque<Item>>,
+    cap: usize,
+    ready: Condvar,
+    ready_async: Notify,
+    space: Notify,
+}
+
+impl Shared {
+    async fn push(&self, item: Item) {
+        let mut item = Some(item);
+        loop {
+            let mut notified = pin!(self.space.notified());
+            notified.as_mut().enable();
+            {
+                let mut q = self.q.lock();
+                if q.len() < self.cap
+                    && let Some(it) = item.take()
+                {
+                    q.push_back(it);
+                    drop(q);
+                    self.ready.notify_one();
+                    self.ready_async.notify_one();
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A delivery that owns its payload (what the async API returns).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnedDelivery {
+    /// One frame.
+    Frame {
+        /// The frame's numbering.
+        header: FrameHeader,
+        /// The payload (a slice of the received buffer, no copy).
+        payload: Bytes,
+    },
+    /// Sequence numbers `from .. to` of `stream` were lost before the next frame.
+    Gap {
+        /// The stream with the hole.
+        stream: StreamId,
+        /// First missing sequence.
+        from: u64,
+        /// One past the last missing sequence.
+        to: u64,
+    },
+}
+
+/// Receiving from a topic in async code.
+pub trait AsyncTopicSubscriber: Send {
+    /// Waits for the next delivery (a frame, or the gap before one).
+    fn recv(&mut self) -> impl Future<Output = Result<OwnedDelivery>> + Send;
+}
+
+/// A subscriber to one topic of a TCP server; reconnects and resumes by itself.
+pub struct TcpSubscriber {
+    topic: String,
+    shared: Arc<Shared>,
+    local: VecDeque<Item>,
+    tracker: GapTracker,
+    disconnected: Option<String>,
+    task: AbortHandle,
+    _rt: Arc<Rt>,
+}
+
+impl std::fmt::Debug for TcpSubscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpSubscriber").field("topic", &self.topic).finish()
+    }
+}
+
+impl Drop for TcpSubscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub(crate) fn subscribe(
+    rt: Arc<Rt>,
+    addr: SocketAddr,
+    topic: &str,
+    options: &SubscriberOptions,
+    config: &TcpConfig,
+) -> Result<TcpSubscriber> {
+    if topic.is_empty() || topic.len() > format::MAX_TOPIC_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "topic name must be 1..={} bytes, got {}",
+            format::MAX_TOPIC_LEN,
+            topic.len()
+        )));
+    }
+    let shared = Arc::new(Shared {
+        q: Mutex::new(VecDeque::new()),
+        cap: options.queue_depth.max(1),
+        ready: Condvar::new(),
+        ready_async: Notify::new(),
+        space: Notify::new(),
+    });
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let max_payload = options.max_payload.min(u32::MAX as usize - 1 - format::FRAME_HEADER_LEN);
+    let task = rt
+        .handle()
+        .spawn(run(
+            addr,
+            topic.to_owned(),
+            options.resume_from,
+            max_payload,
+            shared.clone(),
+            config.clone(),
+            tx,
+        ))
+        .abort_handle();
+    let started = match rx.recv_timeout(config.connect_timeout + Duration::from_secs(1)) {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer from {addr} within {:?}", config.connect_timeout)),
+    };
+    if let Err(reason) = started {
+        task.abort();
+        return Err(Error::transport(NAME, topic, reason));
+    }
+    Ok(TcpSubscriber {
+        topic: topic.to_owned(),
+        shared,
+        local: VecDeque::new(),
+        tracker: GapTracker::default(),
+        disconnected: None,
+        task,
+        _rt: rt,
+    })
+}
+
+async fn connect(
+    addr: SocketAddr,
+    hello: &Hello,
+) -> std::result::Result<(BufReader<TcpStream>, format::HelloAck), String> {
+    let mut sock =
+        TcpStream::connect(addr).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    sock.set_nodelay(true).map_err(|e| format!("cannot set TCP_NODELAY: {e}"))?;
+    sock.write_all(&format::encode_hello(hello))
+        .await
+        .map_err(|e| format!("cannot send the hello to {addr}: {e}"))?;
+    let mut r = BufReader::with_capacity(64 * 1024, sock);
+    let len =
+        r.read_u32_le().await.map_err(|e| format!("no hello answer from {addr}: {e}"))? as usize;
+    if !(2..=format::MAX_CONTROL_LEN).contains(&len) {
+        return Err(format!("hello answer length {len} is invalid"));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)
+        .await
+        .map_err(|e| format!("truncated hello answer from {addr}: {e}"))?;
+    if body[0] != format::KIND_HELLO_ACK {
+        return Err(format!("expected a hello answer, got message kind {}", body[0]));
+    }
+    let ack = format::decode_hello_ack(&body[1..])?;
+    if ack.status != format::ACK_OK {
+        return Err(format!("the server refused the subscription: {}", ack.reason));
+    }
+    Ok((r, ack))
+}
+
+enum End {
+    Goodbye(String),
+    Lost(String),
+    Protocol(String),
+}
+
+async fn read_loop(
+    r: &mut BufReader<TcpStream>,
+    shared: &Shared,
+    resume: &mut Option<u64>,
+    max_payload: usize,
+) -> End {
+    let max_len = (1 + format::FRAME_HEADER_LEN + max_payload).max(format::MAX_CONTROL_LEN);
+    loop {
+        let len = match r.read_u32_le().await {
+            Ok(l) => l as usize,
+            Err(e) => return End::Lost(format!("connection lost: {e}")),
+        };
+        if len == 0 || len > max_len {
+            return End::Protocol(format!(
+                "message length {len} is outside 1..={max_len} (max_payload {max_payload})"
+            ));
+        }
+        let mut buf = BytesMut::zeroed(len);
+        if let Err(e) = r.read_exact(&mut buf).await {
+            return End::Lost(format!("connection lost inside a {len}-byte message: {e}"));
+        }
+        match format::decode_server_message(buf.freeze()) {
+            Ok(ServerMessage::Frame(h, payload)) => {
+                if payload.len() > max_payload {
+                    return End::Protocol(format!(
+                        "frame seq {} has a {}-byte payload, above max_payload {max_payload}",
+                        h.seq,
+                        payload.len()
+                    ));
+                }
+                *resume = Some(h.next_seq());
+                shared.push(Item::Frame(h, payload)).await;
+            }
+            Ok(ServerMessage::Gap(stream, from, to)) => {
+                *resume = Some(to);
+                shared.push(Item::Gap(stream, from, to)).await;
+            }
+            Ok(ServerMessage::Goodbye(reason)) => return End::Goodbye(reason),
+            Err(reason) => return End::Protocol(reason),
+        }
+    }
+}
+
+async fn run(
+    addr: SocketAddr,
+    topic: String,
+    mut resume: Option<u64>,
+    max_payload: usize,
+    shared: Arc<Shared>,
+    config: TcpConfig,
+    started: std::sync::mpsc::SyncSender<std::result::Result<(), String>>,
+) {
+    let mut started = Some(started);
+    let mut backoff = config.min_backoff;
+    loop {
+        let hello =
+            Hello { topic: topic.clone(), resume_from: resume, max_payload: max_payload as u32 };
+        let attempt = match tokio::time::timeout(config.connect_timeout, connect(addr, &hello))
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                Err(format!("connecting to {addr} timed out after {:?}", config.connect_timeout))
+            }
+        };
+        match attempt {
+            Ok((mut reader, ack)) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Ok(()));
+                } else {
+                    tracing::info!(topic, %addr, resume_from = ?resume, "subscriber reconnected");
+                }
+                backoff = config.min_backoff;
+                if resume.is_none() {
+                    resume = ack.live_next;
+                }
+                match read_loop(&mut reader, &shared, &mut resume, max_payload).await {
+                    End::Goodbye(reason) => {
+                        tracing::warn!(topic, %addr, "the server closed the subscription: {reason}");
+                        shared.push(Item::Disconnected(reason)).await;
+                        return;
+                    }
+                    End::Lost(reason) => {
+                        tracing::warn!(topic, %addr, "{reason}; reconnecting");
+                    }
+                    End::Protocol(reason) => {
+                        tracing::warn!(topic, %addr, "closing the connection: {reason}; reconnecting");
+                        shared
+                            .push(Item::Error(Error::transport(NAME, topic.clone(), reason)))
+                            .await;
+                    }
+                }
+            }
+            Err(reason) => {
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(Err(reason));
+                    return;
+                }
+                tracing::debug!(topic, %addr, "reconnect failed: {reason}");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(config.max_backoff);
+    }
+}
+
+impl TcpSubscriber {
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn refill(&mut self) {
+        if self.local.is_empty() {
+            let mut q = self.shared.q.lock();
+            if q.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut *q, &mut self.local);
+            drop(q);
+            self.shared.space.notify_one();
+        }
+    }
+
+    fn disconnected_error(&self, reason: &str) -> Error {
+        Error::Disconnected { topic: self.topic.clone(), reason: reason.to_owned() }
+    }
+
+    /// Takes the next delivery as an owned value, if one is available now.
+    fn next_owned(&mut self) -> Result<Option<OwnedDelivery>> {
+        self.refill();
+        let Some(item) = self.local.pop_front() else {
+            return match &self.disconnected {
+                Some(r) => Err(self.disconnected_error(r)),
+                None => Ok(None),
+            };
+        };
+        match item {
+            Item::Frame(header, payload) => {
+                if let Some((from, to)) = self.tracker.observe(&header) {
+                    // Deliver the gap now and the frame next time; the tracker already
+                    // advanced, so re-observing the frame must not report again.
+                    self.local.push_front(Item::Frame(header, payload));
+                    self.tracker.expect(header.stream, header.seq);
+                    return Ok(Some(OwnedDelivery::Gap { stream: header.stream, from, to }));
+                }
+                Ok(Some(OwnedDelivery::Frame { header, payload }))
+            }
+            Item::Gap(stream, from, to) => {
+                self.tracker.expect(stream, to);
+                Ok(Some(OwnedDelivery::Gap { stream, from, to }))
+            }
+            Item::Error(e) => Err(e),
+            Item::Disconnected(r) => {
+                let e = self.disconnected_error(&r);
+                self.disconnected = Some(r);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the next delivery without blocking the async runtime.
+    pub async fn recv(&mut self) -> Result<OwnedDelivery> {
+        loop {
+            let shared = self.shared.clone();
+            let mut notified = pin!(shared.ready_async.notified());
+            notified.as_mut().enable();
+            if let Some(d) = self.next_owned()? {
+                return Ok(d);
+            }
+            notified.await;
+        }
+    }
+}
+
+impl AsyncTopicSubscriber for TcpSubscriber {
+    fn recv(&mut self) -> impl Future<Output = Result<OwnedDelivery>> + Send {
+        TcpSubscriber::recv(self)
+    }
+}
+
+impl TopicSubscriber for TcpSubscriber {
+    fn poll(&mut self, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+        self.refill();
+        let mut n = 0;
+        while let Some(item) = self.local.pop_front() {
+            match item {
+                Item::Frame(header, payload) => {
+                    if let Some((from, to)) = self.tracker.observe(&header) {
+                        on(Delivery::Gap { stream: header.stream, from, to });
+                        n += 1;
+                    }
+                    on(Delivery::Frame { header, payload: &payload });
+                    n += 1;
+                }
+                Item::Gap(stream, from, to) => {
+                    self.tracker.expect(stream, to);
+                    on(Delivery::Gap { stream, from, to });
+                    n += 1;
+                }
+                Item::Error(e) => {
+                    if n == 0 {
+                        return Err(e);
+                    }
+                    self.local.push_front(Item::Error(e));
+                    return Ok(n);
+                }
+                Item::Disconnected(r) => {
+                    self.disconnected = Some(r);
+                    break;
+                }
+            }
+        }
+        if n == 0
+            && let Some(r) = &self.disconnected
+        {
+            return Err(self.disconnected_error(r));
+        }
+        Ok(n)
+    }
+
+    fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+        if self.local.is_empty() && self.disconnected.is_none() {
+            let deadline = Instant::now() + timeout;
+            let mut q = self.shared.q.lock();
+            while q.is_empty() {
+                if self.shared.ready.wait_until(&mut q, deadline).timed_out() {
+                    break;
+                }
+            }
+        }
+        self.poll(on)
+    }
+}

@@ -1,0 +1,279 @@
+//! Strata's TCP transport: topics carried as length-delimited frames over TCP.
+//!
+//! A [`TcpTransport::server`] listens on one address and hosts the publishers of any
+//! number of topics; a [`TcpTransport::client`] makes subscribers that connect to such
+//! a server, say which topic they want (and from which sequence), and receive frames.
+//! The byte layout is in [`format`].
+//!
+//! tokio runs underneath (one small runtime per transport), but the endpoints are
+//! synchronous: [`TcpPublisher::publish`] encodes the frame once and hands it to each
+//! connection's bounded send queue, and [`TcpSubscriber::wait`] blocks on a condition
+//! variable fed by the connection's reader task. Async code uses
+//! [`TcpPublisher::publish_async`] and [`AsyncTopicSubscriber::recv`] instead.
+//!
+//! - Every connection has TCP_NODELAY set and a bounded send queue to which the
+//!   publisher's [`SlowSubscriberPolicy`](strata_core::SlowSubscriberPolicy) applies.
+//! - A malformed message (garbage, an oversized length, a truncated frame, a hello for
+//!   a topic no publisher serves) closes *that* connection with a logged reason
+//!   (`tracing::warn!`); the server keeps serving the others.
+//! - The server keeps the last [`PublisherOptions::history`](strata_core::PublisherOptions)
+//!   frames of each topic; a subscriber that (re)connects with a `resume_from` sequence
+//!   gets the frames it missed that are still held, and a
+//!   [`Delivery::Gap`](strata_core::Delivery::Gap) for the ones that are not.
+//! - Client subscribers reconnect by themselves after a lost connection (exponential
+//!   backoff) and resume from the sequence after the last frame they received.
+//!
+//! A topic becomes known to a server when a publisher is created for it and stays known
+//! (with its history and its subscribers' connections) when that publisher is dropped,
+//! so a restarted publisher continuing the stream reaches the same subscribers.
+
+#![warn(missing_docs)]
+
+pub mod bench;
+mod client;
+pub mod format;
+mod server;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use strata_core::{
+    Error, PublisherOptions, Result, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+};
+use tokio::runtime::{Handle, Runtime};
+
+pub use client::{AsyncTopicSubscriber, OwnedDelivery, TcpSubscriber};
+pub use server::TcpPublisher;
+
+/// The transport's name, as [`Transport::name`] returns it.
+pub const NAME: &str = "tcp";
+
+/// Tuning knobs of a [`TcpTransport`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TcpConfig {
+    /// Worker threads of the transport's tokio runtime.
+    pub worker_threads: usize,
+    /// How long a subscriber waits for its connection and hello answer.
+    pub connect_timeout: Duration,
+    /// How long the server waits for a new connection's hello before closing it.
+    pub hello_timeout: Duration,
+    /// First delay before a client reconnects after losing its connection.
+    pub min_backoff: Duration,
+    /// Longest delay between reconnect attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            worker_threads: 1,
+            connect_timeout: Duration::from_secs(5),
+            hello_timeout: Duration::from_secs(5),
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl TcpConfig {
+    /// Sets [`TcpConfig::worker_threads`] (at least 1).
+    #[must_use]
+    pub fn with_worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = n.max(1);
+        self
+    }
+    /// Sets [`TcpConfig::connect_timeout`].
+    #[must_use]
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+    /// Sets [`TcpConfig::hello_timeout`].
+    #[must_use]
+    pub fn with_hello_timeout(mut self, d: Duration) -> Self {
+        self.hello_timeout = d;
+        self
+    }
+    /// Sets the reconnect backoff range.
+    #[must_use]
+    pub fn with_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max.max(min);
+        self
+    }
+}
+
+/// The transport's tokio runtime, shut down when the last holder lets go (or
+/// explicitly when a server transport is dropped).
+pub(crate) struct Rt {
+    rt: Mutex<Option<Runtime>>,
+    handle: Handle,
+}
+
+impl Rt {
+    fn new(threads: usize, name: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(format!("strata-tcp-{name}"))
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                Error::transport(NAME, "", format!("cannot start the tokio runtime: {e}"))
+            })?;
+        let handle = rt.handle().clone();
+        Ok(Self { rt: Mutex::new(Some(rt)), handle })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    fn shutdown(&self) {
+        let Some(rt) = self.rt.lock().take() else { return };
+        if Handle::try_current().is_ok() {
+            // Inside some async context blocking is not allowed: let the workers wind
+            // down on their own.
+            rt.shutdown_background();
+        } else {
+            // Wait (briefly) so sockets and the listener are closed when drop returns.
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.get_mut().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A TCP transport endpoint: a server (hosts publishers, and can make subscribers to
+/// itself) or a client (makes subscribers to a remote server).
+pub struct TcpTransport {
+    rt: Arc<Rt>,
+    server: Option<Arc<server::ServerState>>,
+    remote: SocketAddr,
+    config: TcpConfig,
+}
+
+impl fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("role", &if self.server.is_some() { "server" } else { "client" })
+            .field("addr", &self.remote)
+            .finish()
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr> {
+    addr.to_socket_addrs()
+        .map_err(|e| Error::transport(NAME, "", format!("cannot resolve the address: {e}")))?
+        .next()
+        .ok_or_else(|| Error::transport(NAME, "", "the address resolved to nothing"))
+}
+
+impl TcpTransport {
+    /// Starts a server listening on `addr` (port 0 picks a free port; see
+    /// [`TcpTransport::local_addr`]).
+    pub fn server(addr: impl ToSocketAddrs) -> Result<Self> {
+        Self::server_with(addr, TcpConfig::default())
+    }
+
+    /// [`TcpTransport::server`] with explicit tuning.
+    pub fn server_with(addr: impl ToSocketAddrs, config: TcpConfig) -> Result<Self> {
+        let addr = resolve(addr)?;
+        let rt = Arc::new(Rt::new(config.worker_threads, "server")?);
+        let state = server::start(&rt, addr, config.clone())?;
+        let mut remote = state.local_addr();
+        if remote.ip().is_unspecified() {
+            remote.set_ip(if remote.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        Ok(Self { rt, server: Some(state), remote, config })
+    }
+
+    /// A client of the server at `addr`. Nothing is connected until a subscriber is made.
+    pub fn client(addr: impl ToSocketAddrs) -> Result<Self> {
+        Self::client_with(addr, TcpConfig::default())
+    }
+
+    /// [`TcpTransport::client`] with explicit tuning.
+    pub fn client_with(addr: impl ToSocketAddrs, config: TcpConfig) -> Result<Self> {
+        let remote = resolve(addr)?;
+        let rt = Arc::new(Rt::new(config.worker_threads, "client")?);
+        Ok(Self { rt, server: None, remote, config })
+    }
+
+    /// The address a server listens on (`None` for a client).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(|s| s.local_addr())
+    }
+
+    /// The address subscribers made by this transport connect to.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Creates a publisher for `topic` (servers only), as the concrete type.
+    pub fn tcp_publisher(&self, topic: &str, options: &PublisherOptions) -> Result<TcpPublisher> {
+        match &self.server {
+            Some(state) => state.publisher(topic, options),
+            None => Err(Error::transport(
+                NAME,
+                topic,
+                "a client transport cannot publish: create the publisher on a TcpTransport::server",
+            )),
+        }
+    }
+
+    /// Creates a subscriber for `topic`, as the concrete type. Returns once the server
+    /// accepted the subscription, so every frame published after this returns reaches
+    /// it; fails if the server cannot be reached or does not serve the topic.
+    pub fn tcp_subscriber(
+        &self,
+        topic: &str,
+        options: &SubscriberOptions,
+    ) -> Result<TcpSubscriber> {
+        client::subscribe(self.rt.clone(), self.remote, topic, options, &self.config)
+    }
+}
+
+impl Drop for TcpTransport {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            // A server's connections end with it, even if endpoints are still alive.
+            self.rt.shutdown();
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn publisher(
+        &self,
+        topic: &str,
+        options: &PublisherOptions,
+    ) -> Result<Box<dyn TopicPublisher>> {
+        Ok(Box::new(self.tcp_publisher(topic, options)?))
+    }
+
+    fn subscriber(
+        &self,
+        topic: &str,
+        options: &SubscriberOptions,
+    ) -> Result<Box<dyn TopicSubscriber>> {
+        Ok(Box::new(self.tcp_subscriber(topic, options)?))
+    }
+}

@@ -1,0 +1,681 @@
+//! The server side: the listener, per-connection send queues and publishers.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use strata_core::{
+    Error, FrameHeader, PublisherOptions, Result, SlowSubscriberPolicy, StreamId, TopicPublisher,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::format::{self, Hello, HelloAck};
+use crate::{NAME, Rt, TcpConfig};
+
+/// Everything a server knows: its topics.
+pub(crate) struct ServerState {
+    topics: Mutex<HashMap<String, Arc<Topic>>>,
+    local: SocketAddr,
+    next_conn: AtomicU64,
+}
+
+impl ServerState {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub(crate) fn publisher(
+        &self,
+        topic: &str,
+        options: &PublisherOptions,
+    ) -> Result<TcpPublisher> {
+        if topic.is_empty() || topic.len() > format::MAX_TOPIC_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "topic name must be 1..={} bytes, got {}",
+                format::MAX_TOPIC_LEN,
+                topic.len()
+            )));
+        }
+        if options.max_payload > (u32::MAX as usize) - 1 - format::FRAME_HEADER_LEN {
+            return Err(Error::InvalidArgument(format!(
+                "max_payload {} does not fit a u32 frame length",
+                options.max_payload
+            )));
+        }
+        let t = self
+            .topics
+            .lock()
+            .entry(topic.to_owned())
+            .or_insert_with(|| Arc::new(Topic::new(topic)))
+            .clone();
+        {
+            let mut inner = t.inner.lock();
+            inner.history_cap = options.history;
+            while inner.history.len() > inner.history_cap {
+                inner.history.pop_front();
+            }
+        }
+        Ok(TcpPublisher { topic: t, options: options.clone(), next: None })
+    }
+}
+
+/// One topic: its history ring and the connections subscribed to it.
+pub(crate) struct Topic {
+    name: String,
+    inner: Mutex<TopicInner>,
+}
+
+struct TopicInner {
+    history_cap: usize,
+    history: VecDeque<(FrameHeader, Bytes)>,
+    /// Copy-on-write so a publish takes a snapshot without allocating.
+    conns: Arc<Vec<Arc<Conn>>>,
+    last: Option<FrameHeader>,
+}
+
+impl Topic {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            inner: Mutex::new(TopicInner {
+                history_cap: 0,
+                history: VecDeque::new(),
+                conns: Arc::new(Vec::new()),
+                last: None,
+            }),
+        }
+    }
+
+    /// Queues the hello answer, the replay the hello asked for, and adds `conn` to the
+    /// live set — atomically with respect to publishes.
+    fn register(&self, conn: &Arc<Conn>, hello: &Hello) {
+        let mut t = self.inner.lock();
+        let live_next = t.last.map(|h| h.next_seq());
+        let mut q = conn.q.lock();
+        let ack = HelloAck { status: format::ACK_OK, live_next, reason: String::new() };
+        q.items.push_back(Item::Control(format::encode_hello_ack(&ack)));
+        let start = match hello.resume_from {
+            None => 0,
+            Some(from) => {
+                let first = t.history.iter().find(|(h, _)| h.seq >= from);
+                let (stream, first_seq) = match (first, t.last) {
+                    (Some((h, _)), _) => (h.stream, h.seq),
+                    (None, Some(last)) => (last.stream, last.next_seq()),
+                    (None, None) => (StreamId(0), from),
+                };
+                if first_seq > from {
+                    q.items.push_back(Item::Control(format::encode_gap(stream, from, first_seq)));
+                }
+                t.history.iter().position(|(h, _)| h.seq >= from).unwrap_or(t.history.len())
+            }
+        };
+        for (h, frame) in t.history.iter().skip(start) {
+            if frame.len() - format::LEN_PREFIX - 1 - format::FRAME_HEADER_LEN > conn.max_payload {
+                tracing::warn!(topic = %self.name, seq = h.seq, peer = %conn.peer,
+                    "history frame larger than the subscriber's max_payload; not replayed");
+                continue;
+            }
+            q.items.push_back(Item::Frame(*h, frame.clone()));
+        }
+        drop(q);
+        let mut conns = (*t.conns).clone();
+        conns.push(conn.clone());
+        t.conns = Arc::new(conns);
+    }
+
+    fn unregister(&self, conn: &Arc<Conn>) {
+        let mut t = self.inner.lock();
+        if t.conns.iter().any(|c| Arc::ptr_eq(c, conn)) {
+            let conns: Vec<_> = t.conns.iter().filter(|c| !Arc::ptr_eq(c, conn)).cloned().collect();
+            t.conns = Arc::new(conns);
+        }
+    }
+}
+
+enum Item {
+    Control(Bytes),
+    Frame(FrameHeader, Bytes),
+}
+
+impl Item {
+    fn bytes(&self) -> &Bytes {
+        match self {
+            Item::Control(b) | Item::Frame(_, b) => b,
+        }
+    }
+}
+
+struct Closing {
+    reason: String,
+    /// Tell the client with a `GOODBYE` (it then does not reconnect).
+    goodbye: bool,
+}
+
+struct ConnQueue {
+    items: VecDeque<Item>,
+    frames: usize,
+    dropped: u64,
+    closing: Option<Closing>,
+    /// A frame already left the queue (sent or dropped): the client knows the stream.
+    frame_seen: bool,
+    /// Frames were dropped before the client saw any frame: `(stream, first dropped
+    /// seq)`, reported as an explicit `GAP` before the first frame written.
+    lead_gap: Option<(StreamId, u64)>,
+}
+
+/// One subscriber connection's send queue.
+pub(crate) struct Conn {
+    id: u64,
+    peer: SocketAddr,
+    max_payload: usize,
+    q: Mutex<ConnQueue>,
+    room: Condvar,
+    room_async: Notify,
+    wake: Notify,
+    kill: Notify,
+}
+
+/// A frame on its way to the connections of a topic.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    topic: &'a str,
+    header: FrameHeader,
+    frame: &'a Bytes,
+    len: usize,
+    policy: SlowSubscriberPolicy,
+    cap: usize,
+}
+
+enum Push {
+    Done,
+    Full,
+}
+
+impl Conn {
+    fn push_locked(&self, q: &mut ConnQueue, out: &Outgoing<'_>) -> Push {
+        let Outgoing { topic, header, frame, len: payload_len, policy, cap } = *out;
+        if q.closing.is_some() {
+            return Push::Done;
+        }
+        if payload_len > self.max_payload {
+            let reason = format!(
+                "frame payload of {payload_len} bytes exceeds the subscriber's max_payload {}",
+                self.max_payload
+            );
+            self.close_locked(q, topic, reason, true);
+            return Push::Done;
+        }
+        let cap = cap.max(1);
+        if q.frames >= cap {
+            match policy {
+                SlowSubscriberPolicy::Block => return Push::Full,
+                SlowSubscriberPolicy::Disconnect => {
+                    let reason = format!(
+                        "slow subscriber: its send queue of {cap} frames is full (policy disconnect)"
+                    );
+                    self.close_locked(q, topic, reason, true);
+                    return Push::Done;
+                }
+                // DropOldest, and any policy added later, lose the oldest queued frame;
+                // the subscriber sees the hole in the sequence numbers.
+                _ => {
+                    if let Some(i) = q.items.iter().position(|it| matches!(it, Item::Frame(..))) {
+                        if let Some(Item::Frame(h, _)) = q.items.remove(i)
+                            && !q.frame_seen
+                        {
+                            q.lead_gap = Some((h.stream, h.seq));
+                        }
+                        q.frame_seen = true;
+                        q.frames -= 1;
+                        q.dropped += 1;
+                    }
+                }
+            }
+        }
+        q.items.push_back(Item::Frame(header, frame.clone()));
+        q.frames += 1;
+        Push::Done
+    }
+
+    fn close_locked(&self, q: &mut ConnQueue, topic: &str, reason: String, goodbye: bool) {
+        if q.closing.is_some() {
+            return;
+        }
+        tracing::warn!(topic, peer = %self.peer, conn = self.id, "closing subscriber connection: {reason}");
+        q.items.clear();
+        q.frames = 0;
+        q.closing = Some(Closing { reason, goodbye });
+        self.kill.notify_one();
+        self.wake.notify_one();
+        self.room.notify_all();
+        self.room_async.notify_waiters();
+    }
+
+    fn push_blocking(&self, out: &Outgoing<'_>) {
+        let mut q = self.q.lock();
+        while let Push::Full = self.push_locked(&mut q, out) {
+            self.room.wait(&mut q);
+        }
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    async fn push_async(&self, out: &Outgoing<'_>) {
+        loop {
+            let mut notified = pin!(self.room_async.notified());
+            notified.as_mut().enable();
+            let outcome = {
+                let mut q = self.q.lock();
+                self.push_locked(&mut q, out)
+            };
+            match outcome {
+                Push::Done => break,
+                Push::Full => notified.await,
+            }
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// Binds the listener and starts accepting.
+pub(crate) fn start(rt: &Rt, addr: SocketAddr, config: TcpConfig) -> Result<Arc<ServerState>> {
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::transport(NAME, "", format!("cannot listen on {addr}: {e}")))?;
+    let local = std_listener.local_addr().map_err(|e| {
+        Error::transport(NAME, "", format!("cannot read the listening address: {e}"))
+    })?;
+    std_listener.set_nonblocking(true).map_err(|e| {
+        Error::transport(NAME, "", format!("cannot make the listener non-blocking: {e}"))
+    })?;
+    let listener = {
+        let _guard = rt.handle().enter();
+        TcpListener::from_std(std_listener)
+            .map_err(|e| Error::transport(NAME, "", format!("cannot register the listener: {e}")))?
+    };
+    let state = Arc::new(ServerState {
+        topics: Mutex::new(HashMap::new()),
+        local,
+        next_conn: AtomicU64::new(1),
+    });
+    rt.handle().spawn(accept_loop(listener, state.clone(), config));
+    tracing::debug!(%local, "tcp transport listening");
+    Ok(state)
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<ServerState>, config: TcpConfig) {
+    loop {
+        match listener.accept().await {
+            Ok((sock, peer)) => {
+                tokio::spawn(serve_conn(state.clone(), sock, peer, config.clone()));
+            }
+            Err(e) => {
+                // Typically EMFILE: back off instead of spinning.
+                tracing::warn!(local = %state.local, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn read_hello(sock: &mut TcpStream) -> std::result::Result<Hello, String> {
+    let mut len = [0u8; 4];
+    sock.read_exact(&mut len)
+        .await
+        .map_err(|e| format!("no complete hello length received: {e}"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len == 0 || len > format::MAX_CONTROL_LEN {
+        return Err(format!(
+            "hello length {len} is outside 1..={} (garbage or oversized message)",
+            format::MAX_CONTROL_LEN
+        ));
+    }
+    let mut body = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match sock.read(&mut body[got..]).await {
+            Ok(0) => {
+                return Err(format!("truncated hello: the peer closed after {got} of {len} bytes"));
+            }
+            Ok(n) => got += n,
+            Err(e) => {
+                return Err(format!("reading the hello failed after {got} of {len} bytes: {e}"));
+            }
+        }
+    }
+    if body[0] != format::KIND_HELLO {
+        return Err(format!(
+            "expected a hello (kind {}), got kind {}",
+            format::KIND_HELLO,
+            body[0]
+        ));
+    }
+    format::decode_hello(&body[1..]).map_err(|e| format!("malformed hello: {e}"))
+}
+
+async fn refuse(sock: &mut TcpStream, status: u8, reason: &str) {
+    let ack = HelloAck { status, live_next: None, reason: reason.to_owned() };
+    let msg = format::encode_hello_ack(&ack);
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        let _ = sock.write_all(&msg).await;
+        let _ = sock.shutdown().await;
+    })
+    .await;
+}
+
+async fn serve_conn(
+    state: Arc<ServerState>,
+    mut sock: TcpStream,
+    peer: SocketAddr,
+    config: TcpConfig,
+) {
+    if let Err(e) = sock.set_nodelay(true) {
+        tracing::warn!(%peer, "cannot set TCP_NODELAY: {e}");
+    }
+    let hello = match tokio::time::timeout(config.hello_timeout, read_hello(&mut sock)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(reason)) => {
+            tracing::warn!(%peer, "closing connection: {reason}");
+            refuse(&mut sock, format::ACK_BAD_HELLO, &reason).await;
+            return;
+        }
+        Err(_) => {
+            let reason = format!("no hello within {:?}", config.hello_timeout);
+            tracing::warn!(%peer, "closing connection: {reason}");
+            refuse(&mut sock, format::ACK_BAD_HELLO, &reason).await;
+            return;
+        }
+    };
+    let topic = state.topics.lock().get(&hello.topic).cloned();
+    let Some(topic) = topic else {
+        let reason = format!("unknown topic {:?}: no publisher serves it here", hello.topic);
+        tracing::warn!(%peer, "closing connection: {reason}");
+        refuse(&mut sock, format::ACK_UNKNOWN_TOPIC, &reason).await;
+        return;
+    };
+    let conn = Arc::new(Conn {
+        id: state.next_conn.fetch_add(1, Ordering::Relaxed),
+        peer,
+        max_payload: hello.max_payload as usize,
+        q: Mutex::new(ConnQueue {
+            items: VecDeque::new(),
+            frames: 0,
+            dropped: 0,
+            closing: None,
+            frame_seen: false,
+            lead_gap: None,
+        }),
+        room: Condvar::new(),
+        room_async: Notify::new(),
+        wake: Notify::new(),
+        kill: Notify::new(),
+    });
+    topic.register(&conn, &hello);
+    tracing::debug!(topic = %topic.name, %peer, conn = conn.id, resume_from = ?hello.resume_from,
+        "subscriber connected");
+    let _guard = ConnGuard { conn: conn.clone(), topic: topic.clone() };
+    let (r, w) = sock.into_split();
+    tokio::select! {
+        () = write_loop(&conn, &topic.name, w) => {}
+        reason = watch_peer(r) => {
+            let mut q = conn.q.lock();
+            if q.closing.is_none() {
+                if reason.1 {
+                    tracing::warn!(topic = %topic.name, %peer, conn = conn.id, "closing subscriber connection: {}", reason.0);
+                } else {
+                    tracing::debug!(topic = %topic.name, %peer, conn = conn.id, "subscriber connection ended: {}", reason.0);
+                }
+                q.closing = Some(Closing { reason: reason.0, goodbye: false });
+            }
+        }
+    }
+}
+
+/// Unregisters a connection however its task ends (including runtime shutdown) and
+/// releases publishers blocked on it.
+struct ConnGuard {
+    conn: Arc<Conn>,
+    topic: Arc<Topic>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        {
+            let mut q = self.conn.q.lock();
+            if q.closing.is_none() {
+                q.closing =
+                    Some(Closing { reason: "the server shut down".to_owned(), goodbye: false });
+            }
+            q.items.clear();
+            q.frames = 0;
+            if q.dropped > 0 {
+                tracing::debug!(topic = %self.topic.name, conn = self.conn.id, dropped = q.dropped,
+                    "connection dropped frames under the drop-oldest policy");
+            }
+        }
+        self.conn.room.notify_all();
+        self.conn.room_async.notify_waiters();
+        self.topic.unregister(&self.conn);
+    }
+}
+
+/// Reads from the subscriber, which must send nothing after its hello. Returns the
+/// reason the connection ended and whether it is a protocol violation.
+async fn watch_peer(mut r: OwnedReadHalf) -> (String, bool) {
+    let mut buf = [0u8; 256];
+    match r.read(&mut buf).await {
+        Ok(0) => ("the subscriber closed the connection".to_owned(), false),
+        Ok(n) => (format!("the subscriber sent {n} unexpected bytes after its hello"), true),
+        Err(e) => (format!("reading from the subscriber failed: {e}"), false),
+    }
+}
+
+async fn write_loop(conn: &Conn, topic: &str, w: OwnedWriteHalf) {
+    let mut out = BufWriter::with_capacity(64 * 1024, w);
+    let mut batch: Vec<Item> = Vec::new();
+    loop {
+        let closing = {
+            let mut q = conn.q.lock();
+            let start = batch.len();
+            batch.extend(q.items.drain(..));
+            q.frames = 0;
+            if let Some((stream, from)) = q.lead_gap.take() {
+                let first = batch[start..].iter().position(|it| matches!(it, Item::Frame(..)));
+                if let Some(i) = first
+                    && let Item::Frame(h, _) = &batch[start + i]
+                {
+                    let gap = Item::Control(format::encode_gap(stream, from, h.seq));
+                    batch.insert(start + i, gap);
+                }
+            }
+            if batch[start..].iter().any(|it| matches!(it, Item::Frame(..))) {
+                q.frame_seen = true;
+            }
+            q.closing.as_ref().map(|c| (c.reason.clone(), c.goodbye))
+        };
+        if !batch.is_empty() {
+            conn.room.notify_all();
+            conn.room_async.notify_waiters();
+        }
+        if batch.is_empty() && closing.is_none() {
+            conn.wake.notified().await;
+            continue;
+        }
+        let mut interrupted = false;
+        if !batch.is_empty() {
+            let write = async {
+                for item in &batch {
+                    out.write_all(item.bytes()).await?;
+                }
+                out.flush().await
+            };
+            tokio::select! {
+                r = write => {
+                    if let Err(e) = r {
+                        let mut q = conn.q.lock();
+                        conn.close_locked(&mut q, topic, format!("writing to the subscriber failed: {e}"), false);
+                        return;
+                    }
+                }
+                () = conn.kill.notified() => interrupted = true,
+            }
+            batch.clear();
+        }
+        let closing = match closing {
+            Some(c) => Some(c),
+            None if interrupted => {
+                conn.q.lock().closing.as_ref().map(|c| (c.reason.clone(), c.goodbye))
+            }
+            None => None,
+        };
+        if let Some((reason, goodbye)) = closing {
+            if goodbye && !interrupted {
+                let msg = format::encode_goodbye(&reason);
+                let _ = tokio::time::timeout(Duration::from_millis(500), async {
+                    let _ = out.write_all(&msg).await;
+                    let _ = out.flush().await;
+                    let _ = out.shutdown().await;
+                })
+                .await;
+            }
+            return;
+        }
+    }
+}
+
+/// Publishes on one topic of a [`TcpTransport`](crate::TcpTransport) server.
+pub struct TcpPublisher {
+    topic: Arc<Topic>,
+    options: PublisherOptions,
+    next: Option<u64>,
+}
+
+impl std::fmt::Debug for TcpPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpPublisher")
+            .field("topic", &self.topic.name)
+            .field("stream", &self.options.stream)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl TcpPublisher {
+    /// The topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic.name
+    }
+
+    fn check(&self, seq: u64, span: u32, len: usize) -> Result<FrameHeader> {
+        if span == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "topic {:?}: frame span must be at least 1",
+                self.topic.name
+            )));
+        }
+        if let Some(next) = self.next
+            && seq < next
+        {
+            return Err(Error::InvalidArgument(format!(
+                "topic {:?}: sequence went backwards: {seq} is below the next expected {next}",
+                self.topic.name
+            )));
+        }
+        if len > self.options.max_payload {
+            return Err(Error::FrameTooLarge {
+                topic: self.topic.name.clone(),
+                len: len as u64,
+                max: self.options.max_payload as u64,
+            });
+        }
+        Ok(FrameHeader { stream: self.options.stream, seq, span })
+    }
+
+    /// Records the frame in the history and returns the connections to send it to.
+    fn enqueue_history(&mut self, header: FrameHeader, frame: &Bytes) -> Arc<Vec<Arc<Conn>>> {
+        self.next = Some(header.next_seq());
+        let mut t = self.topic.inner.lock();
+        if t.history_cap > 0 {
+            if t.history.len() >= t.history_cap {
+                t.history.pop_front();
+            }
+            t.history.push_back((header, frame.clone()));
+        }
+        t.last = Some(header);
+        t.conns.clone()
+    }
+
+    fn send(&mut self, header: FrameHeader, frame: Bytes, len: usize) {
+        let conns = self.enqueue_history(header, &frame);
+        let out = Outgoing {
+            topic: &self.topic.name,
+            header,
+            frame: &frame,
+            len,
+            policy: self.options.policy,
+            cap: self.options.queue_depth,
+        };
+        for c in conns.iter() {
+            c.push_blocking(&out);
+        }
+    }
+
+    /// [`TopicPublisher::publish`] for async code: under
+    /// [`SlowSubscriberPolicy::Block`] it awaits room instead of blocking the thread.
+    pub async fn publish_async(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
+        let header = self.check(seq, span, payload.len())?;
+        let frame =
+            format::encode_frame_with(&header, payload.len(), |b| b.copy_from_slice(payload));
+        let conns = self.enqueue_history(header, &frame);
+        let out = Outgoing {
+            topic: &self.topic.name,
+            header,
+            frame: &frame,
+            len: payload.len(),
+            policy: self.options.policy,
+            cap: self.options.queue_depth,
+        };
+        for c in conns.iter() {
+            c.push_async(&out).await;
+        }
+        Ok(())
+    }
+}
+
+impl TopicPublisher for TcpPublisher {
+    fn stream(&self) -> StreamId {
+        self.options.stream
+    }
+
+    fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
+        let header = self.check(seq, span, payload.len())?;
+        let frame =
+            format::encode_frame_with(&header, payload.len(), |b| b.copy_from_slice(payload));
+        self.send(header, frame, payload.len());
+        Ok(())
+    }
+
+    fn publish_with(
+        &mut self,
+        seq: u64,
+        span: u32,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<()> {
+        let header = self.check(seq, span, len)?;
+        let frame = format::encode_frame_with(&header, len, fill);
+        self.send(header, frame, len);
+        Ok(())
+    }
+
+    fn subscriber_count(&self) -> usize {
+        self.topic.inner.lock().conns.len()
+    }
+}
