@@ -1,5 +1,7 @@
 //! The transport conformance suite against the TCP transport on loopback: a server on
 //! 127.0.0.1 (port 0) hosts the publishers, a client transport makes the subscribers.
+//! It runs twice: with frames going through each connection's writer task (the
+//! default) and with the publisher's direct socket writes (`direct_write`).
 
 use std::sync::Arc;
 
@@ -7,26 +9,38 @@ use strata_core::{Result, Transport};
 use strata_harness::conformance::transport::{
     self, TransportCaps, TransportFactory, TransportPair,
 };
-use strata_transport_tcp::TcpTransport;
+use strata_transport_tcp::{TcpConfig, TcpTransport};
 
-struct Tcp;
+struct Tcp {
+    direct_write: bool,
+}
 
 impl TransportFactory for Tcp {
     fn name(&self) -> String {
-        "tcp".to_owned()
+        if self.direct_write { "tcp(direct_write)".to_owned() } else { "tcp".to_owned() }
     }
 
     fn open(&self) -> Result<TransportPair> {
-        let server = TcpTransport::server("127.0.0.1:0")?;
-        let client = TcpTransport::client(server.remote_addr())?;
+        let config = TcpConfig::default().with_direct_write(self.direct_write);
+        let server = TcpTransport::server_with("127.0.0.1:0", config.clone())?;
+        let client = TcpTransport::client_with(server.remote_addr(), config)?;
         let publisher_side: Box<dyn Transport> = Box::new(server);
         Ok(TransportPair { publisher_side, subscriber_side: Box::new(client) })
     }
 }
 
+/// Loopback buffers several MB in the kernel: the drop-oldest check floods 64 MB so
+/// frames really are dropped.
+fn caps() -> TransportCaps {
+    TransportCaps::default().with_flood(4096, 16 * 1024)
+}
+
 #[test]
 fn tcp_passes_the_transport_suite() {
-    // Loopback buffers several MB in the kernel: flood with 64 MB so frames are dropped.
-    let caps = TransportCaps::default().with_flood(4096, 16 * 1024);
-    transport::run(Arc::new(Tcp), caps).assert_ok();
+    transport::run(Arc::new(Tcp { direct_write: false }), caps()).assert_ok();
+}
+
+#[test]
+fn tcp_with_direct_writes_passes_the_transport_suite() {
+    transport::run(Arc::new(Tcp { direct_write: true }), caps()).assert_ok();
 }

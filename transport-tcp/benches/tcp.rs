@@ -13,31 +13,33 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_transport_tcp::bench::{self, LoopbackOptions};
 
 fn print_distribution() {
-    let opts = LoopbackOptions::default().with_payload(64);
-    match bench::latency(&opts) {
-        Ok(r) => {
-            let h = &r.latency_ns;
-            eprintln!(
-                "tcp loopback one-way latency, 64 B, {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
-                h.len(),
-                h.value_at_quantile(0.50) as f64 / 1e3,
-                h.value_at_quantile(0.90) as f64 / 1e3,
-                h.value_at_quantile(0.99) as f64 / 1e3,
-                h.value_at_quantile(0.999) as f64 / 1e3,
-                h.max() as f64 / 1e3,
-                h.mean() / 1e3,
-            );
+    for direct in [true, false] {
+        let opts = LoopbackOptions::default().with_payload(64).with_direct_write(direct);
+        match bench::latency(&opts) {
+            Ok(r) => {
+                let h = &r.latency_ns;
+                eprintln!(
+                    "tcp loopback one-way latency, 64 B, direct_write={direct}, {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
+                    h.len(),
+                    h.value_at_quantile(0.50) as f64 / 1e3,
+                    h.value_at_quantile(0.90) as f64 / 1e3,
+                    h.value_at_quantile(0.99) as f64 / 1e3,
+                    h.value_at_quantile(0.999) as f64 / 1e3,
+                    h.max() as f64 / 1e3,
+                    h.mean() / 1e3,
+                );
+            }
+            Err(e) => eprintln!("latency distribution failed: {e}"),
         }
-        Err(e) => eprintln!("latency distribution failed: {e}"),
-    }
-    match bench::throughput(1_000_000, 16) {
-        Ok(r) => eprintln!(
-            "tcp loopback throughput, 16 B frames: {} msgs in {:.2?} = {:.0} msg/s",
-            r.messages,
-            r.elapsed,
-            r.msgs_per_sec()
-        ),
-        Err(e) => eprintln!("throughput run failed: {e}"),
+        match bench::throughput(1_000_000, 16, direct) {
+            Ok(r) => eprintln!(
+                "tcp loopback throughput, 16 B frames, direct_write={direct}: {} msgs in {:.2?} = {:.0} msg/s",
+                r.messages,
+                r.elapsed,
+                r.msgs_per_sec()
+            ),
+            Err(e) => eprintln!("throughput run failed: {e}"),
+        }
     }
 }
 
@@ -59,11 +61,11 @@ fn tcp(c: &mut Criterion) {
     });
     let n = 200_000u64;
     g.throughput(Throughput::Elements(n));
-    g.bench_function("throughput_16B", |b| {
+    g.bench_function("throughput_16B_batched", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                total += bench::throughput(n, 16).expect("throughput run").elapsed;
+                total += bench::throughput(n, 16, false).expect("throughput run").elapsed;
             }
             total
         })

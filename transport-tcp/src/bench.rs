@@ -12,7 +12,7 @@ use strata_core::{
     TopicPublisher, TopicSubscriber,
 };
 
-use crate::{NAME, TcpTransport};
+use crate::{NAME, TcpConfig, TcpTransport};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -24,11 +24,13 @@ pub struct LoopbackOptions {
     pub warmup: u64,
     /// Payload size in bytes (at least 8: the send time is stored in the payload).
     pub payload: usize,
+    /// The server's [`TcpConfig::direct_write`].
+    pub direct_write: bool,
 }
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        Self { messages: 20_000, warmup: 2_000, payload: 64 }
+        Self { messages: 20_000, warmup: 2_000, payload: 64, direct_write: false }
     }
 }
 
@@ -43,6 +45,12 @@ impl LoopbackOptions {
     #[must_use]
     pub fn with_warmup(mut self, n: u64) -> Self {
         self.warmup = n;
+        self
+    }
+    /// Sets [`LoopbackOptions::direct_write`].
+    #[must_use]
+    pub fn with_direct_write(mut self, on: bool) -> Self {
+        self.direct_write = on;
         self
     }
     /// Sets the payload size (raised to 8).
@@ -76,11 +84,18 @@ impl ThroughputResults {
     }
 }
 
-/// A server with one publisher and one subscriber on a topic.
-type Endpoints = (TcpTransport, Box<dyn TopicPublisher>, Box<dyn TopicSubscriber>);
+/// A server with one publisher, and a client with one subscriber, on a topic.
+type Endpoints = ((TcpTransport, TcpTransport), Box<dyn TopicPublisher>, Box<dyn TopicSubscriber>);
 
-fn setup(topic: &str, policy: SlowSubscriberPolicy, depth: usize) -> Result<Endpoints> {
-    let server = TcpTransport::server("127.0.0.1:0")?;
+fn setup(
+    topic: &str,
+    policy: SlowSubscriberPolicy,
+    depth: usize,
+    direct_write: bool,
+) -> Result<Endpoints> {
+    let config = TcpConfig::default().with_direct_write(direct_write);
+    let server = TcpTransport::server_with("127.0.0.1:0", config.clone())?;
+    let client = TcpTransport::client_with(server.remote_addr(), config)?;
     let popts = PublisherOptions {
         stream: StreamId(1),
         policy,
@@ -89,8 +104,8 @@ fn setup(topic: &str, policy: SlowSubscriberPolicy, depth: usize) -> Result<Endp
     };
     let publisher: Box<dyn TopicPublisher> = Box::new(server.tcp_publisher(topic, &popts)?);
     let sopts = SubscriberOptions { queue_depth: depth, ..SubscriberOptions::default() };
-    let subscriber: Box<dyn TopicSubscriber> = Box::new(server.tcp_subscriber(topic, &sopts)?);
-    Ok((server, publisher, subscriber))
+    let subscriber: Box<dyn TopicSubscriber> = Box::new(client.tcp_subscriber(topic, &sopts)?);
+    Ok(((server, client), publisher, subscriber))
 }
 
 fn bench_err(reason: impl Into<String>) -> Error {
@@ -102,7 +117,7 @@ fn bench_err(reason: impl Into<String>) -> Error {
 pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
     let payload = opts.payload.max(8);
     let (_server, mut publisher, mut subscriber) =
-        setup("bench/latency", SlowSubscriberPolicy::Block, 1024)?;
+        setup("bench/latency", SlowSubscriberPolicy::Block, 1024, opts.direct_write)?;
     let epoch = Instant::now();
     let total = opts.warmup + opts.messages;
     let received = Arc::new(AtomicU64::new(0));
@@ -162,10 +177,11 @@ pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
 }
 
 /// Throughput over loopback: `messages` frames of `payload` bytes published as fast
-/// as the block policy allows, counted by a subscriber thread.
-pub fn throughput(messages: u64, payload: usize) -> Result<ThroughputResults> {
+/// as the block policy allows, counted by a subscriber thread. `direct_write` is the
+/// server's [`TcpConfig::direct_write`].
+pub fn throughput(messages: u64, payload: usize, direct_write: bool) -> Result<ThroughputResults> {
     let (_server, mut publisher, mut subscriber) =
-        setup("bench/throughput", SlowSubscriberPolicy::Block, 8192)?;
+        setup("bench/throughput", SlowSubscriberPolicy::Block, 8192, direct_write)?;
     let reader = std::thread::spawn(move || -> Result<Instant> {
         let mut n = 0u64;
         let mut last = Instant::now();

@@ -1,7 +1,9 @@
 //! The server side: the listener, per-connection send queues and publishers.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,6 +171,8 @@ struct ConnQueue {
     /// Frames were dropped before the client saw any frame: `(stream, first dropped
     /// seq)`, reported as an explicit `GAP` before the first frame written.
     lead_gap: Option<(StreamId, u64)>,
+    /// The writer task holds a batch not yet flushed: publishers must queue.
+    writer_busy: bool,
 }
 
 /// One subscriber connection's send queue.
@@ -181,6 +185,8 @@ pub(crate) struct Conn {
     room_async: Notify,
     wake: Notify,
     kill: Notify,
+    /// A second handle on the (non-blocking) socket for the publisher's direct writes.
+    direct: Option<std::net::TcpStream>,
 }
 
 /// A frame on its way to the connections of a topic.
@@ -195,7 +201,11 @@ struct Outgoing<'a> {
 }
 
 enum Push {
+    /// Queued (or refused/dropped under the policy): the writer task must look.
     Done,
+    /// Written straight to the socket: nothing for the writer task to do.
+    Sent,
+    /// Full under the block policy: wait for room.
     Full,
 }
 
@@ -240,6 +250,29 @@ impl Conn {
                 }
             }
         }
+        // Fast path: nothing queued and the writer task idle, so writing from this
+        // thread keeps the order and saves a thread hop (the writer task's wake-up).
+        if q.items.is_empty()
+            && !q.writer_busy
+            && q.lead_gap.is_none()
+            && let Some(direct) = &self.direct
+        {
+            match (&*direct).write(frame) {
+                Ok(n) if n == frame.len() => {
+                    q.frame_seen = true;
+                    return Push::Sent;
+                }
+                Ok(n) => {
+                    // The rest must follow before anything else and cannot be dropped.
+                    q.frame_seen = true;
+                    q.items.push_back(Item::Control(frame.slice(n..)));
+                    return Push::Done;
+                }
+                // Full socket (WouldBlock) or an error: queue, the writer task takes
+                // over (and reports a broken connection).
+                Err(_) => {}
+            }
+        }
         q.items.push_back(Item::Frame(header, frame.clone()));
         q.frames += 1;
         Push::Done
@@ -261,8 +294,12 @@ impl Conn {
 
     fn push_blocking(&self, out: &Outgoing<'_>) {
         let mut q = self.q.lock();
-        while let Push::Full = self.push_locked(&mut q, out) {
-            self.room.wait(&mut q);
+        loop {
+            match self.push_locked(&mut q, out) {
+                Push::Full => self.room.wait(&mut q),
+                Push::Sent => return,
+                Push::Done => break,
+            }
         }
         drop(q);
         self.wake.notify_one();
@@ -278,6 +315,7 @@ impl Conn {
             };
             match outcome {
                 Push::Done => break,
+                Push::Sent => return,
                 Push::Full => notified.await,
             }
         }
@@ -400,6 +438,11 @@ async fn serve_conn(
         refuse(&mut sock, format::ACK_UNKNOWN_TOPIC, &reason).await;
         return;
     };
+    let direct = if config.direct_write {
+        sock.as_fd().try_clone_to_owned().ok().map(std::net::TcpStream::from)
+    } else {
+        None
+    };
     let conn = Arc::new(Conn {
         id: state.next_conn.fetch_add(1, Ordering::Relaxed),
         peer,
@@ -411,11 +454,13 @@ async fn serve_conn(
             closing: None,
             frame_seen: false,
             lead_gap: None,
+            writer_busy: false,
         }),
         room: Condvar::new(),
         room_async: Notify::new(),
         wake: Notify::new(),
         kill: Notify::new(),
+        direct,
     });
     topic.register(&conn, &hello);
     tracing::debug!(topic = %topic.name, %peer, conn = conn.id, resume_from = ?hello.resume_from,
@@ -447,6 +492,10 @@ struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
+        if let Some(direct) = &self.conn.direct {
+            // The duplicate handle would keep the connection open: end it for good.
+            let _ = direct.shutdown(std::net::Shutdown::Both);
+        }
         {
             let mut q = self.conn.q.lock();
             if q.closing.is_none() {
@@ -486,6 +535,7 @@ async fn write_loop(conn: &Conn, topic: &str, w: OwnedWriteHalf) {
             let start = batch.len();
             batch.extend(q.items.drain(..));
             q.frames = 0;
+            q.writer_busy = !batch.is_empty();
             if let Some((stream, from)) = q.lead_gap.take() {
                 let first = batch[start..].iter().position(|it| matches!(it, Item::Frame(..)));
                 if let Some(i) = first
