@@ -7,6 +7,7 @@
 pub mod conformance;
 pub mod crash;
 pub mod exchange;
+pub mod peers;
 pub mod sim_fs;
 pub mod stack;
 pub mod workload;
