@@ -16,10 +16,10 @@
 //! the log again.
 //!
 //! Delivery is at-least-once across crashes and exactly-once within one process: the
-//! checkpoint is written after the callback returns (every
-//! [`ResumeOptions::checkpoint_every`] batches), so a crash between a callback and its
-//! checkpoint replays that batch on restart; dropping the subscriber writes the final
-//! checkpoint.
+//! checkpoint is written after the callback returns, every
+//! [`ResumeOptions::checkpoint_every`] batches (default 64) and whenever the live stream
+//! is idle, so a crash replays at most that many batches on restart; dropping the
+//! subscriber writes the final checkpoint.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -117,7 +117,9 @@ impl Checkpoint {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ResumeOptions {
-    /// Write the checkpoint after this many delivered batches (1: after every batch).
+    /// Write the checkpoint after this many delivered batches (1: after every batch;
+    /// each write costs two fsyncs). It is also written when the live stream is idle
+    /// and when the subscriber is dropped; a crash replays at most this many batches.
     pub checkpoint_every: u32,
     /// Live frames buffered while catching up; beyond it the oldest are dropped (the
     /// log still serves them, the switch to live just happens later).
@@ -131,7 +133,7 @@ pub struct ResumeOptions {
 impl Default for ResumeOptions {
     fn default() -> Self {
         Self {
-            checkpoint_every: 1,
+            checkpoint_every: 64,
             max_buffered: 65_536,
             idle_log_check: Duration::from_millis(100),
             subscriber: SubscriberOptions::default(),
@@ -240,6 +242,9 @@ struct Cursor<'a> {
     processed: &'a mut u64,
     since_checkpoint: &'a mut u32,
     stats: &'a mut ResumeStats,
+    checkpoint: &'a Checkpoint,
+    checkpointed: &'a mut u64,
+    every: u32,
 }
 
 impl Cursor<'_> {
@@ -251,11 +256,11 @@ impl Cursor<'_> {
         payload: &[u8],
         source: Source,
         on: &mut dyn FnMut(&CommittedFrame<'_>),
-    ) -> bool {
+    ) -> Result<bool> {
         let frame = CommittedFrame { first_seq, count, payload, source };
         if frame.last_seq() <= *self.processed {
             self.stats.duplicates += 1;
-            return false;
+            return Ok(false);
         }
         on(&frame);
         *self.processed = frame.last_seq();
@@ -264,7 +269,12 @@ impl Cursor<'_> {
             Source::Log => self.stats.from_log += 1,
             Source::Live => self.stats.from_live += 1,
         }
-        true
+        if *self.since_checkpoint >= self.every {
+            self.checkpoint.store(*self.processed)?;
+            *self.checkpointed = *self.processed;
+            *self.since_checkpoint = 0;
+        }
+        Ok(true)
     }
 }
 
@@ -333,13 +343,6 @@ impl ResumableSubscriber {
         Ok(())
     }
 
-    fn maybe_checkpoint(&mut self) -> Result<()> {
-        if self.since_checkpoint >= self.options.checkpoint_every {
-            self.checkpoint()?;
-        }
-        Ok(())
-    }
-
     fn resubscribe(&mut self) -> Result<()> {
         self.stats.resubscribes += 1;
         self.live = Self::subscribe(&*self.transport, &self.topic, &self.options, self.processed)?;
@@ -361,7 +364,10 @@ impl ResumableSubscriber {
         } else {
             self.step_catch_up(timeout, &mut on)?
         };
-        self.maybe_checkpoint()?;
+        if n == 0 && self.since_checkpoint > 0 {
+            // Idle: make the progress so far durable.
+            self.checkpoint()?;
+        }
         Ok(n)
     }
 
@@ -411,6 +417,9 @@ impl ResumableSubscriber {
             processed: &mut self.processed,
             since_checkpoint: &mut self.since_checkpoint,
             stats: &mut self.stats,
+            checkpoint: &self.checkpoint,
+            checkpointed: &mut self.checkpointed,
+            every: self.options.checkpoint_every,
         };
         let mut delivered = 0;
         let mut log_end = false;
@@ -420,7 +429,7 @@ impl ResumableSubscriber {
             }
             match reader.next_batch()? {
                 Some(b) => {
-                    if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                    if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                         delivered += 1;
                     }
                 }
@@ -438,7 +447,7 @@ impl ResumableSubscriber {
                     // from the log first.
                     delivered += fill_from_log(&*self.log, &mut cursor, seq, on)?;
                 }
-                if cursor.deliver(seq, span, &payload, Source::Live, on) {
+                if cursor.deliver(seq, span, &payload, Source::Live, on)? {
                     delivered += 1;
                 }
             }
@@ -454,8 +463,11 @@ impl ResumableSubscriber {
                     processed: &mut self.processed,
                     since_checkpoint: &mut self.since_checkpoint,
                     stats: &mut self.stats,
+                    checkpoint: &self.checkpoint,
+                    checkpointed: &mut self.checkpointed,
+                    every: self.options.checkpoint_every,
                 };
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                     delivered += 1;
                 }
             }
@@ -473,6 +485,9 @@ impl ResumableSubscriber {
             processed: &mut self.processed,
             since_checkpoint: &mut self.since_checkpoint,
             stats: &mut self.stats,
+            checkpoint: &self.checkpoint,
+            checkpointed: &mut self.checkpointed,
+            every: self.options.checkpoint_every,
         };
         let mut delivered = 0;
         let mut failure: Option<Error> = None;
@@ -490,8 +505,10 @@ impl ResumableSubscriber {
                         }
                     }
                 }
-                if cursor.deliver(header.seq, header.span, payload, Source::Live, on) {
-                    delivered += 1;
+                match cursor.deliver(header.seq, header.span, payload, Source::Live, on) {
+                    Ok(true) => delivered += 1,
+                    Ok(false) => {}
+                    Err(e) => failure = Some(e),
                 }
             }
         });
@@ -504,7 +521,7 @@ impl ResumableSubscriber {
                     // Idle: batches whose frames were lost at the tail are in the log.
                     let mut reader = log.read_from(SeqNo(*cursor.processed + 1))?;
                     while let Some(b) = reader.next_batch()? {
-                        if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                        if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                             delivered += 1;
                         }
                     }
@@ -534,7 +551,7 @@ fn fill_from_log(
         // seen the newest append.
         match reader.wait_next(Duration::from_secs(5))? {
             Some(b) => {
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on) {
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                     delivered += 1;
                 }
             }

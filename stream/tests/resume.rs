@@ -42,7 +42,7 @@ fn last_committed(db: &Db) -> u64 {
 
 fn run_rounds(policy: SlowSubscriberPolicy, queue_depth: usize, rounds: usize, seed: u64) {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::open(&dir.path().join("db"));
+    let db = Arc::new(common::builder_retaining(&dir.path().join("db")).open().unwrap());
     let transport = Arc::new(LocalTransport::new());
     let popts = PublisherOptions { queue_depth, policy, ..Default::default() };
     let stream = CommitStream::start(
@@ -56,11 +56,12 @@ fn run_rounds(policy: SlowSubscriberPolicy, queue_depth: usize, rounds: usize, s
         let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
         std::thread::spawn(move || {
             let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
+            // Bounded, so a slow subscriber (a durable checkpoint per batch) is not buried.
+            while !stop.load(Ordering::Relaxed) && i < 6000 {
                 i += 1;
                 db.write(&batch(i), Durability::Buffered).unwrap();
-                if i % 16 == 0 {
-                    std::thread::sleep(Duration::from_micros(300));
+                if i % 4 == 0 {
+                    std::thread::sleep(Duration::from_micros(500));
                 }
             }
         })
