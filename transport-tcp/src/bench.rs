@@ -30,7 +30,7 @@ pub struct LoopbackOptions {
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        Self { messages: 20_000, warmup: 2_000, payload: 64, direct_write: false }
+        Self { messages: 20_000, warmup: 2_000, payload: 64, direct_write: true }
     }
 }
 

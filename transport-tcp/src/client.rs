@@ -323,6 +323,16 @@ impl TcpSubscriber {
         }
     }
 
+    /// A reader task that ended without saying why was stopped from outside (its
+    /// transport's runtime shut down, e.g. the server transport it belonged to was
+    /// dropped): report that instead of waiting forever.
+    fn check_task(&mut self) {
+        if self.disconnected.is_none() && self.task.is_finished() && self.shared.q.lock().is_empty()
+        {
+            self.disconnected = Some("the transport's runtime shut down".to_owned());
+        }
+    }
+
     fn disconnected_error(&self, reason: &str) -> Error {
         Error::Disconnected { topic: self.topic.clone(), reason: reason.to_owned() }
     }
@@ -331,6 +341,7 @@ impl TcpSubscriber {
     fn next_owned(&mut self) -> Result<Option<OwnedDelivery>> {
         self.refill();
         let Some(item) = self.local.pop_front() else {
+            self.check_task();
             return match &self.disconnected {
                 Some(r) => Err(self.disconnected_error(r)),
                 None => Ok(None),
@@ -412,10 +423,11 @@ impl TopicSubscriber for TcpSubscriber {
                 }
             }
         }
-        if n == 0
-            && let Some(r) = &self.disconnected
-        {
-            return Err(self.disconnected_error(r));
+        if n == 0 {
+            self.check_task();
+            if let Some(r) = &self.disconnected {
+                return Err(self.disconnected_error(r));
+            }
         }
         Ok(n)
     }

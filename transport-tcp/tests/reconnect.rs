@@ -189,3 +189,19 @@ fn async_api_publishes_and_receives() {
         assert_eq!(seqs, (0..200).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn subscriber_of_a_dropped_server_transport_reports_disconnected() {
+    let server = TcpTransport::server("127.0.0.1:0").expect("server");
+    let mut p = server.tcp_publisher("own", &opts(0)).expect("publisher");
+    let mut sub = server.tcp_subscriber("own", &SubscriberOptions::default()).expect("sub");
+    publish(&mut p, 0..3);
+    assert_eq!(seqs_without_gap(&until_seq(&mut sub, 2)), vec![0, 1, 2]);
+    drop(server);
+    match sub.wait(Duration::from_millis(200), &mut |d| panic!("unexpected {d:?}")) {
+        Err(strata_core::Error::Disconnected { reason, .. }) => {
+            assert!(reason.contains("shut down"), "{reason}")
+        }
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+}
