@@ -43,6 +43,9 @@ struct Frame {
 #[derive(Debug)]
 struct QueueState {
     frames: VecDeque<Frame>,
+    /// Per stream, the sequence of the first frame ever queued here, handed to the
+    /// subscriber's gap tracker so frames dropped before it saw any still count.
+    first_queued: Vec<(StreamId, u64)>,
     disconnected: Option<String>,
     closed: bool,
 }
@@ -167,21 +170,38 @@ impl Transport for LocalTransport {
                 id,
                 depth: options.queue_depth,
                 max_payload: options.max_payload,
-                state: Mutex::new(QueueState { frames, disconnected: None, closed: false }),
+                state: Mutex::new(QueueState {
+                    first_queued: first_queued(&frames),
+                    frames,
+                    disconnected: None,
+                    closed: false,
+                }),
                 not_empty: Condvar::new(),
                 not_full: Condvar::new(),
             });
             st.subscribers.push(Arc::clone(&queue));
         }
         let mut gaps = GapTracker::default();
+        let mut known = Vec::new();
         if let Some(from) = options.resume_from {
             let st = queue.state.lock();
             if let Some(first) = st.frames.front() {
                 gaps.expect(first.header.stream, from);
+                known.push(first.header.stream);
             }
         }
-        Ok(Box::new(LocalSubscriber { topic_name: topic.to_owned(), topic: t, queue, gaps }))
+        Ok(Box::new(LocalSubscriber { topic_name: topic.to_owned(), topic: t, queue, gaps, known }))
     }
+}
+
+fn first_queued(frames: &VecDeque<Frame>) -> Vec<(StreamId, u64)> {
+    let mut out: Vec<(StreamId, u64)> = Vec::new();
+    for f in frames {
+        if !out.iter().any(|(s, _)| *s == f.header.stream) {
+            out.push((f.header.stream, f.header.seq));
+        }
+    }
+    out
 }
 
 struct LocalPublisher {
@@ -249,6 +269,9 @@ impl LocalPublisher {
             if q.closed || q.disconnected.is_some() {
                 sub.not_empty.notify_all();
                 continue;
+            }
+            if !q.first_queued.iter().any(|(s, _)| *s == frame.header.stream) {
+                q.first_queued.push((frame.header.stream, frame.header.seq));
             }
             q.frames.push_back(frame.clone());
             sub.not_empty.notify_all();
@@ -332,6 +355,8 @@ struct LocalSubscriber {
     topic: Arc<Topic>,
     queue: Arc<SubQueue>,
     gaps: GapTracker,
+    /// Streams whose first queued sequence was handed to `gaps`.
+    known: Vec<StreamId>,
 }
 
 impl LocalSubscriber {
@@ -343,6 +368,12 @@ impl LocalSubscriber {
                     topic: self.topic_name.clone(),
                     reason: reason.clone(),
                 });
+            }
+            for (stream, seq) in &q.first_queued {
+                if !self.known.contains(stream) {
+                    self.known.push(*stream);
+                    self.gaps.expect(*stream, *seq);
+                }
             }
             let taken: Vec<Frame> = q.frames.drain(..).collect();
             if !taken.is_empty() {
