@@ -4,6 +4,8 @@
 
 mod bench;
 mod inspect;
+mod serve;
+mod subscribe;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -30,6 +32,13 @@ enum Command {
     /// Check a store end to end — manifest, every table's checksums, the WAL — and
     /// report each problem with its file and offset (read-only; exits 1 on problems).
     Verify(inspect::VerifyArgs),
+    /// Run a store with its commit stream published to a topic (in-process to the
+    /// WebSocket gateway, and over TCP when configured), the gateway, and optionally a
+    /// synthetic trade feed, from a TOML file (see docs/gateway.md).
+    Serve(serve::ServeArgs),
+    /// Tail a topic over TCP or the WebSocket gateway: print each frame as JSON, or
+    /// live statistics (rate, gaps, latency percentiles) with --stats.
+    Subscribe(subscribe::SubscribeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::inspect(&args),
         Command::Verify(args) => inspect::verify(&args),
         Command::Plugins(args) => list_plugins(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Subscribe(args) => subscribe::run(&args),
     }
 }
 

@@ -304,6 +304,7 @@ fn render(header: &FrameHeader, payload: &[u8], format: PayloadFormat) -> Result
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use strata_core::WriteBatch;

@@ -1,5 +1,7 @@
 //! The gateway over loopback with a real WebSocket client (tokio-tungstenite).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ fn big(n: u64, levels: usize) -> Message {
     let level = PriceLevel { price: n as i64, qty: n };
     Message::L2(MarketL2 {
         symbol: "BTC-USD".into(),
-        bids: vec![level.clone(); levels],
+        bids: vec![level; levels],
         asks: vec![level; levels],
         ts_nanos: n,
     })

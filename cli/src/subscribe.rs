@@ -1,0 +1,370 @@
+//! `strata subscribe`: tails a topic over TCP or through the WebSocket gateway and
+//! prints each frame as a JSON line, or live statistics every second (`--stats`).
+//!
+//! Latency is measured per message from its own timestamp (`ts_nanos` of a trade,
+//! heartbeat, account update or L2 message) to its arrival, so it includes everything
+//! in between — for a commit topic fed by `strata serve`, the commit and its fsync too.
+//! Publisher and subscriber must share a clock (same machine, or synchronised clocks).
+
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use hdrhistogram::Histogram;
+use serde_json::Value;
+use strata_core::{BatchIter, Delivery, SubscriberOptions, Transport, ValueKind};
+use strata_gateway_ws::{GatewayFrame, PayloadFormat};
+use strata_stream::Message;
+use strata_stream::messages::{FRAME_MAGIC, MessageFrame};
+use strata_transport_tcp::TcpTransport;
+use tokio_tungstenite::tungstenite::Message as Ws;
+
+/// The media `strata subscribe` can read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Medium {
+    /// A TCP transport server (`strata serve`'s `[tcp]`, or any TcpTransport::server).
+    Tcp,
+    /// The WebSocket gateway (`strata serve`'s `[gateway]`).
+    Ws,
+}
+
+/// Options of `strata subscribe`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubscribeArgs {
+    /// The medium.
+    #[arg(long, value_enum)]
+    pub transport: Medium,
+    /// The server: `host:port` (ws also accepts `ws://host:port`).
+    #[arg(long)]
+    pub addr: String,
+    /// The topic.
+    #[arg(long)]
+    pub topic: String,
+    /// Resume at this sequence (ws: from the gateway's ring and the store's log; tcp:
+    /// from what the server still holds, the rest reported as a gap).
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// How TCP payloads are decoded: messages, commits or commits-raw (the gateway
+    /// decodes for ws).
+    #[arg(long, default_value = "commits")]
+    pub payload: String,
+    /// Print statistics every second instead of the frames.
+    #[arg(long)]
+    pub stats: bool,
+    /// Stop after this many frames.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Live counters, printed every second with `--stats`.
+struct Stats {
+    enabled: bool,
+    start: Instant,
+    last_report: Instant,
+    frames: u64,
+    messages: u64,
+    window_messages: u64,
+    gaps: u64,
+    invalid: u64,
+    last_seq: u64,
+    latency_us: Histogram<u64>,
+}
+
+impl Stats {
+    fn new(enabled: bool) -> anyhow::Result<Self> {
+        let now = Instant::now();
+        Ok(Self {
+            enabled,
+            start: now,
+            last_report: now,
+            frames: 0,
+            messages: 0,
+            window_messages: 0,
+            gaps: 0,
+            invalid: 0,
+            last_seq: 0,
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .context("latency histogram")?,
+        })
+    }
+
+    fn frame(&mut self, next_seq: u64, timestamps: &[u64]) {
+        self.frames += 1;
+        self.last_seq = self.last_seq.max(next_seq.saturating_sub(1));
+        let now = now_nanos();
+        for ts in timestamps {
+            self.messages += 1;
+            self.window_messages += 1;
+            let us = now.saturating_sub(*ts) / 1000;
+            let _ = self.latency_us.record(us.clamp(1, 60_000_000));
+        }
+    }
+
+    fn tick(&mut self) {
+        if !self.enabled || self.last_report.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let secs = self.last_report.elapsed().as_secs_f64();
+        let h = &self.latency_us;
+        println!(
+            "t={:>5.1}s rate={:>9.0} msg/s frames={} msgs={} gaps={} invalid={} last_seq={} latency µs p50={} p99={} p99.9={} max={}",
+            self.start.elapsed().as_secs_f64(),
+            self.window_messages as f64 / secs,
+            self.frames,
+            self.messages,
+            self.gaps,
+            self.invalid,
+            self.last_seq,
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+            h.value_at_quantile(0.999),
+            h.max(),
+        );
+        let _ = std::io::stdout().flush();
+        self.latency_us.reset();
+        self.window_messages = 0;
+        self.last_report = Instant::now();
+    }
+}
+
+fn message_ts(m: &Message) -> u64 {
+    match m {
+        Message::Trade(t) => t.ts_nanos,
+        Message::Account(a) => a.ts_nanos,
+        Message::L2(l) => l.ts_nanos,
+        Message::Heartbeat(h) => h.ts_nanos,
+    }
+}
+
+/// The timestamps of the messages in a TCP payload (empty when it holds none).
+fn payload_timestamps(format: PayloadFormat, payload: &[u8]) -> Vec<u64> {
+    match format {
+        PayloadFormat::Messages => {
+            if payload.starts_with(&FRAME_MAGIC) {
+                MessageFrame::parse(payload)
+                    .and_then(|f| f.decode_all())
+                    .map(|v| v.iter().map(message_ts).collect())
+                    .unwrap_or_default()
+            } else {
+                Message::decode(payload).map(|m| vec![message_ts(&m)]).unwrap_or_default()
+            }
+        }
+        _ => BatchIter::new(payload)
+            .filter_map(|op| op.ok())
+            .filter(|op| op.kind == ValueKind::Put)
+            .filter_map(|op| Message::decode(op.value).ok())
+            .map(|m| message_ts(&m))
+            .collect(),
+    }
+}
+
+/// The timestamps of the messages in a gateway JSON frame.
+fn json_timestamps(v: &Value) -> Vec<u64> {
+    let of = |m: &Value| m.get("ts_nanos").and_then(Value::as_u64);
+    if let Some(msgs) = v.get("messages").and_then(Value::as_array) {
+        return msgs.iter().filter_map(of).collect();
+    }
+    if let Some(ops) = v.get("ops").and_then(Value::as_array) {
+        return ops.iter().filter_map(|op| op.get("message")).filter_map(of).collect();
+    }
+    Vec::new()
+}
+
+/// Runs `strata subscribe`.
+pub fn run(args: &SubscribeArgs) -> anyhow::Result<()> {
+    if args.topic.is_empty()
+        || !args.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+    {
+        bail!("topic {:?}: use letters, digits and . _ - /", args.topic);
+    }
+    let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
+    match args.transport {
+        Medium::Tcp => run_tcp(args, deadline),
+        Medium::Ws => run_ws(args, deadline),
+    }
+}
+
+fn done(args: &SubscribeArgs, stats: &Stats, deadline: Option<Instant>) -> bool {
+    args.count.is_some_and(|n| stats.frames >= n) || deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+fn run_tcp(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()> {
+    let format = PayloadFormat::from_name(&args.payload).with_context(|| {
+        format!("--payload {:?}: expected messages, commits or commits-raw", args.payload)
+    })?;
+    let transport = TcpTransport::client(args.addr.as_str())?;
+    let options =
+        SubscriberOptions { queue_depth: 4096, max_payload: 16 << 20, resume_from: args.from };
+    let mut sub = transport
+        .subscriber(&args.topic, &options)
+        .with_context(|| format!("cannot subscribe to {:?} at {}", args.topic, args.addr))?;
+    let mut stats = Stats::new(args.stats)?;
+    let mut out = std::io::stdout().lock();
+    let mut failed: Option<std::io::Error> = None;
+    while !done(args, &stats, deadline) {
+        let limit = args.count.unwrap_or(u64::MAX);
+        sub.wait(Duration::from_millis(100), &mut |d| match d {
+            // One wait may deliver many frames: stop exactly at --count.
+            _ if stats.frames >= limit => {}
+            Delivery::Frame { header, payload } => {
+                if args.stats {
+                    stats.frame(header.next_seq(), &payload_timestamps(format, payload));
+                    return;
+                }
+                let f = GatewayFrame::new(header, bytes::Bytes::copy_from_slice(payload), format);
+                let line = match &f.rendered {
+                    Ok(json) => json.clone(),
+                    Err(reason) => {
+                        stats.invalid += 1;
+                        f.invalid_notice(reason)
+                    }
+                };
+                stats.frame(header.next_seq(), &[]);
+                if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush()) {
+                    failed.get_or_insert(e);
+                }
+            }
+            Delivery::Gap { stream, from, to } => {
+                stats.gaps += 1;
+                if !args.stats {
+                    let line = format!(
+                        "{{\"gap\":{{\"stream\":{},\"from\":{from},\"to\":{to}}}}}",
+                        stream.0
+                    );
+                    if let Err(e) = writeln!(out, "{line}") {
+                        failed.get_or_insert(e);
+                    }
+                }
+            }
+        })?;
+        if let Some(e) = failed.take() {
+            // A closed pipe (`| head`) ends the subscription quietly.
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
+            }
+            return Err(e).context("write to stdout");
+        }
+        stats.tick();
+    }
+    eprintln!("last seq {}", stats.last_seq);
+    Ok(())
+}
+
+fn ws_url(args: &SubscribeArgs) -> String {
+    let base = args.addr.trim_end_matches('/');
+    let base = base.strip_suffix("/ws").unwrap_or(base);
+    let base = if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_owned()
+    } else {
+        format!("ws://{base}")
+    };
+    let mut url = format!("{base}/ws?topic={}", args.topic);
+    if let Some(from) = args.from {
+        url.push_str(&format!("&from={from}"));
+    }
+    url
+}
+
+fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(async {
+        let url = ws_url(args);
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        let mut stats = Stats::new(args.stats)?;
+        let mut out = std::io::stdout().lock();
+        while !done(args, &stats, deadline) {
+            let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                Err(_) => {
+                    stats.tick();
+                    continue;
+                }
+                Ok(None) => bail!("the gateway closed the connection"),
+                Ok(Some(m)) => m.context("receive from the gateway")?,
+            };
+            let text = match msg {
+                Ws::Text(t) => t,
+                Ws::Close(frame) => {
+                    let (code, reason) = frame
+                        .map(|f| (u16::from(f.code), f.reason.to_string()))
+                        .unwrap_or((1005, String::new()));
+                    bail!("the gateway closed the connection: {code} {reason}");
+                }
+                Ws::Binary(_) | Ws::Ping(_) | Ws::Pong(_) | Ws::Frame(_) => continue,
+            };
+            let v: Value = serde_json::from_str(text.as_str())
+                .with_context(|| format!("the gateway sent something that is not JSON: {text}"))?;
+            if v.get("gap").is_some() {
+                stats.gaps += 1;
+            } else if v.get("invalid").is_some() {
+                stats.invalid += 1;
+            } else if let (Some(seq), Some(span)) =
+                (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
+            {
+                stats.frame(seq + span, &if args.stats { json_timestamps(&v) } else { Vec::new() });
+            }
+            if !args.stats {
+                match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                    Err(e) => return Err(e).context("write to stdout"),
+                }
+            }
+            stats.tick();
+        }
+        eprintln!("last seq {}", stats.last_seq);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn args(addr: &str, from: Option<u64>) -> SubscribeArgs {
+        SubscribeArgs {
+            transport: Medium::Ws,
+            addr: addr.into(),
+            topic: "commits".into(),
+            from,
+            payload: "commits".into(),
+            stats: false,
+            count: None,
+            duration: None,
+        }
+    }
+
+    #[test]
+    fn ws_urls() {
+        assert_eq!(ws_url(&args("127.0.0.1:80", None)), "ws://127.0.0.1:80/ws?topic=commits");
+        assert_eq!(ws_url(&args("ws://h:1/ws/", Some(5))), "ws://h:1/ws?topic=commits&from=5");
+    }
+
+    #[test]
+    fn timestamps_from_json_frames() {
+        let v: Value = serde_json::from_str(
+            r#"{"seq":1,"span":2,"ops":[{"message":{"ts_nanos":5}},{"op":"delete"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(json_timestamps(&v), vec![5]);
+        let v: Value =
+            serde_json::from_str(r#"{"seq":1,"span":1,"messages":[{"ts_nanos":7}]}"#).unwrap();
+        assert_eq!(json_timestamps(&v), vec![7]);
+    }
+}
