@@ -33,6 +33,8 @@ struct Shared {
     ready: Condvar,
     ready_async: Notify,
     space: Notify,
+    /// The reader task is gone.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -129,6 +131,7 @@ pub(crate) fn subscribe(
         ready: Condvar::new(),
         ready_async: Notify::new(),
         space: Notify::new(),
+        ended: std::sync::atomic::AtomicBool::new(false),
     });
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let max_payload = options.max_payload.min(u32::MAX as usize - 1 - format::FRAME_HEADER_LEN);
@@ -251,6 +254,7 @@ async fn run(
     config: TcpConfig,
     started: std::sync::mpsc::SyncSender<std::result::Result<(), String>>,
 ) {
+    let _wake_on_exit = WakeOnExit(shared.clone());
     let mut started = Some(started);
     let mut backoff = config.min_backoff;
     loop {
@@ -305,6 +309,17 @@ async fn run(
     }
 }
 
+/// Wakes an async receiver when the reader task ends however it ends (including a
+/// runtime shutdown that drops it), so it notices instead of waiting forever.
+struct WakeOnExit(Arc<Shared>);
+
+impl Drop for WakeOnExit {
+    fn drop(&mut self) {
+        self.0.ended.store(true, std::sync::atomic::Ordering::Release);
+        self.0.ready_async.notify_one();
+    }
+}
+
 impl TcpSubscriber {
     /// The topic name.
     pub fn topic(&self) -> &str {
@@ -327,7 +342,10 @@ impl TcpSubscriber {
     /// transport's runtime shut down, e.g. the server transport it belonged to was
     /// dropped): report that instead of waiting forever.
     fn check_task(&mut self) {
-        if self.disconnected.is_none() && self.task.is_finished() && self.shared.q.lock().is_empty()
+        if self.disconnected.is_none()
+            && (self.shared.ended.load(std::sync::atomic::Ordering::Acquire)
+                || self.task.is_finished())
+            && self.shared.q.lock().is_empty()
         {
             self.disconnected = Some("the transport's runtime shut down".to_owned());
         }

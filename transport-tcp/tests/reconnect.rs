@@ -204,4 +204,11 @@ fn subscriber_of_a_dropped_server_transport_reports_disconnected() {
         }
         other => panic!("expected Disconnected, got {other:?}"),
     }
+    // The async API notices too, instead of waiting forever.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let r = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), sub.recv()).await });
+    assert!(
+        matches!(r, Ok(Err(strata_core::Error::Disconnected { .. }))),
+        "expected Disconnected from recv, got {r:?}"
+    );
 }
