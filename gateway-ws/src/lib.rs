@@ -258,6 +258,10 @@ impl Inner {
                 tracing::error!("a gateway topic thread panicked");
             }
         }
+        self.close_clients();
+    }
+
+    fn close_clients(&self) {
         for hub in self.topics.read().values() {
             hub.close_all("the gateway is shutting down");
         }
@@ -371,14 +375,19 @@ impl Gateway {
             .with_state(Arc::clone(&self.inner))
     }
 
-    /// Serves the routes on `listener` until `shutdown` completes.
+    /// Serves the routes on `listener` until `shutdown` completes; then every client
+    /// is closed (code 1001) and the call returns once their connections ended.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
         axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                inner.close_clients();
+            })
             .await
             .map_err(|source| Error::Io { op: "serve the gateway", source })
     }
