@@ -1,0 +1,466 @@
+//! Distribution benchmarks: one-way latency of Strata's iceoryx transport next to raw
+//! iceoryx2 in the same run, and batched small-message throughput.
+//!
+//! Latency: a publisher thread and a busy-polling subscriber thread, pinned to separate
+//! cores when the machine has two, exchange `messages` frames one at a time (the
+//! publisher sends the next frame only after the subscriber has taken the previous one,
+//! so no queueing is measured). The publisher writes a monotonic timestamp into the
+//! payload right before it loans the sample; the subscriber records `now - timestamp`
+//! into an HdrHistogram. The raw variant does exactly the same with iceoryx2's own
+//! `ipc::Service` ports and no Strata code in between.
+//!
+//! Throughput: the publisher packs `batch` small messages into one frame (span =
+//! `batch`) written in place with `publish_with`; the subscriber polls, walks every
+//! message of every frame (checking its sequence number) and the rate is messages
+//! received per second at the subscriber.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use iceoryx2::prelude::*;
+use strata_core::{
+    Delivery, Error, PublisherOptions, Result, SlowSubscriberPolicy, StreamId, SubscriberOptions,
+    TopicPublisher, TopicSubscriber,
+};
+
+use crate::{IceoryxConfig, IceoryxTransport, WireHeader};
+
+/// Settings of the latency runs.
+#[derive(Clone, Debug)]
+pub struct LatencyConfig {
+    /// Measured messages per variant.
+    pub messages: u64,
+    /// Messages sent before measuring (not recorded).
+    pub warmup: u64,
+    /// Payload bytes per message (at least 8: the timestamp).
+    pub payload: usize,
+    /// Pin publisher and subscriber threads to separate cores.
+    pub pin: bool,
+}
+
+impl Default for LatencyConfig {
+    fn default() -> Self {
+        Self { messages: 200_000, warmup: 20_000, payload: 64, pin: true }
+    }
+}
+
+/// Settings of the batched throughput run.
+#[derive(Clone, Debug)]
+pub struct ThroughputConfig {
+    /// Messages to send in total.
+    pub messages: u64,
+    /// Messages packed into one frame.
+    pub batch: u32,
+    /// Bytes per message (at least 8: its sequence number).
+    pub message_size: usize,
+    /// Pin publisher and subscriber threads to separate cores.
+    pub pin: bool,
+}
+
+impl Default for ThroughputConfig {
+    fn default() -> Self {
+        Self { messages: 50_000_000, batch: 256, message_size: 32, pin: true }
+    }
+}
+
+/// One-way latency percentiles of one variant, in nanoseconds.
+#[derive(Clone, Debug)]
+pub struct LatencyResult {
+    /// Which variant (`"strata iceoryx"`, `"raw iceoryx2"`).
+    pub label: String,
+    /// Recorded messages.
+    pub count: u64,
+    /// Mean.
+    pub mean_ns: f64,
+    /// Median.
+    pub p50_ns: u64,
+    /// 99th percentile.
+    pub p99_ns: u64,
+    /// 99.9th percentile.
+    pub p999_ns: u64,
+    /// Maximum.
+    pub max_ns: u64,
+    /// Whether the threads were pinned to separate cores.
+    pub pinned: bool,
+}
+
+impl LatencyResult {
+    fn from_histogram(label: &str, h: &Histogram<u64>, pinned: bool) -> Self {
+        Self {
+            label: label.to_owned(),
+            count: h.len(),
+            mean_ns: h.mean(),
+            p50_ns: h.value_at_quantile(0.50),
+            p99_ns: h.value_at_quantile(0.99),
+            p999_ns: h.value_at_quantile(0.999),
+            max_ns: h.max(),
+            pinned,
+        }
+    }
+}
+
+/// Result of the batched throughput run.
+#[derive(Clone, Debug)]
+pub struct ThroughputResult {
+    /// Messages received.
+    pub messages: u64,
+    /// Messages per frame.
+    pub batch: u32,
+    /// Bytes per message.
+    pub message_size: usize,
+    /// From the first frame sent to the last message received.
+    pub elapsed: Duration,
+    /// Whether the threads were pinned to separate cores.
+    pub pinned: bool,
+}
+
+impl ThroughputResult {
+    /// Messages per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.messages as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// Strata's transport and raw iceoryx2 measured in one run.
+#[derive(Clone, Debug)]
+pub struct LatencyComparison {
+    /// Strata's iceoryx transport.
+    pub strata: LatencyResult,
+    /// iceoryx2 used directly.
+    pub raw: LatencyResult,
+}
+
+impl LatencyComparison {
+    /// Mean latency of Strata's transport divided by raw iceoryx2's.
+    pub fn mean_ratio(&self) -> f64 {
+        self.strata.mean_ns / self.raw.mean_ns.max(f64::MIN_POSITIVE)
+    }
+}
+
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+fn unique_topic(what: &str) -> String {
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    format!("bench-{what}-{}-{n}", std::process::id())
+}
+
+fn histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3)
+        .map_err(|e| Error::Config(format!("latency histogram: {e}")))
+}
+
+/// The two cores the threads are pinned to, if the machine has two and pinning is on.
+fn cores(pin: bool) -> Option<(core_affinity::CoreId, core_affinity::CoreId)> {
+    if !pin {
+        return None;
+    }
+    let ids = core_affinity::get_core_ids()?;
+    match ids.as_slice() {
+        [a, b, ..] => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+fn pin(core: Option<core_affinity::CoreId>) -> bool {
+    core.is_some_and(core_affinity::set_for_current)
+}
+
+fn bench_err(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::transport("iceoryx", "bench", format!("{what}: {e:?}"))
+}
+
+fn join<T>(h: std::thread::JoinHandle<Result<T>>, who: &str) -> Result<T> {
+    h.join().map_err(|_| bench_err(who, "thread panicked"))?
+}
+
+/// Runs the latency measurement for Strata's transport and raw iceoryx2, one after the
+/// other in this process.
+pub fn latency_comparison(cfg: &LatencyConfig) -> Result<LatencyComparison> {
+    let raw = raw_latency(cfg)?;
+    let strata = strata_latency(cfg)?;
+    Ok(LatencyComparison { strata, raw })
+}
+
+fn timestamp(base: Instant) -> u64 {
+    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn read_u64(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if let Some(src) = bytes.get(..8) {
+        b.copy_from_slice(src);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// One-way latency through Strata's [`IceoryxTransport`] (`publish_with` + busy `poll`).
+pub fn strata_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
+    let payload = cfg.payload.max(8);
+    let transport = Arc::new(IceoryxTransport::with_config(IceoryxConfig::default())?);
+    let topic = unique_topic("latency");
+    let popts = PublisherOptions {
+        stream: StreamId(1),
+        max_payload: payload,
+        queue_depth: 16,
+        history: 0,
+        policy: SlowSubscriberPolicy::Block,
+        max_subscribers: 2,
+    };
+    let sopts = SubscriberOptions { queue_depth: 16, max_payload: payload, resume_from: None };
+    let total = cfg.warmup + cfg.messages;
+    let warmup = cfg.warmup;
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(Barrier::new(2));
+    let base = Instant::now();
+    let (pub_core, sub_core) = cores(cfg.pin).unzip();
+
+    let sub = {
+        let (transport, topic, received, ready) =
+            (transport.clone(), topic.clone(), received.clone(), ready.clone());
+        std::thread::spawn(move || -> Result<(Histogram<u64>, bool)> {
+            let pinned = pin(sub_core);
+            let mut sub = transport.open_subscriber(&topic, &sopts);
+            ready.wait();
+            let sub = sub.as_mut().map_err(|e| bench_err("subscriber", e.to_string()))?;
+            let mut hist = histogram()?;
+            let mut n = 0u64;
+            while n < total {
+                sub.poll(&mut |d| {
+                    if let Delivery::Frame { payload, .. } = d {
+                        let now = timestamp(base);
+                        if n >= warmup {
+                            let _ = hist.record(now.saturating_sub(read_u64(payload)).max(1));
+                        }
+                        n += 1;
+                        received.store(n, Ordering::Release);
+                    }
+                })?;
+            }
+            Ok((hist, pinned))
+        })
+    };
+    let publisher = {
+        let (transport, topic, received, ready) =
+            (transport.clone(), topic.clone(), received.clone(), ready.clone());
+        std::thread::spawn(move || -> Result<()> {
+            pin(pub_core);
+            let p = transport.open_publisher(&topic, &popts);
+            ready.wait();
+            let mut p = p?;
+            for i in 0..total {
+                p.publish_with(i, 1, payload, &mut |buf| {
+                    buf[..8].copy_from_slice(&timestamp(base).to_le_bytes());
+                    buf[8..].fill(0);
+                })?;
+                while received.load(Ordering::Acquire) <= i {
+                    std::hint::spin_loop();
+                }
+            }
+            Ok(())
+        })
+    };
+    join(publisher, "publisher")?;
+    let (hist, pinned) = join(sub, "subscriber")?;
+    Ok(LatencyResult::from_histogram("strata iceoryx", &hist, pinned))
+}
+
+/// One-way latency through iceoryx2 directly (`ipc::Service`, same header, alignment
+/// and queue settings as the transport, no Strata code).
+pub fn raw_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
+    type Raw = ipc::Service;
+    let payload = cfg.payload.max(8);
+    let name = format!("strata-raw/{}", unique_topic("latency"));
+    let total = cfg.warmup + cfg.messages;
+    let warmup = cfg.warmup;
+    let received = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(Barrier::new(2));
+    let created = Arc::new(Barrier::new(2));
+    let base = Instant::now();
+    let (pub_core, sub_core) = cores(cfg.pin).unzip();
+
+    let service = move |node: &Node<Raw>| {
+        let name = ServiceName::new(&name).map_err(|e| bench_err("service name", e))?;
+        node.service_builder(&name)
+            .publish_subscribe::<[u8]>()
+            .user_header::<WireHeader>()
+            .payload_alignment(crate::alignment()?)
+            .enable_safe_overflow(false)
+            .subscriber_max_buffer_size(16)
+            .history_size(0)
+            .max_subscribers(2)
+            .open_or_create()
+            .map_err(|e| bench_err("raw service", e))
+    };
+    let node = || {
+        NodeBuilder::new()
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<Raw>()
+            .map_err(|e| bench_err("raw node", e))
+    };
+
+    let sub = {
+        let (received, ready, created, service) =
+            (received.clone(), ready.clone(), created.clone(), service.clone());
+        std::thread::spawn(move || -> Result<(Histogram<u64>, bool)> {
+            let pinned = pin(sub_core);
+            let made = node().and_then(|n| {
+                let s = service(&n)?;
+                let sub = s
+                    .subscriber_builder()
+                    .buffer_size(16)
+                    .create()
+                    .map_err(|e| bench_err("raw subscriber", e))?;
+                Ok((n, s, sub))
+            });
+            created.wait();
+            ready.wait();
+            let (_node, _service, sub) = made?;
+            let mut hist = histogram()?;
+            let mut n = 0u64;
+            while n < total {
+                let sample = sub.receive().map_err(|e| bench_err("raw receive", e))?;
+                if let Some(sample) = sample {
+                    let now = timestamp(base);
+                    if n >= warmup {
+                        let _ = hist.record(now.saturating_sub(read_u64(sample.payload())).max(1));
+                    }
+                    n += 1;
+                    received.store(n, Ordering::Release);
+                }
+            }
+            Ok((hist, pinned))
+        })
+    };
+    let publisher = {
+        let (received, ready, created) = (received.clone(), ready.clone(), created.clone());
+        std::thread::spawn(move || -> Result<()> {
+            pin(pub_core);
+            // The subscriber creates the service first, so both see the same settings.
+            created.wait();
+            let made = node().and_then(|n| {
+                let s = service(&n)?;
+                let p = s
+                    .publisher_builder()
+                    .initial_max_slice_len(payload)
+                    .max_loaned_samples(2)
+                    .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+                    .create()
+                    .map_err(|e| bench_err("raw publisher", e))?;
+                Ok((n, s, p))
+            });
+            ready.wait();
+            let (_node, _service, p) = made?;
+            for i in 0..total {
+                let ts = timestamp(base);
+                let mut sample =
+                    p.loan_slice_uninit(payload).map_err(|e| bench_err("raw loan", e))?;
+                *sample.user_header_mut() = WireHeader { stream: 1, seq: i, span: 1, reserved: 0 };
+                let sample = sample.write_from_fn(|k| if k < 8 { ts.to_le_bytes()[k] } else { 0 });
+                sample.send().map_err(|e| bench_err("raw send", e))?;
+                while received.load(Ordering::Acquire) <= i {
+                    std::hint::spin_loop();
+                }
+            }
+            Ok(())
+        })
+    };
+    join(publisher, "raw publisher")?;
+    let (hist, pinned) = join(sub, "raw subscriber")?;
+    Ok(LatencyResult::from_histogram("raw iceoryx2", &hist, pinned))
+}
+
+/// Batched small-message throughput through Strata's [`IceoryxTransport`].
+pub fn batched_throughput(cfg: &ThroughputConfig) -> Result<ThroughputResult> {
+    let batch = cfg.batch.max(1);
+    let size = cfg.message_size.max(8);
+    let frame_len = batch as usize * size;
+    let frames = cfg.messages.div_ceil(u64::from(batch));
+    let total = frames * u64::from(batch);
+    let transport = Arc::new(IceoryxTransport::with_config(IceoryxConfig::default())?);
+    let topic = unique_topic("throughput");
+    let popts = PublisherOptions {
+        stream: StreamId(2),
+        max_payload: frame_len,
+        queue_depth: 64,
+        history: 0,
+        policy: SlowSubscriberPolicy::Block,
+        max_subscribers: 2,
+    };
+    let sopts = SubscriberOptions { queue_depth: 64, max_payload: frame_len, resume_from: None };
+    let ready = Arc::new(Barrier::new(2));
+    let failed = Arc::new(AtomicBool::new(false));
+    let (pub_core, sub_core) = cores(cfg.pin).unzip();
+    let start = Arc::new(std::sync::OnceLock::<Instant>::new());
+
+    let sub = {
+        let (transport, topic, ready, failed) =
+            (transport.clone(), topic.clone(), ready.clone(), failed.clone());
+        std::thread::spawn(move || -> Result<(u64, Instant, bool)> {
+            let pinned = pin(sub_core);
+            let mut sub = transport.open_subscriber(&topic, &sopts);
+            ready.wait();
+            let sub = sub.as_mut().map_err(|e| bench_err("subscriber", e.to_string()))?;
+            let mut expected = 0u64;
+            let mut bad = None;
+            while expected < total && !failed.load(Ordering::Relaxed) {
+                sub.poll(&mut |d| match d {
+                    Delivery::Frame { header, payload } => {
+                        for (k, msg) in payload.chunks_exact(size).enumerate() {
+                            if read_u64(msg) != header.seq + k as u64 {
+                                bad.get_or_insert(header.seq + k as u64);
+                            }
+                        }
+                        expected = header.next_seq();
+                    }
+                    Delivery::Gap { from, .. } => {
+                        bad.get_or_insert(from);
+                    }
+                })?;
+                if let Some(seq) = bad {
+                    return Err(bench_err("throughput", format!("message {seq} lost or damaged")));
+                }
+            }
+            Ok((expected, Instant::now(), pinned))
+        })
+    };
+    let publisher = {
+        let (transport, topic, ready, failed, start) =
+            (transport.clone(), topic.clone(), ready.clone(), failed.clone(), start.clone());
+        std::thread::spawn(move || -> Result<()> {
+            pin(pub_core);
+            let p = transport.open_publisher(&topic, &popts);
+            ready.wait();
+            let run = || -> Result<()> {
+                let mut p = p?;
+                let _ = start.set(Instant::now());
+                for f in 0..frames {
+                    let first = f * u64::from(batch);
+                    p.publish_with(first, batch, frame_len, &mut |buf| {
+                        for (k, msg) in buf.chunks_exact_mut(size).enumerate() {
+                            msg[..8].copy_from_slice(&(first + k as u64).to_le_bytes());
+                            msg[8..].fill(0x5a);
+                        }
+                    })?;
+                }
+                Ok(())
+            };
+            let r = run();
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            r
+        })
+    };
+    join(publisher, "publisher")?;
+    let (received, end, pinned) = join(sub, "subscriber")?;
+    let begin = start.get().copied().unwrap_or(end);
+    Ok(ThroughputResult {
+        messages: received,
+        batch,
+        message_size: size,
+        elapsed: end.saturating_duration_since(begin),
+        pinned,
+    })
+}

@@ -1,0 +1,626 @@
+//! Strata's shared-memory [`Transport`] on [iceoryx2](https://iceoryx.io): zero-copy
+//! publish-subscribe of framed byte payloads between threads and processes of one host.
+//!
+//! Each topic maps to iceoryx2 services named `<prefix>/<topic>/<policy>` (publish-subscribe
+//! on `[u8]` slices, 16-byte aligned so rkyv archives can be read in place, with the
+//! [`FrameHeader`] in the user header) and `<prefix>/<topic>/event` (an event service whose
+//! notifier wakes subscribers blocked in [`TopicSubscriber::wait`]).
+//!
+//! The slow-subscriber policy decides which publish-subscribe service a publisher uses:
+//!
+//! | policy | service | iceoryx2 setting |
+//! |---|---|---|
+//! | [`SlowSubscriberPolicy::Block`] | `<topic>/block` | no safe overflow, publisher backpressure `RetryUntilDelivered` |
+//! | [`SlowSubscriberPolicy::DropOldest`] | `<topic>/drop-oldest` | safe overflow (the oldest queued sample is overwritten) |
+//! | [`SlowSubscriberPolicy::Disconnect`] | — | refused with [`Error::Unsupported`]: iceoryx2 cannot cut one subscriber off |
+//!
+//! A subscriber listens on both services, so it receives from publishers of either policy
+//! without knowing it in advance; sequence gaps (frames overwritten under drop-oldest) are
+//! reported by [`GapTracker`] from the frame numbers.
+//!
+//! Creating a transport removes the stale resources of dead iceoryx2 nodes (processes that
+//! were killed while holding endpoints) through iceoryx2's own `Node::list` and
+//! `DeadNodeView::try_remove_stale_resources`; `/dev/shm` is never wiped by hand.
+
+pub mod bench;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use iceoryx2::node::NodeView;
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::prelude::*;
+use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
+use strata_core::{
+    Delivery, Error, FrameHeader, GapTracker, PublisherOptions, Result, SlowSubscriberPolicy,
+    StreamId, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+};
+
+/// The iceoryx2 service flavour the transport uses: inter-process, with thread-safe
+/// ports (so endpoints are `Send`, as the [`Transport`] contract requires).
+pub type Svc = ipc_threadsafe::Service;
+
+const NAME: &str = "iceoryx";
+
+/// Publishers a topic admits at once (a restarting publisher needs a second slot while
+/// the old one is being dropped).
+const MAX_PUBLISHERS: usize = 8;
+/// Notifiers and listeners the event service of a topic admits.
+const MAX_EVENT_PORTS: usize = 256;
+/// Nodes (transports) that may open one topic.
+const MAX_NODES: usize = 64;
+/// Payload alignment: enough for rkyv archives to be accessed in place.
+pub const PAYLOAD_ALIGNMENT: usize = 16;
+
+fn alignment() -> Result<Alignment> {
+    Alignment::new(PAYLOAD_ALIGNMENT).ok_or_else(|| {
+        Error::Config(format!("payload alignment {PAYLOAD_ALIGNMENT} is not a power of two"))
+    })
+}
+
+/// The frame numbering as it travels in the iceoryx2 user header.
+#[derive(Debug, Default, Clone, Copy, ZeroCopySend)]
+#[repr(C)]
+#[type_name("StrataFrameHeaderV1")]
+pub struct WireHeader {
+    /// [`FrameHeader::stream`].
+    pub stream: u64,
+    /// [`FrameHeader::seq`].
+    pub seq: u64,
+    /// [`FrameHeader::span`].
+    pub span: u32,
+    /// Zero; keeps the layout explicit.
+    pub reserved: u32,
+}
+
+impl WireHeader {
+    fn frame(&self) -> FrameHeader {
+        FrameHeader { stream: StreamId(self.stream), seq: self.seq, span: self.span }
+    }
+}
+
+/// How an [`IceoryxTransport`] is set up.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct IceoryxConfig {
+    /// Service names are `<prefix>/<topic>/...`; transports with different prefixes never
+    /// see each other.
+    pub prefix: String,
+    /// Publishers signal the topic's event service after every frame so subscribers
+    /// blocked in `wait` wake at once. Costs a system call per publish; with `false`,
+    /// `wait` polls with short sleeps instead (`poll` is unaffected either way).
+    pub notify: bool,
+    /// Remove stale resources of dead nodes when the transport is created.
+    pub cleanup_dead_nodes: bool,
+}
+
+impl Default for IceoryxConfig {
+    fn default() -> Self {
+        Self { prefix: "strata".to_owned(), notify: true, cleanup_dead_nodes: true }
+    }
+}
+
+impl IceoryxConfig {
+    /// Sets [`IceoryxConfig::prefix`].
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`IceoryxConfig::notify`].
+    #[must_use]
+    pub fn with_notify(mut self, on: bool) -> Self {
+        self.notify = on;
+        self
+    }
+
+    /// Sets [`IceoryxConfig::cleanup_dead_nodes`].
+    #[must_use]
+    pub fn with_cleanup_dead_nodes(mut self, on: bool) -> Self {
+        self.cleanup_dead_nodes = on;
+        self
+    }
+}
+
+/// What a dead-node cleanup did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Dead nodes whose resources were removed.
+    pub removed: usize,
+    /// Dead nodes that could not be cleaned (permissions, or another process is on it).
+    pub failed: usize,
+}
+
+/// Removes the stale shared-memory resources of every dead iceoryx2 node (a process
+/// that died without dropping its endpoints), using iceoryx2's own node list.
+pub fn cleanup_dead_nodes() -> Result<CleanupReport> {
+    let mut report = CleanupReport::default();
+    Node::<Svc>::list(Config::global_config(), |state| {
+        if let NodeState::Dead(view) = state {
+            let id = format!("{:?}", view.id());
+            match view.try_remove_stale_resources() {
+                Ok(()) => {
+                    report.removed += 1;
+                    tracing::info!(node = %id, "removed the stale resources of a dead iceoryx2 node");
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(node = %id, error = ?e, "could not clean up a dead iceoryx2 node");
+                }
+            }
+        }
+        CallbackProgression::Continue
+    })
+    .map_err(|e| Error::transport(NAME, "", format!("listing iceoryx2 nodes failed: {e:?}")))?;
+    Ok(report)
+}
+
+/// The shared-memory transport. One iceoryx2 node per transport; endpoints of any
+/// transport (in this or another process) with the same prefix and topic talk.
+pub struct IceoryxTransport {
+    node: Mutex<Node<Svc>>,
+    config: IceoryxConfig,
+}
+
+impl std::fmt::Debug for IceoryxTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceoryxTransport").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl IceoryxTransport {
+    /// A transport with the default configuration.
+    pub fn new() -> Result<Self> {
+        Self::with_config(IceoryxConfig::default())
+    }
+
+    /// A transport with `config`.
+    pub fn with_config(config: IceoryxConfig) -> Result<Self> {
+        if config.cleanup_dead_nodes {
+            let report = cleanup_dead_nodes()?;
+            if report.removed > 0 || report.failed > 0 {
+                tracing::info!(?report, "iceoryx2 dead-node cleanup");
+            }
+        }
+        let node = NodeBuilder::new()
+            // The process's signal handling stays the application's business.
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<Svc>()
+            .map_err(|e| {
+                Error::transport(NAME, "", format!("creating the iceoryx2 node: {e:?}"))
+            })?;
+        Ok(Self { node: Mutex::new(node), config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IceoryxConfig {
+        &self.config
+    }
+
+    fn service_name(&self, topic: &str, kind: &str) -> Result<ServiceName> {
+        let name = format!("{}/{topic}/{kind}", self.config.prefix);
+        ServiceName::new(&name).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "topic {topic:?} makes no valid iceoryx2 service name: {e:?}"
+            ))
+        })
+    }
+
+    fn with_node<T>(&self, f: impl FnOnce(&Node<Svc>) -> Result<T>) -> Result<T> {
+        // A poisoned lock only means another endpoint creation panicked; the node is fine.
+        let node = self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&node)
+    }
+
+    fn event_service(&self, node: &Node<Svc>, topic: &str) -> Result<EventFactory<Svc>> {
+        node.service_builder(&self.service_name(topic, "event")?)
+            .event()
+            .max_notifiers(MAX_EVENT_PORTS)
+            .max_listeners(MAX_EVENT_PORTS)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| Error::transport(NAME, topic, format!("event service: {e:?}")))
+    }
+
+    fn pubsub_service(
+        &self,
+        node: &Node<Svc>,
+        topic: &str,
+        policy: SlowSubscriberPolicy,
+        shape: &Shape,
+    ) -> Result<PubSubFactory<Svc, [u8], WireHeader>> {
+        let factory = node
+            .service_builder(&self.service_name(topic, policy.name())?)
+            .publish_subscribe::<[u8]>()
+            .user_header::<WireHeader>()
+            .payload_alignment(alignment()?)
+            .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
+            .subscriber_max_buffer_size(shape.queue_depth)
+            .subscriber_max_borrowed_samples(2)
+            .history_size(shape.history)
+            .max_subscribers(shape.max_subscribers)
+            .max_publishers(MAX_PUBLISHERS)
+            .max_nodes(MAX_NODES)
+            .open_or_create()
+            .map_err(|e| {
+                Error::transport(
+                    NAME,
+                    topic,
+                    format!(
+                        "publish-subscribe service ({}): {e:?} (an existing service must offer at \
+                         least queue depth {}, history {}, {} subscribers)",
+                        policy.name(),
+                        shape.queue_depth,
+                        shape.history,
+                        shape.max_subscribers
+                    ),
+                )
+            })?;
+        Ok(factory)
+    }
+}
+
+/// The service-wide sizes an endpoint asks for.
+struct Shape {
+    queue_depth: usize,
+    history: usize,
+    max_subscribers: usize,
+}
+
+impl Transport for IceoryxTransport {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn publisher(
+        &self,
+        topic: &str,
+        options: &PublisherOptions,
+    ) -> Result<Box<dyn TopicPublisher>> {
+        Ok(Box::new(self.open_publisher(topic, options)?))
+    }
+
+    fn subscriber(
+        &self,
+        topic: &str,
+        options: &SubscriberOptions,
+    ) -> Result<Box<dyn TopicSubscriber>> {
+        Ok(Box::new(self.open_subscriber(topic, options)?))
+    }
+}
+
+impl IceoryxTransport {
+    /// Creates a publisher for `topic` (the concrete type behind
+    /// [`Transport::publisher`]).
+    pub fn open_publisher(
+        &self,
+        topic: &str,
+        options: &PublisherOptions,
+    ) -> Result<IceoryxPublisher> {
+        let policy = options.policy;
+        if policy == SlowSubscriberPolicy::Disconnect {
+            return Err(Error::Unsupported {
+                component: "transport=iceoryx",
+                capability: "the disconnect slow-subscriber policy (iceoryx2 cannot cut off one subscriber; use block or drop-oldest)",
+            });
+        }
+        if options.queue_depth == 0 || options.max_subscribers == 0 || options.max_payload == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "iceoryx publisher on {topic:?}: queue_depth, max_subscribers and max_payload must be at least 1"
+            )));
+        }
+        let shape = Shape {
+            queue_depth: options.queue_depth,
+            history: options.history,
+            max_subscribers: options.max_subscribers,
+        };
+        self.with_node(|node| {
+            let service = self.pubsub_service(node, topic, policy, &shape)?;
+            let existing = service.static_config().history_size();
+            if existing != options.history {
+                return Err(Error::transport(
+                    NAME,
+                    topic,
+                    format!(
+                        "the topic's service keeps a history of {existing} frames but this publisher asks for {}; \
+                         all publishers of a topic must agree",
+                        options.history
+                    ),
+                ));
+            }
+            let backpressure = match policy {
+                SlowSubscriberPolicy::Block => BackpressureStrategy::RetryUntilDelivered,
+                _ => BackpressureStrategy::DiscardData,
+            };
+            let publisher = service
+                .publisher_builder()
+                .initial_max_slice_len(options.max_payload)
+                .max_loaned_samples(2)
+                .backpressure_strategy(backpressure)
+                .create()
+                .map_err(|e| Error::transport(NAME, topic, format!("creating the publisher: {e:?}")))?;
+            let event = self.event_service(node, topic)?;
+            let notifier = if self.config.notify {
+                Some(event.notifier_builder().create().map_err(|e| {
+                    Error::transport(NAME, topic, format!("creating the notifier: {e:?}"))
+                })?)
+            } else {
+                None
+            };
+            Ok(IceoryxPublisher {
+                topic: topic.to_owned(),
+                stream: options.stream,
+                max_payload: options.max_payload,
+                next_seq: None,
+                publisher,
+                notifier,
+                _event: event,
+                service,
+            })
+        })
+    }
+
+    /// Creates a subscriber for `topic` (the concrete type behind
+    /// [`Transport::subscriber`]).
+    ///
+    /// The subscriber attaches to both policy services of the topic. If it is the first
+    /// endpoint of the topic it creates them, sized by its own queue depth and
+    /// [`PublisherOptions::default`] for the rest (history 0); a later publisher that asks
+    /// for more is refused with a transport error naming the mismatch.
+    pub fn open_subscriber(
+        &self,
+        topic: &str,
+        options: &SubscriberOptions,
+    ) -> Result<IceoryxSubscriber> {
+        if options.queue_depth == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "iceoryx subscriber on {topic:?}: queue_depth must be at least 1"
+            )));
+        }
+        let defaults = PublisherOptions::default();
+        self.with_node(|node| {
+            let mut ports = Vec::with_capacity(2);
+            for policy in [SlowSubscriberPolicy::Block, SlowSubscriberPolicy::DropOldest] {
+                let name = self.service_name(topic, policy.name())?;
+                // Join an existing service as it is; create one only if there is none.
+                let existing = node
+                    .service_builder(&name)
+                    .publish_subscribe::<[u8]>()
+                    .user_header::<WireHeader>()
+                    .payload_alignment(alignment()?)
+                    .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
+                    .open();
+                let service = match existing {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let shape = Shape {
+                            queue_depth: options.queue_depth.max(defaults.queue_depth),
+                            history: 0,
+                            max_subscribers: defaults.max_subscribers,
+                        };
+                        self.pubsub_service(node, topic, policy, &shape)?
+                    }
+                };
+                let depth =
+                    options.queue_depth.min(service.static_config().subscriber_max_buffer_size());
+                let subscriber =
+                    service.subscriber_builder().buffer_size(depth).create().map_err(|e| {
+                        Error::transport(NAME, topic, format!("creating the subscriber: {e:?}"))
+                    })?;
+                ports.push(Port { subscriber, depth, _service: service });
+            }
+            let event = self.event_service(node, topic)?;
+            let listener = event.listener_builder().create().map_err(|e| {
+                Error::transport(NAME, topic, format!("creating the listener: {e:?}"))
+            })?;
+            Ok(IceoryxSubscriber {
+                topic: topic.to_owned(),
+                max_payload: options.max_payload,
+                ports,
+                listener,
+                notify: self.config.notify,
+                tracker: GapTracker::default(),
+                _event: event,
+            })
+        })
+    }
+}
+
+/// The publishing end of a topic on shared memory.
+pub struct IceoryxPublisher {
+    topic: String,
+    stream: StreamId,
+    max_payload: usize,
+    next_seq: Option<u64>,
+    publisher: Publisher<Svc, [u8], WireHeader>,
+    notifier: Option<Notifier<Svc>>,
+    _event: EventFactory<Svc>,
+    service: PubSubFactory<Svc, [u8], WireHeader>,
+}
+
+impl IceoryxPublisher {
+    fn check(&self, seq: u64, span: u32, len: usize) -> Result<()> {
+        if len > self.max_payload {
+            return Err(Error::FrameTooLarge {
+                topic: self.topic.clone(),
+                len: len as u64,
+                max: self.max_payload as u64,
+            });
+        }
+        if span == 0 {
+            return Err(Error::InvalidArgument(format!(
+                "frame seq {seq} on topic {:?}: span must be at least 1",
+                self.topic
+            )));
+        }
+        if let Some(next) = self.next_seq
+            && seq < next
+        {
+            return Err(Error::InvalidArgument(format!(
+                "frame seq {seq} on topic {:?} goes backwards: the previous frame ended at {next}",
+                self.topic
+            )));
+        }
+        Ok(())
+    }
+
+    fn header(&self, seq: u64, span: u32) -> WireHeader {
+        WireHeader { stream: self.stream.0, seq, span, reserved: 0 }
+    }
+
+    fn sent(&mut self, seq: u64, span: u32) -> Result<()> {
+        self.next_seq = Some(seq.saturating_add(u64::from(span)));
+        if let Some(n) = &self.notifier {
+            n.notify().map_err(|e| {
+                Error::transport(NAME, self.topic.as_str(), format!("notify: {e:?}"))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn loan_err(&self, e: impl std::fmt::Debug) -> Error {
+        Error::transport(NAME, self.topic.as_str(), format!("loaning a sample: {e:?}"))
+    }
+
+    fn send_err(&self, e: impl std::fmt::Debug) -> Error {
+        Error::transport(NAME, self.topic.as_str(), format!("sending a sample: {e:?}"))
+    }
+}
+
+impl TopicPublisher for IceoryxPublisher {
+    fn stream(&self) -> StreamId {
+        self.stream
+    }
+
+    fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
+        self.check(seq, span, payload.len())?;
+        let mut sample =
+            self.publisher.loan_slice_uninit(payload.len()).map_err(|e| self.loan_err(e))?;
+        *sample.user_header_mut() = self.header(seq, span);
+        let sample = sample.write_from_slice(payload);
+        sample.send().map_err(|e| self.send_err(e))?;
+        self.sent(seq, span)
+    }
+
+    fn publish_with(
+        &mut self,
+        seq: u64,
+        span: u32,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<()> {
+        self.check(seq, span, len)?;
+        let mut sample = self.publisher.loan_slice_uninit(len).map_err(|e| self.loan_err(e))?;
+        *sample.user_header_mut() = self.header(seq, span);
+        let uninit = sample.payload_mut();
+        // SAFETY: the slice lies in a shared-memory segment mapped from a file: its bytes
+        // are initialized (zero pages from the kernel or an earlier sample's bytes), and
+        // every bit pattern is a valid `u8`, so viewing it as `&mut [u8]` of the same
+        // length is sound. The caller writes all of it (the contract of `publish_with`).
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(uninit.as_mut_ptr().cast::<u8>(), uninit.len())
+        };
+        fill(bytes);
+        // SAFETY: every byte is initialized (see above) and `fill` wrote the payload.
+        let sample = unsafe { sample.assume_init() };
+        sample.send().map_err(|e| self.send_err(e))?;
+        self.sent(seq, span)
+    }
+
+    fn subscriber_count(&self) -> usize {
+        self.service.dynamic_config().number_of_subscribers()
+    }
+}
+
+struct Port {
+    subscriber: Subscriber<Svc, [u8], WireHeader>,
+    depth: usize,
+    _service: PubSubFactory<Svc, [u8], WireHeader>,
+}
+
+/// The receiving end of a topic on shared memory.
+pub struct IceoryxSubscriber {
+    topic: String,
+    max_payload: usize,
+    ports: Vec<Port>,
+    listener: Listener<Svc>,
+    notify: bool,
+    tracker: GapTracker,
+    _event: EventFactory<Svc>,
+}
+
+impl TopicSubscriber for IceoryxSubscriber {
+    fn poll(&mut self, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+        let mut delivered = 0;
+        for port in &self.ports {
+            // At most one queue's worth per call, so a fast publisher cannot keep `poll`
+            // from returning.
+            for _ in 0..port.depth.max(1) {
+                let sample = port.subscriber.receive().map_err(|e| {
+                    Error::transport(NAME, self.topic.as_str(), format!("receive: {e:?}"))
+                })?;
+                let Some(sample) = sample else { break };
+                let header = sample.user_header().frame();
+                let payload: &[u8] = sample.payload();
+                if payload.len() > self.max_payload {
+                    return Err(Error::FrameTooLarge {
+                        topic: self.topic.clone(),
+                        len: payload.len() as u64,
+                        max: self.max_payload as u64,
+                    });
+                }
+                if let Some((from, to)) = self.tracker.observe(&header) {
+                    on(Delivery::Gap { stream: header.stream, from, to });
+                    delivered += 1;
+                }
+                on(Delivery::Frame { header, payload });
+                delivered += 1;
+            }
+        }
+        Ok(delivered)
+    }
+
+    fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.poll(on)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(0);
+            }
+            let remaining = deadline - now;
+            if self.notify {
+                self.listener.timed_wait(|_| {}, remaining).map_err(|e| {
+                    Error::transport(
+                        NAME,
+                        self.topic.as_str(),
+                        format!("waiting for an event: {e:?}"),
+                    )
+                })?;
+            } else {
+                std::thread::sleep(remaining.min(Duration::from_micros(100)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn endpoints_are_send() {
+        assert_send::<IceoryxPublisher>();
+        assert_send::<IceoryxSubscriber>();
+    }
+}

@@ -1,0 +1,281 @@
+//! Crate tests of the iceoryx transport beyond the conformance suite: alignment,
+//! policies, subscriber-first topics, blocking waits and dead-process cleanup.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use iceoryx2::node::NodeView;
+use iceoryx2::prelude::*;
+use strata_core::{
+    Delivery, Error, PublisherOptions, SlowSubscriberPolicy, StreamId, SubscriberOptions,
+    TopicSubscriber, Transport,
+};
+use strata_transport_iceoryx::{IceoryxTransport, PAYLOAD_ALIGNMENT, Svc};
+
+static N: AtomicU64 = AtomicU64::new(0);
+
+fn topic(what: &str) -> String {
+    format!("test-{}-{}-{what}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn popts(stream: u64) -> PublisherOptions {
+    PublisherOptions {
+        stream: StreamId(stream),
+        max_payload: 1024,
+        queue_depth: 64,
+        history: 0,
+        policy: SlowSubscriberPolicy::Block,
+        max_subscribers: 4,
+    }
+}
+
+fn sopts() -> SubscriberOptions {
+    SubscriberOptions { queue_depth: 64, max_payload: 1024, resume_from: None }
+}
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Frame(u64, u32, Vec<u8>),
+    Gap(u64, u64),
+}
+
+fn drain(sub: &mut dyn TopicSubscriber, want: usize) -> Vec<Got> {
+    let mut got = Vec::new();
+    let start = Instant::now();
+    while got.len() < want && start.elapsed() < Duration::from_secs(10) {
+        sub.wait(Duration::from_millis(50), &mut |d| {
+            got.push(match d {
+                Delivery::Frame { header, payload } => {
+                    Got::Frame(header.seq, header.span, payload.to_vec())
+                }
+                Delivery::Gap { from, to, .. } => Got::Gap(from, to),
+            })
+        })
+        .expect("wait");
+    }
+    got
+}
+
+#[test]
+fn frames_round_trip_with_aligned_payloads() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("align");
+    let mut p = t.publisher(&name, &popts(1)).expect("publisher");
+    let mut s = t.subscriber(&name, &sopts()).expect("subscriber");
+    assert_eq!(p.subscriber_count(), 1);
+    for seq in 0..20u64 {
+        p.publish(seq, 1, &vec![seq as u8; seq as usize * 7]).expect("publish");
+    }
+    let mut aligned = 0;
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    while seen.len() < 20 && start.elapsed() < Duration::from_secs(10) {
+        s.wait(Duration::from_millis(50), &mut |d| {
+            if let Delivery::Frame { header, payload } = d {
+                if (payload.as_ptr() as usize).is_multiple_of(PAYLOAD_ALIGNMENT) {
+                    aligned += 1;
+                }
+                assert!(payload.iter().all(|b| *b == header.seq as u8));
+                seen.push((header.seq, payload.len()));
+            }
+        })
+        .expect("wait");
+    }
+    let want: Vec<_> = (0..20u64).map(|s| (s, s as usize * 7)).collect();
+    assert_eq!(seen, want);
+    assert_eq!(aligned, 20, "every payload starts on a {PAYLOAD_ALIGNMENT}-byte boundary");
+}
+
+#[test]
+fn disconnect_policy_is_refused_as_unsupported() {
+    let t = IceoryxTransport::new().expect("transport");
+    let opts = PublisherOptions { policy: SlowSubscriberPolicy::Disconnect, ..popts(2) };
+    match t.publisher(&topic("disconnect"), &opts) {
+        Err(Error::Unsupported { component, .. }) => assert_eq!(component, "transport=iceoryx"),
+        Err(e) => panic!("expected Unsupported, got {e}"),
+        Ok(_) => panic!("the disconnect policy was accepted"),
+    }
+}
+
+#[test]
+fn drop_oldest_overwrites_and_reports_the_gap() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("drop");
+    let opts =
+        PublisherOptions { queue_depth: 4, policy: SlowSubscriberPolicy::DropOldest, ..popts(3) };
+    let mut p = t.publisher(&name, &opts).expect("publisher");
+    let mut s =
+        t.subscriber(&name, &SubscriberOptions { queue_depth: 4, ..sopts() }).expect("subscriber");
+    for seq in 0..100u64 {
+        p.publish(seq, 1, &seq.to_le_bytes()).expect("publish never waits under drop-oldest");
+    }
+    let got = drain(&mut *s, 4);
+    // The queue keeps the newest four; the first frame seen is the stream's start for the
+    // subscriber's tracker, so the oldest survivors arrive first, in order.
+    let frames: Vec<u64> = got
+        .iter()
+        .filter_map(|g| if let Got::Frame(seq, ..) = g { Some(*seq) } else { None })
+        .collect();
+    assert_eq!(frames, vec![96, 97, 98, 99], "deliveries: {got:?}");
+    // Publish one more after a hole to see the gap being reported from sequence numbers.
+    p.publish(200, 1, &[1]).expect("publish");
+    let got = drain(&mut *s, 2);
+    assert_eq!(got, vec![Got::Gap(100, 200), Got::Frame(200, 1, vec![1])]);
+}
+
+#[test]
+fn subscriber_first_then_publisher_of_either_policy() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("subfirst");
+    let mut s = t.subscriber(&name, &sopts()).expect("subscriber");
+    let mut block = t.publisher(&name, &popts(4)).expect("block publisher");
+    let drop_opts = PublisherOptions { policy: SlowSubscriberPolicy::DropOldest, ..popts(5) };
+    let mut drop = t.publisher(&name, &drop_opts).expect("drop-oldest publisher");
+    block.publish(0, 1, b"b0").expect("publish");
+    drop.publish(0, 1, b"d0").expect("publish");
+    let got = drain(&mut *s, 2);
+    assert_eq!(got.len(), 2);
+    assert!(got.contains(&Got::Frame(0, 1, b"b0".to_vec())));
+    assert!(got.contains(&Got::Frame(0, 1, b"d0".to_vec())));
+    // A publisher asking for a history the subscriber-created service does not keep is
+    // refused with an explanation rather than silently served without history.
+    let hist = PublisherOptions { history: 8, ..popts(6) };
+    assert!(matches!(t.publisher(&name, &hist), Err(Error::Transport { .. })));
+}
+
+#[test]
+fn wait_wakes_on_a_frame_from_another_thread() {
+    let t = std::sync::Arc::new(IceoryxTransport::new().expect("transport"));
+    let name = topic("wake");
+    let mut s = t.subscriber(&name, &sopts()).expect("subscriber");
+    let p = t.publisher(&name, &popts(7)).expect("publisher");
+    let h = std::thread::spawn(move || {
+        let mut p = p;
+        std::thread::sleep(Duration::from_millis(20));
+        p.publish(1, 3, b"late").expect("publish");
+    });
+    let mut got = Vec::new();
+    let n = s
+        .wait(Duration::from_secs(10), &mut |d| {
+            if let Delivery::Frame { header, payload } = d {
+                got.push((header.seq, header.span, payload.to_vec()));
+            }
+        })
+        .expect("wait");
+    h.join().expect("publisher thread");
+    assert_eq!(n, 1);
+    assert_eq!(got, vec![(1, 3, b"late".to_vec())]);
+    // Nothing more: wait times out with 0.
+    assert_eq!(s.wait(Duration::from_millis(10), &mut |_| {}).expect("wait"), 0);
+}
+
+#[test]
+fn oversized_frame_for_the_subscriber_is_an_error_not_a_delivery() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("subsize");
+    let mut p = t.publisher(&name, &popts(8)).expect("publisher");
+    let mut s =
+        t.subscriber(&name, &SubscriberOptions { max_payload: 16, ..sopts() }).expect("subscriber");
+    p.publish(0, 1, &[7; 100]).expect("publish");
+    let mut delivered = 0;
+    let start = Instant::now();
+    let err = loop {
+        match s.poll(&mut |_| delivered += 1) {
+            Err(e) => break e,
+            Ok(_) if start.elapsed() > Duration::from_secs(10) => panic!("no error reported"),
+            Ok(_) => std::thread::yield_now(),
+        }
+    };
+    assert!(matches!(err, Error::FrameTooLarge { len: 100, max: 16, .. }), "{err}");
+    assert_eq!(delivered, 0);
+}
+
+#[test]
+fn invalid_topic_name_is_an_invalid_argument() {
+    let t = IceoryxTransport::new().expect("transport");
+    let long = "x".repeat(1000);
+    assert!(matches!(t.subscriber(&long, &sopts()), Err(Error::InvalidArgument(_))));
+}
+
+const CHILD_ENV: &str = "STRATA_ICEORYX_TEST_CHILD_TOPIC";
+
+/// Not a test of its own: the body of the child process that
+/// `killed_publisher_process_is_cleaned_up` starts (and SIGKILLs).
+#[test]
+#[ignore = "run as a child process by killed_publisher_process_is_cleaned_up"]
+fn child_publisher_process() {
+    let Ok(name) = std::env::var(CHILD_ENV) else { return };
+    let t = IceoryxTransport::new().expect("transport");
+    let mut p = t.publisher(&name, &popts(9)).expect("publisher");
+    p.publish(0, 1, b"from the child").expect("publish");
+    println!("READY");
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn nodes_of(pid: u32) -> (usize, usize) {
+    let (mut alive, mut dead) = (0, 0);
+    Node::<Svc>::list(Config::global_config(), |state| {
+        match &state {
+            NodeState::Alive(v)
+                if v.details().as_ref().is_some_and(|d| d.process_id().value() as u32 == pid) =>
+            {
+                alive += 1
+            }
+            NodeState::Dead(v)
+                if v.details().as_ref().is_some_and(|d| d.process_id().value() as u32 == pid) =>
+            {
+                dead += 1
+            }
+            _ => {}
+        }
+        CallbackProgression::Continue
+    })
+    .expect("node list");
+    (alive, dead)
+}
+
+#[test]
+fn killed_publisher_process_is_cleaned_up() {
+    let name = topic("killed");
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "child_publisher_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &name)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let pid = child.id();
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut ready = false;
+    for line in BufReader::new(stdout).lines() {
+        if line.expect("child output").trim_end().ends_with("READY") {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "the child never became ready");
+    assert_eq!(nodes_of(pid).0, 1, "the child's node is alive");
+    child.kill().expect("SIGKILL the child");
+    child.wait().expect("reap the child");
+    assert_eq!(nodes_of(pid), (0, 1), "the killed child's node is dead, its resources stale");
+
+    // A new transport cleans up through iceoryx2's API; then the topic works again with
+    // the same settings (the dead publisher's slot and segments are gone).
+    let t = IceoryxTransport::new().expect("transport");
+    assert_eq!(nodes_of(pid), (0, 0), "the dead node was removed");
+    let mut s = t.subscriber(&name, &sopts()).expect("subscriber after the crash");
+    let mut p = t.publisher(&name, &popts(9)).expect("publisher after the crash");
+    p.publish(1, 1, b"after").expect("publish");
+    assert_eq!(drain(&mut *s, 1), vec![Got::Frame(1, 1, b"after".to_vec())]);
+}
