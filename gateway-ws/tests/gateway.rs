@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -321,8 +322,14 @@ async fn holes_in_the_transport_are_filled_from_the_log() {
 }
 
 /// Reads a slow client's backlog: frames and gaps must account for every sequence, in
-/// order, up to `last`. Returns (frames, gaps).
-async fn drain_accounting(ws: &mut Client, first: u64, last: u64) -> (u64, u64) {
+/// order, up to `last`. Returns (frames, gaps). `progress` is set to the next sequence
+/// expected as frames arrive.
+async fn drain_accounting(
+    ws: &mut Client,
+    first: u64,
+    last: u64,
+    progress: &AtomicU64,
+) -> (u64, u64) {
     let (mut frames, mut gaps, mut expect) = (0, 0, first);
     while expect <= last {
         match next(ws).await {
@@ -331,6 +338,7 @@ async fn drain_accounting(ws: &mut Client, first: u64, last: u64) -> (u64, u64) 
                 assert_eq!(h.seq, expect);
                 expect += u64::from(h.span);
                 frames += 1;
+                progress.store(expect, Ordering::Release);
             }
             Ws::Text(t) => {
                 let v: Value = serde_json::from_str(t.as_str()).unwrap();
@@ -359,13 +367,20 @@ async fn flood(policy: SlowSubscriberPolicy) -> (Server, Client, u64) {
     let mut fast = connect(server.addr, "topic=feed&format=binary").await;
     next_json(&mut slow).await;
     next_json(&mut fast).await;
-    // ~100 KB per frame: far more than the socket buffers hold in total.
+    // ~100 KB per frame: far more than the socket buffers hold in total. The publisher
+    // keeps pace with the fast client (at most 2 frames ahead of it, under its queue of
+    // 4), so only the client that does not read can fall behind.
+    let progress = Arc::new(AtomicU64::new(1));
+    let seen = Arc::clone(&progress);
     let fast_reader = tokio::spawn(async move {
-        let r = drain_accounting(&mut fast, 1, SLOW_FRAMES).await;
+        let r = drain_accounting(&mut fast, 1, SLOW_FRAMES, &seen).await;
         (fast, r)
     });
     let pub_task = tokio::task::spawn_blocking(move || {
         for seq in 1..=SLOW_FRAMES {
+            while progress.load(Ordering::Acquire) + 2 < seq {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             publish(&mut publisher, seq, &[big(seq, 3000)]);
         }
         publisher
@@ -379,7 +394,7 @@ async fn flood(policy: SlowSubscriberPolicy) -> (Server, Client, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_client_under_drop_oldest_gets_gaps_others_get_everything() {
     let (_server, mut slow, last) = flood(SlowSubscriberPolicy::DropOldest).await;
-    let (frames, gaps) = drain_accounting(&mut slow, 1, last).await;
+    let (frames, gaps) = drain_accounting(&mut slow, 1, last, &AtomicU64::new(0)).await;
     assert!(gaps >= 1, "a client that did not read for {last} large frames lost some");
     assert!(frames < last);
 }
