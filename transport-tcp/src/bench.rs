@@ -208,3 +208,34 @@ pub fn throughput(messages: u64, payload: usize, direct_write: bool) -> Result<T
     let end = reader.join().map_err(|_| bench_err("the subscriber thread panicked"))??;
     Ok(ThroughputResults { messages, elapsed: end.duration_since(start) })
 }
+
+/// Both loopback measurements of one run.
+#[derive(Debug)]
+pub struct LoopbackResults {
+    /// One-way latency, as [`latency`] measures it.
+    pub latency: LatencyResults,
+    /// Throughput of `opts.messages` frames of `opts.payload` bytes, as [`throughput`]
+    /// measures it (same write mode).
+    pub throughput: ThroughputResults,
+}
+
+/// Runs [`latency`] and then [`throughput`] with the same options.
+pub fn loopback(opts: &LoopbackOptions) -> Result<LoopbackResults> {
+    let latency = latency(opts)?;
+    let throughput = throughput(opts.messages.max(1), opts.payload, opts.direct_write)?;
+    Ok(LoopbackResults { latency, throughput })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_measures_every_message() {
+        let opts = LoopbackOptions::default().with_messages(300).with_warmup(20);
+        let r = loopback(&opts).expect("loopback");
+        assert_eq!(r.latency.latency_ns.len(), 300);
+        assert_eq!(r.throughput.messages, 300);
+        assert!(r.throughput.msgs_per_sec() > 0.0);
+    }
+}
