@@ -260,7 +260,7 @@ impl Message {
     /// 16-byte aligned is copied into an aligned buffer first.
     pub fn decode(bytes: &[u8]) -> Result<Message> {
         let archive = split_trailer(bytes)?;
-        if archive.as_ptr().addr() % ALIGN == 0 {
+        if archive.as_ptr().addr().is_multiple_of(ALIGN) {
             decode_archive(archive)
         } else {
             let mut aligned = AlignedVec::<ALIGN>::with_capacity(archive.len());
@@ -343,7 +343,7 @@ fn decode_archive(archive: &[u8]) -> Result<Message> {
 /// [`access_or_copy`].
 pub fn access(bytes: &[u8]) -> Result<&ArchivedMessage> {
     let archive = split_trailer(bytes)?;
-    if archive.as_ptr().addr() % ALIGN != 0 {
+    if !archive.as_ptr().addr().is_multiple_of(ALIGN) {
         return Err(Error::decode(
             "message",
             format!(
@@ -363,7 +363,7 @@ pub fn access_or_copy<R>(
     scratch: &mut AlignedVec<ALIGN>,
     f: impl FnOnce(&ArchivedMessage) -> R,
 ) -> Result<(R, bool)> {
-    if bytes.as_ptr().addr() % ALIGN == 0 {
+    if bytes.as_ptr().addr().is_multiple_of(ALIGN) {
         return Ok((f(access(bytes)?), false));
     }
     scratch.clear();
@@ -493,6 +493,7 @@ fn read_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -176,6 +176,8 @@ pub struct DelayedSubscriber {
     lateness_us: Vec<u64>,
     windows: u64,
     empty_windows: bool,
+    /// Messages received after their window's end while it was drained.
+    carry: Vec<(u64, Message, Duration)>,
 }
 
 impl std::fmt::Debug for DelayedSubscriber {
@@ -205,6 +207,7 @@ impl DelayedSubscriber {
             lateness_us: Vec::new(),
             windows: 0,
             empty_windows: false,
+            carry: Vec::new(),
         }
     }
 
@@ -223,8 +226,10 @@ impl DelayedSubscriber {
     /// (unless it is empty and empty windows are skipped). Returns the window.
     pub fn next_window(&mut self, mut on: impl FnMut(&Window)) -> Result<Window> {
         let w = self.window.as_nanos();
-        let now = since_epoch();
-        let k = now.as_nanos() / w;
+        // Messages that arrived after the previous window closed (while it was being
+        // drained) open the next window: the one their receive time falls in.
+        let anchor = self.carry.first().map_or_else(since_epoch, |(_, _, at)| *at);
+        let k = anchor.as_nanos() / w;
         let start = nanos(k * w);
         let end = nanos((k + 1) * w);
         let mut win = Window {
@@ -235,24 +240,31 @@ impl DelayedSubscriber {
             invalid: 0,
             lateness: Duration::ZERO,
         };
-        loop {
-            let now = since_epoch();
-            if now >= end {
-                break;
+        let carried = std::mem::take(&mut self.carry);
+        let (inside, later): (Vec<_>, Vec<_>) = carried.into_iter().partition(|m| m.2 < end);
+        win.messages = inside;
+        self.carry = later;
+        if self.carry.is_empty() {
+            loop {
+                let now = since_epoch();
+                if now >= end {
+                    break;
+                }
+                let (scratch, stats) = (&mut self.scratch, &mut self.stats);
+                let (win_ref, carry) = (&mut win, &mut self.carry);
+                self.inner.wait(end - now, &mut |d| {
+                    let at = since_epoch();
+                    dispatch(d, scratch, stats, &mut |e| match e {
+                        Event::Message { seq, message } => match message.to_owned_message() {
+                            Ok(m) if at < end => win_ref.messages.push((seq, m, at)),
+                            Ok(m) => carry.push((seq, m, at)),
+                            Err(_) => win_ref.invalid += 1,
+                        },
+                        Event::Gap { from, to } => win_ref.gaps.push((from, to)),
+                        Event::Invalid { .. } => win_ref.invalid += 1,
+                    })
+                })?;
             }
-            let (scratch, stats) = (&mut self.scratch, &mut self.stats);
-            let win_ref = &mut win;
-            self.inner.wait(end - now, &mut |d| {
-                let at = since_epoch();
-                dispatch(d, scratch, stats, &mut |e| match e {
-                    Event::Message { seq, message } => match message.to_owned_message() {
-                        Ok(m) => win_ref.messages.push((seq, m, at)),
-                        Err(_) => win_ref.invalid += 1,
-                    },
-                    Event::Gap { from, to } => win_ref.gaps.push((from, to)),
-                    Event::Invalid { .. } => win_ref.invalid += 1,
-                })
-            })?;
         }
         win.lateness = since_epoch().saturating_sub(end);
         if !win.messages.is_empty() || !win.gaps.is_empty() || self.empty_windows {

@@ -1,6 +1,8 @@
 //! The harness Transport conformance suite against the in-process LocalTransport:
 //! publisher and subscriber sides are clones of one transport (shared topics).
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 
 use strata_core::{Result, Transport};

@@ -1,6 +1,8 @@
 //! LocalTransport: ordering, the three slow-subscriber policies, history, resume_from,
 //! gaps, limits and blocking waits across threads.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use strata_core::Error;

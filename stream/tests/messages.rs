@@ -1,6 +1,8 @@
 //! Message and frame encodings: round trips of arbitrary messages, and random or
 //! damaged bytes that must be refused without panicking.
 
+#![allow(clippy::unwrap_used)]
+
 use proptest::prelude::*;
 use strata_stream::messages::{self, MessageFrame, encode_frame};
 use strata_stream::{

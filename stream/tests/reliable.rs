@@ -2,6 +2,8 @@
 //! them redelivered — from the publisher's buffer, and from the store's log once the
 //! buffer bound pushed them out — and ends with every sequence exactly once, in order.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! it delivers every committed sequence exactly once, in order; live frames lost by a
 //! slow-subscriber policy are filled from the log.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -60,7 +62,7 @@ fn run_rounds(policy: SlowSubscriberPolicy, queue_depth: usize, rounds: usize, s
             while !stop.load(Ordering::Relaxed) && i < 6000 {
                 i += 1;
                 db.write(&batch(i), Durability::Buffered).unwrap();
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     std::thread::sleep(Duration::from_micros(500));
                 }
             }

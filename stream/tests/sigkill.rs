@@ -9,6 +9,7 @@
 //! The child is this test binary re-executed with an environment variable naming its
 //! role (see `child_entry`).
 
+#![allow(clippy::unwrap_used)]
 #![cfg(unix)]
 
 mod common;
@@ -29,6 +30,7 @@ use strata_stream::{Checkpoint, CommitStream, LocalTransport, ResumableSubscribe
 
 const ROLE: &str = "STRATA_STREAM_SIGKILL_ROLE";
 const DIR: &str = "STRATA_STREAM_SIGKILL_DIR";
+const PORT: &str = "STRATA_STREAM_SIGKILL_PORT";
 /// Batches between durable checkpoints: a kill replays at most this many.
 const CHECKPOINT_EVERY: u32 = 32;
 
@@ -82,7 +84,7 @@ fn child(role: &str, dir: &Path) {
                     b.put(format!("k{i:08}-{j}"), i.to_le_bytes());
                 }
                 db.write(&b, Durability::Buffered).expect("write");
-                if i % 4 == 0 {
+                if i.is_multiple_of(4) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
@@ -116,15 +118,75 @@ fn child(role: &str, dir: &Path) {
     }
 }
 
+/// The publisher child of the TCP test: owns the store, writes to it (`tcp-run`; not
+/// in `tcp-final`, which records the store's last sequence instead) and serves its
+/// commit stream on TCP from the start of the log, with history holding all of it, so
+/// a subscriber that reconnects resumes after the last frame it received.
+fn tcp_child(role: &str, dir: &Path, port: u16) {
+    let db = open_db(dir);
+    let server = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match strata_transport_tcp::TcpTransport::server(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("bind {port}: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("bind {port}: {e}"),
+            }
+        }
+    };
+    let opts = PublisherOptions {
+        stream: strata_core::transport::StreamId(1),
+        history: 1 << 20,
+        queue_depth: 1 << 16,
+        policy: SlowSubscriberPolicy::Block,
+        ..Default::default()
+    };
+    let publisher = server.publisher("commits", &opts).expect("publisher");
+    let _stream = CommitStream::start(Arc::clone(&db), publisher, SeqNo(1)).expect("commit stream");
+    if role == "tcp-final" {
+        let last = db.snapshot().seq().0;
+        std::fs::write(dir.join("final_seq.tmp"), last.to_le_bytes()).expect("write final seq");
+        std::fs::rename(dir.join("final_seq.tmp"), dir.join("final_seq")).expect("rename");
+        loop {
+            std::thread::park();
+        }
+    }
+    let mut i = db.snapshot().seq().0;
+    loop {
+        i += 1;
+        let mut b = WriteBatch::new();
+        for j in 0..(i % 3 + 1) {
+            b.put(format!("k{i:08}-{j}"), i.to_le_bytes());
+        }
+        db.write(&b, Durability::Buffered).expect("write");
+        if i.is_multiple_of(4) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
 /// The entry point of the child processes; a no-op in a normal test run.
 #[test]
 fn child_entry() {
     let (Ok(role), Ok(dir)) = (std::env::var(ROLE), std::env::var(DIR)) else { return };
-    child(&role, Path::new(&dir));
+    if role.starts_with("tcp") {
+        let port = std::env::var(PORT).ok().and_then(|p| p.parse().ok()).expect("port");
+        tcp_child(&role, Path::new(&dir), port);
+    } else {
+        child(&role, Path::new(&dir));
+    }
 }
 
 fn spawn(role: &str, dir: &Path) -> Child {
+    spawn_with(role, dir, 0)
+}
+
+fn spawn_with(role: &str, dir: &Path, port: u16) -> Child {
     Command::new(std::env::current_exe().unwrap())
+        .env(PORT, port.to_string())
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env(ROLE, role)
         .env(DIR, dir)
@@ -151,13 +213,7 @@ fn read_records(path: &PathBuf) -> Vec<(u64, u64)> {
 #[test]
 fn sigkilled_store_and_subscriber_resume_gapless() {
     let dir = tempfile::tempdir().unwrap();
-    let seed: u64 = std::env::var("STRATA_SIGKILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-                as u64
-        });
+    let seed = seed();
     eprintln!("sigkill test seed {seed} (set STRATA_SIGKILL_SEED to replay)");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     let rounds = 20;
@@ -204,4 +260,126 @@ fn sigkilled_store_and_subscriber_resume_gapless() {
         started.elapsed(),
         log.len()
     );
+}
+
+fn seed() -> u64 {
+    std::env::var("STRATA_SIGKILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+            as u64
+    })
+}
+
+/// The publisher killed: a child owning the store and serving its commit stream over
+/// TCP is SIGKILLed at random moments and restarted (reopening the store) while this
+/// process stays subscribed. The TCP client reconnects and resumes after the last
+/// frame it received; the subscriber deduplicates by sequence. In the end the batches
+/// it accepted are exactly the log's, in order, without a gap.
+#[test]
+fn sigkilled_publisher_subscriber_ends_gapless_over_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let seed = seed();
+    eprintln!("tcp publisher-kill test seed {seed}, port {port}");
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
+    let mut child = spawn_with("tcp-run", dir.path(), port);
+    let client = strata_transport_tcp::TcpTransport::client_with(
+        ("127.0.0.1", port),
+        strata_transport_tcp::TcpConfig::default()
+            .with_backoff(Duration::from_millis(5), Duration::from_millis(50)),
+    )
+    .unwrap();
+    let sub_opts =
+        SubscriberOptions { queue_depth: 1 << 16, resume_from: Some(1), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sub = loop {
+        match client.subscriber("commits", &sub_opts) {
+            Ok(s) => break s,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "cannot subscribe: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let mut rx = Rx::default();
+    let receive = |sub: &mut Box<dyn strata_core::transport::TopicSubscriber>, rx: &mut Rx, d| {
+        rx.receive(sub, d)
+    };
+    let rounds = 20;
+    for _ in 0..rounds {
+        receive(&mut sub, &mut rx, Duration::from_millis(rng.gen_range(150..400)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        child = spawn_with("tcp-run", dir.path(), port);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_file(dir.path().join("final_seq"));
+    let mut child = spawn_with("tcp-final", dir.path(), port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let final_seq = loop {
+        if let Ok(b) = std::fs::read(dir.path().join("final_seq")) {
+            break u64::from_le_bytes(b[..8].try_into().unwrap());
+        }
+        assert!(Instant::now() < deadline, "the final publisher did not start");
+        receive(&mut sub, &mut rx, Duration::from_millis(20));
+    };
+    while rx.upto < final_seq {
+        assert!(Instant::now() < deadline, "subscriber stuck at {} of {final_seq}", rx.upto);
+        receive(&mut sub, &mut rx, Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(sub);
+    let db = open_db(dir.path());
+    let mut log = Vec::new();
+    let mut r = db.read_log_from(SeqNo(1)).unwrap();
+    while let Some(b) = r.next_batch().unwrap() {
+        log.push((b.first_seq.0, b.last_seq().0));
+    }
+    assert_eq!(rx.accepted, log, "the accepted frames are exactly the log's batches");
+    eprintln!(
+        "{rounds} publisher SIGKILLs: {} batches, {} sequences received gapless over TCP; {} duplicate frames dropped",
+        log.len(),
+        rx.upto,
+        rx.duplicates
+    );
+}
+
+/// What the TCP subscriber accepted: frames deduplicated by sequence, checked gapless.
+#[derive(Default)]
+struct Rx {
+    accepted: Vec<(u64, u64)>,
+    upto: u64,
+    duplicates: u64,
+}
+
+impl Rx {
+    fn receive(
+        &mut self,
+        sub: &mut Box<dyn strata_core::transport::TopicSubscriber>,
+        for_: Duration,
+    ) {
+        let end = Instant::now() + for_;
+        while Instant::now() < end {
+            // Errors while the server is down are expected; the client reconnects.
+            let _ = sub.wait(Duration::from_millis(10), &mut |d| {
+                if let strata_core::transport::Delivery::Frame { header, .. } = d {
+                    let last = header.next_seq() - 1;
+                    if last <= self.upto {
+                        self.duplicates += 1;
+                    } else {
+                        assert_eq!(
+                            header.seq,
+                            self.upto + 1,
+                            "gap: after {} came {}",
+                            self.upto,
+                            header.seq
+                        );
+                        self.upto = last;
+                        self.accepted.push((header.seq, last));
+                    }
+                }
+            });
+        }
+    }
 }

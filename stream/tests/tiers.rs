@@ -1,5 +1,7 @@
 //! Publisher, real-time, delayed and historical tiers, and the commit stream.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ fn trade(id: u64) -> Message {
         symbol: format!("SYM{}", id % 7),
         price: 100 + id as i64,
         qty: id,
-        side: if id % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if id.is_multiple_of(2) { Side::Buy } else { Side::Sell },
         buy_account: 1,
         sell_account: 2,
         ts_nanos: id,
@@ -154,7 +156,7 @@ fn batch(i: u64) -> WriteBatch {
     for j in 0..(i % 4 + 1) {
         b.put(format!("k{i:05}-{j}"), format!("v{i}"));
     }
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         b.delete(format!("k{:05}-0", i - 1));
     }
     b

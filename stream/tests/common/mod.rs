@@ -1,6 +1,7 @@
 //! Test support: the default store stack (the same components as
 //! `strata_harness::stack::default_builder`).
 
+#![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
 
 use std::path::Path;
