@@ -93,7 +93,7 @@ fn realtime_tier_reports_gaps_and_skips_invalid_frames() {
 
 #[test]
 fn delayed_tier_delivers_grid_aligned_windows() {
-    let window = Duration::from_millis(50);
+    let window = strata_stream::DEFAULT_WINDOW;
     let t = LocalTransport::new();
     let mut sub = DelayedSubscriber::new(
         t.subscriber("feed", &SubscriberOptions::default()).unwrap(),
