@@ -6,10 +6,15 @@
 //! the machine's raw fdatasync floor, memtable inserts, Buffered and Sync writes with
 //! one and with N writers (group commit), point reads (hits and misses), reopen
 //! (WAL replay into memtables) and raw WAL replay throughput.
+//!
+//! `--peers fjall[,rocksdb]` instead runs the side-by-side workloads against Strata's
+//! peers (see `peers.rs` and docs/peers.md).
 
 mod compare;
 mod floor;
 mod lsm;
+mod peers;
+mod peers_report;
 mod phases;
 mod report;
 
@@ -117,10 +122,47 @@ pub struct BenchArgs {
     /// one run, and print each figure with its ratio to the first stack's.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     pub compare: Vec<PathBuf>,
+    /// Compare the default stack with these engines (fjall; rocksdb when built with
+    /// `--features rocksdb`) on the peer workloads, alternating engines per workload.
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with_all = ["compare", "config"])]
+    pub peers: Vec<String>,
+    /// Peers: keys filled by fillseq/fillrandom and preloaded for reads and YCSB.
+    #[arg(long, default_value_t = 300_000)]
+    pub peer_keys: u64,
+    /// Peers: operations of exchange, overwrite, readrandom and YCSB.
+    #[arg(long, default_value_t = 300_000)]
+    pub peer_ops: u64,
+    /// Peers: seeks of seek+scan.
+    #[arg(long, default_value_t = 20_000)]
+    pub peer_scans: u64,
+    /// Peers: entries read after each seek.
+    #[arg(long, default_value_t = 100)]
+    pub peer_scan_len: usize,
+    /// Peers: puts of each Sync write workload (1 writer, --writers writers).
+    #[arg(long, default_value_t = 2_000)]
+    pub peer_sync_ops: u64,
+    /// Peers: threads of exchange, readrandom, seek+scan and YCSB.
+    #[arg(long, default_value_t = 2)]
+    pub peer_threads: usize,
+    /// Peers: memtable (write buffer) size of every engine, in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub peer_memtable_mib: u64,
+    /// Peers: block cache of fjall and RocksDB, in MiB (Strata reads through mmap).
+    #[arg(long, default_value_t = 64)]
+    pub peer_cache_mib: u64,
+    /// Peers: run only these workloads (default: all).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    pub peer_workloads: Vec<String>,
+    /// Peers: the HTML report (inline SVG charts) to write.
+    #[arg(long, default_value_os_t = peers::default_report_path())]
+    pub report: PathBuf,
 }
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if !args.peers.is_empty() {
+        return peers::run(args);
+    }
     if !args.compare.is_empty() {
         return compare::run(args);
     }
