@@ -3,7 +3,7 @@
 //! A [`TcpTransport::server`] listens on one address and hosts the publishers of any
 //! number of topics; a [`TcpTransport::client`] makes subscribers that connect to such
 //! a server, say which topic they want (and from which sequence), and receive frames.
-//! The byte layout is in [`format`].
+//! The byte layout is in [`format`](mod@format).
 //!
 //! tokio runs underneath (one small runtime per transport), but the endpoints are
 //! synchronous: [`TcpPublisher::publish`] encodes the frame once and hands it to each
