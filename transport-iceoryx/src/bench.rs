@@ -464,3 +464,34 @@ pub fn batched_throughput(cfg: &ThroughputConfig) -> Result<ThroughputResult> {
         pinned,
     })
 }
+
+/// The distribution bench's table: latency of both variants with their ratio, and the
+/// batched throughput.
+pub fn format_table(lat: &LatencyComparison, tput: &ThroughputResult) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}  pinned",
+        "one-way latency", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "mean ns", "count"
+    );
+    for r in [&lat.strata, &lat.raw] {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>8}  {}",
+            r.label, r.p50_ns, r.p99_ns, r.p999_ns, r.max_ns, r.mean_ns, r.count, r.pinned
+        );
+    }
+    let _ = writeln!(out, "mean ratio strata/raw: {:.3}", lat.mean_ratio());
+    let _ = writeln!(
+        out,
+        "batched throughput: {:.2} M msg/s ({} messages of {} B, {} per frame, {:.3} s, pinned {})",
+        tput.msgs_per_sec() / 1e6,
+        tput.messages,
+        tput.message_size,
+        tput.batch,
+        tput.elapsed.as_secs_f64(),
+        tput.pinned
+    );
+    out
+}
