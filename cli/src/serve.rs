@@ -344,7 +344,7 @@ fn run_feed(db: Db, feed: Feed, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
                 symbol: symbol.clone(),
                 price: 6_500_000 + (trade_id % 1000) as i64,
                 qty: 1 + trade_id % 7,
-                side: if trade_id % 2 == 0 { Side::Buy } else { Side::Sell },
+                side: if trade_id.is_multiple_of(2) { Side::Buy } else { Side::Sell },
                 buy_account: (trade_id % 97) as u32,
                 sell_account: (trade_id % 89) as u32,
                 ts_nanos: now_nanos(),
