@@ -111,6 +111,10 @@ impl FileWalReader {
                 }
                 RecordAt::End => Err(None),
                 RecordAt::Incomplete => Err(None),
+                // A buffer read while the writer was mid-append can hold a record's
+                // length with only part of its body (the rest still zero in a
+                // preallocated segment): only a fresh read may call a record damaged.
+                RecordAt::Damaged(_) if !fresh => Err(None),
                 RecordAt::Damaged(reason) => Err(Some(reason)),
             };
             match decoded {
