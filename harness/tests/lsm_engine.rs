@@ -319,3 +319,25 @@ fn periodic_checkpoints_are_written_pruned_and_open_as_stores() {
         assert_eq!(copy.get(&k(i)).expect("get").as_deref(), Some(&v(i, 0)[..]), "key {i}");
     }
 }
+
+/// A crash between writing `CURRENT.tmp` and renaming it leaves the temporary file
+/// behind; the next open must succeed (it writes its own `CURRENT`) and leave no
+/// `CURRENT.tmp`. Found by the SIGKILL test: the open failed removing the file twice.
+#[test]
+fn a_leftover_current_tmp_from_a_crash_does_not_fail_the_next_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let os = OsFileSystem::shared();
+    let store = dir.path().join("db");
+    {
+        let db = tiny_builder(&store, Arc::clone(&os), 4096, 16384).open().expect("open");
+        fill(&db, 200, 1);
+        db.flush().expect("flush");
+    }
+    std::fs::write(store.join("CURRENT.tmp"), b"MANIFEST-0000").expect("leftover tmp");
+    let db =
+        tiny_builder(&store, os, 4096, 16384).open().expect("open with a leftover CURRENT.tmp");
+    assert!(!store.join("CURRENT.tmp").exists(), "the temporary file must be gone");
+    for i in 0..200 {
+        assert_eq!(db.get(&k(i)).expect("get").as_deref(), Some(v(i, 1).as_slice()));
+    }
+}

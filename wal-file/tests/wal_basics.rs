@@ -190,9 +190,8 @@ fn concurrent_appenders_get_disjoint_dense_sequences() -> strata_core::Result<()
 fn tailing_reader_never_reports_a_half_written_record_as_damage() -> strata_core::Result<()> {
     const BATCHES: u64 = 20_000;
     let dir = tempfile::tempdir().expect("tempdir");
-    let options = FileWalOptions::default()
-        .with_preallocate(true)
-        .with_segment_size_bytes(4 * 1024 * 1024);
+    let options =
+        FileWalOptions::default().with_preallocate(true).with_segment_size_bytes(4 * 1024 * 1024);
     let wal = Arc::new(open(dir.path(), options));
     let payload = |seq: u64| -> Vec<u8> {
         let len = 1 + (seq.wrapping_mul(2_654_435_761) % 3000) as usize;

@@ -310,7 +310,9 @@ fn delete_unlisted(
         let doomed = match (parse_table_file_name(name), parse_manifest_file_name(name)) {
             (Some(no), _) => !live.contains(&no),
             (_, Some(no)) => no != live_manifest,
-            _ => name == "CURRENT.tmp",
+            // A `CURRENT.tmp` left by a crash was already replaced and renamed by
+            // `write_current` when this open created its manifest: not ours to delete.
+            _ => false,
         };
         if doomed {
             let path = dir.join(name);
