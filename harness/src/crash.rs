@@ -53,3 +53,12 @@ pub fn read_expected(path: &Path) -> std::io::Result<BTreeMap<u32, u64>> {
     }
     Ok(acked)
 }
+
+/// The stack the crash writer runs and the crash test reopens with: 64 KiB memtables,
+/// tiny leveled sizes and 16 KiB WAL segments, so kills land in flushes, compactions
+/// and manifest writes as well as in WAL appends. Reopening with the same stack matters:
+/// a default stack would preallocate a 64 MiB WAL segment that every later writer
+/// process must scan at open before it writes anything.
+pub fn crash_stack(dir: impl AsRef<Path>) -> strata_core::DbBuilder {
+    crate::stack::tiny_builder(dir, strata_core::fs::OsFileSystem::shared(), 64 * 1024, 256 * 1024)
+}

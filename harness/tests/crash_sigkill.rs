@@ -86,7 +86,7 @@ fn listing(dir: &std::path::Path) -> String {
 /// acknowledged writes.
 fn check_store(store: &std::path::Path, expected: &std::path::Path, round: u32) -> u64 {
     let acked = read_expected(expected).expect("expected-state file must be readable");
-    let db = strata_harness::stack::default_builder(store).open().unwrap_or_else(|e| {
+    let db = strata_harness::crash::crash_stack(store).open().unwrap_or_else(|e| {
         panic!("round {round}: reopen after SIGKILL failed: {e:?}\nstore: {}", listing(store))
     });
     let mut count = 0;

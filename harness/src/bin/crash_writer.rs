@@ -27,13 +27,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let writers: u32 = writers.parse()?;
     // Small memtables and leveled sizes: kills land in flushes, compactions and
     // manifest writes as well as in WAL appends.
-    let db = strata_harness::stack::tiny_builder(
-        dir,
-        strata_core::fs::OsFileSystem::shared(),
-        64 * 1024,
-        256 * 1024,
-    )
-    .open()?;
+    let db = strata_harness::crash::crash_stack(dir).open()?;
     let log =
         Arc::new(Mutex::new(std::fs::OpenOptions::new().create(true).append(true).open(expected)?));
     let handles: Vec<_> = (0..writers)

@@ -27,12 +27,9 @@ pub fn builder_retaining(dir: &Path) -> DbBuilder {
     builder(dir).with_wal(Arc::new(FileWalFactory::new(
         FileWalOptions::default()
             .with_retention_bytes(1 << 30)
-            .with_segment_size_bytes(1 << 20)
-            // Tailing readers race appends; with preallocated (zeroed) segments the
-            // file-WAL reader can take a half-written record in its stale read buffer
-            // for damage (reported to the lead). Without preallocation an unwritten
-            // tail is simply not there yet.
-            .with_preallocate(false),
+            // Preallocated (the default), so tailing readers meet zeroed, half-written
+            // records while writers append — the case the file WAL's reader must re-read.
+            .with_segment_size_bytes(1 << 20),
     )))
 }
 
