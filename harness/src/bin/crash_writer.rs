@@ -40,6 +40,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                     Some(v) => parse_index(&v)? + 1,
                     None => 0,
                 };
+                // What this life found after recovery is durable: record it as
+                // acknowledged, so the checker's "at most one unacknowledged write per
+                // writer" stays true when a write made in an earlier life was durable
+                // but never acknowledged.
+                if next > 0 {
+                    let line = format!("{w} {}\n", next - 1);
+                    log.lock().write_all(line.as_bytes()).map_err(|e| e.to_string())?;
+                }
                 loop {
                     let mut b = WriteBatch::new();
                     b.put(item_key(w, next), item_value(seed, w, next));
