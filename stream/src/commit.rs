@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use strata_core::transport::TopicPublisher;
-use strata_core::{BatchIter, Db, SeqNo, ValueKind};
+use strata_core::{BatchIter, Db, SeqNo, ValueKind, WalReader};
 
 use crate::error::{Error, Result};
 
@@ -47,25 +47,17 @@ impl CommitStream {
             .spawn(move || -> Result<()> {
                 // The store must outlive the reader; the thread keeps it open.
                 let _db = db;
-                while !stop2.load(Ordering::Acquire) {
-                    let Some(batch) = reader.wait_next(POLL)? else { continue };
-                    let count = batch.count.max(1);
-                    match publisher.publish(batch.first_seq.0, count, &batch.payload) {
-                        Ok(()) => {}
-                        Err(strata_core::Error::FrameTooLarge { len, max, .. }) => {
-                            tracing::warn!(
-                                seq = batch.first_seq.0,
-                                len,
-                                max,
-                                "commit stream: batch exceeds the transport's frame limit; subscribers read it from the log"
-                            );
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                    publisher.flush()?;
-                    published2.store(batch.last_seq().0, Ordering::Release);
+                let outcome = publish_loop(&mut *reader, &mut *publisher, &stop2, &published2);
+                // Said when it happens, not only when the owner stops the stream:
+                // subscribers get no live frames from here on.
+                if let Err(e) = &outcome {
+                    tracing::error!(
+                        error = %e,
+                        published_up_to = published2.load(Ordering::Acquire),
+                        "commit stream stopped; subscribers must resume from the log"
+                    );
                 }
-                Ok(())
+                outcome
             })
             .map_err(|e| Error::io("spawn commit stream thread", "", e))?;
         Ok(Self { stop, published, thread: Some(thread) })
@@ -113,6 +105,34 @@ impl Drop for CommitStream {
             tracing::error!(error = %e, "commit stream ended with an error");
         }
     }
+}
+
+/// Publishes every batch the reader yields until `stop` is set or something fails.
+fn publish_loop(
+    reader: &mut dyn WalReader,
+    publisher: &mut dyn TopicPublisher,
+    stop: &AtomicBool,
+    published: &AtomicU64,
+) -> Result<()> {
+    while !stop.load(Ordering::Acquire) {
+        let Some(batch) = reader.wait_next(POLL)? else { continue };
+        let count = batch.count.max(1);
+        match publisher.publish(batch.first_seq.0, count, &batch.payload) {
+            Ok(()) => {}
+            Err(strata_core::Error::FrameTooLarge { len, max, .. }) => {
+                tracing::warn!(
+                    seq = batch.first_seq.0,
+                    len,
+                    max,
+                    "commit stream: batch exceeds the transport's frame limit; subscribers read it from the log"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+        publisher.flush()?;
+        published.store(batch.last_seq().0, Ordering::Release);
+    }
+    Ok(())
 }
 
 /// One operation of a committed batch, owned.
