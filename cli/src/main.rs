@@ -23,7 +23,7 @@ enum Command {
     /// Run the exchange workload on the default embedded stack (or the stack of
     /// --config, or compare stacks with --compare) and print latency and throughput
     /// figures.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Summarise a store: manifest, levels, tables and WAL segments (read-only).
     Inspect(inspect::InspectArgs),
     /// List the registered plugins: those linked into this binary and those of the

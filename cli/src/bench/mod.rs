@@ -9,8 +9,12 @@
 //!
 //! `--peers fjall[,rocksdb]` instead runs the side-by-side workloads against Strata's
 //! peers (see `peers.rs` and docs/peers.md).
+//!
+//! `strata bench distribution` measures the distribution layer instead (see
+//! `distribution.rs`).
 
 mod compare;
+mod distribution;
 mod floor;
 mod lsm;
 mod peers;
@@ -60,9 +64,22 @@ impl Stack {
     }
 }
 
+/// Benchmarks other than the main job.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// The distribution layer: iceoryx one-way latency (Strata vs raw iceoryx2) and
+    /// batched throughput, TCP loopback latency and throughput, and the per-message
+    /// cost of each subscriber tier.
+    Distribution(distribution::DistributionArgs),
+}
+
 /// Options of `strata bench`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// Run another benchmark instead of the main job.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// Store directory (default: a temporary directory, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
@@ -160,6 +177,9 @@ pub struct BenchArgs {
 
 /// Runs the benchmark and prints its report.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Distribution(d)) = &args.command {
+        return distribution::run(d);
+    }
     if !args.peers.is_empty() {
         return peers::run(args);
     }
