@@ -51,7 +51,8 @@ fn distribution_bench_reports_every_phase_as_json() {
     let ice = &r["iceoryx_latency"];
     check_latency(&ice["strata"], "strata iceoryx");
     check_latency(&ice["raw"], "raw iceoryx2");
-    for ratio in ["mean_ratio", "p50_ratio", "p99_ratio"] {
+    check_latency(&ice["raw_threadsafe"], "raw iceoryx2 threadsafe");
+    for ratio in ["mean_ratio", "p50_ratio", "p99_ratio", "mean_ratio_threadsafe"] {
         let x = ice[ratio].as_f64().expect("ratio");
         assert!(x.is_finite() && x > 0.0, "{ratio} = {x}");
     }
@@ -84,6 +85,7 @@ fn distribution_bench_prints_a_table_and_keeps_the_main_bench_flags() {
     for needle in [
         "strata iceoryx",
         "raw iceoryx2",
+        "raw iceoryx2 threadsafe",
         "strata tcp",
         "strata/raw iceoryx2: mean",
         "iceoryx batched",

@@ -4,10 +4,14 @@
 //! Latency: a publisher thread and a busy-polling subscriber thread, pinned to separate
 //! cores when the machine has two, exchange `messages` frames one at a time (the
 //! publisher sends the next frame only after the subscriber has taken the previous one,
-//! so no queueing is measured). The publisher writes a monotonic timestamp into the
-//! payload right before it loans the sample; the subscriber records `now - timestamp`
-//! into an HdrHistogram. The raw variant does exactly the same with iceoryx2's own
-//! `ipc::Service` ports and no Strata code in between.
+//! so no queueing is measured). The publisher takes a monotonic timestamp right before
+//! the publish call (Strata: `publish_with`; raw: the loan) and writes it into the
+//! payload; the subscriber busy-polls (Strata: `poll`, which checks both policy ports;
+//! raw: `receive` on its one port) and records `now - timestamp` into an HdrHistogram.
+//! The raw variant uses iceoryx2's own single-threaded `ipc::Service` ports (Strata
+//! needs `ipc_threadsafe` ports, whose every call takes a mutex, because endpoints must
+//! be `Send`) and no Strata code in between. [`latency_comparison`] alternates the two
+//! variants in rounds so that load drifting during the run weighs on both alike.
 //!
 //! Throughput: the publisher packs `batch` small messages into one frame (span =
 //! `batch`) written in place with `publish_with`; the subscriber polls, walks every
@@ -38,11 +42,15 @@ pub struct LatencyConfig {
     pub payload: usize,
     /// Pin publisher and subscriber threads to separate cores.
     pub pin: bool,
+    /// [`latency_comparison`] alternates the two variants this many times (each run
+    /// measuring `messages / rounds`, after its own warm-up), so that load changing
+    /// during the run weighs on both alike.
+    pub rounds: u32,
 }
 
 impl Default for LatencyConfig {
     fn default() -> Self {
-        Self { messages: 200_000, warmup: 20_000, payload: 64, pin: true }
+        Self { messages: 200_000, warmup: 20_000, payload: 64, pin: true, rounds: 5 }
     }
 }
 
@@ -128,14 +136,23 @@ impl ThroughputResult {
 pub struct LatencyComparison {
     /// Strata's iceoryx transport.
     pub strata: LatencyResult,
-    /// iceoryx2 used directly.
+    /// iceoryx2 used directly, with its single-threaded `ipc::Service` ports.
     pub raw: LatencyResult,
+    /// iceoryx2 used directly, with the `ipc_threadsafe::Service` ports Strata's
+    /// transport is built on (a mutex around every port call, so endpoints are `Send`).
+    pub raw_threadsafe: LatencyResult,
 }
 
 impl LatencyComparison {
-    /// Mean latency of Strata's transport divided by raw iceoryx2's.
+    /// Mean latency of Strata's transport divided by raw iceoryx2's (`ipc::Service`).
     pub fn mean_ratio(&self) -> f64 {
         self.strata.mean_ns / self.raw.mean_ns.max(f64::MIN_POSITIVE)
+    }
+
+    /// Mean latency of Strata's transport divided by raw iceoryx2's on the same
+    /// thread-safe service flavour.
+    pub fn mean_ratio_threadsafe(&self) -> f64 {
+        self.strata.mean_ns / self.raw_threadsafe.mean_ns.max(f64::MIN_POSITIVE)
     }
 }
 
@@ -175,12 +192,36 @@ fn join<T>(h: std::thread::JoinHandle<Result<T>>, who: &str) -> Result<T> {
     h.join().map_err(|_| bench_err(who, "thread panicked"))?
 }
 
-/// Runs the latency measurement for Strata's transport and raw iceoryx2, one after the
-/// other in this process.
+/// Runs the latency measurement for Strata's transport and raw iceoryx2 in this
+/// process, alternating them [`LatencyConfig::rounds`] times and merging each side's
+/// histograms.
 pub fn latency_comparison(cfg: &LatencyConfig) -> Result<LatencyComparison> {
-    let raw = raw_latency(cfg)?;
-    let strata = strata_latency(cfg)?;
-    Ok(LatencyComparison { strata, raw })
+    let rounds = u64::from(cfg.rounds.max(1)).min(cfg.messages.max(1));
+    let (mut raw, mut strata, mut safe) = (histogram()?, histogram()?, histogram()?);
+    let (mut raw_pinned, mut strata_pinned, mut safe_pinned) = (true, true, true);
+    for r in 0..rounds {
+        // The first rounds take the remainder.
+        let n = cfg.messages / rounds + u64::from(r < cfg.messages % rounds);
+        let round = LatencyConfig { messages: n, ..cfg.clone() };
+        let (h, p) = raw_histogram::<ipc::Service>(&round)?;
+        raw.add(&h).map_err(|e| bench_err("merging histograms", e))?;
+        raw_pinned &= p;
+        let (h, p) = raw_histogram::<crate::Svc>(&round)?;
+        safe.add(&h).map_err(|e| bench_err("merging histograms", e))?;
+        safe_pinned &= p;
+        let (h, p) = strata_histogram(&round)?;
+        strata.add(&h).map_err(|e| bench_err("merging histograms", e))?;
+        strata_pinned &= p;
+    }
+    Ok(LatencyComparison {
+        strata: LatencyResult::from_histogram("strata iceoryx", &strata, strata_pinned),
+        raw: LatencyResult::from_histogram("raw iceoryx2", &raw, raw_pinned),
+        raw_threadsafe: LatencyResult::from_histogram(
+            "raw iceoryx2 threadsafe",
+            &safe,
+            safe_pinned,
+        ),
+    })
 }
 
 fn timestamp(base: Instant) -> u64 {
@@ -196,7 +237,14 @@ fn read_u64(bytes: &[u8]) -> u64 {
 }
 
 /// One-way latency through Strata's [`IceoryxTransport`] (`publish_with` + busy `poll`).
+/// The send time is taken right before `publish_with`, as the raw variant takes it right
+/// before its loan.
 pub fn strata_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
+    let (hist, pinned) = strata_histogram(cfg)?;
+    Ok(LatencyResult::from_histogram("strata iceoryx", &hist, pinned))
+}
+
+fn strata_histogram(cfg: &LatencyConfig) -> Result<(Histogram<u64>, bool)> {
     let payload = cfg.payload.max(8);
     let transport = Arc::new(IceoryxTransport::with_config(IceoryxConfig::default())?);
     let topic = unique_topic("latency");
@@ -250,8 +298,9 @@ pub fn strata_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
             ready.wait();
             let mut p = p?;
             for i in 0..total {
+                let ts = timestamp(base);
                 p.publish_with(i, 1, payload, &mut |buf| {
-                    buf[..8].copy_from_slice(&timestamp(base).to_le_bytes());
+                    buf[..8].copy_from_slice(&ts.to_le_bytes());
                     buf[8..].fill(0);
                 })?;
                 while received.load(Ordering::Acquire) <= i {
@@ -262,14 +311,19 @@ pub fn strata_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
         })
     };
     join(publisher, "publisher")?;
-    let (hist, pinned) = join(sub, "subscriber")?;
-    Ok(LatencyResult::from_histogram("strata iceoryx", &hist, pinned))
+    join(sub, "subscriber")
 }
 
 /// One-way latency through iceoryx2 directly (`ipc::Service`, same header, alignment
 /// and queue settings as the transport, no Strata code).
 pub fn raw_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
-    type Raw = ipc::Service;
+    let (hist, pinned) = raw_histogram::<ipc::Service>(cfg)?;
+    Ok(LatencyResult::from_histogram("raw iceoryx2", &hist, pinned))
+}
+
+fn raw_histogram<Raw: iceoryx2::service::Service>(
+    cfg: &LatencyConfig,
+) -> Result<(Histogram<u64>, bool)> {
     let payload = cfg.payload.max(8);
     let name = format!("strata-raw/{}", unique_topic("latency"));
     let total = cfg.warmup + cfg.messages;
@@ -367,8 +421,7 @@ pub fn raw_latency(cfg: &LatencyConfig) -> Result<LatencyResult> {
         })
     };
     join(publisher, "raw publisher")?;
-    let (hist, pinned) = join(sub, "raw subscriber")?;
-    Ok(LatencyResult::from_histogram("raw iceoryx2", &hist, pinned))
+    join(sub, "raw subscriber")
 }
 
 /// Batched small-message throughput through Strata's [`IceoryxTransport`].
@@ -472,17 +525,22 @@ pub fn format_table(lat: &LatencyComparison, tput: &ThroughputResult) -> String 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}  pinned",
+        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10} {:>8}  pinned",
         "one-way latency", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "mean ns", "count"
     );
-    for r in [&lat.strata, &lat.raw] {
+    for r in [&lat.strata, &lat.raw, &lat.raw_threadsafe] {
         let _ = writeln!(
             out,
-            "{:<16} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>8}  {}",
+            "{:<24} {:>9} {:>9} {:>9} {:>9} {:>10.1} {:>8}  {}",
             r.label, r.p50_ns, r.p99_ns, r.p999_ns, r.max_ns, r.mean_ns, r.count, r.pinned
         );
     }
-    let _ = writeln!(out, "mean ratio strata/raw: {:.3}", lat.mean_ratio());
+    let _ = writeln!(
+        out,
+        "mean ratio strata/raw: {:.3} (ipc), {:.3} (ipc_threadsafe)",
+        lat.mean_ratio(),
+        lat.mean_ratio_threadsafe()
+    );
     let _ = writeln!(
         out,
         "batched throughput: {:.2} M msg/s ({} messages of {} B, {} per frame, {:.3} s, pinned {})",

@@ -4,7 +4,9 @@
 //! Each topic maps to iceoryx2 services named `<prefix>/<topic>/<policy>` (publish-subscribe
 //! on `[u8]` slices, 16-byte aligned so rkyv archives can be read in place, with the
 //! [`FrameHeader`] in the user header) and `<prefix>/<topic>/event` (an event service whose
-//! notifier wakes subscribers blocked in [`TopicSubscriber::wait`]).
+//! notifier wakes subscribers blocked in [`TopicSubscriber::wait`]). A subscriber registers
+//! its event listener only when it first waits, so publishing to subscribers that only
+//! `poll` (busy-polling consumers) signals nobody and costs no more than the sample.
 //!
 //! The slow-subscriber policy decides which publish-subscribe service a publisher uses:
 //!
@@ -91,8 +93,10 @@ pub struct IceoryxConfig {
     /// see each other.
     pub prefix: String,
     /// Publishers signal the topic's event service after every frame so subscribers
-    /// blocked in `wait` wake at once. Costs a system call per publish; with `false`,
-    /// `wait` polls with short sleeps instead (`poll` is unaffected either way).
+    /// blocked in `wait` wake at once. Only subscribers that have called `wait` register
+    /// a listener, so the signal costs nothing measurable while every subscriber only
+    /// polls; with `false`, `wait` polls with short sleeps instead (`poll` is unaffected
+    /// either way).
     pub notify: bool,
     /// Remove stale resources of dead nodes when the transport is created.
     pub cleanup_dead_nodes: bool,
@@ -359,7 +363,7 @@ impl IceoryxTransport {
                 next_seq: None,
                 publisher,
                 notifier,
-                _event: event,
+                event,
                 service,
             })
         })
@@ -415,17 +419,16 @@ impl IceoryxTransport {
                 ports.push(Port { subscriber, depth, _service: service });
             }
             let event = self.event_service(node, topic)?;
-            let listener = event.listener_builder().create().map_err(|e| {
-                Error::transport(NAME, topic, format!("creating the listener: {e:?}"))
-            })?;
             Ok(IceoryxSubscriber {
                 topic: topic.to_owned(),
                 max_payload: options.max_payload,
                 ports,
-                listener,
+                // Created on the first `wait`: a subscriber that only polls never
+                // registers a listener, so publishers do not signal it.
+                listener: None,
                 notify: self.config.notify,
                 tracker: GapTracker::default(),
-                _event: event,
+                event,
             })
         })
     }
@@ -439,7 +442,7 @@ pub struct IceoryxPublisher {
     next_seq: Option<u64>,
     publisher: Publisher<Svc, [u8], WireHeader>,
     notifier: Option<Notifier<Svc>>,
-    _event: EventFactory<Svc>,
+    event: EventFactory<Svc>,
     service: PubSubFactory<Svc, [u8], WireHeader>,
 }
 
@@ -475,7 +478,16 @@ impl IceoryxPublisher {
 
     fn sent(&mut self, seq: u64, span: u32) -> Result<()> {
         self.next_seq = Some(seq.saturating_add(u64::from(span)));
-        if let Some(n) = &self.notifier {
+        // Signal only when some subscriber of the topic has a listener (has waited):
+        // reading the listener count is one load, a notify takes the notifier's lock and
+        // walks its connections. The fence orders the sample's delivery before the load,
+        // as the subscriber's fence orders its listener's registration before its poll
+        // (see `IceoryxSubscriber::listener`): either the subscriber's poll sees the
+        // sample or this load sees the listener.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if let Some(n) = &self.notifier
+            && self.event.dynamic_config().number_of_listeners() > 0
+        {
             n.notify().map_err(|e| {
                 Error::transport(NAME, self.topic.as_str(), format!("notify: {e:?}"))
             })?;
@@ -548,10 +560,28 @@ pub struct IceoryxSubscriber {
     topic: String,
     max_payload: usize,
     ports: Vec<Port>,
-    listener: Listener<Svc>,
+    listener: Option<Listener<Svc>>,
     notify: bool,
     tracker: GapTracker,
-    _event: EventFactory<Svc>,
+    event: EventFactory<Svc>,
+}
+
+impl IceoryxSubscriber {
+    /// The listener `wait` blocks on, registered on first use. A frame published before
+    /// it exists is found by the `poll` that follows; one published after wakes it.
+    fn listener(&mut self) -> Result<&Listener<Svc>> {
+        if self.listener.is_none() {
+            let listener = self.event.listener_builder().create().map_err(|e| {
+                Error::transport(NAME, self.topic.as_str(), format!("creating the listener: {e:?}"))
+            })?;
+            self.listener = Some(listener);
+            // Pairs with the publisher's fence after sending (see `IceoryxPublisher::sent`).
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        }
+        self.listener
+            .as_ref()
+            .ok_or_else(|| Error::transport(NAME, self.topic.as_str(), "the listener vanished"))
+    }
 }
 
 impl TopicSubscriber for IceoryxSubscriber {
@@ -587,6 +617,10 @@ impl TopicSubscriber for IceoryxSubscriber {
 
     fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
         let deadline = Instant::now() + timeout;
+        if self.notify {
+            // Before the first poll, so that no frame falls between poll and sleep.
+            self.listener()?;
+        }
         loop {
             let n = self.poll(on)?;
             if n > 0 {
@@ -598,7 +632,7 @@ impl TopicSubscriber for IceoryxSubscriber {
             }
             let remaining = deadline - now;
             if self.notify {
-                self.listener.timed_wait(|_| {}, remaining).map_err(|e| {
+                self.listener()?.timed_wait(|_| {}, remaining).map_err(|e| {
                     Error::transport(
                         NAME,
                         self.topic.as_str(),

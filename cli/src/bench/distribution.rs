@@ -1,9 +1,10 @@
 //! `strata bench distribution`: the distribution layer's figures in one run.
 //!
-//! 1. iceoryx one-way latency — Strata's iceoryx transport and raw iceoryx2 (no Strata
-//!    code) one after the other, publisher and subscriber threads pinned to separate
-//!    cores, one message in flight, both sides busy-polling; HdrHistogram percentiles
-//!    and the Strata/raw ratios (`strata_transport_iceoryx::bench`).
+//! 1. iceoryx one-way latency — Strata's iceoryx transport, raw iceoryx2 (`ipc::Service`,
+//!    no Strata code) and raw iceoryx2 on the thread-safe flavour Strata's transport is
+//!    built on, alternated in 5 rounds, publisher and subscriber threads pinned to
+//!    separate cores, one message in flight, every side busy-polling; HdrHistogram
+//!    percentiles and the Strata/raw ratios (`strata_transport_iceoryx::bench`).
 //! 2. iceoryx batched throughput — small messages packed into frames written in place,
 //!    messages per second at the subscriber.
 //! 3. TCP loopback — one-way latency (subscriber blocking in `wait`) and throughput
@@ -127,10 +128,17 @@ impl Latency {
 pub struct IceoryxLatency {
     /// Strata's iceoryx transport.
     pub strata: Latency,
-    /// iceoryx2 used directly.
+    /// iceoryx2 used directly (`ipc::Service`: single-threaded ports).
     pub raw: Latency,
+    /// iceoryx2 used directly on `ipc_threadsafe::Service`, the flavour Strata's
+    /// transport uses (its endpoints must be `Send`).
+    pub raw_threadsafe: Latency,
     /// Mean latency Strata / raw.
     pub mean_ratio: f64,
+    /// Mean latency Strata / raw threadsafe.
+    pub mean_ratio_threadsafe: f64,
+    /// Median latency Strata / raw threadsafe.
+    pub p50_ratio_threadsafe: f64,
     /// Median latency Strata / raw.
     pub p50_ratio: f64,
     /// 99th percentile Strata / raw.
@@ -275,12 +283,16 @@ pub fn run(args: &DistributionArgs) -> anyhow::Result<()> {
         warmup,
         payload: args.payload,
         pin,
+        rounds: 5,
     })
     .with_context(|| format!("iceoryx latency phase ({ICEORYX_HINT})"))?;
     let iceoryx_latency = IceoryxLatency {
         strata: Latency::from_ice(&lat.strata),
         raw: Latency::from_ice(&lat.raw),
+        raw_threadsafe: Latency::from_ice(&lat.raw_threadsafe),
         mean_ratio: lat.mean_ratio(),
+        mean_ratio_threadsafe: lat.mean_ratio_threadsafe(),
+        p50_ratio_threadsafe: ratio(lat.strata.p50_ns as f64, lat.raw_threadsafe.p50_ns as f64),
         p50_ratio: ratio(lat.strata.p50_ns as f64, lat.raw.p50_ns as f64),
         p99_ratio: ratio(lat.strata.p99_ns as f64, lat.raw.p99_ns as f64),
     };
@@ -368,7 +380,7 @@ pub fn format_report(r: &DistributionReport) -> String {
         "one-way latency", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "mean ns", "count"
     );
     let l = &r.iceoryx_latency;
-    for x in [&l.strata, &l.raw, &r.tcp_latency] {
+    for x in [&l.strata, &l.raw, &l.raw_threadsafe, &r.tcp_latency] {
         let _ = writeln!(
             out,
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10.1} {:>8}  {}",
@@ -379,6 +391,11 @@ pub fn format_report(r: &DistributionReport) -> String {
         out,
         "strata/raw iceoryx2: mean {:.3}  p50 {:.3}  p99 {:.3}",
         l.mean_ratio, l.p50_ratio, l.p99_ratio
+    );
+    let _ = writeln!(
+        out,
+        "strata/raw iceoryx2 threadsafe: mean {:.3}  p50 {:.3}",
+        l.mean_ratio_threadsafe, l.p50_ratio_threadsafe
     );
     let _ = writeln!(out);
     let _ = writeln!(
