@@ -25,12 +25,17 @@ pub struct EngineResult {
     pub latency: Latency,
     /// Bytes allocated on disk after the workload and a flush + compaction settle.
     pub disk_bytes: u64,
+    /// Of which write-ahead log / journal files (Strata preallocates its segment).
+    pub wal_bytes: u64,
     /// Reads that found their key, or entries visited by scans.
     pub found: u64,
     pub reads: u64,
     pub writes: u64,
     /// `(percentile, µs)` along [`CURVE`].
     pub curve: Vec<(f64, f64)>,
+    /// Engine figures after the measured part, before the settle (Strata: stalls,
+    /// flushes, compactions, tables per level).
+    pub engine_stats: Vec<(String, u64)>,
 }
 
 /// Strata against one peer on one workload.
@@ -43,6 +48,8 @@ pub struct Ratio {
     pub p99: f64,
     /// Strata bytes on disk ÷ peer bytes on disk.
     pub disk: f64,
+    /// The same without write-ahead log files (tables, manifests: the data itself).
+    pub disk_without_wal: f64,
 }
 
 /// One workload on every engine.
@@ -206,8 +213,9 @@ fn run_one(
     );
     let store = peers::open(engine, dir, config)?;
     let m: Measurement = workloads::run(&*store, workload, sizes)?;
+    let engine_stats = store.engine_stats();
     store.settle()?;
-    let disk_bytes = peers::disk_bytes(dir)?;
+    let usage = peers::disk_usage(dir)?;
     drop(store);
     let latency = Latency::from_hist(workload.name(), m.threads, 1, &m.hist, m.ops, m.elapsed);
     let curve = CURVE
@@ -220,11 +228,13 @@ fn run_one(
     Ok(EngineResult {
         engine: engine.name().to_string(),
         latency,
-        disk_bytes,
+        disk_bytes: usage.total,
+        wal_bytes: usage.wal,
         found: m.found,
         reads: m.reads,
         writes: m.writes,
         curve,
+        engine_stats,
     })
 }
 
@@ -238,6 +248,10 @@ fn ratios(results: &[EngineResult]) -> Vec<Ratio> {
             throughput: div(strata.latency.ops_per_sec, peer.latency.ops_per_sec),
             p99: div(strata.latency.p99_us, peer.latency.p99_us),
             disk: div(strata.disk_bytes as f64, peer.disk_bytes as f64),
+            disk_without_wal: div(
+                strata.disk_bytes.saturating_sub(strata.wal_bytes) as f64,
+                peer.disk_bytes.saturating_sub(peer.wal_bytes) as f64,
+            ),
         })
         .collect()
 }
@@ -294,13 +308,21 @@ fn print_table(r: &PeerReport) {
         println!();
         println!("{} ({} threads, {} ops)", w.workload, w.threads, w.ops_requested);
         println!(
-            "  {:<8} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>8}",
-            "engine", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "max µs", "disk MiB", "found"
+            "  {:<8} {:>12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>9} {:>8}",
+            "engine",
+            "ops/s",
+            "p50 µs",
+            "p99 µs",
+            "p99.9 µs",
+            "max µs",
+            "disk MiB",
+            "WAL MiB",
+            "found"
         );
         for e in &w.results {
             let l = &e.latency;
             println!(
-                "  {:<8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>10.1} {:>8}",
+                "  {:<8} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>10.1} {:>9.1} {:>8}",
                 e.engine,
                 l.ops_per_sec,
                 l.p50_us,
@@ -308,13 +330,19 @@ fn print_table(r: &PeerReport) {
                 l.p999_us,
                 l.max_us,
                 e.disk_bytes as f64 / (1024.0 * 1024.0),
+                e.wal_bytes as f64 / (1024.0 * 1024.0),
                 e.found
             );
+            if !e.engine_stats.is_empty() {
+                let stats: Vec<String> =
+                    e.engine_stats.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!("           {}", stats.join(" "));
+            }
         }
         for q in &w.ratios {
             println!(
-                "  strata/{:<7} throughput {:.2}×   p99 {:.2}×   disk {:.2}×",
-                q.peer, q.throughput, q.p99, q.disk
+                "  strata/{:<7} throughput {:.2}×   p99 {:.2}×   disk {:.2}× ({:.2}× without WAL)",
+                q.peer, q.throughput, q.p99, q.disk, q.disk_without_wal
             );
         }
     }

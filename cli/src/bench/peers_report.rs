@@ -65,7 +65,7 @@ pub fn html(r: &PeerReport) -> String {
             h,
             "<h3>{} ({} threads, {} ops)</h3>\n<table><tr><th>engine</th><th>ops/s</th>\
              <th>p50 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>max µs</th><th>disk MiB</th>\
-             <th>strata/engine throughput</th><th>strata/engine p99</th></tr>\n",
+             <th>of which WAL MiB</th><th>strata/engine throughput</th><th>strata/engine p99</th></tr>\n",
             esc(&w.workload),
             w.threads,
             w.ops_requested
@@ -75,7 +75,7 @@ pub fn html(r: &PeerReport) -> String {
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{:.0}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td>\
-                 <td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
+                 <td>{:.1}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
                 esc(&e.engine),
                 e.latency.ops_per_sec,
                 e.latency.p50_us,
@@ -83,6 +83,7 @@ pub fn html(r: &PeerReport) -> String {
                 e.latency.p999_us,
                 e.latency.max_us,
                 e.disk_bytes as f64 / (1024.0 * 1024.0),
+                e.wal_bytes as f64 / (1024.0 * 1024.0),
                 ratio.map_or("—".into(), |q| format!("{:.2}×", q.throughput)),
                 ratio.map_or("—".into(), |q| format!("{:.2}×", q.p99)),
             );

@@ -174,6 +174,12 @@ pub trait Engine: Send + Sync {
 
     /// The directory the engine stores its files in.
     fn dir(&self) -> &Path;
+
+    /// Engine-specific figures worth printing next to a measurement (write stalls,
+    /// flushes, compaction bytes, level shape), as `(name, value)`; empty by default.
+    fn engine_stats(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Opens `kind` in `dir` (created if missing) with `config`.
@@ -201,8 +207,31 @@ pub fn open(kind: EngineKind, dir: &Path, config: &PeerConfig) -> Result<Box<dyn
 /// Bytes allocated on disk by every file under `dir` (`st_blocks × 512`, so sparse or
 /// preallocated files count as what they really occupy).
 pub fn disk_bytes(dir: &Path) -> Result<u64> {
+    Ok(disk_usage(dir)?.total)
+}
+
+/// What a store occupies on disk, split into its write-ahead log and everything else.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// Bytes allocated by every file (`st_blocks × 512`).
+    pub total: u64,
+    /// Of which write-ahead log / journal files: Strata's `wal_*.log` (preallocated to
+    /// the segment size), fjall's `*.jnl`, RocksDB's `NNNNNN.log`.
+    pub wal: u64,
+}
+
+fn is_wal_file(name: &str) -> bool {
+    (name.starts_with("wal_") && name.ends_with(".log"))
+        || name.ends_with(".jnl")
+        || name
+            .strip_suffix(".log")
+            .is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Bytes allocated on disk under `dir`, total and write-ahead log (see [`DiskUsage`]).
+pub fn disk_usage(dir: &Path) -> Result<DiskUsage> {
     use std::os::unix::fs::MetadataExt;
-    let mut total = 0u64;
+    let mut usage = DiskUsage::default();
     let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let entries = std::fs::read_dir(&d).map_err(|source| PeerError::Io {
@@ -229,11 +258,15 @@ pub fn disk_bytes(dir: &Path) -> Result<u64> {
             if meta.is_dir() {
                 stack.push(path);
             } else {
-                total += meta.blocks() * 512;
+                let bytes = meta.blocks() * 512;
+                usage.total += bytes;
+                if is_wal_file(&entry.file_name().to_string_lossy()) {
+                    usage.wal += bytes;
+                }
             }
         }
     }
-    Ok(total)
+    Ok(usage)
 }
 
 #[cfg(test)]
@@ -290,7 +323,22 @@ mod tests {
                 // The second pass reads from tables instead of memtables.
                 engine.settle().unwrap();
             }
-            assert!(disk_bytes(engine.dir()).unwrap() > 0);
+            let usage = disk_usage(engine.dir()).unwrap();
+            assert!(usage.total > 0 && usage.wal <= usage.total, "{kind}: {usage:?}");
+            // RocksDB's fresh log after a flush may be empty (no blocks yet).
+            if kind != EngineKind::RocksDb {
+                assert!(usage.wal > 0, "{kind}: no write-ahead log file recognised");
+            }
+        }
+    }
+
+    #[test]
+    fn wal_files_are_recognised_by_name() {
+        for wal in ["wal_00000000000000561840.log", "1.jnl", "000004.log"] {
+            assert!(is_wal_file(wal), "{wal}");
+        }
+        for other in ["000015.sst", "LOG", "LOG.old.1700000000", "MANIFEST-000001", ".log"] {
+            assert!(!is_wal_file(other), "{other}");
         }
     }
 

@@ -101,4 +101,21 @@ impl Engine for StrataEngine {
     fn dir(&self) -> &Path {
         &self.dir
     }
+
+    fn engine_stats(&self) -> Vec<(String, u64)> {
+        let s = self.db.stats();
+        let mut out = vec![
+            ("flushes".to_string(), s.flushes),
+            ("compactions".to_string(), s.compactions),
+            ("compaction_read_bytes".to_string(), s.compaction_read_bytes),
+            ("compaction_written_bytes".to_string(), s.compaction_written_bytes),
+            ("stall_slowdowns".to_string(), s.stall_slowdowns),
+            ("stall_stops".to_string(), s.stall_stops),
+            ("stall_micros".to_string(), s.stall_micros),
+        ];
+        for (i, level) in s.levels.iter().enumerate() {
+            out.push((format!("L{i}_tables"), level.tables as u64));
+        }
+        out
+    }
 }
