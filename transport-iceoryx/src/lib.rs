@@ -484,13 +484,13 @@ impl IceoryxPublisher {
         // as the subscriber's fence orders its listener's registration before its poll
         // (see `IceoryxSubscriber::listener`): either the subscriber's poll sees the
         // sample or this load sees the listener.
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if let Some(n) = &self.notifier
-            && self.event.dynamic_config().number_of_listeners() > 0
-        {
-            n.notify().map_err(|e| {
-                Error::transport(NAME, self.topic.as_str(), format!("notify: {e:?}"))
-            })?;
+        if let Some(n) = &self.notifier {
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+            if self.event.dynamic_config().number_of_listeners() > 0 {
+                n.notify().map_err(|e| {
+                    Error::transport(NAME, self.topic.as_str(), format!("notify: {e:?}"))
+                })?;
+            }
         }
         Ok(())
     }
