@@ -447,14 +447,25 @@ pub fn batched_throughput(cfg: &ThroughputConfig) -> Result<ThroughputResult> {
     let (pub_core, sub_core) = cores(cfg.pin).unzip();
     let start = Arc::new(std::sync::OnceLock::<Instant>::new());
 
+    // iceoryx2 drops (rather than blocks on) frames for a subscriber whose side of the
+    // connection is not set up yet once its queue is full; a subscriber sets it up when
+    // it polls. So the subscriber polls once after the publisher exists, before the
+    // publisher starts.
+    let connected = Arc::new(Barrier::new(2));
     let sub = {
-        let (transport, topic, ready, failed) =
-            (transport.clone(), topic.clone(), ready.clone(), failed.clone());
+        let (transport, topic, ready, failed, connected) =
+            (transport.clone(), topic.clone(), ready.clone(), failed.clone(), connected.clone());
         std::thread::spawn(move || -> Result<(u64, Instant, bool)> {
             let pinned = pin(sub_core);
             let mut sub = transport.open_subscriber(&topic, &sopts);
             ready.wait();
+            let first = match &mut sub {
+                Ok(s) => s.poll(&mut |_| {}).map(|_| ()),
+                Err(_) => Ok(()),
+            };
+            connected.wait();
             let sub = sub.as_mut().map_err(|e| bench_err("subscriber", e.to_string()))?;
+            first?;
             let mut expected = 0u64;
             let mut bad = None;
             while expected < total && !failed.load(Ordering::Relaxed) {
@@ -485,6 +496,7 @@ pub fn batched_throughput(cfg: &ThroughputConfig) -> Result<ThroughputResult> {
             pin(pub_core);
             let p = transport.open_publisher(&topic, &popts);
             ready.wait();
+            connected.wait();
             let run = || -> Result<()> {
                 let mut p = p?;
                 let _ = start.set(Instant::now());

@@ -19,8 +19,7 @@
 //!    batches are written to a store first, then the commit stream publishes them over
 //!    the iceoryx transport while the resumable subscriber (live, durable checkpoint
 //!    every 64 batches) takes them; its baseline is a plain subscriber on the same
-//!    commit stream. These two runs write at most 4 MiB of log (fewer messages than
-//!    `--messages` with large payloads; the count is in the report). Each figure is messages per second at the consumer and ns per
+//!    commit stream. Each figure is messages per second at the consumer and ns per
 //!    message, with the difference to its baseline.
 
 use std::io::IsTerminal;
@@ -487,8 +486,6 @@ struct Run {
     note: String,
 }
 
-/// Log bytes written for each commit-stream tier run, at most.
-const COMMIT_LOG_BYTES: u64 = 4 << 20;
 const FRAME_BASE: &str = "transport poll (baseline)";
 const COMMIT_BASE: &str = "commit stream poll (baseline)";
 
@@ -517,17 +514,12 @@ fn tiers(args: &DistributionArgs) -> anyhow::Result<Tiers> {
         .prefix("strata-bench-distribution-")
         .tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
         .context("creating a temporary directory for the resumable tier's store")?;
-    // The commit-stream runs write at most COMMIT_LOG_BYTES of log: past about 8 MB
-    // written before the stream starts, the stream has been seen to stop short of the
-    // log's end (the file WAL's tailing reader; see docs/transport-iceoryx.md).
-    let op_bytes = (args.payload + 30) as u64 * u64::from(per_frame);
-    let commit_frames = frames.min((COMMIT_LOG_BYTES / op_bytes.max(1)).max(1));
     let mut commit_base = 0.0;
     for (name, resumable) in [(COMMIT_BASE, false), ("resumable (durable checkpoint)", true)] {
         let bar = spinner(&format!("tier: {name}"));
         let run = commit_tier(
             &dir.path().join(if resumable { "resumable" } else { "plain" }),
-            commit_frames,
+            frames,
             per_frame,
             args.payload,
             resumable,
@@ -727,6 +719,10 @@ fn commit_tier(
         max_subscribers: 2,
     };
     let checkpoint = Checkpoint::new(dir.join("subscriber.ckpt"));
+    // The publisher exists before the subscriber polls: iceoryx2 drops (rather than
+    // blocks on) frames for a subscriber that has not polled since the publisher
+    // appeared once its queue is full.
+    let publisher: Box<dyn TopicPublisher> = transport.publisher(&topic, &popts)?;
     enum Sub {
         Plain(Box<dyn TopicSubscriber>),
         Resumable(Box<ResumableSubscriber>),
@@ -748,7 +744,9 @@ fn commit_tier(
         }
         Sub::Resumable(Box::new(s))
     } else {
-        Sub::Plain(transport.subscriber(&topic, &sopts)?)
+        let mut s = transport.subscriber(&topic, &sopts)?;
+        s.poll(&mut |_| {})?;
+        Sub::Plain(s)
     };
     // The batches are in the store before the commit stream starts, so the run measures
     // the stream and its subscriber, not the store's write path.
@@ -764,7 +762,6 @@ fn commit_tier(
         db.write(&b, durability)?;
     }
     let last = frames * u64::from(per_frame);
-    let publisher: Box<dyn TopicPublisher> = transport.publisher(&topic, &popts)?;
     let start = Instant::now();
     let stream = CommitStream::start(Arc::clone(&db), publisher, SeqNo(1))?;
     let mut got = 0u64;
