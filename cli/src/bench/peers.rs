@@ -1,7 +1,9 @@
 //! `strata bench --peers fjall[,rocksdb]`: the same workloads on Strata and its peers,
 //! in one run, alternating engines workload by workload (Strata, fjall, rocksdb, then
-//! the next workload) so machine noise hits every engine alike. Each engine runs each
-//! workload in a fresh directory under the run's directory, removed afterwards.
+//! the next workload in reverse order, and so on) so machine noise hits every engine
+//! alike. Each engine runs each workload in a fresh directory under the run's
+//! directory, removed afterwards, after `sync -f` wrote back what earlier runs left
+//! dirty.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -33,8 +35,8 @@ pub struct EngineResult {
     pub writes: u64,
     /// `(percentile, µs)` along [`CURVE`].
     pub curve: Vec<(f64, f64)>,
-    /// Engine figures after the measured part, before the settle (Strata: stalls,
-    /// flushes, compactions, tables per level).
+    /// Engine figures after the measured part and the settle (Strata: stalls,
+    /// flushes, compactions since open, tables per level, live table bytes).
     pub engine_stats: Vec<(String, u64)>,
 }
 
@@ -145,21 +147,32 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         settings: settings(&sizes, &config),
         workloads: Vec::new(),
     };
-    for workload in selected {
-        let mut results = Vec::new();
-        for &engine in &engines {
+    for (index, workload) in selected.into_iter().enumerate() {
+        // Every other workload runs the engines in reverse order, so that no engine is
+        // always the one that runs right after the previous workload's stores.
+        let mut order: Vec<usize> = (0..engines.len()).collect();
+        if index % 2 == 1 {
+            order.reverse();
+        }
+        let mut results: Vec<Option<EngineResult>> = vec![None; engines.len()];
+        for i in order {
+            let engine = engines[i];
             if !args.json {
                 eprintln!("{:<16} {}", workload.name(), engine.name());
             }
             let dir = root.join(format!("peer-{}-{}", workload.name().replace('+', "-"), engine));
+            // Write back what earlier runs left dirty, so it does not compete with this
+            // run's writes and fdatasyncs.
+            settle_disk(&root);
             let result = run_one(engine, workload, &sizes, &config, &dir)
                 .with_context(|| format!("{} on {}", workload.name(), engine));
             // Every engine's store is removed, measured or failed.
             let removed = std::fs::remove_dir_all(&dir);
             let result = result?;
             removed.with_context(|| format!("removing {}", dir.display()))?;
-            results.push(result);
+            results[i] = Some(result);
         }
+        let results: Vec<EngineResult> = results.into_iter().flatten().collect();
         report.workloads.push(WorkloadResult {
             workload: workload.name().to_string(),
             threads: workload.threads(&sizes),
@@ -180,6 +193,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         println!("report: {}", args.report.display());
     }
     Ok(())
+}
+
+/// `sync -f DIR`: writes back the dirty pages of the file system holding `dir` (best
+/// effort: without coreutils' `sync` the runs just start with whatever is pending).
+fn settle_disk(dir: &Path) {
+    let synced = std::process::Command::new("sync").arg("-f").arg(dir).status();
+    if !matches!(synced, Ok(s) if s.success()) {
+        tracing::debug!(?synced, "sync -f failed; not waiting for write-back");
+    }
 }
 
 fn engines(peers: &[String]) -> anyhow::Result<Vec<EngineKind>> {
@@ -213,8 +235,8 @@ fn run_one(
     );
     let store = peers::open(engine, dir, config)?;
     let m: Measurement = workloads::run(&*store, workload, sizes)?;
-    let engine_stats = store.engine_stats();
     store.settle()?;
+    let engine_stats = store.engine_stats();
     let usage = peers::disk_usage(dir)?;
     drop(store);
     let latency = Latency::from_hist(workload.name(), m.threads, 1, &m.hist, m.ops, m.elapsed);

@@ -112,6 +112,7 @@ impl Engine for StrataEngine {
             ("stall_slowdowns".to_string(), s.stall_slowdowns),
             ("stall_stops".to_string(), s.stall_stops),
             ("stall_micros".to_string(), s.stall_micros),
+            ("live_table_bytes".to_string(), s.table_bytes()),
         ];
         for (i, level) in s.levels.iter().enumerate() {
             out.push((format!("L{i}_tables"), level.tables as u64));
