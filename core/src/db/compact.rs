@@ -54,6 +54,9 @@ pub(super) fn compaction_loop(s: &Arc<Shared>) {
         };
         s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
         let result = run_task(s, &task, &version);
+        // IMPORTANT: release the inputs before the task counts as finished, so that the
+        // obsolete tables are deleted by the time `wait_for_background` sees it idle.
+        drop(version);
         s.counters.compactions_running.fetch_sub(1, Ordering::Relaxed);
         {
             let mut vs = s.versions.lock();
