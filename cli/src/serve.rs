@@ -19,6 +19,9 @@
 //! [tcp]                          # optional: also publish the commit topic over TCP
 //! addr = "127.0.0.1:7070"
 //!
+//! [iceoryx]                      # optional: and over iceoryx2 shared memory
+//! prefix = "strata"
+//!
 //! [feed]                         # optional: synthetic trades written into the store
 //! rate = 1000                    # trades per second
 //! ```
@@ -37,6 +40,7 @@ use strata_core::{
 use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec};
 use strata_plugins::StackConfig;
 use strata_stream::{CommitStream, LocalTransport, Message, Side, TradeEvent};
+use strata_transport_iceoryx::{IceoryxConfig, IceoryxTransport};
 use strata_transport_tcp::TcpTransport;
 
 /// Options of `strata serve`.
@@ -68,6 +72,8 @@ pub struct ServeConfig {
     pub commits: CommitsSection,
     /// `[tcp]`.
     pub tcp: Option<TcpSection>,
+    /// `[iceoryx]`.
+    pub iceoryx: Option<IceoryxSection>,
     /// `[feed]`.
     pub feed: Option<FeedSection>,
 }
@@ -156,6 +162,42 @@ pub struct TcpSection {
     pub policy: String,
 }
 
+/// `[iceoryx]`: the commit topic over iceoryx2 shared memory as well (same host).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceoryxSection {
+    /// Service-name prefix; subscribers must use the same (`strata subscribe --prefix`).
+    #[serde(default = "default_iceoryx_prefix")]
+    pub prefix: String,
+    /// Frames a subscriber may have queued (the service's maximum).
+    #[serde(default = "default_iceoryx_queue")]
+    pub queue_depth: usize,
+    /// Largest frame in bytes; shared memory is allocated for it up front, so it is
+    /// smaller than `[commits] max_payload` by default. Larger batches are skipped on
+    /// this transport (subscribers see a gap and can read them from the log).
+    #[serde(default = "default_iceoryx_payload")]
+    pub max_payload: usize,
+    /// Subscribers the service admits.
+    #[serde(default = "default_iceoryx_subscribers")]
+    pub max_subscribers: usize,
+    /// `block` or `drop-oldest` (iceoryx2 cannot disconnect one subscriber).
+    #[serde(default = "default_policy")]
+    pub policy: String,
+}
+
+fn default_iceoryx_prefix() -> String {
+    "strata".into()
+}
+fn default_iceoryx_queue() -> usize {
+    256
+}
+fn default_iceoryx_payload() -> usize {
+    64 * 1024
+}
+fn default_iceoryx_subscribers() -> usize {
+    8
+}
+
 fn default_history() -> usize {
     4096
 }
@@ -204,6 +246,7 @@ struct Plan {
     format: PayloadFormat,
     max_payload: usize,
     tcp: Option<(String, PublisherOptions)>,
+    iceoryx: Option<(String, PublisherOptions)>,
     feed: Option<Feed>,
 }
 
@@ -274,6 +317,35 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
             },
         )),
     };
+    let iceoryx = match &config.iceoryx {
+        None => None,
+        Some(i) => {
+            let policy = policy(&i.policy, "[iceoryx] policy")?;
+            if policy == SlowSubscriberPolicy::Disconnect {
+                bail!(
+                    "[iceoryx] policy = \"disconnect\" is not supported by shared memory: \
+                     use \"block\" or \"drop-oldest\""
+                );
+            }
+            if i.prefix.is_empty() {
+                bail!("[iceoryx] prefix must not be empty");
+            }
+            if i.max_payload == 0 || i.queue_depth == 0 || i.max_subscribers == 0 {
+                bail!("[iceoryx] max_payload, queue_depth and max_subscribers must be at least 1");
+            }
+            Some((
+                i.prefix.clone(),
+                PublisherOptions {
+                    stream: StreamId(c.stream),
+                    max_payload: i.max_payload,
+                    queue_depth: i.queue_depth,
+                    max_subscribers: i.max_subscribers,
+                    history: 0,
+                    policy,
+                },
+            ))
+        }
+    };
     let mut feed = match &config.feed {
         None => None,
         Some(f) => {
@@ -311,6 +383,7 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         format,
         max_payload: c.max_payload,
         tcp,
+        iceoryx,
         feed,
     })
 }
@@ -404,6 +477,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             println!("tcp: {a} topic {}", plan.topic);
         }
         _tcp = Some(tcp);
+    }
+    let mut _iceoryx = None;
+    if let Some((prefix, options)) = &plan.iceoryx {
+        let transport = IceoryxTransport::with_config(IceoryxConfig::default().with_prefix(prefix))
+            .context("cannot open the iceoryx2 transport")?;
+        let publisher = transport.publisher(&plan.topic, options)?;
+        streams.push(CommitStream::start(Arc::clone(&shared_db), publisher, SeqNo(last + 1))?);
+        println!("iceoryx: prefix {prefix} topic {}", plan.topic);
+        _iceoryx = Some(transport);
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -1,5 +1,5 @@
-//! `strata subscribe`: tails a topic over TCP or through the WebSocket gateway and
-//! prints each frame as a JSON line, or live statistics every second (`--stats`).
+//! `strata subscribe`: tails a topic over TCP, iceoryx2 shared memory or through the
+//! WebSocket gateway and prints each frame as a JSON line, or live statistics every second (`--stats`).
 //!
 //! Latency is measured per message from its own timestamp (`ts_nanos` of a trade,
 //! heartbeat, account update or L2 message) to its arrival, so it includes everything
@@ -17,6 +17,7 @@ use strata_core::{BatchIter, Delivery, SubscriberOptions, Transport, ValueKind};
 use strata_gateway_ws::{GatewayFrame, PayloadFormat};
 use strata_stream::Message;
 use strata_stream::messages::{FRAME_MAGIC, MessageFrame};
+use strata_transport_iceoryx::{IceoryxConfig, IceoryxTransport};
 use strata_transport_tcp::TcpTransport;
 use tokio_tungstenite::tungstenite::Message as Ws;
 
@@ -27,6 +28,9 @@ pub enum Medium {
     Tcp,
     /// The WebSocket gateway (`strata serve`'s `[gateway]`).
     Ws,
+    /// iceoryx2 shared memory on this host (`strata serve`'s `[iceoryx]`); no `--addr`,
+    /// `--prefix` instead.
+    Iceoryx,
 }
 
 /// Options of `strata subscribe`.
@@ -35,9 +39,12 @@ pub struct SubscribeArgs {
     /// The medium.
     #[arg(long, value_enum)]
     pub transport: Medium,
-    /// The server: `host:port` (ws also accepts `ws://host:port`).
-    #[arg(long)]
+    /// The server: `host:port` (ws also accepts `ws://host:port`); tcp and ws only.
+    #[arg(long, default_value = "")]
     pub addr: String,
+    /// iceoryx2 service-name prefix (`[iceoryx] prefix` of `strata serve`).
+    #[arg(long, default_value = "strata")]
+    pub prefix: String,
     /// The topic.
     #[arg(long)]
     pub topic: String,
@@ -45,8 +52,8 @@ pub struct SubscribeArgs {
     /// from what the server still holds, the rest reported as a gap).
     #[arg(long)]
     pub from: Option<u64>,
-    /// How TCP payloads are decoded: messages, commits or commits-raw (the gateway
-    /// decodes for ws).
+    /// How TCP and iceoryx payloads are decoded: messages, commits or commits-raw (the
+    /// gateway decodes for ws).
     #[arg(long, default_value = "commits")]
     pub payload: String,
     /// Print statistics every second instead of the frames.
@@ -190,8 +197,31 @@ pub fn run(args: &SubscribeArgs) -> anyhow::Result<()> {
     }
     let deadline = args.duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
     match args.transport {
-        Medium::Tcp => run_tcp(args, deadline),
-        Medium::Ws => run_ws(args, deadline),
+        Medium::Tcp => {
+            if args.addr.is_empty() {
+                bail!("--transport tcp needs --addr HOST:PORT");
+            }
+            let transport = TcpTransport::client(args.addr.as_str())?;
+            run_transport(args, deadline, &transport, &args.addr)
+        }
+        Medium::Ws => {
+            if args.addr.is_empty() {
+                bail!("--transport ws needs --addr HOST:PORT");
+            }
+            run_ws(args, deadline)
+        }
+        Medium::Iceoryx => {
+            if args.from.is_some() {
+                bail!(
+                    "--from: shared memory keeps no history to resume from; use --transport \
+                     tcp or ws (served from the store's log) to resume"
+                );
+            }
+            let transport =
+                IceoryxTransport::with_config(IceoryxConfig::default().with_prefix(&args.prefix))
+                    .context("cannot open the iceoryx2 transport")?;
+            run_transport(args, deadline, &transport, &format!("iceoryx prefix {}", args.prefix))
+        }
     }
 }
 
@@ -199,16 +229,21 @@ fn done(args: &SubscribeArgs, stats: &Stats, deadline: Option<Instant>) -> bool 
     args.count.is_some_and(|n| stats.frames >= n) || deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-fn run_tcp(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()> {
+/// Tails a topic through a core transport (TCP or iceoryx), rendering frames locally.
+fn run_transport(
+    args: &SubscribeArgs,
+    deadline: Option<Instant>,
+    transport: &dyn Transport,
+    source: &str,
+) -> anyhow::Result<()> {
     let format = PayloadFormat::from_name(&args.payload).with_context(|| {
         format!("--payload {:?}: expected messages, commits or commits-raw", args.payload)
     })?;
-    let transport = TcpTransport::client(args.addr.as_str())?;
     let options =
         SubscriberOptions { queue_depth: 4096, max_payload: 16 << 20, resume_from: args.from };
     let mut sub = transport
         .subscriber(&args.topic, &options)
-        .with_context(|| format!("cannot subscribe to {:?} at {}", args.topic, args.addr))?;
+        .with_context(|| format!("cannot subscribe to {:?} at {source}", args.topic))?;
     let mut stats = Stats::new(args.stats)?;
     let mut out = std::io::stdout().lock();
     let mut failed: Option<std::io::Error> = None;
@@ -341,6 +376,7 @@ mod tests {
         SubscribeArgs {
             transport: Medium::Ws,
             addr: addr.into(),
+            prefix: "strata".into(),
             topic: "commits".into(),
             from,
             payload: "commits".into(),

@@ -149,6 +149,11 @@ fn bad_serve_config_is_a_clear_error() {
         ("[gateway]\naddr = \"127.0.0.1:0\"\n", "missing field `store`"),
         ("[store]\ndir = \"s\"\n[feed]\nrate = \"fast\"\n", "rate"),
         ("[store\n", "invalid serve configuration"),
+        (
+            "[store]\ndir = \"s\"\n[iceoryx]\npolicy = \"disconnect\"\n",
+            "not supported by shared memory",
+        ),
+        ("[store]\ndir = \"s\"\n[iceoryx]\nqueue = 4\n", "unknown field `queue`"),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("bad.toml");
@@ -164,4 +169,38 @@ fn bad_serve_config_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the serve configuration"));
+}
+
+/// `strata serve` with `[iceoryx]` publishes its commits to shared memory and
+/// `strata subscribe --transport iceoryx` on the same prefix prints them: consecutive
+/// frames (each starts where the previous ended) holding the feed's trades.
+#[test]
+fn subscribe_over_iceoryx_shared_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("strata-cli-test-{}", std::process::id());
+    let config = write_config(dir.path(), &format!("[iceoryx]\nprefix = \"{prefix}\"\n"));
+    let _serve = start(&config);
+    let out = Command::new(BIN)
+        .args(["subscribe", "--transport", "iceoryx", "--prefix", &prefix])
+        .args(["--topic", "commits", "--count", "5", "--duration", "60"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let frames: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames.len(), 5, "{text}");
+    for pair in frames.windows(2) {
+        let end = pair[0]["seq"].as_u64().unwrap() + pair[0]["span"].as_u64().unwrap();
+        assert_eq!(pair[1]["seq"].as_u64().unwrap(), end, "gap or duplicate: {text}");
+    }
+    for f in &frames {
+        assert_eq!(f["ops"][0]["message"]["type"], "trade", "{f}");
+    }
+    let out = Command::new(BIN)
+        .args(["subscribe", "--transport", "iceoryx", "--prefix", &prefix])
+        .args(["--topic", "commits", "--from", "1", "--count", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no history to resume from"));
 }
