@@ -48,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    strata_transport_iceoryx::quiet_iceoryx_logs();
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => bench::run(&args),

@@ -646,6 +646,14 @@ impl TopicSubscriber for IceoryxSubscriber {
     }
 }
 
+/// Lowers iceoryx2's own console logging to errors, unless `IOX2_LOG_LEVEL` says
+/// otherwise. iceoryx2 warns on stderr about routine events — no config file loaded,
+/// a dead node's storage already removed during cleanup — which drown a command-line
+/// tool's output; its errors are still printed. Process-wide: call it once at start.
+pub fn quiet_iceoryx_logs() {
+    set_log_level_from_env_or(LogLevel::Error);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
