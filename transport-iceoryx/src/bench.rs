@@ -73,8 +73,9 @@ impl Default for ThroughputConfig {
     }
 }
 
-/// One-way latency percentiles of one variant, in nanoseconds.
-#[derive(Clone, Debug)]
+/// One-way latency percentiles of one variant, in nanoseconds (any transport: the TCP
+/// loopback figures of `strata bench distribution` use it too).
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct LatencyResult {
     /// Which variant (`"strata iceoryx"`, `"raw iceoryx2"`).
     pub label: String,
@@ -95,7 +96,8 @@ pub struct LatencyResult {
 }
 
 impl LatencyResult {
-    fn from_histogram(label: &str, h: &Histogram<u64>, pinned: bool) -> Self {
+    /// Summarises a histogram of nanosecond latencies.
+    pub fn from_histogram(label: &str, h: &Histogram<u64>, pinned: bool) -> Self {
         Self {
             label: label.to_owned(),
             count: h.len(),

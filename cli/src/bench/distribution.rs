@@ -29,7 +29,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use strata_core::{
@@ -75,53 +74,7 @@ pub struct DistributionArgs {
 }
 
 /// Latency percentiles of one variant, in nanoseconds.
-#[derive(Debug, Clone, Serialize)]
-pub struct Latency {
-    /// Which variant.
-    pub label: String,
-    /// Messages measured.
-    pub count: u64,
-    /// Mean.
-    pub mean_ns: f64,
-    /// Median.
-    pub p50_ns: u64,
-    /// 99th percentile.
-    pub p99_ns: u64,
-    /// 99.9th percentile.
-    pub p999_ns: u64,
-    /// Maximum.
-    pub max_ns: u64,
-    /// Whether publisher and subscriber were pinned to separate cores.
-    pub pinned: bool,
-}
-
-impl Latency {
-    fn from_ice(r: &ice::LatencyResult) -> Self {
-        Self {
-            label: r.label.clone(),
-            count: r.count,
-            mean_ns: r.mean_ns,
-            p50_ns: r.p50_ns,
-            p99_ns: r.p99_ns,
-            p999_ns: r.p999_ns,
-            max_ns: r.max_ns,
-            pinned: r.pinned,
-        }
-    }
-
-    fn from_histogram(label: &str, h: &Histogram<u64>) -> Self {
-        Self {
-            label: label.to_owned(),
-            count: h.len(),
-            mean_ns: h.mean(),
-            p50_ns: h.value_at_quantile(0.50),
-            p99_ns: h.value_at_quantile(0.99),
-            p999_ns: h.value_at_quantile(0.999),
-            max_ns: h.max(),
-            pinned: false,
-        }
-    }
-}
+pub type Latency = ice::LatencyResult;
 
 /// Phase 1.
 #[derive(Debug, Clone, Serialize)]
@@ -287,9 +240,9 @@ pub fn run(args: &DistributionArgs) -> anyhow::Result<()> {
     })
     .with_context(|| format!("iceoryx latency phase ({ICEORYX_HINT})"))?;
     let iceoryx_latency = IceoryxLatency {
-        strata: Latency::from_ice(&lat.strata),
-        raw: Latency::from_ice(&lat.raw),
-        raw_threadsafe: Latency::from_ice(&lat.raw_threadsafe),
+        strata: lat.strata.clone(),
+        raw: lat.raw.clone(),
+        raw_threadsafe: lat.raw_threadsafe.clone(),
         mean_ratio: lat.mean_ratio(),
         mean_ratio_threadsafe: lat.mean_ratio_threadsafe(),
         p50_ratio_threadsafe: ratio(lat.strata.p50_ns as f64, lat.raw_threadsafe.p50_ns as f64),
@@ -325,7 +278,7 @@ pub fn run(args: &DistributionArgs) -> anyhow::Result<()> {
         .with_warmup(warmup)
         .with_payload(args.payload);
     let loopback = tcp::loopback(&opts).context("tcp loopback phase")?;
-    let tcp_latency = Latency::from_histogram("strata tcp", &loopback.latency.latency_ns);
+    let tcp_latency = Latency::from_histogram("strata tcp", &loopback.latency.latency_ns, false);
     let tcp_throughput = Throughput {
         messages: loopback.throughput.messages,
         message_bytes: args.payload,
@@ -440,6 +393,35 @@ pub fn format_report(r: &DistributionReport) -> String {
 
 /// Give up when a consumer sees nothing for this long.
 const STALL: Duration = Duration::from_secs(30);
+
+/// Ends a receive loop with an error once nothing has arrived for [`STALL`].
+struct StallGuard(Instant);
+
+impl StallGuard {
+    fn new() -> Self {
+        Self(Instant::now())
+    }
+
+    /// Notes whether the last round delivered anything; `what` describes a stall.
+    fn check(&mut self, progressed: bool, what: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if progressed {
+            self.0 = Instant::now();
+        } else {
+            anyhow::ensure!(self.0.elapsed() < STALL, "{}", what());
+        }
+        Ok(())
+    }
+}
+
+/// Walks every operation of an encoded batch in place; returns how many it holds.
+fn walk_ops(payload: &[u8], keys: &mut usize) -> u64 {
+    let mut n = 0;
+    for op in BatchIter::new(payload).flatten() {
+        *keys = keys.wrapping_add(op.key.len());
+        n += 1;
+    }
+    n
+}
 
 fn since_epoch() -> Duration {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
@@ -624,7 +606,7 @@ impl Drain {
         let start = Instant::now();
         let start_epoch = since_epoch();
         let mut end = start;
-        let mut last_progress = Instant::now();
+        let mut stall = StallGuard::new();
         let (got, bad, touched) = (&mut self.got, &mut self.bad, &mut self.touched);
         while *got < target {
             let before = *got;
@@ -665,14 +647,9 @@ impl Drain {
                     }
                 }
             }
-            if *got > before {
-                last_progress = Instant::now();
-            } else {
-                anyhow::ensure!(
-                    last_progress.elapsed() < STALL,
-                    "no message for {STALL:?} after {got} of {target}"
-                );
-            }
+            stall.check(*got > before, || {
+                format!("no message for {STALL:?} after {got} of {target}")
+            })?;
         }
         std::hint::black_box(*touched);
         anyhow::ensure!(*bad == 0, "the tier reported {bad} gaps or invalid frames");
@@ -766,66 +743,53 @@ fn commit_tier(
     let stream = CommitStream::start(Arc::clone(&db), publisher, SeqNo(1))?;
     let mut got = 0u64;
     let mut batches = 0u64;
-    let mut last_progress = Instant::now();
-    let note;
-    match &mut sub {
+    let mut stall = StallGuard::new();
+    let note = match &mut sub {
         Sub::Plain(s) => {
             let mut keys = 0usize;
             while got < last {
                 let n = s.wait(Duration::from_millis(50), &mut |d| {
                     if let Delivery::Frame { payload, .. } = d {
-                        for op in BatchIter::new(payload).flatten() {
-                            keys = keys.wrapping_add(op.key.len());
-                            got += 1;
-                        }
+                        got += walk_ops(payload, &mut keys);
                         batches += 1;
                     }
                 })?;
-                if n > 0 {
-                    last_progress = Instant::now();
-                } else {
-                    anyhow::ensure!(
-                        last_progress.elapsed() < STALL,
+                stall.check(n > 0, || {
+                    format!(
                         "commit stream stalled: {got} of {last} received, {} published",
                         stream.published_seq()
-                    );
-                }
+                    )
+                })?;
             }
             std::hint::black_box(keys);
-            note = "every operation walked in place".to_owned();
+            "every operation walked in place".to_owned()
         }
         Sub::Resumable(s) => {
             let mut keys = 0usize;
             while s.processed() < last {
                 let n = s.step(Duration::from_millis(50), |f| {
-                    for op in BatchIter::new(f.payload).flatten() {
-                        keys = keys.wrapping_add(op.key.len());
-                        got += 1;
-                    }
+                    got += walk_ops(f.payload, &mut keys);
                     batches += 1;
                 })?;
-                if n > 0 {
-                    last_progress = Instant::now();
-                } else {
-                    anyhow::ensure!(
-                        last_progress.elapsed() < STALL,
+                stall.check(n > 0, || {
+                    format!(
                         "resumable subscriber stalled at {} of {last}, {} published",
                         s.processed(),
                         stream.published_seq()
-                    );
-                }
+                    )
+                })?;
             }
             std::hint::black_box(keys);
             let st = s.stats();
             s.checkpoint()?;
-            note = format!(
+            format!(
                 "{} batches live, {} from the log; checkpoint (fsync) every 64 batches: {} written",
                 st.from_live,
                 st.from_log,
                 batches / 64 + 1
-            );
+            )
         }
-    }
+    };
     let seconds = start.elapsed().as_secs_f64();
     stream.stop()?;
     if resumable {
