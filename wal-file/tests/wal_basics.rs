@@ -221,3 +221,53 @@ fn tailing_reader_never_reports_a_half_written_record_as_damage() -> strata_core
     writer.join().expect("writer thread")?;
     Ok(())
 }
+
+/// Zero-ahead keeps written zeros past the writer (so a `Sync` append's fdatasync has no
+/// extent or size change to commit), and the zeros read as the clean end of the log.
+#[test]
+fn zero_ahead_keeps_zeros_past_the_writer_and_reopen_sees_exactly_the_records()
+-> strata_core::Result<()> {
+    let len_of = |dir: &std::path::Path| -> u64 {
+        let mut lens: Vec<u64> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .collect();
+        assert_eq!(lens.len(), 1, "one segment expected");
+        lens.pop().unwrap_or(0)
+    };
+    let base = FileWalOptions::default().with_preallocate(false).with_segment_size_bytes(1 << 20);
+    let record = [7u8; 1000];
+
+    // Without zero-ahead the file is exactly header plus records.
+    let plain = tempfile::tempdir().expect("tempdir");
+    let wal = open(plain.path(), base.clone().with_zero_ahead_bytes(0));
+    let header = len_of(plain.path());
+    wal.append(&record, 1, Durability::Sync)?;
+    let per_record = len_of(plain.path()) - header;
+    assert!(per_record > 1000 && per_record < 1100, "record footprint {per_record}");
+
+    let ahead = 64 * 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let wal = open(dir.path(), base.clone().with_zero_ahead_bytes(ahead));
+        assert_eq!(len_of(dir.path()), header + ahead, "a new segment is zeroed up front");
+        for n in 1..=200u64 {
+            wal.append(&record, 1, Durability::Sync)?;
+            let end = header + n * per_record;
+            let len = len_of(dir.path());
+            assert!(
+                len >= end + ahead / 2 && len <= end + ahead,
+                "after {n} records ending at {end}: file is {len} bytes"
+            );
+        }
+    }
+    let wal = open(dir.path(), base.with_zero_ahead_bytes(ahead));
+    assert_eq!(wal.recovery().truncated_tail, None, "zeros are not a torn tail");
+    assert_eq!(wal.last_seq(), SeqNo(200));
+    let batches = drain(&wal, SeqNo(1));
+    assert_eq!(batches.len(), 200);
+    assert!(batches.iter().all(|b| b.payload.as_ref() == record.as_slice()));
+    wal.append(b"after reopen", 1, Durability::Sync)?;
+    assert_eq!(drain(&wal, SeqNo(201)).len(), 1);
+    Ok(())
+}
