@@ -197,7 +197,9 @@ pub fn open(kind: EngineKind, dir: &Path, config: &PeerConfig) -> Result<Box<dyn
         EngineKind::RocksDb => {
             return Err(PeerError::Config(
                 "this build has no RocksDB: rebuild with `--features rocksdb` \
-                 (needs libclang-dev and clang)"
+                 (to link Debian's librocksdb-dev instead of compiling RocksDB, set \
+                 ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu ROCKSDB_INCLUDE_DIR=/usr/include; \
+                 see docs/peers.md)"
                     .into(),
             ));
         }
