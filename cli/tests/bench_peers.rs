@@ -1,5 +1,6 @@
-//! `strata bench --peers fjall` end to end at a tiny scale: every workload is reported
-//! for every engine with the counts asked for, and the HTML report holds well-formed SVG.
+//! `strata bench --peers fjall` (and, with the `rocksdb` feature, `--peers fjall,rocksdb`)
+//! end to end at a tiny scale: every workload is reported for every engine with the
+//! counts asked for, and the HTML report holds well-formed SVG.
 
 use std::process::Command;
 
@@ -19,10 +20,31 @@ const WORKLOADS: [&str; 11] = [
 
 #[test]
 fn bench_peers_reports_every_workload_for_every_engine() {
+    check_peers(&["fjall"]);
+}
+
+#[cfg(feature = "rocksdb")]
+#[test]
+fn bench_peers_with_rocksdb_reports_every_workload_for_every_engine() {
+    check_peers(&["fjall", "rocksdb"]);
+}
+
+/// Runs the tiny benchmark against `peers` and checks its JSON and HTML report.
+fn check_peers(peers: &[&str]) {
+    let engines: Vec<&str> = std::iter::once("strata").chain(peers.iter().copied()).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let report = dir.path().join("peers.html");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["bench", "--peers", "fjall", "--json", "--peer-keys", "2000", "--peer-ops", "600"])
+        .args([
+            "bench",
+            "--peers",
+            &peers.join(","),
+            "--json",
+            "--peer-keys",
+            "2000",
+            "--peer-ops",
+            "600",
+        ])
         .args(["--peer-scans", "40", "--peer-scan-len", "10", "--peer-sync-ops", "12"])
         .args(["--peer-threads", "2", "--writers", "3", "--peer-memtable-mib", "1"])
         .args(["--value-size", "100", "--dir"])
@@ -39,7 +61,7 @@ fn bench_peers_reports_every_workload_for_every_engine() {
     );
     let json: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout must be one JSON document");
-    assert_eq!(json["engines"], serde_json::json!(["strata", "fjall"]));
+    assert_eq!(json["engines"], serde_json::json!(engines));
     let workloads = json["workloads"].as_array().expect("workloads");
     let names: Vec<&str> =
         workloads.iter().map(|w| w["workload"].as_str().expect("name")).collect();
@@ -54,8 +76,8 @@ fn bench_peers_reports_every_workload_for_every_engine() {
         };
         assert_eq!(w["ops_requested"].as_u64(), Some(want), "{name}");
         let results = w["results"].as_array().expect("results");
-        let engines: Vec<&str> = results.iter().map(|r| r["engine"].as_str().expect("e")).collect();
-        assert_eq!(engines, ["strata", "fjall"], "{name}");
+        let got: Vec<&str> = results.iter().map(|r| r["engine"].as_str().expect("e")).collect();
+        assert_eq!(got, engines, "{name}");
         for r in results {
             assert_eq!(r["ops"].as_u64(), Some(want), "{name} {}", r["engine"]);
             let (p50, p99, max) = (
@@ -77,9 +99,11 @@ fn bench_peers_reports_every_workload_for_every_engine() {
             }
         }
         let ratios = w["ratios"].as_array().expect("ratios");
-        assert_eq!(ratios.len(), 1);
-        assert_eq!(ratios[0]["peer"], "fjall");
-        assert!(ratios[0]["throughput"].as_f64().expect("ratio") > 0.0);
+        assert_eq!(ratios.len(), peers.len(), "{name}");
+        for (ratio, peer) in ratios.iter().zip(peers) {
+            assert_eq!(ratio["peer"], *peer, "{name}");
+            assert!(ratio["throughput"].as_f64().expect("ratio") > 0.0, "{name} {peer}");
+        }
     }
     // Every store directory was removed.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("run")).expect("run dir").collect();
@@ -91,7 +115,7 @@ fn bench_peers_reports_every_workload_for_every_engine() {
     // one curve per engine per workload.
     assert_eq!(html.matches("<svg ").count(), 1 + WORKLOADS.len());
     assert_eq!(html.matches("</svg>").count(), 1 + WORKLOADS.len());
-    assert_eq!(html.matches("<polyline ").count(), 2 * WORKLOADS.len());
+    assert_eq!(html.matches("<polyline ").count(), engines.len() * WORKLOADS.len());
     for svg in html.split("<svg ").skip(1) {
         let body = &svg[..svg.find("</svg>").expect("closed svg")];
         assert!(!body.contains("NaN") && !body.contains("inf"), "bad number in {body}");

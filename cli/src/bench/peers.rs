@@ -210,8 +210,10 @@ fn engines(peers: &[String]) -> anyhow::Result<Vec<EngineKind>> {
         let kind: EngineKind = p.parse()?;
         anyhow::ensure!(
             kind.available(),
-            "{kind} is not in this build: rebuild with `cargo build --release -p strata-cli \
-             --features rocksdb` (needs `apt-get install libclang-dev clang`)"
+            "{kind} is not in this build: rebuild with `ROCKSDB_LIB_DIR=/usr/lib/x86_64-linux-gnu \
+             ROCKSDB_INCLUDE_DIR=/usr/include cargo build --release -p strata-cli --features \
+             rocksdb` (links Debian's RocksDB: `apt-get install librocksdb-dev`; without the two \
+             variables RocksDB is compiled from C++, over an hour; see docs/peers.md)"
         );
         if !out.contains(&kind) {
             out.push(kind);

@@ -527,6 +527,16 @@ mod tests {
 
     #[test]
     fn every_workload_counts_what_it_was_asked_on_fjall() {
+        every_workload_counts_what_it_was_asked(super::super::EngineKind::Fjall);
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn every_workload_counts_what_it_was_asked_on_rocksdb() {
+        every_workload_counts_what_it_was_asked(super::super::EngineKind::RocksDb);
+    }
+
+    fn every_workload_counts_what_it_was_asked(kind: super::super::EngineKind) {
         let sizes = Sizes {
             keys: 3000,
             ops: 800,
@@ -542,10 +552,9 @@ mod tests {
         for workload in Workload::ALL {
             let dir = tempfile::tempdir().unwrap();
             let config = super::super::PeerConfig { memtable_bytes: 1 << 20, ..Default::default() };
-            let engine =
-                super::super::open(super::super::EngineKind::Fjall, dir.path(), &config).unwrap();
+            let engine = super::super::open(kind, dir.path(), &config).unwrap();
             let m = run(&*engine, workload, &sizes).unwrap();
-            assert_eq!(m.ops, workload.ops(&sizes), "{}", workload.name());
+            assert_eq!(m.ops, workload.ops(&sizes), "{kind} {}", workload.name());
             assert_eq!(m.threads, workload.threads(&sizes));
             match workload {
                 Workload::ReadHit => assert_eq!(m.found, m.ops),
