@@ -752,11 +752,13 @@ struct Counts {
     sync_data: AtomicU64,
     sync_dir: AtomicU64,
     writes: AtomicU64,
+    writebacks: AtomicU64,
 }
 
-/// A [`FileSystem`] wrapper that counts `sync_data`, `sync_dir` and `write_all_at` calls
-/// made through it (and through every file handle it opened), then delegates to the
-/// wrapped file system unchanged.
+/// A [`FileSystem`] wrapper that counts `sync_data`, `sync_dir`, `write_all_at` and
+/// `start_writeback` calls
+/// made through it (and through every file handle it opened), then delegates to
+/// the wrapped file system unchanged.
 ///
 /// It adds no crash model of its own: durability is whatever the wrapped file system
 /// provides (the real disk for [`OsFileSystem`]). Counts include calls that failed.
@@ -799,11 +801,17 @@ impl CountingFileSystem {
         self.counts.writes.load(Ordering::SeqCst)
     }
 
+    /// Number of `File::start_writeback` calls made through handles this wrapper opened.
+    pub fn writeback_count(&self) -> u64 {
+        self.counts.writebacks.load(Ordering::SeqCst)
+    }
+
     /// Sets every counter back to zero (for counting one phase of a test).
     pub fn reset_counts(&self) {
         self.counts.sync_data.store(0, Ordering::SeqCst);
         self.counts.sync_dir.store(0, Ordering::SeqCst);
         self.counts.writes.store(0, Ordering::SeqCst);
+        self.counts.writebacks.store(0, Ordering::SeqCst);
     }
 }
 
@@ -875,6 +883,11 @@ impl File for CountingFile {
 
     fn allocate(&self, len: u64) -> Result<()> {
         self.inner.allocate(len)
+    }
+
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        self.counts.writebacks.fetch_add(1, Ordering::SeqCst);
+        self.inner.start_writeback(offset, len)
     }
 
     fn path(&self) -> &Path {

@@ -51,6 +51,8 @@ const DEFAULT_STACK_TOML: &str = r#"# The default Strata stack, every option at 
 kind = "file"
 segment_size_bytes = 67108864    # 64 MiB
 preallocate = true
+zero_ahead_bytes = 1048576       # 1 MiB of zeros kept ahead of the writer
+writeback_bytes = 1048576        # start writeback every 1 MiB appended
 retention_bytes = 0
 
 [memtable]

@@ -24,5 +24,7 @@ mod reader;
 mod recovery;
 mod wal;
 
-pub use options::{DEFAULT_SEGMENT_SIZE_BYTES, FileWalOptions};
+pub use options::{
+    DEFAULT_SEGMENT_SIZE_BYTES, DEFAULT_WRITEBACK_BYTES, DEFAULT_ZERO_AHEAD_BYTES, FileWalOptions,
+};
 pub use wal::{FileWal, FileWalFactory};

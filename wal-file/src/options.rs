@@ -6,6 +6,9 @@ pub const DEFAULT_SEGMENT_SIZE_BYTES: u64 = 64 * 1024 * 1024;
 /// Default distance the WAL zeroes ahead of its write position: 1 MiB.
 pub const DEFAULT_ZERO_AHEAD_BYTES: u64 = 1024 * 1024;
 
+/// Default interval at which the WAL starts writeback of what it appended: 1 MiB.
+pub const DEFAULT_WRITEBACK_BYTES: u64 = 1024 * 1024;
+
 /// How the file WAL lays out and keeps its segments.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,13 @@ pub struct FileWalOptions {
     /// process's metadata changes). Zeroing a chunk ahead pays that once per chunk, so a
     /// `Sync` append's fdatasync flushes data only. Default 1 MiB.
     pub zero_ahead_bytes: u64,
+    /// Start the OS writing the segment back every this many appended bytes, without
+    /// waiting (`sync_file_range`; 0: off). Without it, `Buffered` appends leave up to
+    /// a whole segment dirty in the page cache, and the fdatasync that closes the
+    /// segment at rotation (inside an append) flushes all of it at once: a stall of
+    /// tens to hundreds of milliseconds. Like RocksDB's `wal_bytes_per_sync`. Default
+    /// 1 MiB.
+    pub writeback_bytes: u64,
     /// Closed segments are deleted after `checkpoint` only while the segments newer
     /// than them still hold at least this many bytes, so subscribers and replicas can
     /// catch up from the log. Default 0 (delete as soon as checkpointed).
@@ -35,6 +45,7 @@ impl Default for FileWalOptions {
             segment_size_bytes: DEFAULT_SEGMENT_SIZE_BYTES,
             preallocate: true,
             zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
+            writeback_bytes: DEFAULT_WRITEBACK_BYTES,
             retention_bytes: 0,
         }
     }
@@ -60,6 +71,13 @@ impl FileWalOptions {
     #[must_use]
     pub fn with_zero_ahead_bytes(mut self, bytes: u64) -> Self {
         self.zero_ahead_bytes = bytes;
+        self
+    }
+
+    /// Sets how many appended bytes trigger a writeback hint (0: off). Default 1 MiB.
+    #[must_use]
+    pub fn with_writeback_bytes(mut self, bytes: u64) -> Self {
+        self.writeback_bytes = bytes;
         self
     }
 

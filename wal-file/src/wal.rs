@@ -41,6 +41,8 @@ struct Writer {
     /// Bytes before this offset of the current segment hold written zeros or records
     /// (see [`FileWalOptions::zero_ahead_bytes`]).
     zeroed_to: u64,
+    /// Writeback of the current segment was last started up to this offset.
+    written_back: u64,
 }
 
 #[derive(Debug)]
@@ -144,6 +146,7 @@ impl FileWal {
                     next_seq: 1,
                     scratch: Vec::new(),
                     zeroed_to,
+                    written_back: HEADER_LEN as u64,
                 }
             }
             Some(last) => {
@@ -170,6 +173,7 @@ impl FileWal {
                     // What lies past the end is unknown (zeros, but maybe unwritten
                     // extents): the first append zeroes ahead again.
                     zeroed_to: scan.end,
+                    written_back: scan.end,
                 }
             }
         };
@@ -243,6 +247,7 @@ impl Inner {
         w.file = file;
         w.offset = HEADER_LEN as u64;
         w.zeroed_to = zeroed_to;
+        w.written_back = HEADER_LEN as u64;
         Ok(())
     }
 
@@ -264,6 +269,19 @@ impl Inner {
         Ok(())
     }
 
+    /// Starts writeback of what was appended since the last time, once that reaches
+    /// `writeback_bytes` (see [`FileWalOptions::writeback_bytes`]). Like `zero_ahead`,
+    /// a failure fails the append before its record is written.
+    fn start_writeback(&self, w: &mut Writer) -> Result<()> {
+        let every = self.options.writeback_bytes;
+        if every == 0 || w.offset.saturating_sub(w.written_back) < every {
+            return Ok(());
+        }
+        w.file.start_writeback(w.written_back, w.offset - w.written_back)?;
+        w.written_back = w.offset;
+        Ok(())
+    }
+
     fn write_record(&self, payload: &[u8], count: u32) -> Result<(SeqNo, u64)> {
         let mut w = self.writer.lock();
         self.check_poison()?;
@@ -277,6 +295,7 @@ impl Inner {
         }
         let end = w.offset + record_len;
         self.zero_ahead(&mut w, end)?;
+        self.start_writeback(&mut w)?;
         let first = SeqNo(w.next_seq);
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();

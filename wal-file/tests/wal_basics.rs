@@ -271,3 +271,30 @@ fn zero_ahead_keeps_zeros_past_the_writer_and_reopen_sees_exactly_the_records()
     assert_eq!(drain(&wal, SeqNo(201)).len(), 1);
     Ok(())
 }
+
+/// Buffered appends start writeback every `writeback_bytes`, so a segment never piles up
+/// more dirty data than that for the fdatasync that closes it; 0 turns the hint off.
+#[test]
+fn writeback_is_started_every_writeback_bytes_of_appends() -> strata_core::Result<()> {
+    use strata_harness::sim_fs::CountingFileSystem;
+    let record = [9u8; 1000];
+    let run = |every: u64| -> strata_core::Result<u64> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = CountingFileSystem::os();
+        let options = FileWalOptions::default()
+            .with_preallocate(false)
+            .with_segment_size_bytes(16 << 20)
+            .with_writeback_bytes(every);
+        let wal = FileWal::open(fs.shared(), dir.path(), options)?;
+        for _ in 0..1024 {
+            wal.append(&record, 1, Durability::Buffered)?;
+        }
+        assert_eq!(drain(&wal, SeqNo(1)).len(), 1024);
+        Ok(fs.writeback_count())
+    };
+    // About 1 MiB appended: one hint per 64 KiB, give or take the last partial one.
+    let hints = run(64 * 1024)?;
+    assert!((15..=17).contains(&hints), "{hints} writeback hints for ~1 MiB at 64 KiB");
+    assert_eq!(run(0)?, 0, "writeback_bytes = 0 must give no hint");
+    Ok(())
+}

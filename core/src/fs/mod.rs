@@ -99,6 +99,14 @@ pub trait File: Send + Sync + fmt::Debug {
     /// Reserves space so that the file is at least `len` bytes long, filled with zeros
     /// (fallocate where supported), without changing existing bytes.
     fn allocate(&self, len: u64) -> Result<()>;
+    /// Asks the OS to start writing `[offset, offset + len)` to storage without waiting
+    /// for it (Linux `sync_file_range(SYNC_FILE_RANGE_WRITE)`). A hint that keeps dirty
+    /// data from piling up until the next `sync_data`; it promises nothing about
+    /// durability. The default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     /// The path this file was opened with (for error messages).
     fn path(&self) -> &Path;
     /// The OS file descriptor behind this file, when there is one, so a reader can map

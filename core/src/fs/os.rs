@@ -137,6 +137,29 @@ impl File for OsFile {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    #[expect(unsafe_code, reason = "sync_file_range has no safe wrapper in rustix or std")]
+    fn start_writeback(&self, offset: u64, len: u64) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return Ok(());
+        };
+        // SAFETY: the descriptor is owned by `self.file` and open for the whole call;
+        // sync_file_range reads no memory of ours, it only takes integers.
+        let rc = unsafe {
+            libc::sync_file_range(self.file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not every file system supports it; the hint is then simply not given.
+            Some(libc::ENOSYS | libc::EOPNOTSUPP) => Ok(()),
+            _ => Err(Error::io("sync_file_range", &self.path, e)),
+        }
+    }
+
     fn path(&self) -> &Path {
         &self.path
     }
@@ -183,5 +206,18 @@ mod tests {
         let mut buf = [1u8; 5];
         assert_eq!(f.read_at(&mut buf, 0).expect("read"), 5);
         assert_eq!(&buf, b"abc\0\0");
+    }
+
+    #[test]
+    fn start_writeback_is_a_hint_that_leaves_the_bytes_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = OsFileSystem;
+        let f = fs.open(&dir.path().join("f"), OpenMode::CreateNew).expect("create");
+        f.write_all_at(&[7u8; 8192], 0).expect("write");
+        f.start_writeback(0, 8192).expect("writeback of written bytes");
+        f.start_writeback(4096, 1 << 20).expect("a range past the end is fine");
+        let mut buf = [0u8; 8192];
+        assert_eq!(f.read_at(&mut buf, 0).expect("read"), 8192);
+        assert!(buf.iter().all(|b| *b == 7));
     }
 }
