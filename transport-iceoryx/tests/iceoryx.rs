@@ -279,3 +279,39 @@ fn killed_publisher_process_is_cleaned_up() {
     p.publish(1, 1, b"after").expect("publish");
     assert_eq!(drain(&mut *s, 1), vec![Got::Frame(1, 1, b"after".to_vec())]);
 }
+
+/// `poll` skips a policy's service while it has no publisher, yet loses nothing: a
+/// publisher's frames reach a subscriber that connected (polled) while the publisher
+/// existed, even when the publisher is gone before the next poll. (Frames of a publisher
+/// the subscriber never polled during are not delivered by iceoryx2 at all.)
+#[test]
+fn frames_of_a_publisher_gone_before_the_next_poll_are_still_delivered() {
+    let t = IceoryxTransport::new().expect("transport");
+    for policy in [SlowSubscriberPolicy::DropOldest, SlowSubscriberPolicy::Block] {
+        let name = topic("gone");
+        let mut sub = t.open_subscriber(&name, &sopts()).expect("subscriber");
+        // Idle polls, so both ports are seen without publishers and skipped.
+        for _ in 0..10 {
+            assert_eq!(sub.poll(&mut |_| {}).expect("poll"), 0);
+        }
+        let mut got = Vec::new();
+        {
+            let mut pub_ = t
+                .open_publisher(&name, &PublisherOptions { policy, ..popts(7) })
+                .expect("publisher");
+            // One poll while the publisher exists connects the subscriber.
+            assert_eq!(sub.poll(&mut |_| {}).expect("poll"), 0);
+            for seq in 1..=5u64 {
+                strata_core::TopicPublisher::publish(&mut pub_, seq, 1, &seq.to_le_bytes())
+                    .expect("publish");
+            }
+        }
+        sub.poll(&mut |d| {
+            if let Delivery::Frame { header, .. } = d {
+                got.push(header.seq);
+            }
+        })
+        .expect("poll");
+        assert_eq!(got, vec![1, 2, 3, 4, 5], "{policy:?}: frames of the departed publisher");
+    }
+}
