@@ -208,7 +208,7 @@ pub fn latency_comparison(cfg: &LatencyConfig) -> Result<LatencyComparison> {
         let (h, p) = raw_histogram::<ipc::Service>(&round)?;
         raw.add(&h).map_err(|e| bench_err("merging histograms", e))?;
         raw_pinned &= p;
-        let (h, p) = raw_histogram::<crate::Svc>(&round)?;
+        let (h, p) = raw_histogram::<ipc_threadsafe::Service>(&round)?;
         safe.add(&h).map_err(|e| bench_err("merging histograms", e))?;
         safe_pinned &= p;
         let (h, p) = strata_histogram(&round)?;
@@ -238,6 +238,32 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// Raises its flag when dropped: the subscriber thread holds one, so a publisher
+/// waiting for a message to arrive gives up when the subscriber has stopped (failed)
+/// instead of spinning forever.
+struct StopFlag(Arc<AtomicBool>);
+
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Spins until the subscriber has received more than `i` messages; an error if the
+/// subscriber stopped first.
+fn await_receipt(received: &AtomicU64, stopped: &AtomicBool, i: u64) -> Result<()> {
+    while received.load(Ordering::Acquire) <= i {
+        if stopped.load(Ordering::Acquire) && received.load(Ordering::Acquire) <= i {
+            return Err(bench_err(
+                "publisher",
+                "the subscriber stopped before receiving all messages",
+            ));
+        }
+        std::hint::spin_loop();
+    }
+    Ok(())
+}
+
 /// One-way latency through Strata's [`IceoryxTransport`] (`publish_with` + busy `poll`).
 /// The send time is taken right before `publish_with`, as the raw variant takes it right
 /// before its loan.
@@ -262,16 +288,21 @@ fn strata_histogram(cfg: &LatencyConfig) -> Result<(Histogram<u64>, bool)> {
     let total = cfg.warmup + cfg.messages;
     let warmup = cfg.warmup;
     let received = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(Barrier::new(2));
+    let created = Arc::new(Barrier::new(2));
     let base = Instant::now();
     let (pub_core, sub_core) = cores(cfg.pin).unzip();
 
     let sub = {
-        let (transport, topic, received, ready) =
-            (transport.clone(), topic.clone(), received.clone(), ready.clone());
+        let (transport, topic, received, ready, created) =
+            (transport.clone(), topic.clone(), received.clone(), ready.clone(), created.clone());
+        let stop = StopFlag(stopped.clone());
         std::thread::spawn(move || -> Result<(Histogram<u64>, bool)> {
+            let _stop = stop;
             let pinned = pin(sub_core);
             let mut sub = transport.open_subscriber(&topic, &sopts);
+            created.wait();
             ready.wait();
             let sub = sub.as_mut().map_err(|e| bench_err("subscriber", e.to_string()))?;
             let mut hist = histogram()?;
@@ -294,8 +325,11 @@ fn strata_histogram(cfg: &LatencyConfig) -> Result<(Histogram<u64>, bool)> {
     let publisher = {
         let (transport, topic, received, ready) =
             (transport.clone(), topic.clone(), received.clone(), ready.clone());
+        let stopped = stopped.clone();
         std::thread::spawn(move || -> Result<()> {
             pin(pub_core);
+            // The subscriber creates the topic first, as in the raw measurement.
+            created.wait();
             let p = transport.open_publisher(&topic, &popts);
             ready.wait();
             let mut p = p?;
@@ -305,9 +339,7 @@ fn strata_histogram(cfg: &LatencyConfig) -> Result<(Histogram<u64>, bool)> {
                     buf[..8].copy_from_slice(&ts.to_le_bytes());
                     buf[8..].fill(0);
                 })?;
-                while received.load(Ordering::Acquire) <= i {
-                    std::hint::spin_loop();
-                }
+                await_receipt(&received, &stopped, i)?;
             }
             Ok(())
         })
@@ -331,6 +363,7 @@ fn raw_histogram<Raw: iceoryx2::service::Service>(
     let total = cfg.warmup + cfg.messages;
     let warmup = cfg.warmup;
     let received = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(AtomicBool::new(false));
     let ready = Arc::new(Barrier::new(2));
     let created = Arc::new(Barrier::new(2));
     let base = Instant::now();
@@ -359,7 +392,9 @@ fn raw_histogram<Raw: iceoryx2::service::Service>(
     let sub = {
         let (received, ready, created, service) =
             (received.clone(), ready.clone(), created.clone(), service.clone());
+        let stop = StopFlag(stopped.clone());
         std::thread::spawn(move || -> Result<(Histogram<u64>, bool)> {
+            let _stop = stop;
             let pinned = pin(sub_core);
             let made = node().and_then(|n| {
                 let s = service(&n)?;
@@ -391,6 +426,7 @@ fn raw_histogram<Raw: iceoryx2::service::Service>(
     };
     let publisher = {
         let (received, ready, created) = (received.clone(), ready.clone(), created.clone());
+        let stopped = stopped.clone();
         std::thread::spawn(move || -> Result<()> {
             pin(pub_core);
             // The subscriber creates the service first, so both see the same settings.
@@ -415,9 +451,7 @@ fn raw_histogram<Raw: iceoryx2::service::Service>(
                 *sample.user_header_mut() = WireHeader { stream: 1, seq: i, span: 1, reserved: 0 };
                 let sample = sample.write_from_fn(|k| if k < 8 { ts.to_le_bytes()[k] } else { 0 });
                 sample.send().map_err(|e| bench_err("raw send", e))?;
-                while received.load(Ordering::Acquire) <= i {
-                    std::hint::spin_loop();
-                }
+                await_receipt(&received, &stopped, i)?;
             }
             Ok(())
         })

@@ -27,7 +27,6 @@
 
 pub mod bench;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use iceoryx2::node::NodeView;
@@ -43,9 +42,14 @@ use strata_core::{
     StreamId, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
 };
 
-/// The iceoryx2 service flavour the transport uses: inter-process, with thread-safe
-/// ports (so endpoints are `Send`, as the [`Transport`] contract requires).
-pub type Svc = ipc_threadsafe::Service;
+/// The iceoryx2 service flavour the transport uses: inter-process, single-threaded
+/// ports. Its handles are reference-counted without atomics and so not `Send`; each
+/// endpoint owns its own node and every handle created from it, and is `Send` as a
+/// whole (see the `unsafe impl Send` on the endpoints). The thread-safe flavour
+/// (`ipc_threadsafe`) would make them `Send` directly but puts a mutex in front of every
+/// port operation: 1.5-1.7x the one-way latency of this one in `strata bench
+/// distribution`.
+pub type Svc = ipc::Service;
 
 const NAME: &str = "iceoryx";
 
@@ -165,10 +169,9 @@ pub fn cleanup_dead_nodes() -> Result<CleanupReport> {
     Ok(report)
 }
 
-/// The shared-memory transport. One iceoryx2 node per transport; endpoints of any
-/// transport (in this or another process) with the same prefix and topic talk.
+/// The shared-memory transport. Each endpoint is its own iceoryx2 node; endpoints of
+/// any transport (in this or another process) with the same prefix and topic talk.
 pub struct IceoryxTransport {
-    node: Mutex<Node<Svc>>,
     config: IceoryxConfig,
 }
 
@@ -192,14 +195,7 @@ impl IceoryxTransport {
                 tracing::info!(?report, "iceoryx2 dead-node cleanup");
             }
         }
-        let node = NodeBuilder::new()
-            // The process's signal handling stays the application's business.
-            .signal_handling_mode(SignalHandlingMode::Disabled)
-            .create::<Svc>()
-            .map_err(|e| {
-                Error::transport(NAME, "", format!("creating the iceoryx2 node: {e:?}"))
-            })?;
-        Ok(Self { node: Mutex::new(node), config })
+        Ok(Self { config })
     }
 
     /// The configuration.
@@ -216,10 +212,17 @@ impl IceoryxTransport {
         })
     }
 
-    fn with_node<T>(&self, f: impl FnOnce(&Node<Svc>) -> Result<T>) -> Result<T> {
-        // A poisoned lock only means another endpoint creation panicked; the node is fine.
-        let node = self.node.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&node)
+    /// Creates a node for one endpoint and builds the endpoint with it: the endpoint
+    /// owns the node and every handle made from it (see its `unsafe impl Send`).
+    fn with_node<T>(&self, topic: &str, build: impl FnOnce(Node<Svc>) -> Result<T>) -> Result<T> {
+        let node = NodeBuilder::new()
+            // The process's signal handling stays the application's business.
+            .signal_handling_mode(SignalHandlingMode::Disabled)
+            .create::<Svc>()
+            .map_err(|e| {
+                Error::transport(NAME, topic, format!("creating the iceoryx2 node: {e:?}"))
+            })?;
+        build(node)
     }
 
     fn event_service(&self, node: &Node<Svc>, topic: &str) -> Result<EventFactory<Svc>> {
@@ -324,8 +327,8 @@ impl IceoryxTransport {
             history: options.history,
             max_subscribers: options.max_subscribers,
         };
-        self.with_node(|node| {
-            let service = self.pubsub_service(node, topic, policy, &shape)?;
+        self.with_node(topic, |node| {
+            let service = self.pubsub_service(&node, topic, policy, &shape)?;
             let existing = service.static_config().history_size();
             if existing != options.history {
                 return Err(Error::transport(
@@ -349,7 +352,7 @@ impl IceoryxTransport {
                 .backpressure_strategy(backpressure)
                 .create()
                 .map_err(|e| Error::transport(NAME, topic, format!("creating the publisher: {e:?}")))?;
-            let event = self.event_service(node, topic)?;
+            let event = self.event_service(&node, topic)?;
             let notifier = if self.config.notify {
                 Some(event.notifier_builder().create().map_err(|e| {
                     Error::transport(NAME, topic, format!("creating the notifier: {e:?}"))
@@ -366,6 +369,7 @@ impl IceoryxTransport {
                 notifier,
                 event,
                 service,
+                _node: node,
             })
         })
     }
@@ -388,27 +392,36 @@ impl IceoryxTransport {
             )));
         }
         let defaults = PublisherOptions::default();
-        self.with_node(|node| {
+        self.with_node(topic, |node| {
             let mut ports = Vec::with_capacity(2);
             for policy in [SlowSubscriberPolicy::Block, SlowSubscriberPolicy::DropOldest] {
                 let name = self.service_name(topic, policy.name())?;
+                let shape = Shape {
+                    queue_depth: options.queue_depth.max(defaults.queue_depth),
+                    history: 0,
+                    max_subscribers: defaults.max_subscribers,
+                };
                 // Join an existing service as it is; create one only if there is none.
-                let existing = node
-                    .service_builder(&name)
-                    .publish_subscribe::<[u8]>()
-                    .user_header::<WireHeader>()
-                    .payload_alignment(alignment()?)
-                    .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
-                    .open();
-                let service = match existing {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let shape = Shape {
-                            queue_depth: options.queue_depth.max(defaults.queue_depth),
-                            history: 0,
-                            max_subscribers: defaults.max_subscribers,
-                        };
-                        self.pubsub_service(node, topic, policy, &shape)?
+                // Creating can lose a race to a publisher creating it with another
+                // shape (open-or-create then fails on the shape): join theirs then.
+                let deadline = Instant::now() + Duration::from_secs(1);
+                let service = loop {
+                    let existing = node
+                        .service_builder(&name)
+                        .publish_subscribe::<[u8]>()
+                        .user_header::<WireHeader>()
+                        .payload_alignment(alignment()?)
+                        .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
+                        .open();
+                    if let Ok(s) = existing {
+                        break s;
+                    }
+                    match self.pubsub_service(&node, topic, policy, &shape) {
+                        Ok(s) => break s,
+                        Err(_) if Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Err(e) => return Err(e),
                     }
                 };
                 let depth =
@@ -419,7 +432,7 @@ impl IceoryxTransport {
                     })?;
                 ports.push(Port { subscriber, depth, service, had_publisher: true });
             }
-            let event = self.event_service(node, topic)?;
+            let event = self.event_service(&node, topic)?;
             Ok(IceoryxSubscriber {
                 topic: topic.to_owned(),
                 max_payload: options.max_payload,
@@ -430,6 +443,7 @@ impl IceoryxTransport {
                 notify: self.config.notify,
                 tracker: GapTracker::default(),
                 event,
+                _node: node,
             })
         })
     }
@@ -445,7 +459,20 @@ pub struct IceoryxPublisher {
     notifier: Option<Notifier<Svc>>,
     event: EventFactory<Svc>,
     service: PubSubFactory<Svc, [u8], WireHeader>,
+    /// The node every handle above was made from; owned here (see `unsafe impl Send`).
+    _node: Node<Svc>,
 }
+
+// SAFETY: iceoryx2's `ipc` flavour is not `Send` only because its handles share
+// reference counts without atomics (`Rc`, in `arc_sync_policy::SingleThreaded`). Every
+// such handle reachable from this struct — the node, the service factories and the
+// ports made from them — was created from the node this struct owns, in
+// `IceoryxTransport::with_node`, and none is cloned out or lent beyond a method call
+// (received and loaned samples live inside `poll`/`publish`). iceoryx2 0.10 keeps no
+// copy of them elsewhere (no thread-locals or globals hold `SingleThreaded` handles).
+// So every reference count they share moves with the struct, and only the thread that
+// holds the struct touches them. Shared-memory pointers are valid process-wide.
+unsafe impl Send for IceoryxPublisher {}
 
 impl IceoryxPublisher {
     fn check(&self, seq: u64, span: u32, len: usize) -> Result<()> {
@@ -567,7 +594,14 @@ pub struct IceoryxSubscriber {
     notify: bool,
     tracker: GapTracker,
     event: EventFactory<Svc>,
+    /// The node every handle above was made from; owned here (see `unsafe impl Send`).
+    _node: Node<Svc>,
 }
+
+// SAFETY: as for `IceoryxPublisher`: every `Rc`-counted iceoryx2 handle reachable from
+// this struct (node, service factories, subscriber ports, listener) was made from the
+// node it owns and never leaves it, so they all move between threads together.
+unsafe impl Send for IceoryxSubscriber {}
 
 impl IceoryxSubscriber {
     /// The listener `wait` blocks on, registered on first use. A frame published before

@@ -315,3 +315,30 @@ fn frames_of_a_publisher_gone_before_the_next_poll_are_still_delivered() {
         assert_eq!(got, vec![1, 2, 3, 4, 5], "{policy:?}: frames of the departed publisher");
     }
 }
+
+/// Endpoints of one topic created at the same moment from different threads (each its
+/// own iceoryx2 node, racing to create the topic's services) all succeed.
+#[test]
+fn endpoints_created_concurrently_on_a_new_topic_all_succeed() {
+    let t = std::sync::Arc::new(IceoryxTransport::new().expect("transport"));
+    for _ in 0..20 {
+        let name = topic("race");
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(3));
+        let mut handles = Vec::new();
+        for i in 0..3 {
+            let (t, name, barrier) = (t.clone(), name.clone(), barrier.clone());
+            handles.push(std::thread::spawn(move || -> Result<(), String> {
+                barrier.wait();
+                if i == 0 {
+                    t.open_publisher(&name, &popts(1)).map(drop).map_err(|e| e.to_string())
+                } else {
+                    t.open_subscriber(&name, &sopts()).map(drop).map_err(|e| e.to_string())
+                }
+            }));
+        }
+        for h in handles {
+            let r = h.join().expect("thread");
+            assert!(r.is_ok(), "concurrent endpoint creation failed: {r:?}");
+        }
+    }
+}
