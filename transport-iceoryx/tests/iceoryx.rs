@@ -342,3 +342,42 @@ fn endpoints_created_concurrently_on_a_new_topic_all_succeed() {
         }
     }
 }
+
+/// Under `Block`, a subscriber created while the publisher exists loses nothing even if
+/// it does not poll for a while: the publisher waits for it from the moment it exists.
+/// (The reverse order — subscriber first, then a publisher, and no poll in between —
+/// is the known gap in docs/transport-iceoryx.md: iceoryx2 drops frames for it once its
+/// queue is full.)
+#[test]
+fn block_waits_for_a_subscriber_that_has_not_polled_yet() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("block-unpolled");
+    let opts = PublisherOptions { queue_depth: 8, ..popts(3) };
+    let mut pub_ = t.open_publisher(&name, &opts).expect("publisher");
+    let mut sub = t
+        .open_subscriber(&name, &SubscriberOptions { queue_depth: 8, ..sopts() })
+        .expect("subscriber");
+    let total = 40u64;
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let publisher = std::thread::spawn(move || {
+        for seq in 1..=total {
+            strata_core::TopicPublisher::publish(&mut pub_, seq, 1, &seq.to_le_bytes())
+                .expect("publish");
+        }
+        // Stay alive until the subscriber has drained.
+        let _ = done_rx.recv_timeout(Duration::from_secs(20));
+    });
+    // Let the publisher fill the subscriber's queue (8) well before the first poll.
+    std::thread::sleep(Duration::from_millis(300));
+    let got = drain(&mut sub, total as usize);
+    let _ = done_tx.send(());
+    publisher.join().expect("publisher thread");
+    let seqs: Vec<u64> = got
+        .iter()
+        .map(|g| match g {
+            Got::Frame(seq, ..) => *seq,
+            Got::Gap(from, to) => panic!("frames {from}..{to} lost under Block"),
+        })
+        .collect();
+    assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+}
