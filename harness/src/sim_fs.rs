@@ -756,9 +756,8 @@ struct Counts {
 }
 
 /// A [`FileSystem`] wrapper that counts `sync_data`, `sync_dir`, `write_all_at` and
-/// `start_writeback` calls
-/// made through it (and through every file handle it opened), then delegates to
-/// the wrapped file system unchanged.
+/// `start_writeback` calls made through it (and through every file handle it opened),
+/// then delegates to the wrapped file system unchanged.
 ///
 /// It adds no crash model of its own: durability is whatever the wrapped file system
 /// provides (the real disk for [`OsFileSystem`]). Counts include calls that failed.

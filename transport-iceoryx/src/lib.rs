@@ -18,8 +18,8 @@
 //!
 //! A subscriber listens on both services, so it receives from publishers of either policy
 //! without knowing it in advance. `poll` receives only from services that have (or had
-//! at the last look) a publisher, `wait` from both; sequence gaps (frames overwritten under drop-oldest) are
-//! reported by [`GapTracker`] from the frame numbers.
+//! at the last look) a publisher, `wait` from both. Sequence gaps (frames overwritten
+//! under drop-oldest) are reported by [`GapTracker`] from the frame numbers.
 //!
 //! Creating a transport removes the stale resources of dead iceoryx2 nodes (processes that
 //! were killed while holding endpoints) through iceoryx2's own `Node::list` and

@@ -45,6 +45,22 @@ struct Writer {
     written_back: u64,
 }
 
+impl Writer {
+    /// A writer at the start of a freshly created segment whose first `zeroed_to` bytes
+    /// are written (see `create_segment`).
+    fn at_new_segment(file: Arc<dyn File>, next_seq: u64, zeroed_to: u64) -> Self {
+        let header_end = HEADER_LEN as u64;
+        Self {
+            file,
+            offset: header_end,
+            next_seq,
+            scratch: Vec::new(),
+            zeroed_to,
+            written_back: header_end,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub fs: Arc<dyn FileSystem>,
@@ -140,14 +156,7 @@ impl FileWal {
             None => {
                 let (file, info, zeroed_to) = create_segment(&*fs, dir, SeqNo(1), &options)?;
                 segments.push(info);
-                Writer {
-                    file,
-                    offset: HEADER_LEN as u64,
-                    next_seq: 1,
-                    scratch: Vec::new(),
-                    zeroed_to,
-                    written_back: HEADER_LEN as u64,
-                }
+                Writer::at_new_segment(file, 1, zeroed_to)
             }
             Some(last) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
@@ -244,10 +253,8 @@ impl Inner {
             }
             segments.push(info);
         }
-        w.file = file;
-        w.offset = HEADER_LEN as u64;
-        w.zeroed_to = zeroed_to;
-        w.written_back = HEADER_LEN as u64;
+        let scratch = std::mem::take(&mut w.scratch);
+        *w = Writer { scratch, ..Writer::at_new_segment(file, w.next_seq, zeroed_to) };
         Ok(())
     }
 
