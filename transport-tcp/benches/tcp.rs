@@ -13,13 +13,16 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_transport_tcp::bench::{self, LoopbackOptions};
 
 fn print_distribution() {
-    for direct in [true, false] {
-        let opts = LoopbackOptions::default().with_payload(64).with_direct_write(direct);
+    for (direct, inline) in [(true, true), (true, false), (false, true), (false, false)] {
+        let opts = LoopbackOptions::default()
+            .with_payload(64)
+            .with_direct_write(direct)
+            .with_inline_read(inline);
         match bench::latency(&opts) {
             Ok(r) => {
                 let h = &r.latency_ns;
                 eprintln!(
-                    "tcp loopback one-way latency, 64 B, direct_write={direct}, {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
+                    "tcp loopback one-way latency, 64 B, direct_write={direct}, inline_read={inline}, {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
                     h.len(),
                     h.value_at_quantile(0.50) as f64 / 1e3,
                     h.value_at_quantile(0.90) as f64 / 1e3,
@@ -31,9 +34,9 @@ fn print_distribution() {
             }
             Err(e) => eprintln!("latency distribution failed: {e}"),
         }
-        match bench::throughput(1_000_000, 16, direct) {
+        match bench::throughput(1_000_000, 16, &opts) {
             Ok(r) => eprintln!(
-                "tcp loopback throughput, 16 B frames, direct_write={direct}: {} msgs in {:.2?} = {:.0} msg/s",
+                "tcp loopback throughput, 16 B frames, direct_write={direct}, inline_read={inline}: {} msgs in {:.2?} = {:.0} msg/s",
                 r.messages,
                 r.elapsed,
                 r.msgs_per_sec()
@@ -60,12 +63,13 @@ fn tcp(c: &mut Criterion) {
         })
     });
     let n = 200_000u64;
+    let batched = LoopbackOptions::default().with_direct_write(false);
     g.throughput(Throughput::Elements(n));
     g.bench_function("throughput_16B_batched", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                total += bench::throughput(n, 16, false).expect("throughput run").elapsed;
+                total += bench::throughput(n, 16, &batched).expect("throughput run").elapsed;
             }
             total
         })

@@ -26,11 +26,13 @@ pub struct LoopbackOptions {
     pub payload: usize,
     /// The server's [`TcpConfig::direct_write`].
     pub direct_write: bool,
+    /// The client's [`TcpConfig::inline_read`].
+    pub inline_read: bool,
 }
 
 impl Default for LoopbackOptions {
     fn default() -> Self {
-        Self { messages: 20_000, warmup: 2_000, payload: 64, direct_write: true }
+        Self { messages: 20_000, warmup: 2_000, payload: 64, direct_write: true, inline_read: true }
     }
 }
 
@@ -51,6 +53,12 @@ impl LoopbackOptions {
     #[must_use]
     pub fn with_direct_write(mut self, on: bool) -> Self {
         self.direct_write = on;
+        self
+    }
+    /// Sets [`LoopbackOptions::inline_read`].
+    #[must_use]
+    pub fn with_inline_read(mut self, on: bool) -> Self {
+        self.inline_read = on;
         self
     }
     /// Sets the payload size (raised to 8).
@@ -92,8 +100,9 @@ fn setup(
     policy: SlowSubscriberPolicy,
     depth: usize,
     direct_write: bool,
+    inline_read: bool,
 ) -> Result<Endpoints> {
-    let config = TcpConfig::default().with_direct_write(direct_write);
+    let config = TcpConfig::default().with_direct_write(direct_write).with_inline_read(inline_read);
     let server = TcpTransport::server_with("127.0.0.1:0", config.clone())?;
     let client = TcpTransport::client_with(server.remote_addr(), config)?;
     let popts = PublisherOptions {
@@ -116,8 +125,13 @@ fn bench_err(reason: impl Into<String>) -> Error {
 /// the calling thread, the subscriber blocking in [`TopicSubscriber::wait`] on another.
 pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
     let payload = opts.payload.max(8);
-    let (_server, mut publisher, mut subscriber) =
-        setup("bench/latency", SlowSubscriberPolicy::Block, 1024, opts.direct_write)?;
+    let (_server, mut publisher, mut subscriber) = setup(
+        "bench/latency",
+        SlowSubscriberPolicy::Block,
+        1024,
+        opts.direct_write,
+        opts.inline_read,
+    )?;
     let epoch = Instant::now();
     let total = opts.warmup + opts.messages;
     let received = Arc::new(AtomicU64::new(0));
@@ -177,11 +191,20 @@ pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
 }
 
 /// Throughput over loopback: `messages` frames of `payload` bytes published as fast
-/// as the block policy allows, counted by a subscriber thread. `direct_write` is the
-/// server's [`TcpConfig::direct_write`].
-pub fn throughput(messages: u64, payload: usize, direct_write: bool) -> Result<ThroughputResults> {
-    let (_server, mut publisher, mut subscriber) =
-        setup("bench/throughput", SlowSubscriberPolicy::Block, 8192, direct_write)?;
+/// as the block policy allows, counted by a subscriber thread, with the write and read
+/// modes of `opts` (its message count and payload are not used).
+pub fn throughput(
+    messages: u64,
+    payload: usize,
+    opts: &LoopbackOptions,
+) -> Result<ThroughputResults> {
+    let (_server, mut publisher, mut subscriber) = setup(
+        "bench/throughput",
+        SlowSubscriberPolicy::Block,
+        8192,
+        opts.direct_write,
+        opts.inline_read,
+    )?;
     let reader = std::thread::spawn(move || -> Result<Instant> {
         let mut n = 0u64;
         let mut last = Instant::now();
@@ -222,7 +245,7 @@ pub struct LoopbackResults {
 /// Runs [`latency`] and then [`throughput`] with the same options.
 pub fn loopback(opts: &LoopbackOptions) -> Result<LoopbackResults> {
     let latency = latency(opts)?;
-    let throughput = throughput(opts.messages.max(1), opts.payload, opts.direct_write)?;
+    let throughput = throughput(opts.messages.max(1), opts.payload, opts)?;
     Ok(LoopbackResults { latency, throughput })
 }
 

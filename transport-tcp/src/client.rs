@@ -14,11 +14,93 @@ use strata_core::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use crate::format::{self, Hello, ServerMessage};
 use crate::{NAME, Rt, TcpConfig};
+
+/// How the reader task reports the outcome of its first connection attempt.
+type Started = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// A subscriber's own single-threaded runtime, driven by the thread that calls its
+/// `poll`/`wait` ([`TcpConfig::inline_read`]): the kernel wakes that thread when the
+/// socket has data, and it runs the reader task itself.
+struct InlineRt {
+    rt: Option<Runtime>,
+}
+
+impl InlineRt {
+    fn new(topic: &str) -> Result<Self> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| {
+                Error::transport(NAME, topic, format!("cannot start the subscriber's runtime: {e}"))
+            })?;
+        Ok(Self { rt: Some(rt) })
+    }
+
+    fn runtime(&self) -> &Runtime {
+        // Only drop takes the runtime out, and nothing runs after drop.
+        self.rt.as_ref().expect("the inline runtime is present until drop")
+    }
+
+    /// Runs `fut` to completion on this thread, driving the reader task meanwhile.
+    fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        let rt = self.runtime();
+        if Handle::try_current().is_ok() {
+            // Async code must not block its runtime's thread on another runtime (tokio
+            // forbids it): drive ours from a helper thread for this one call.
+            std::thread::scope(|s| {
+                s.spawn(|| rt.block_on(fut)).join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        } else {
+            rt.block_on(fut)
+        }
+    }
+
+    /// Drives the reader task until a delivery is queued, the task ended, or `deadline`.
+    fn drive_until(&self, shared: &Shared, deadline: Instant) {
+        self.block_on(async {
+            let ready = async {
+                loop {
+                    let mut notified = pin!(shared.ready_async.notified());
+                    notified.as_mut().enable();
+                    if !shared.q.lock().is_empty()
+                        || shared.ended.load(std::sync::atomic::Ordering::Acquire)
+                    {
+                        return;
+                    }
+                    notified.await;
+                }
+            };
+            let _ = tokio::time::timeout_at(deadline.into(), ready).await;
+        });
+    }
+
+    /// Lets the reader task take in what the socket holds now, without waiting.
+    fn drive_once(&self) {
+        self.block_on(async {
+            // Each yield lets the runtime poll the socket without blocking and run the
+            // reader task it woke.
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+        });
+    }
+}
+
+impl Drop for InlineRt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            // Allowed anywhere, including inside async code (a plain drop is not).
+            rt.shutdown_background();
+        }
+    }
+}
 
 enum Item {
     Frame(FrameHeader, Bytes),
@@ -96,7 +178,10 @@ pub struct TcpSubscriber {
     tracker: GapTracker,
     disconnected: Option<String>,
     task: AbortHandle,
-    _rt: Arc<Rt>,
+    /// Set when this subscriber's own thread reads its socket
+    /// ([`TcpConfig::inline_read`]).
+    inline: Option<Arc<InlineRt>>,
+    rt: Arc<Rt>,
 }
 
 impl std::fmt::Debug for TcpSubscriber {
@@ -133,23 +218,60 @@ pub(crate) fn subscribe(
         space: Notify::new(),
         ended: std::sync::atomic::AtomicBool::new(false),
     });
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let max_payload = options.max_payload.min(u32::MAX as usize - 1 - format::FRAME_HEADER_LEN);
-    let task = rt
-        .handle()
-        .spawn(run(
-            addr,
-            topic.to_owned(),
-            options.resume_from,
-            max_payload,
-            shared.clone(),
-            config.clone(),
-            tx,
-        ))
-        .abort_handle();
-    let started = match rx.recv_timeout(config.connect_timeout + Duration::from_secs(1)) {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer from {addr} within {:?}", config.connect_timeout)),
+    // A runtime cannot be driven from inside another one's async code, so a subscriber
+    // created there is read by the transport's runtime.
+    let inline = match config.inline_read && Handle::try_current().is_err() {
+        true => Some(Arc::new(InlineRt::new(topic)?)),
+        false => None,
+    };
+    let answer_within = config.connect_timeout + Duration::from_secs(1);
+    let no_answer = || format!("no answer from {addr} within {:?}", config.connect_timeout);
+    let (task, started) = match &inline {
+        None => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let started: Started = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            let task = rt
+                .handle()
+                .spawn(run(
+                    addr,
+                    topic.to_owned(),
+                    options.resume_from,
+                    max_payload,
+                    shared.clone(),
+                    config.clone(),
+                    started,
+                ))
+                .abort_handle();
+            (task, rx.recv_timeout(answer_within).unwrap_or_else(|_| Err(no_answer())))
+        }
+        Some(inline) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let started: Started = Box::new(move |r| {
+                let _ = tx.send(r);
+            });
+            let task = inline
+                .runtime()
+                .spawn(run(
+                    addr,
+                    topic.to_owned(),
+                    options.resume_from,
+                    max_payload,
+                    shared.clone(),
+                    config.clone(),
+                    started,
+                ))
+                .abort_handle();
+            let answer = inline.block_on(async {
+                match tokio::time::timeout(answer_within, rx).await {
+                    Ok(Ok(r)) => r,
+                    _ => Err(no_answer()),
+                }
+            });
+            (task, answer)
+        }
     };
     if let Err(reason) = started {
         task.abort();
@@ -162,7 +284,8 @@ pub(crate) fn subscribe(
         tracker: GapTracker::default(),
         disconnected: None,
         task,
-        _rt: rt,
+        inline,
+        rt,
     })
 }
 
@@ -252,7 +375,7 @@ async fn run(
     max_payload: usize,
     shared: Arc<Shared>,
     config: TcpConfig,
-    started: std::sync::mpsc::SyncSender<std::result::Result<(), String>>,
+    started: Started,
 ) {
     let _wake_on_exit = WakeOnExit(shared.clone());
     let mut started = Some(started);
@@ -270,8 +393,8 @@ async fn run(
         };
         match attempt {
             Ok((mut reader, ack)) => {
-                if let Some(tx) = started.take() {
-                    let _ = tx.send(Ok(()));
+                if let Some(tell) = started.take() {
+                    tell(Ok(()));
                 } else {
                     tracing::info!(topic, %addr, resume_from = ?resume, "subscriber reconnected");
                 }
@@ -297,8 +420,8 @@ async fn run(
                 }
             }
             Err(reason) => {
-                if let Some(tx) = started.take() {
-                    let _ = tx.send(Err(reason));
+                if let Some(tell) = started.take() {
+                    tell(Err(reason));
                     return;
                 }
                 tracing::debug!(topic, %addr, "reconnect failed: {reason}");
@@ -344,7 +467,8 @@ impl TcpSubscriber {
     fn check_task(&mut self) {
         if self.disconnected.is_none()
             && (self.shared.ended.load(std::sync::atomic::Ordering::Acquire)
-                || self.task.is_finished())
+                || self.task.is_finished()
+                || (self.inline.is_some() && self.rt.is_shut_down()))
             && self.shared.q.lock().is_empty()
         {
             self.disconnected = Some("the transport's runtime shut down".to_owned());
@@ -391,6 +515,9 @@ impl TcpSubscriber {
 
     /// Waits for the next delivery without blocking the async runtime.
     pub async fn recv(&mut self) -> Result<OwnedDelivery> {
+        if let Some(inline) = self.inline.clone() {
+            return self.recv_inline(inline).await;
+        }
         loop {
             let shared = self.shared.clone();
             let mut notified = pin!(shared.ready_async.notified());
@@ -401,16 +528,29 @@ impl TcpSubscriber {
             notified.await;
         }
     }
-}
 
-impl AsyncTopicSubscriber for TcpSubscriber {
-    fn recv(&mut self) -> impl Future<Output = Result<OwnedDelivery>> + Send {
-        TcpSubscriber::recv(self)
+    /// [`TcpSubscriber::recv`] for a subscriber that reads its socket itself: the
+    /// driving happens on a blocking-pool thread so the caller's runtime is not held.
+    async fn recv_inline(&mut self, inline: Arc<InlineRt>) -> Result<OwnedDelivery> {
+        loop {
+            if let Some(d) = self.next_owned()? {
+                return Ok(d);
+            }
+            let (rt, shared) = (inline.clone(), self.shared.clone());
+            let slice = move || rt.drive_until(&shared, Instant::now() + RECV_SLICE);
+            if Handle::try_current().is_ok() {
+                tokio::task::spawn_blocking(slice).await.map_err(|e| {
+                    Error::transport(NAME, self.topic.clone(), format!("reader thread: {e}"))
+                })?;
+            } else {
+                // Not on tokio (another executor): blocking here is all there is.
+                slice();
+            }
+        }
     }
-}
 
-impl TopicSubscriber for TcpSubscriber {
-    fn poll(&mut self, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+    /// Hands what is queued to `on`.
+    fn deliver(&mut self, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
         self.refill();
         let mut n = 0;
         while let Some(item) = self.local.pop_front() {
@@ -450,16 +590,46 @@ impl TopicSubscriber for TcpSubscriber {
         Ok(n)
     }
 
+    fn nothing_queued(&self) -> bool {
+        self.local.is_empty() && self.disconnected.is_none() && self.shared.q.lock().is_empty()
+    }
+}
+
+/// How long one blocking-pool slice of an inline subscriber's async `recv` drives
+/// the socket before it checks again (bounds how long a cancelled `recv` lingers).
+const RECV_SLICE: Duration = Duration::from_millis(100);
+
+impl AsyncTopicSubscriber for TcpSubscriber {
+    fn recv(&mut self) -> impl Future<Output = Result<OwnedDelivery>> + Send {
+        TcpSubscriber::recv(self)
+    }
+}
+
+impl TopicSubscriber for TcpSubscriber {
+    fn poll(&mut self, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
+        if let Some(inline) = &self.inline
+            && self.nothing_queued()
+        {
+            inline.drive_once();
+        }
+        self.deliver(on)
+    }
+
     fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
-        if self.local.is_empty() && self.disconnected.is_none() {
+        if self.nothing_queued() {
             let deadline = Instant::now() + timeout;
-            let mut q = self.shared.q.lock();
-            while q.is_empty() {
-                if self.shared.ready.wait_until(&mut q, deadline).timed_out() {
-                    break;
+            match &self.inline {
+                Some(inline) => inline.drive_until(&self.shared, deadline),
+                None => {
+                    let mut q = self.shared.q.lock();
+                    while q.is_empty() {
+                        if self.shared.ready.wait_until(&mut q, deadline).timed_out() {
+                            break;
+                        }
+                    }
                 }
             }
         }
-        self.poll(on)
+        self.deliver(on)
     }
 }

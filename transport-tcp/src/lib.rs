@@ -73,6 +73,13 @@ pub struct TcpConfig {
     /// of 16-byte frames ~2.5x (see docs/transport-tcp.md); turn it off for bulk
     /// streams of small frames.
     pub direct_write: bool,
+    /// Client: the thread that calls a subscriber's `poll`/`wait` reads its socket
+    /// itself, through a small runtime of the subscriber's own (the kernel wakes that
+    /// thread directly: no hand-off between threads). Off: the transport's runtime
+    /// reads every connection in the background into the subscriber's queue, which
+    /// keeps reading (and reconnecting) while the application does not poll.
+    /// Subscribers created inside async code always use the transport's runtime.
+    pub inline_read: bool,
 }
 
 impl Default for TcpConfig {
@@ -84,6 +91,7 @@ impl Default for TcpConfig {
             min_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
             direct_write: true,
+            inline_read: true,
         }
     }
 }
@@ -111,6 +119,12 @@ impl TcpConfig {
     #[must_use]
     pub fn with_direct_write(mut self, on: bool) -> Self {
         self.direct_write = on;
+        self
+    }
+    /// Sets [`TcpConfig::inline_read`].
+    #[must_use]
+    pub fn with_inline_read(mut self, on: bool) -> Self {
+        self.inline_read = on;
         self
     }
     /// Sets the reconnect backoff range.
@@ -145,6 +159,11 @@ impl Rt {
 
     pub(crate) fn handle(&self) -> &Handle {
         &self.handle
+    }
+
+    /// The runtime was shut down (its server transport was dropped).
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.rt.lock().is_none()
     }
 
     fn shutdown(&self) {
