@@ -57,6 +57,7 @@ fn distribution_bench_reports_every_phase_as_json() {
         assert!(x.is_finite() && x > 0.0, "{ratio} = {x}");
     }
     check_latency(&r["tcp_latency"], "tcp");
+    check_latency(&r["tcp_raw_latency"], "raw std::net tcp");
     check_throughput(&r["iceoryx_throughput"], "iceoryx batched", 200_000);
     check_throughput(&r["tcp_throughput"], "tcp", 2000);
     let tiers = r["tiers"]["results"].as_array().expect("tier results");

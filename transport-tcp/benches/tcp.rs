@@ -13,6 +13,22 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_transport_tcp::bench::{self, LoopbackOptions};
 
 fn print_distribution() {
+    match bench::raw_latency(&LoopbackOptions::default().with_payload(64)) {
+        Ok(r) => {
+            let h = &r.latency_ns;
+            eprintln!(
+                "raw std::net loopback one-way latency, 64 B (reference), {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
+                h.len(),
+                h.value_at_quantile(0.50) as f64 / 1e3,
+                h.value_at_quantile(0.90) as f64 / 1e3,
+                h.value_at_quantile(0.99) as f64 / 1e3,
+                h.value_at_quantile(0.999) as f64 / 1e3,
+                h.max() as f64 / 1e3,
+                h.mean() / 1e3,
+            );
+        }
+        Err(e) => eprintln!("raw latency reference failed: {e}"),
+    }
     for (direct, inline) in [(true, true), (true, false), (false, true), (false, false)] {
         let opts = LoopbackOptions::default()
             .with_payload(64)

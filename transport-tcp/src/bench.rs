@@ -190,6 +190,64 @@ pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
     Ok(LatencyResults { latency_ns: hist })
 }
 
+/// The reference for [`latency`]: the same measurement over a bare `std::net` socket
+/// pair on loopback (TCP_NODELAY, blocking reads of fixed-size messages, no framing,
+/// checksum, queue or runtime). Strata's figures divided by these are its overhead.
+pub fn raw_latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
+    use std::io::{Read, Write};
+    let payload = opts.payload.max(8);
+    let io = |what: &str, e: std::io::Error| bench_err(format!("raw tcp {what}: {e}"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| io("bind", e))?;
+    let addr = listener.local_addr().map_err(|e| io("local_addr", e))?;
+    let mut tx = std::net::TcpStream::connect(addr).map_err(|e| io("connect", e))?;
+    let (mut rx, _) = listener.accept().map_err(|e| io("accept", e))?;
+    tx.set_nodelay(true).map_err(|e| io("nodelay", e))?;
+    rx.set_nodelay(true).map_err(|e| io("nodelay", e))?;
+    rx.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| io("read timeout", e))?;
+    let epoch = Instant::now();
+    let total = opts.warmup + opts.messages;
+    let warmup = opts.warmup;
+    let received = Arc::new(AtomicU64::new(0));
+    let recv2 = received.clone();
+    let reader = std::thread::spawn(move || -> Result<Histogram<u64>> {
+        let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
+            .map_err(|e| bench_err(format!("histogram: {e}")))?;
+        let mut buf = vec![0u8; payload];
+        for n in 0..total {
+            rx.read_exact(&mut buf).map_err(|e| io("read", e))?;
+            let now = epoch.elapsed().as_nanos() as u64;
+            let mut ts = [0u8; 8];
+            ts.copy_from_slice(&buf[..8]);
+            if n >= warmup {
+                let _ = hist.record(now.saturating_sub(u64::from_le_bytes(ts)).max(1));
+            }
+            recv2.store(n + 1, Ordering::Release);
+        }
+        Ok(hist)
+    });
+    let mut buf = vec![0u8; payload];
+    for i in 0..total {
+        let ts = epoch.elapsed().as_nanos() as u64;
+        buf[..8].copy_from_slice(&ts.to_le_bytes());
+        tx.write_all(&buf).map_err(|e| io("write", e))?;
+        // Same pacing as `latency`: one message in flight.
+        let mut spins = 0u32;
+        while received.load(Ordering::Acquire) <= i {
+            if reader.is_finished() {
+                break;
+            }
+            spins += 1;
+            if spins < 200 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    let hist = reader.join().map_err(|_| bench_err("the raw reader thread panicked"))??;
+    Ok(LatencyResults { latency_ns: hist })
+}
+
 /// Throughput over loopback: `messages` frames of `payload` bytes published as fast
 /// as the block policy allows, counted by a subscriber thread, with the write and read
 /// modes of `opts` (its message count and payload are not used).
@@ -260,5 +318,12 @@ mod tests {
         assert_eq!(r.latency.latency_ns.len(), 300);
         assert_eq!(r.throughput.messages, 300);
         assert!(r.throughput.msgs_per_sec() > 0.0);
+    }
+
+    #[test]
+    fn raw_reference_measures_every_message() {
+        let opts = LoopbackOptions::default().with_messages(300).with_warmup(20);
+        let r = raw_latency(&opts).expect("raw loopback");
+        assert_eq!(r.latency_ns.len(), 300);
     }
 }

@@ -175,6 +175,8 @@ pub struct DistributionReport {
     pub iceoryx_throughput: Throughput,
     /// Phase 3: latency.
     pub tcp_latency: Latency,
+    /// Phase 3: the same latency over a bare `std::net` socket pair (the reference).
+    pub tcp_raw_latency: Latency,
     /// Phase 3: throughput.
     pub tcp_throughput: Throughput,
     /// Phase 4.
@@ -278,6 +280,8 @@ pub fn run(args: &DistributionArgs) -> anyhow::Result<()> {
         .with_warmup(warmup)
         .with_payload(args.payload);
     let loopback = tcp::loopback(&opts).context("tcp loopback phase")?;
+    let raw = tcp::raw_latency(&opts).context("raw tcp loopback reference")?;
+    let tcp_raw_latency = Latency::from_histogram("raw std::net tcp", &raw.latency_ns, false);
     let tcp_latency = Latency::from_histogram("strata tcp", &loopback.latency.latency_ns, false);
     let tcp_throughput = Throughput {
         messages: loopback.throughput.messages,
@@ -302,6 +306,7 @@ pub fn run(args: &DistributionArgs) -> anyhow::Result<()> {
         iceoryx_latency,
         iceoryx_throughput,
         tcp_latency,
+        tcp_raw_latency,
         tcp_throughput,
         tiers,
     };
@@ -333,7 +338,7 @@ pub fn format_report(r: &DistributionReport) -> String {
         "one-way latency", "p50 ns", "p99 ns", "p99.9 ns", "max ns", "mean ns", "count"
     );
     let l = &r.iceoryx_latency;
-    for x in [&l.strata, &l.raw, &l.raw_threadsafe, &r.tcp_latency] {
+    for x in [&l.strata, &l.raw, &l.raw_threadsafe, &r.tcp_latency, &r.tcp_raw_latency] {
         let _ = writeln!(
             out,
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10.1} {:>8}  {}",
@@ -349,6 +354,14 @@ pub fn format_report(r: &DistributionReport) -> String {
         out,
         "strata/raw iceoryx2 threadsafe: mean {:.3}  p50 {:.3}",
         l.mean_ratio_threadsafe, l.p50_ratio_threadsafe
+    );
+    let (t, raw) = (&r.tcp_latency, &r.tcp_raw_latency);
+    let _ = writeln!(
+        out,
+        "strata tcp/raw tcp: mean {:.3}  p50 {:.3}  p99 {:.3}",
+        t.mean_ns / raw.mean_ns.max(1.0),
+        t.p50_ns as f64 / raw.p50_ns.max(1) as f64,
+        t.p99_ns as f64 / raw.p99_ns.max(1) as f64
     );
     let _ = writeln!(out);
     let _ = writeln!(
