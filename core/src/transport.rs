@@ -284,6 +284,12 @@ impl GapTracker {
         }
     }
 
+    /// The sequence expected next on `stream`, if a frame of it was seen or
+    /// [`GapTracker::expect`] set one.
+    pub fn expects(&self, stream: StreamId) -> Option<u64> {
+        self.expected.iter().find(|(s, _)| *s == stream).map(|(_, e)| *e)
+    }
+
     /// Sets the sequence expected next on `stream` (a subscriber that resumes knows it).
     pub fn expect(&mut self, stream: StreamId, seq: u64) {
         match self.expected.iter_mut().find(|(s, _)| *s == stream) {
@@ -317,7 +323,9 @@ mod tests {
     #[test]
     fn gap_tracker_honours_expect() {
         let mut t = GapTracker::default();
+        assert_eq!(t.expects(StreamId(7)), None);
         t.expect(StreamId(7), 50);
+        assert_eq!(t.expects(StreamId(7)), Some(50));
         assert_eq!(t.observe(&h(52, 1)), Some((50, 52)));
     }
 

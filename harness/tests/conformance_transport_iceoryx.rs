@@ -25,12 +25,9 @@ impl TransportFactory for Iceoryx {
 
 #[test]
 fn iceoryx_passes_the_transport_suite() {
-    // Drop-oldest is implemented (iceoryx2 safe overflow) but fails the suite's exact-gap
-    // check in one case: frames overwritten before a subscriber's first receive of a
-    // stream are not reported, because the subscriber has no reference sequence yet
-    // (GapTracker never reports on the first frame). Known gap, see
-    // docs/transport-iceoryx.md; crate test drop_oldest_overwrites_and_reports_the_gap
-    // covers gaps after the first frame.
-    let caps = TransportCaps::default().with_flood(256, 1024).with_drop_oldest(false);
+    // Every check, drop-oldest's exact gaps included: frames overwritten before the
+    // subscriber's first receive are reported from the publisher's start stamp
+    // (WireHeader::started_seq/started_ns).
+    let caps = TransportCaps::default().with_flood(256, 1024);
     transport::run(Arc::new(Iceoryx), caps).assert_ok();
 }

@@ -448,7 +448,8 @@ fn raw_histogram<Raw: iceoryx2::service::Service>(
                 let ts = timestamp(base);
                 let mut sample =
                     p.loan_slice_uninit(payload).map_err(|e| bench_err("raw loan", e))?;
-                *sample.user_header_mut() = WireHeader { stream: 1, seq: i, span: 1, reserved: 0 };
+                *sample.user_header_mut() =
+                    WireHeader { stream: 1, seq: i, span: 1, ..WireHeader::default() };
                 let sample = sample.write_from_fn(|k| if k < 8 { ts.to_le_bytes()[k] } else { 0 });
                 sample.send().map_err(|e| bench_err("raw send", e))?;
                 await_receipt(&received, &stopped, i)?;

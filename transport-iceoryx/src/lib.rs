@@ -70,9 +70,14 @@ fn alignment() -> Result<Alignment> {
 }
 
 /// The frame numbering as it travels in the iceoryx2 user header.
+///
+/// `started_seq` and `started_ns` let a subscriber that has not received anything of
+/// the stream yet tell what it missed: if it registered before the publisher's first
+/// send, it was due every frame from `started_seq` on (iceoryx2 connects a publisher to
+/// every subscriber registered before a send), so an overwritten beginning is a gap.
 #[derive(Debug, Default, Clone, Copy, ZeroCopySend)]
 #[repr(C)]
-#[type_name("StrataFrameHeaderV1")]
+#[type_name("StrataFrameHeaderV2")]
 pub struct WireHeader {
     /// [`FrameHeader::stream`].
     pub stream: u64,
@@ -82,6 +87,16 @@ pub struct WireHeader {
     pub span: u32,
     /// Zero; keeps the layout explicit.
     pub reserved: u32,
+    /// The sequence of this publisher's first frame.
+    pub started_seq: u64,
+    /// `CLOCK_MONOTONIC` (host-wide) in ns, read just before this publisher's first send.
+    pub started_ns: u64,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the host.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64).saturating_mul(1_000_000_000).saturating_add(t.tv_nsec as u64)
 }
 
 impl WireHeader {
@@ -365,6 +380,7 @@ impl IceoryxTransport {
                 stream: options.stream,
                 max_payload: options.max_payload,
                 next_seq: None,
+                started: None,
                 publisher,
                 notifier,
                 event,
@@ -432,6 +448,7 @@ impl IceoryxTransport {
                     })?;
                 ports.push(Port { subscriber, depth, service, had_publisher: true });
             }
+            let registered_ns = monotonic_ns();
             let event = self.event_service(&node, topic)?;
             Ok(IceoryxSubscriber {
                 topic: topic.to_owned(),
@@ -442,6 +459,7 @@ impl IceoryxTransport {
                 listener: None,
                 notify: self.config.notify,
                 tracker: GapTracker::default(),
+                registered_ns,
                 event,
                 _node: node,
             })
@@ -455,6 +473,8 @@ pub struct IceoryxPublisher {
     stream: StreamId,
     max_payload: usize,
     next_seq: Option<u64>,
+    /// `(started_seq, started_ns)` of [`WireHeader`], fixed by the first publish.
+    started: Option<(u64, u64)>,
     publisher: Publisher<Svc, [u8], WireHeader>,
     notifier: Option<Notifier<Svc>>,
     event: EventFactory<Svc>,
@@ -500,8 +520,11 @@ impl IceoryxPublisher {
         Ok(())
     }
 
-    fn header(&self, seq: u64, span: u32) -> WireHeader {
-        WireHeader { stream: self.stream.0, seq, span, reserved: 0 }
+    /// The header of frame `seq`; read before the sample is sent, so the first
+    /// frame's `started_ns` precedes its send (see [`WireHeader`]).
+    fn header(&mut self, seq: u64, span: u32) -> WireHeader {
+        let (started_seq, started_ns) = *self.started.get_or_insert_with(|| (seq, monotonic_ns()));
+        WireHeader { stream: self.stream.0, seq, span, reserved: 0, started_seq, started_ns }
     }
 
     fn sent(&mut self, seq: u64, span: u32) -> Result<()> {
@@ -539,9 +562,10 @@ impl TopicPublisher for IceoryxPublisher {
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
         self.check(seq, span, payload.len())?;
+        let header = self.header(seq, span);
         let mut sample =
             self.publisher.loan_slice_uninit(payload.len()).map_err(|e| self.loan_err(e))?;
-        *sample.user_header_mut() = self.header(seq, span);
+        *sample.user_header_mut() = header;
         let sample = sample.write_from_slice(payload);
         sample.send().map_err(|e| self.send_err(e))?;
         self.sent(seq, span)
@@ -555,8 +579,9 @@ impl TopicPublisher for IceoryxPublisher {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<()> {
         self.check(seq, span, len)?;
+        let header = self.header(seq, span);
         let mut sample = self.publisher.loan_slice_uninit(len).map_err(|e| self.loan_err(e))?;
-        *sample.user_header_mut() = self.header(seq, span);
+        *sample.user_header_mut() = header;
         let uninit = sample.payload_mut();
         // SAFETY: the slice lies in a shared-memory segment mapped from a file: its bytes
         // are initialized (zero pages from the kernel or an earlier sample's bytes), and
@@ -593,6 +618,9 @@ pub struct IceoryxSubscriber {
     listener: Option<Listener<Svc>>,
     notify: bool,
     tracker: GapTracker,
+    /// `CLOCK_MONOTONIC` ns after this subscriber's ports were registered with their
+    /// services: a publisher whose first send started later was due to reach it.
+    registered_ns: u64,
     event: EventFactory<Svc>,
     /// The node every handle above was made from; owned here (see `unsafe impl Send`).
     _node: Node<Svc>,
@@ -647,7 +675,17 @@ impl IceoryxSubscriber {
                     Error::transport(NAME, self.topic.as_str(), format!("receive: {e:?}"))
                 })?;
                 let Some(sample) = sample else { break };
-                let header = sample.user_header().frame();
+                let wire = sample.user_header();
+                let header = wire.frame();
+                if wire.started_ns > self.registered_ns
+                    && wire.started_seq < header.seq
+                    && self.tracker.expects(header.stream).is_none()
+                {
+                    // The first frame this subscriber gets of the stream, from a
+                    // publisher that started after it registered: everything since the
+                    // publisher's first frame was due, so an overwritten start is a gap.
+                    self.tracker.expect(header.stream, wire.started_seq);
+                }
                 let payload: &[u8] = sample.payload();
                 if payload.len() > self.max_payload {
                     return Err(Error::FrameTooLarge {
