@@ -23,8 +23,9 @@ pub struct FileWalOptions {
     /// Preallocated extents are "unwritten" to the file system, and so is space past the
     /// end of a growing file: a write into either makes the next fdatasync commit file
     /// system metadata (on ext4 a journal commit, which waits behind every other
-    /// process's metadata changes). Zeroing a chunk ahead pays that once per chunk, so a
-    /// `Sync` append's fdatasync flushes data only. Default 1 MiB.
+    /// process's metadata changes). Zeroing ahead pays that once per top-up (a sixteenth
+    /// of this distance at a time, so no single fdatasync flushes a large run of fresh
+    /// zeros), and a `Sync` append's fdatasync otherwise flushes data only. Default 1 MiB.
     pub zero_ahead_bytes: u64,
     /// Start the OS writing the segment back every this many appended bytes, without
     /// waiting (`sync_file_range`; 0: off). Without it, `Buffered` appends leave up to

@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use strata_core::fs::{File, FileSystem, OpenMode, read_all, read_exact_at};
 use strata_core::{
     Durability, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
@@ -61,16 +61,46 @@ impl Writer {
     }
 }
 
+/// Zero-ahead tops up in this many steps per `zero_ahead_bytes` (see `Inner::zero_ahead`).
+const ZERO_AHEAD_STEPS: u64 = 16;
+
+/// A waiter's turn, as its leader sets it: still waiting, covered (or failed: look at
+/// the poison), or now the leader.
+const TURN_WAIT: u8 = 0;
+const TURN_DONE: u8 = 1;
+const TURN_LEAD: u8 = 2;
+
+/// The group-commit queue (see `Inner::sync_up_to`).
+#[derive(Debug, Default)]
+struct SyncQueue {
+    /// An appender is running (or is about to run) fdatasync.
+    leading: bool,
+    /// Appenders waiting for their sequence to become durable, in arrival order.
+    waiters: Vec<SyncWaiter>,
+}
+
+#[derive(Debug)]
+struct SyncWaiter {
+    target: u64,
+    thread: std::thread::Thread,
+    turn: Arc<AtomicU8>,
+}
+
+impl SyncWaiter {
+    fn wake(self, turn: u8) {
+        self.turn.store(turn, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub fs: Arc<dyn FileSystem>,
     pub dir: PathBuf,
     options: FileWalOptions,
     writer: Mutex<Writer>,
-    /// Whether an appender is running fdatasync right now (the group-commit leader);
-    /// the others wait on `sync_done` and are all woken when it finishes.
-    syncing: Mutex<bool>,
-    sync_done: Condvar,
+    /// Group commit: who runs fdatasync now, and who waits for it.
+    sync_queue: Mutex<SyncQueue>,
     /// Last sequence whose bytes the OS holds; readers never look past it.
     pub written_seq: AtomicU64,
     synced_seq: AtomicU64,
@@ -195,8 +225,7 @@ impl FileWal {
                 dir: dir.to_path_buf(),
                 options,
                 writer: Mutex::new(writer),
-                syncing: Mutex::new(false),
-                sync_done: Condvar::new(),
+                sync_queue: Mutex::new(SyncQueue::default()),
                 written_seq: AtomicU64::new(last_seq),
                 synced_seq: AtomicU64::new(last_seq),
                 poisoned: AtomicBool::new(false),
@@ -258,15 +287,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Keeps written zeros at least half of `zero_ahead_bytes` past `end`, topping up to
-    /// the full distance, so the file system converts extents (and commits metadata)
-    /// once per chunk instead of on every `Sync` append's fdatasync.
+    /// Keeps written zeros `zero_ahead_bytes` past `end`, topping up in steps of a
+    /// sixteenth of that distance, so the file system converts extents (and commits
+    /// metadata) once per step instead of on every `Sync` append's fdatasync.
+    ///
+    /// Small steps matter for `Sync` writers: the next fdatasync flushes the fresh zeros
+    /// too. Topping up half the distance at once (512 KiB by default) made that one
+    /// fdatasync take milliseconds while every group-commit waiter queued behind it.
     ///
     /// A failure fails the append before its record is written. The WAL is not
     /// poisoned: zeros past the last record change nothing a reader or recovery sees.
     fn zero_ahead(&self, w: &mut Writer, end: u64) -> Result<()> {
         let ahead = self.options.zero_ahead_bytes;
-        if ahead == 0 || end.saturating_add(ahead / 2) <= w.zeroed_to {
+        let step = (ahead / ZERO_AHEAD_STEPS).max(4096);
+        if ahead == 0 || end.saturating_add(ahead).saturating_sub(step) < w.zeroed_to {
             return Ok(());
         }
         let from = w.zeroed_to.max(end);
@@ -327,32 +361,65 @@ impl Inner {
     /// Group commit: returns once everything up to `target` is durable.
     ///
     /// One appender at a time is the leader and runs fdatasync over everything written
-    /// so far; the others wait, and all of them are woken at once when it finishes.
-    /// Those it covered return; the first one it did not cover leads the next round.
-    /// (Waking waiters together instead of handing a mutex from one to the next keeps the
-    /// critical path at one fdatasync plus one wake-up, whatever the number of writers.)
+    /// so far; the others queue up and park. When its fdatasync returns, the leader
+    /// hands leadership straight to the first waiter it did not cover, wakes that one
+    /// first (so the next fdatasync starts after one wake-up), then wakes those it
+    /// covered; the other uncovered waiters stay parked for the next leader. (With a
+    /// condition variable every waiter was woken and re-took one mutex in turn, so on
+    /// two cores the next leader started only after every covered writer's hand-off.)
     fn sync_up_to(&self, target: u64) -> Result<()> {
+        let mut leading = false;
         loop {
-            if self.synced_seq.load(Ordering::Acquire) >= target {
-                return Ok(());
+            if !leading {
+                if self.synced_seq.load(Ordering::Acquire) >= target {
+                    return Ok(());
+                }
+                let mut q = self.sync_queue.lock();
+                if self.synced_seq.load(Ordering::Acquire) >= target {
+                    return Ok(());
+                }
+                self.check_poison()?;
+                if q.leading {
+                    let turn = Arc::new(AtomicU8::new(TURN_WAIT));
+                    q.waiters.push(SyncWaiter {
+                        target,
+                        thread: std::thread::current(),
+                        turn: Arc::clone(&turn),
+                    });
+                    drop(q);
+                    // park may return spuriously: only the leader's answer counts.
+                    let mut answer = turn.load(Ordering::Acquire);
+                    while answer == TURN_WAIT {
+                        std::thread::park();
+                        answer = turn.load(Ordering::Acquire);
+                    }
+                    leading = answer == TURN_LEAD;
+                    continue;
+                }
+                q.leading = true;
             }
-            let mut syncing = self.syncing.lock();
-            if self.synced_seq.load(Ordering::Acquire) >= target {
-                return Ok(());
-            }
-            self.check_poison()?;
-            if *syncing {
-                self.sync_done.wait(&mut syncing);
-                continue;
-            }
-            *syncing = true;
-            drop(syncing);
             let result = self.sync_written();
-            let mut syncing = self.syncing.lock();
-            *syncing = false;
-            self.sync_done.notify_all();
-            drop(syncing);
+            let synced = self.synced_seq.load(Ordering::Acquire);
+            let (next, covered) = {
+                let mut q = self.sync_queue.lock();
+                let waiters = std::mem::take(&mut q.waiters);
+                let (covered, mut pending): (Vec<_>, Vec<_>) =
+                    waiters.into_iter().partition(|w| result.is_err() || w.target <= synced);
+                let next = if pending.is_empty() { None } else { Some(pending.remove(0)) };
+                // Leadership passes to `next` without ever being free, so nobody else
+                // starts an fdatasync in between.
+                q.leading = next.is_some();
+                q.waiters = pending;
+                (next, covered)
+            };
+            if let Some(next) = next {
+                next.wake(TURN_LEAD);
+            }
+            for w in covered {
+                w.wake(TURN_DONE);
+            }
             result?;
+            leading = false;
         }
     }
 

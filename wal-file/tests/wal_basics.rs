@@ -251,14 +251,25 @@ fn zero_ahead_keeps_zeros_past_the_writer_and_reopen_sees_exactly_the_records()
     {
         let wal = open(dir.path(), base.clone().with_zero_ahead_bytes(ahead));
         assert_eq!(len_of(dir.path()), header + ahead, "a new segment is zeroed up front");
+        // Topped up in steps of ahead/16: never less than ahead - step past the writer,
+        // and never more than one step (plus the record) written at once, so a Sync
+        // append's fdatasync never flushes a large run of fresh zeros.
+        let step = ahead / 16;
+        let mut prev = header + ahead;
         for n in 1..=200u64 {
             wal.append(&record, 1, Durability::Sync)?;
             let end = header + n * per_record;
             let len = len_of(dir.path());
             assert!(
-                len >= end + ahead / 2 && len <= end + ahead,
+                len >= end + ahead - step && len <= end + ahead,
                 "after {n} records ending at {end}: file is {len} bytes"
             );
+            assert!(
+                len - prev <= step + per_record,
+                "after {n} records: topped up {} bytes",
+                len - prev
+            );
+            prev = len;
         }
     }
     let wal = open(dir.path(), base.with_zero_ahead_bytes(ahead));
