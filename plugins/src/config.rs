@@ -63,6 +63,7 @@ kind = "mmap"
 block_size = 4096
 bloom_bits_per_key = 10
 compression = "none"             # or "lz4"
+writeback_bytes = 1048576        # start writeback every 1 MiB of table written
 
 [compaction]
 kind = "leveled"

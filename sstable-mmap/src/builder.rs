@@ -38,6 +38,8 @@ pub struct MmapTableBuilder {
     opts: MmapTableOptions,
     /// Bytes already handed to the file.
     written: u64,
+    /// Bytes whose writeback was started (see `MmapTableOptions::writeback_bytes`).
+    written_back: u64,
     /// Sealed blocks not yet written.
     pending: Vec<u8>,
     block: BlockBuilder,
@@ -97,6 +99,7 @@ impl MmapTableBuilder {
             file_no,
             opts,
             written: 0,
+            written_back: 0,
             pending: Vec::with_capacity(WRITE_BUFFER_BYTES + opts.block_size.min(1 << 20) * 2),
             block: BlockBuilder::default(),
             compress_scratch: Vec::new(),
@@ -172,6 +175,12 @@ impl MmapTableBuilder {
         self.io_result(r)?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
+        let every = self.opts.writeback_bytes;
+        if every > 0 && self.written - self.written_back >= every {
+            let r = self.file.start_writeback(self.written_back, self.written - self.written_back);
+            self.io_result(r)?;
+            self.written_back = self.written;
+        }
         Ok(())
     }
 

@@ -38,7 +38,47 @@ fn format_is_named_mmap_and_defaults_are_documented() {
     assert_eq!(f.name(), "mmap");
     let o = MmapTableOptions::default();
     assert_eq!((o.block_size, o.bloom_bits_per_key, o.compression), (4096, 10, Compression::None));
+    assert_eq!(o.writeback_bytes, 1024 * 1024);
     assert_eq!(f.options(), &o);
+}
+
+/// Building a table starts writeback every `writeback_bytes` written, so a flush or
+/// compaction never leaves more than that dirty for its final fdatasync to send at
+/// once; 0 turns the hint off. The table reads back the same either way.
+#[test]
+fn table_builds_start_writeback_every_writeback_bytes() {
+    use strata_harness::sim_fs::CountingFileSystem;
+    let entries: Vec<_> = (0..12_000u64)
+        .map(|i| put(format!("key-{i:08}").as_bytes(), i + 1, [(i % 251) as u8; 250]))
+        .collect();
+    let run = |every: u64| -> (u64, u64) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fs = CountingFileSystem::os();
+        let path = dir.path().join(FileNo(1).table_file_name());
+        let file = fs.shared().open(&path, OpenMode::CreateNew).expect("create");
+        let opts = MmapTableOptions::default().with_writeback_bytes(every);
+        let mut b = MmapTableFormat::new(opts).builder(file, FileNo(1)).expect("builder");
+        for e in &entries {
+            b.add(&e.key, e.seq, e.kind, &e.value).expect("add");
+        }
+        let meta = b.finish().expect("finish");
+        let file = fs.shared().open(&path, OpenMode::ReadOnly).expect("open");
+        let t = MmapTableFormat::default().open_table(file, FileNo(1)).expect("open table");
+        assert_eq!(t.meta().entries, 12_000);
+        assert_eq!(
+            value(&*t, b"key-00011999", u64::MAX).as_deref(),
+            Some(&[(11_999 % 251) as u8; 250][..])
+        );
+        (fs.writeback_count(), meta.size_bytes)
+    };
+    // About 3.2 MiB of table: one hint per 256 KiB write once 512 KiB have piled up.
+    let (hints, size) = run(512 * 1024);
+    let expected = size / (512 * 1024);
+    assert!(
+        hints + 1 >= expected && hints <= expected,
+        "{hints} writeback hints for a {size}-byte table at 512 KiB"
+    );
+    assert_eq!(run(0).0, 0, "writeback_bytes = 0 must give no hint");
 }
 
 #[test]
