@@ -2,6 +2,9 @@
 //! memtable plugin loaded from a shared library through `[[load]]`: the run must use the
 //! configured stack (the report names it) and compare two stacks as ratios.
 
+mod common;
+
+use common::OutputWithin;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -53,7 +56,8 @@ fn example_plugin() -> &'static Path {
             }
             None => panic!("unexpected profile directory {}", profile.display()),
         }
-        let out = cmd.output().expect("running cargo build");
+        let out =
+            cmd.output_within(std::time::Duration::from_secs(1200)).expect("running cargo build");
         assert!(out.status.success(), "build failed:\n{}", String::from_utf8_lossy(&out.stderr));
         let lib = profile.join(format!(
             "{}strata_plugin_example{}",
@@ -72,7 +76,7 @@ fn bench(args: &[&str], dir: &Path) -> Output {
         .args(args)
         .arg("--dir")
         .arg(dir)
-        .output()
+        .output_within(common::LIMIT)
         .expect("running strata bench")
 }
 
@@ -160,7 +164,7 @@ fn strata_plugins_lists_linked_and_loaded_plugins() {
         .arg("plugins")
         .arg("--load")
         .arg(example_plugin())
-        .output()
+        .output_within(common::LIMIT)
         .expect("running strata plugins");
     let text = ok(&out);
     for name in ["file*", "skiplist*", "mmap*", "leveled*", "example-btree"] {

@@ -1,6 +1,9 @@
 //! `strata bench distribution` end to end at a tiny scale: every phase runs for real and
 //! reports plausible figures, as a table and as JSON. No timing is asserted.
 
+mod common;
+
+use common::OutputWithin;
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
@@ -14,7 +17,7 @@ fn run(extra: &[&str]) -> Output {
         .args(["bench", "distribution", "--messages", "2000", "--tier-batch", "8"])
         .args(extra)
         .current_dir(dir.path())
-        .output()
+        .output_within(common::LIMIT)
         .expect("running strata bench distribution");
     assert!(
         out.status.success(),
@@ -100,13 +103,13 @@ fn distribution_bench_prints_a_table_and_keeps_the_main_bench_flags() {
     // The main job's options still parse; mixing them with the subcommand is refused.
     let help = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["bench", "--help"])
-        .output()
+        .output_within(common::LIMIT)
         .expect("strata bench --help");
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("--peers") && help.contains("distribution"), "{help}");
     let mixed = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["bench", "--ops", "10", "distribution"])
-        .output()
+        .output_within(common::LIMIT)
         .expect("strata bench --ops 10 distribution");
     assert!(!mixed.status.success(), "main-job flags with the subcommand must be refused");
 }

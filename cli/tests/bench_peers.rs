@@ -2,6 +2,9 @@
 //! end to end at a tiny scale: every workload is reported for every engine with the
 //! counts asked for, and the HTML report holds well-formed SVG.
 
+mod common;
+
+use common::OutputWithin;
 use std::process::Command;
 
 const WORKLOADS: [&str; 11] = [
@@ -51,7 +54,7 @@ fn check_peers(peers: &[&str]) {
         .arg(dir.path().join("run"))
         .arg("--report")
         .arg(&report)
-        .output()
+        .output_within(common::LIMIT)
         .expect("running strata bench --peers");
     assert!(
         out.status.success(),

@@ -1,6 +1,9 @@
 //! `strata bench` end to end at a tiny scale: the main job must run on a fresh machine
 //! and produce a complete, sane JSON report.
 
+mod common;
+
+use common::OutputWithin;
 use std::process::Command;
 
 #[test]
@@ -13,7 +16,7 @@ fn bench_runs_and_reports_every_phase_as_json() {
         .args(["--load-keys", "40000", "--probe-ops", "3000", "--memtable-mib", "1"])
         .arg("--dir")
         .arg(dir.path())
-        .output()
+        .output_within(common::LIMIT)
         .expect("running strata bench must succeed");
     assert!(
         out.status.success(),
@@ -73,7 +76,7 @@ fn bench_refuses_a_directory_that_already_holds_a_store() {
         .args(["bench", "--ops", "10"])
         .arg("--dir")
         .arg(dir.path())
-        .output()
+        .output_within(common::LIMIT)
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a store"));

@@ -2,6 +2,9 @@
 //! flipped byte in a table, a damaged manifest and a missing table are each reported
 //! with the file (and offset), and the command fails.
 
+mod common;
+
+use common::OutputWithin;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -9,7 +12,11 @@ use strata_core::Durability;
 use strata_core::fs::OsFileSystem;
 
 fn strata(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_strata")).args(args).arg(dir).output().expect("run strata")
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .arg(dir)
+        .output_within(common::LIMIT)
+        .expect("run strata")
 }
 
 fn text(o: &Output) -> String {
@@ -94,4 +101,11 @@ fn a_damaged_manifest_and_a_missing_table_are_reported() {
     assert!(text(&out).contains("magic"), "{}", text(&out));
     let out = strata(&["inspect"], dir.path());
     assert!(!out.status.success(), "inspect cannot summarise a damaged manifest");
+}
+
+/// The deadline every CLI test runs its child under does fire (and kills the child).
+#[test]
+#[should_panic(expected = "did not finish within")]
+fn a_hung_child_is_killed_at_its_deadline() {
+    let _ = Command::new("sleep").arg("30").output_within(std::time::Duration::from_millis(200));
 }

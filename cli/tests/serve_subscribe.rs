@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::OutputWithin;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -107,7 +110,7 @@ fn serve_survives_sigkill_and_clients_resume_without_gap() {
     let out = Command::new(BIN)
         .args(["subscribe", "--transport", "ws", "--topic", "commits", "--from", "1"])
         .args(["--count", "5", "--addr", &serve.ws])
-        .output()
+        .output_within(common::LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<Value> = String::from_utf8(out.stdout)
@@ -121,7 +124,7 @@ fn serve_survives_sigkill_and_clients_resume_without_gap() {
     let out = Command::new(BIN)
         .args(["subscribe", "--transport", "tcp", "--topic", "commits", "--count", "3"])
         .args(["--addr", serve.tcp.as_deref().unwrap()])
-        .output()
+        .output_within(common::LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -158,7 +161,11 @@ fn bad_serve_config_is_a_clear_error() {
     for (text, expected) in cases {
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, text).unwrap();
-        let out = Command::new(BIN).args(["serve", "--config"]).arg(&path).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .output_within(common::LIMIT)
+            .unwrap();
         assert!(!out.status.success(), "{text} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expected), "{text}: {err}");
@@ -166,7 +173,7 @@ fn bad_serve_config_is_a_clear_error() {
     let out = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(dir.path().join("missing.toml"))
-        .output()
+        .output_within(common::LIMIT)
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the serve configuration"));
 }
@@ -183,7 +190,7 @@ fn subscribe_over_iceoryx_shared_memory() {
     let out = Command::new(BIN)
         .args(["subscribe", "--transport", "iceoryx", "--prefix", &prefix])
         .args(["--topic", "commits", "--count", "5", "--duration", "60"])
-        .output()
+        .output_within(common::LIMIT)
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -199,7 +206,7 @@ fn subscribe_over_iceoryx_shared_memory() {
     let out = Command::new(BIN)
         .args(["subscribe", "--transport", "iceoryx", "--prefix", &prefix])
         .args(["--topic", "commits", "--from", "1", "--count", "1"])
-        .output()
+        .output_within(common::LIMIT)
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no history to resume from"));

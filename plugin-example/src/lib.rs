@@ -40,6 +40,9 @@ pub const PLUGIN: MemTablePlugin = MemTablePlugin {
     build,
 };
 
+// Loaded at run time, this library allocates through the host's allocator.
+strata_core::use_host_allocator!();
+
 strata_core::declare_plugin! {
     memtable: [PLUGIN],
 }

@@ -59,6 +59,7 @@ pub fn load_library(path: impl AsRef<Path>) -> Result<Vec<PluginInfo>, PluginErr
                 path: canonical.clone(),
                 mismatch,
             })?;
+            ffi::lend_allocator(library).map_err(load_err)?;
             let decl = ffi::declaration(library).map_err(load_err)?;
             lookup::check_new_declaration(&canonical, decl)?;
             LOADED.write().push((canonical.clone(), decl));

@@ -7,7 +7,10 @@
 //! c_void`, which returns its [`PluginDeclaration`]. The declaration is made of Rust
 //! types, whose layout is only the same on both sides when strata-core's version, the
 //! compiler and the shared types are; the stamp says exactly that, so the entry point
-//! is only called, and its answer only read, after the stamp matched.
+//! is only called, and its answer only read, after the stamp matched. Between the two,
+//! `extern "C" fn strata_plugin_use_host_allocator` (written by
+//! [`strata_core::use_host_allocator!`]) is given the host's global allocator, which the
+//! library uses for everything from then on.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
@@ -15,7 +18,8 @@ use std::path::Path;
 
 use libloading::{Library, Symbol};
 use strata_core::registry::{
-    ABI_MAGIC, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiStamp, ENTRY_SYMBOL, PluginDeclaration,
+    ABI_MAGIC, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiStamp, ENTRY_SYMBOL, HOST_ALLOCATOR,
+    HostAllocator, PluginDeclaration, USE_HOST_ALLOCATOR_SYMBOL,
 };
 
 /// Opens the shared library at `path`.
@@ -66,6 +70,30 @@ pub(crate) fn stamp(lib: &Library) -> Result<AbiStamp, String> {
     // SAFETY: magic and layout version match ours, so the whole static has our
     // `#[repr(C)]` layout (plain byte arrays and a u32: any bit pattern is valid).
     Ok(unsafe { std::ptr::read_unaligned(ptr) })
+}
+
+/// Lends the library the host's global allocator (see
+/// [`strata_core::use_host_allocator!`]). Only call this after [`stamp`] matched, and
+/// before anything else in the library.
+pub(crate) fn lend_allocator(lib: &'static Library) -> Result<(), String> {
+    // SAFETY: `use_host_allocator!` defines the symbol with exactly this signature, and
+    // the stamp check established that the library was built by this protocol.
+    let lend: Symbol<'static, extern "C" fn(Option<&'static HostAllocator>) -> bool> =
+        unsafe { lib.get(USE_HOST_ALLOCATOR_SYMBOL.as_bytes()) }.map_err(|e| {
+            format!(
+                "it exports no `{USE_HOST_ALLOCATOR_SYMBOL}` ({e}): add \
+                 `strata_core::use_host_allocator!();` next to `declare_plugin!` and rebuild \
+                 it — values are freed on the other side of the library boundary, so the \
+                 library must allocate with the host's allocator"
+            )
+        })?;
+    if lend(Some(&HOST_ALLOCATOR)) {
+        Ok(())
+    } else {
+        Err("it refused the host's allocator: it had already allocated memory of its own \
+             (at load time, before the loader could lend it), or uses another one"
+            .to_owned())
+    }
 }
 
 /// Calls the library's entry point and returns its declaration. Only call this after

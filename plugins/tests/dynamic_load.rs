@@ -34,6 +34,7 @@ fn libraries() -> &'static Path {
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "--quiet", "-p", "strata-plugin-example"])
             .args(["-p", "strata-plugin-fixture-bad-abi"])
+            .args(["-p", "strata-plugin-fixture-no-host-alloc"])
             .arg("--manifest-path")
             .arg(&manifest)
             .arg("--target-dir")
@@ -155,4 +156,16 @@ fn a_second_library_registering_a_taken_name_is_refused() {
     assert!(e.to_string().contains("registered twice"), "{e}");
     let listed = strata_plugins::plugin_names(PluginKind::MemTable);
     assert_eq!(listed.iter().filter(|n| **n == "example-btree").count(), 1, "{listed:?}");
+}
+
+#[test]
+fn a_library_that_keeps_its_own_allocator_is_refused_saying_what_to_add() {
+    let lib = library("strata_plugin_fixture_no_host_alloc");
+    let e = strata_plugins::load_library(&lib).expect_err("must be refused");
+    let PluginError::Load { reason, .. } = &e else { panic!("{e:?}") };
+    assert!(reason.contains("strata_core::use_host_allocator!()"), "{reason}");
+    assert!(
+        !strata_plugins::plugins().iter().any(|p| p.name == "fixture-no-host-alloc"),
+        "a refused library's plugins must not be registered"
+    );
 }

@@ -77,7 +77,8 @@ pub const ABI_STAMP_VERSION: u32 = 1;
 /// boundary. IMPORTANT: edit this text (and bump the `abi/N` prefix) whenever a trait,
 /// a registration struct or a shared type changes shape, even when the sizes hashed
 /// next to it stay the same.
-const ABI_SIGNATURES: &str = "abi/1;\
+const ABI_SIGNATURES: &str = "abi/2;\
+    host_allocator:extern C fn(Option<&HostAllocator>)->bool called before entry;\
     WalFactory{open(&self,Arc<dyn FileSystem>,&Path)->Result<Arc<dyn Wal>>;name()->&'static str};\
     Wal{append(&[u8],u32,Durability)->Result<SeqNo>;sync;last_seq;read_from(SeqNo)->Result<Box<dyn WalReader>>;checkpoint(SeqNo);recovery()->WalRecovery;files()->Result<Vec<PathBuf>>};\
     WalReader{next_batch;wait_next(Duration)};\
@@ -115,6 +116,7 @@ pub const ABI_FINGERPRINT: u64 = {
     }
     layout!(
         PluginDeclaration,
+        super::HostAllocator,
         WalPlugin,
         MemTablePlugin,
         TablePlugin,

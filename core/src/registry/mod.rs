@@ -50,6 +50,7 @@
 //! three before calling anything in it.
 
 mod abi;
+mod host_alloc;
 mod options;
 
 use std::fmt;
@@ -59,6 +60,7 @@ pub use abi::{
     ABI_FINGERPRINT, ABI_MAGIC, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiMismatch, AbiPart,
     AbiStamp, ENTRY_SYMBOL,
 };
+pub use host_alloc::{HOST_ALLOCATOR, HostAllocator, PluginAllocator, USE_HOST_ALLOCATOR_SYMBOL};
 pub use options::{BuildError, OptionValue, PluginOptions};
 
 use crate::compaction::CompactionPolicy;
@@ -213,7 +215,8 @@ pub struct PluginDeclaration {
 /// [`AbiStamp`] static `STRATA_PLUGIN_ABI` and `extern "C" fn strata_plugin_entry()` —
 /// so it may be used once per crate, and two plugin crates that use it cannot both be
 /// linked statically into one binary (their symbols would clash): link at most one
-/// statically, load the others.
+/// statically, load the others. A library loaded at run time also needs
+/// [`use_host_allocator!`](crate::use_host_allocator) (the loader refuses it otherwise).
 #[macro_export]
 macro_rules! declare_plugin {
     (
