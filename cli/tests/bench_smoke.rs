@@ -76,8 +76,13 @@ fn bench_refuses_a_directory_that_already_holds_a_store() {
         .args(["bench", "--ops", "10"])
         .arg("--dir")
         .arg(dir.path())
+        // A user's mistake gets the message, not a backtrace, even with this set.
+        .env("RUST_BACKTRACE", "1")
         .output_within(common::LIMIT)
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a store"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already holds a store"), "{stderr}");
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
 }
