@@ -35,6 +35,7 @@ use iceoryx2::port::notifier::Notifier;
 use iceoryx2::port::publisher::Publisher;
 use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
+use iceoryx2::service::builder::publish_subscribe::PublishSubscribeOpenError;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
 use strata_core::{
@@ -420,6 +421,8 @@ impl IceoryxTransport {
                 // Join an existing service as it is; create one only if there is none.
                 // Creating can lose a race to a publisher creating it with another
                 // shape (open-or-create then fails on the shape): join theirs then.
+                // Only a service that is missing (or going away) is worth that retry;
+                // one that exists but does not fit is reported at once.
                 let deadline = Instant::now() + Duration::from_secs(1);
                 let service = loop {
                     let existing = node
@@ -429,8 +432,23 @@ impl IceoryxTransport {
                         .payload_alignment(alignment()?)
                         .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
                         .open();
-                    if let Ok(s) = existing {
-                        break s;
+                    match existing {
+                        Ok(s) => break s,
+                        Err(
+                            PublishSubscribeOpenError::DoesNotExist
+                            | PublishSubscribeOpenError::IsMarkedForDestruction,
+                        ) => {}
+                        Err(e) => {
+                            return Err(Error::transport(
+                                NAME,
+                                topic,
+                                format!(
+                                    "the topic's {} service exists but cannot be joined: {e:?} \
+                                     (made by another Strata version, or not by Strata?)",
+                                    policy.name()
+                                ),
+                            ));
+                        }
                     }
                     match self.pubsub_service(&node, topic, policy, &shape) {
                         Ok(s) => break s,

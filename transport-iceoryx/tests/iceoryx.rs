@@ -304,6 +304,14 @@ fn killed_publisher_process_is_cleaned_up() {
     // A new transport cleans up through iceoryx2's API; then the topic works again with
     // the same settings (the dead publisher's slot and segments are gone).
     let t = IceoryxTransport::new().expect("transport");
+    // Other tests of this binary create transports (and so clean up) at the same time;
+    // a cleanup that finds the node being removed by another skips it, so look again
+    // through the same API until it is gone.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while nodes_of(pid) != (0, 0) && Instant::now() < deadline {
+        strata_transport_iceoryx::cleanup_dead_nodes().expect("cleanup");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(nodes_of(pid), (0, 0), "the dead node was removed");
     let mut s = t.subscriber(&name, &sopts()).expect("subscriber after the crash");
     let mut p = t.publisher(&name, &popts(9)).expect("publisher after the crash");
@@ -411,4 +419,30 @@ fn block_waits_for_a_subscriber_that_has_not_polled_yet() {
         })
         .collect();
     assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
+}
+
+/// A topic whose service exists but was made with another frame header (another Strata
+/// version, or not Strata) is refused at once with an explanation, not after retrying.
+#[test]
+fn a_service_of_another_shape_is_refused_at_once() {
+    let t = IceoryxTransport::new().expect("transport");
+    let name = topic("foreign");
+    let node = NodeBuilder::new().create::<Svc>().expect("node");
+    let service_name =
+        ServiceName::new(&format!("{}/{name}/block", t.config().prefix)).expect("service name");
+    let _foreign = node
+        .service_builder(&service_name)
+        .publish_subscribe::<[u8]>()
+        .user_header::<u64>()
+        .create()
+        .expect("foreign service");
+    let started = Instant::now();
+    let Err(err) = t.subscriber(&name, &sopts()) else {
+        panic!("an incompatible service must be refused")
+    };
+    let elapsed = started.elapsed();
+    let text = err.to_string();
+    assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+    assert!(text.contains("cannot be joined") && text.contains(&name), "{text}");
+    assert!(elapsed < Duration::from_millis(900), "refused after {elapsed:?}, i.e. after retrying");
 }
