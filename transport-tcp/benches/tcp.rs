@@ -12,21 +12,26 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_transport_tcp::bench::{self, LoopbackOptions};
 
+/// One line of percentiles of a latency histogram (ns) in µs.
+fn percentiles(h: &hdrhistogram::Histogram<u64>) -> String {
+    format!(
+        "{} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
+        h.len(),
+        h.value_at_quantile(0.50) as f64 / 1e3,
+        h.value_at_quantile(0.90) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3,
+        h.max() as f64 / 1e3,
+        h.mean() / 1e3,
+    )
+}
+
 fn print_distribution() {
     match bench::raw_latency(&LoopbackOptions::default().with_payload(64)) {
-        Ok(r) => {
-            let h = &r.latency_ns;
-            eprintln!(
-                "raw std::net loopback one-way latency, 64 B (reference), {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
-                h.len(),
-                h.value_at_quantile(0.50) as f64 / 1e3,
-                h.value_at_quantile(0.90) as f64 / 1e3,
-                h.value_at_quantile(0.99) as f64 / 1e3,
-                h.value_at_quantile(0.999) as f64 / 1e3,
-                h.max() as f64 / 1e3,
-                h.mean() / 1e3,
-            );
-        }
+        Ok(r) => eprintln!(
+            "raw std::net loopback one-way latency, 64 B (reference), {}",
+            percentiles(&r.latency_ns)
+        ),
         Err(e) => eprintln!("raw latency reference failed: {e}"),
     }
     for (direct, inline) in [(true, true), (true, false), (false, true), (false, false)] {
@@ -35,19 +40,10 @@ fn print_distribution() {
             .with_direct_write(direct)
             .with_inline_read(inline);
         match bench::latency(&opts) {
-            Ok(r) => {
-                let h = &r.latency_ns;
-                eprintln!(
-                    "tcp loopback one-way latency, 64 B, direct_write={direct}, inline_read={inline}, {} msgs: p50 {:.1} us, p90 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us, mean {:.1} us",
-                    h.len(),
-                    h.value_at_quantile(0.50) as f64 / 1e3,
-                    h.value_at_quantile(0.90) as f64 / 1e3,
-                    h.value_at_quantile(0.99) as f64 / 1e3,
-                    h.value_at_quantile(0.999) as f64 / 1e3,
-                    h.max() as f64 / 1e3,
-                    h.mean() / 1e3,
-                );
-            }
+            Ok(r) => eprintln!(
+                "tcp loopback one-way latency, 64 B, direct_write={direct}, inline_read={inline}, {}",
+                percentiles(&r.latency_ns)
+            ),
             Err(e) => eprintln!("latency distribution failed: {e}"),
         }
         match bench::throughput(1_000_000, 16, &opts) {

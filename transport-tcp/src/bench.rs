@@ -121,6 +121,23 @@ fn bench_err(reason: impl Into<String>) -> Error {
     Error::transport(NAME, "bench", reason)
 }
 
+/// One message in flight: waits (spinning briefly, then yielding) until the reader
+/// counted message `i`, or stopped.
+fn await_delivery<T>(received: &AtomicU64, reader: &std::thread::JoinHandle<T>, i: u64) {
+    let mut spins = 0u32;
+    while received.load(Ordering::Acquire) <= i {
+        if reader.is_finished() {
+            break;
+        }
+        spins += 1;
+        if spins < 200 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// One-way latency over loopback: one message in flight at a time, the publisher on
 /// the calling thread, the subscriber blocking in [`TopicSubscriber::wait`] on another.
 pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
@@ -172,19 +189,7 @@ pub fn latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
         let ts = epoch.elapsed().as_nanos() as u64;
         buf[..8].copy_from_slice(&ts.to_le_bytes());
         publisher.publish(i, 1, &buf)?;
-        // One message in flight: wait (spinning briefly, then yielding) for it to land.
-        let mut spins = 0u32;
-        while received.load(Ordering::Acquire) <= i {
-            if reader.is_finished() {
-                break;
-            }
-            spins += 1;
-            if spins < 200 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        await_delivery(&received, &reader, i);
     }
     let hist = reader.join().map_err(|_| bench_err("the subscriber thread panicked"))??;
     Ok(LatencyResults { latency_ns: hist })
@@ -230,19 +235,7 @@ pub fn raw_latency(opts: &LoopbackOptions) -> Result<LatencyResults> {
         let ts = epoch.elapsed().as_nanos() as u64;
         buf[..8].copy_from_slice(&ts.to_le_bytes());
         tx.write_all(&buf).map_err(|e| io("write", e))?;
-        // Same pacing as `latency`: one message in flight.
-        let mut spins = 0u32;
-        while received.load(Ordering::Acquire) <= i {
-            if reader.is_finished() {
-                break;
-            }
-            spins += 1;
-            if spins < 200 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        await_delivery(&received, &reader, i);
     }
     let hist = reader.join().map_err(|_| bench_err("the raw reader thread panicked"))??;
     Ok(LatencyResults { latency_ns: hist })

@@ -227,42 +227,35 @@ pub(crate) fn subscribe(
     };
     let answer_within = config.connect_timeout + Duration::from_secs(1);
     let no_answer = || format!("no answer from {addr} within {:?}", config.connect_timeout);
+    let reader = |started: Started| {
+        run(
+            addr,
+            topic.to_owned(),
+            options.resume_from,
+            max_payload,
+            shared.clone(),
+            config.clone(),
+            started,
+        )
+    };
     let (task, started) = match &inline {
         None => {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let started: Started = Box::new(move |r| {
-                let _ = tx.send(r);
-            });
             let task = rt
                 .handle()
-                .spawn(run(
-                    addr,
-                    topic.to_owned(),
-                    options.resume_from,
-                    max_payload,
-                    shared.clone(),
-                    config.clone(),
-                    started,
-                ))
+                .spawn(reader(Box::new(move |r| {
+                    let _ = tx.send(r);
+                })))
                 .abort_handle();
             (task, rx.recv_timeout(answer_within).unwrap_or_else(|_| Err(no_answer())))
         }
         Some(inline) => {
             let (tx, rx) = tokio::sync::oneshot::channel();
-            let started: Started = Box::new(move |r| {
-                let _ = tx.send(r);
-            });
             let task = inline
                 .runtime()
-                .spawn(run(
-                    addr,
-                    topic.to_owned(),
-                    options.resume_from,
-                    max_payload,
-                    shared.clone(),
-                    config.clone(),
-                    started,
-                ))
+                .spawn(reader(Box::new(move |r| {
+                    let _ = tx.send(r);
+                })))
                 .abort_handle();
             let answer = inline.block_on(async {
                 match tokio::time::timeout(answer_within, rx).await {
