@@ -299,7 +299,7 @@ impl Inner {
     /// poisoned: zeros past the last record change nothing a reader or recovery sees.
     fn zero_ahead(&self, w: &mut Writer, end: u64) -> Result<()> {
         let ahead = self.options.zero_ahead_bytes;
-        let step = (ahead / ZERO_AHEAD_STEPS).max(4096);
+        let step = (ahead / ZERO_AHEAD_STEPS).max(4096).min(ahead);
         if ahead == 0 || end.saturating_add(ahead).saturating_sub(step) < w.zeroed_to {
             return Ok(());
         }
