@@ -17,6 +17,11 @@ use rand::{Rng, SeedableRng};
 use strata_harness::peers::workloads::{Sizes, key, miss_key, preload};
 use strata_harness::peers::{Engine, EngineKind, PeerConfig, open};
 
+/// The allocator of the `strata` binary, so these figures match `strata bench --peers`
+/// (every engine in this process uses it alike; see the README's allocator note).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PRELOAD_KEYS: u64 = 100_000;
 
 fn engines() -> Vec<EngineKind> {
