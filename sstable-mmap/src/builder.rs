@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_core::fs::File;
+use strata_core::fs::{File, WritebackPacer};
 use strata_core::{
     Error, FileNo, Result, SeqNo, TableBuilder, TableMeta, ValueKind, compare_internal,
 };
@@ -38,8 +38,8 @@ pub struct MmapTableBuilder {
     opts: MmapTableOptions,
     /// Bytes already handed to the file.
     written: u64,
-    /// Bytes whose writeback was started (see `MmapTableOptions::writeback_bytes`).
-    written_back: u64,
+    /// Starts writeback every `MmapTableOptions::writeback_bytes`.
+    writeback: WritebackPacer,
     /// Sealed blocks not yet written.
     pending: Vec<u8>,
     block: BlockBuilder,
@@ -99,7 +99,7 @@ impl MmapTableBuilder {
             file_no,
             opts,
             written: 0,
-            written_back: 0,
+            writeback: WritebackPacer::new(opts.writeback_bytes, 0),
             pending: Vec::with_capacity(WRITE_BUFFER_BYTES + opts.block_size.min(1 << 20) * 2),
             block: BlockBuilder::default(),
             compress_scratch: Vec::new(),
@@ -175,13 +175,8 @@ impl MmapTableBuilder {
         self.io_result(r)?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
-        let every = self.opts.writeback_bytes;
-        if every > 0 && self.written - self.written_back >= every {
-            let r = self.file.start_writeback(self.written_back, self.written - self.written_back);
-            self.io_result(r)?;
-            self.written_back = self.written;
-        }
-        Ok(())
+        let r = self.writeback.after_write(&*self.file, self.written);
+        self.io_result(r)
     }
 
     fn add_entry(&mut self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) -> Result<()> {

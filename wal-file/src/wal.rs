@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use strata_core::fs::{File, FileSystem, OpenMode, read_all, read_exact_at};
+use strata_core::fs::{File, FileSystem, OpenMode, WritebackPacer, read_all, read_exact_at};
 use strata_core::{
     Durability, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
     batch::MAX_BATCH_BYTES,
@@ -41,14 +41,19 @@ struct Writer {
     /// Bytes before this offset of the current segment hold written zeros or records
     /// (see [`FileWalOptions::zero_ahead_bytes`]).
     zeroed_to: u64,
-    /// Writeback of the current segment was last started up to this offset.
-    written_back: u64,
+    /// Starts writeback of the current segment every `writeback_bytes`.
+    writeback: WritebackPacer,
 }
 
 impl Writer {
     /// A writer at the start of a freshly created segment whose first `zeroed_to` bytes
     /// are written (see `create_segment`).
-    fn at_new_segment(file: Arc<dyn File>, next_seq: u64, zeroed_to: u64) -> Self {
+    fn at_new_segment(
+        file: Arc<dyn File>,
+        next_seq: u64,
+        zeroed_to: u64,
+        options: &FileWalOptions,
+    ) -> Self {
         let header_end = HEADER_LEN as u64;
         Self {
             file,
@@ -56,7 +61,7 @@ impl Writer {
             next_seq,
             scratch: Vec::new(),
             zeroed_to,
-            written_back: header_end,
+            writeback: WritebackPacer::new(options.writeback_bytes, header_end),
         }
     }
 }
@@ -186,7 +191,7 @@ impl FileWal {
             None => {
                 let (file, info, zeroed_to) = create_segment(&*fs, dir, SeqNo(1), &options)?;
                 segments.push(info);
-                Writer::at_new_segment(file, 1, zeroed_to)
+                Writer::at_new_segment(file, 1, zeroed_to, &options)
             }
             Some(last) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
@@ -212,7 +217,7 @@ impl FileWal {
                     // What lies past the end is unknown (zeros, but maybe unwritten
                     // extents): the first append zeroes ahead again.
                     zeroed_to: scan.end,
-                    written_back: scan.end,
+                    writeback: WritebackPacer::new(options.writeback_bytes, scan.end),
                 }
             }
         };
@@ -283,7 +288,10 @@ impl Inner {
             segments.push(info);
         }
         let scratch = std::mem::take(&mut w.scratch);
-        *w = Writer { scratch, ..Writer::at_new_segment(file, w.next_seq, zeroed_to) };
+        *w = Writer {
+            scratch,
+            ..Writer::at_new_segment(file, w.next_seq, zeroed_to, &self.options)
+        };
         Ok(())
     }
 
@@ -310,19 +318,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Starts writeback of what was appended since the last time, once that reaches
-    /// `writeback_bytes` (see [`FileWalOptions::writeback_bytes`]). Like `zero_ahead`,
-    /// a failure fails the append before its record is written.
-    fn start_writeback(&self, w: &mut Writer) -> Result<()> {
-        let every = self.options.writeback_bytes;
-        if every == 0 || w.offset.saturating_sub(w.written_back) < every {
-            return Ok(());
-        }
-        w.file.start_writeback(w.written_back, w.offset - w.written_back)?;
-        w.written_back = w.offset;
-        Ok(())
-    }
-
     fn write_record(&self, payload: &[u8], count: u32) -> Result<(SeqNo, u64)> {
         let mut w = self.writer.lock();
         self.check_poison()?;
@@ -336,7 +331,9 @@ impl Inner {
         }
         let end = w.offset + record_len;
         self.zero_ahead(&mut w, end)?;
-        self.start_writeback(&mut w)?;
+        // Like `zero_ahead`, a failure fails the append before its record is written.
+        let Writer { file, offset, writeback, .. } = &mut *w;
+        writeback.after_write(&**file, *offset)?;
         let first = SeqNo(w.next_seq);
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();

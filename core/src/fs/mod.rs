@@ -139,6 +139,34 @@ pub fn read_exact_at(file: &dyn File, buf: &mut [u8], offset: u64) -> Result<()>
     Ok(())
 }
 
+/// Paces [`File::start_writeback`] for a file written front to back: once `every`
+/// bytes (0: never) were written past the point where writeback last started, starts
+/// it for them, so the file never piles up more dirty data than that for its next
+/// `sync_data`. Used by the WAL and the table builder.
+#[derive(Clone, Copy, Debug)]
+pub struct WritebackPacer {
+    every: u64,
+    started_to: u64,
+}
+
+impl WritebackPacer {
+    /// A pacer for a file whose bytes before `from` need no writeback from it.
+    pub fn new(every: u64, from: u64) -> Self {
+        Self { every, started_to: from }
+    }
+
+    /// `file` now holds written bytes up to `written_to`: starts their writeback if
+    /// they are due.
+    pub fn after_write(&mut self, file: &dyn File, written_to: u64) -> Result<()> {
+        if self.every == 0 || written_to.saturating_sub(self.started_to) < self.every {
+            return Ok(());
+        }
+        file.start_writeback(self.started_to, written_to - self.started_to)?;
+        self.started_to = written_to;
+        Ok(())
+    }
+}
+
 /// Reads the whole file into memory.
 pub fn read_all(file: &dyn File) -> Result<Vec<u8>> {
     let len = file.len()?;
