@@ -70,6 +70,21 @@ fn alignment() -> Result<Alignment> {
     })
 }
 
+/// The part of a topic's publish-subscribe service that every endpoint must agree on:
+/// payload and header types, alignment, and the policy's overflow behaviour.
+fn pubsub_builder(
+    node: &Node<Svc>,
+    name: &ServiceName,
+    policy: SlowSubscriberPolicy,
+) -> Result<iceoryx2::service::builder::publish_subscribe::Builder<[u8], WireHeader, Svc>> {
+    Ok(node
+        .service_builder(name)
+        .publish_subscribe::<[u8]>()
+        .user_header::<WireHeader>()
+        .payload_alignment(alignment()?)
+        .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest))
+}
+
 /// The frame numbering as it travels in the iceoryx2 user header.
 ///
 /// `started_seq` and `started_ns` let a subscriber that has not received anything of
@@ -258,12 +273,7 @@ impl IceoryxTransport {
         policy: SlowSubscriberPolicy,
         shape: &Shape,
     ) -> Result<PubSubFactory<Svc, [u8], WireHeader>> {
-        let factory = node
-            .service_builder(&self.service_name(topic, policy.name())?)
-            .publish_subscribe::<[u8]>()
-            .user_header::<WireHeader>()
-            .payload_alignment(alignment()?)
-            .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
+        let factory = pubsub_builder(node, &self.service_name(topic, policy.name())?, policy)?
             .subscriber_max_buffer_size(shape.queue_depth)
             .subscriber_max_borrowed_samples(2)
             .history_size(shape.history)
@@ -425,13 +435,7 @@ impl IceoryxTransport {
                 // one that exists but does not fit is reported at once.
                 let deadline = Instant::now() + Duration::from_secs(1);
                 let service = loop {
-                    let existing = node
-                        .service_builder(&name)
-                        .publish_subscribe::<[u8]>()
-                        .user_header::<WireHeader>()
-                        .payload_alignment(alignment()?)
-                        .enable_safe_overflow(policy == SlowSubscriberPolicy::DropOldest)
-                        .open();
+                    let existing = pubsub_builder(&node, &name, policy)?.open();
                     match existing {
                         Ok(s) => break s,
                         Err(
