@@ -609,7 +609,8 @@ impl TopicSubscriber for TcpSubscriber {
     }
 
     fn wait(&mut self, timeout: Duration, on: &mut dyn FnMut(Delivery<'_>)) -> Result<usize> {
-        if self.nothing_queued() {
+        // Both ways of waiting look at the shared queue themselves before they sleep.
+        if self.local.is_empty() && self.disconnected.is_none() {
             let deadline = Instant::now() + timeout;
             match &self.inline {
                 Some(inline) => inline.drive_until(&self.shared, deadline),
