@@ -53,6 +53,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Query, State, WebSocketUpgrade};
+use axum::http::header::SEC_WEBSOCKET_KEY;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use parking_lot::{Mutex, RwLock};
@@ -162,6 +164,11 @@ pub struct GatewayConfig {
     pub max_clients: usize,
     /// Batches read from the log per step when a client resumes from history.
     pub log_chunk_batches: usize,
+    /// How long a connection has to complete the headers of each HTTP request (the
+    /// upgrade request included); a connection that has not is closed. Without it a
+    /// client that connects and sends nothing, or half a request, holds a socket and a
+    /// task for ever (1,500 such connections stayed open indefinitely).
+    pub header_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -175,6 +182,7 @@ impl Default for GatewayConfig {
             subscribe_timeout: Duration::from_secs(10),
             max_clients: 1024,
             log_chunk_batches: 256,
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -211,6 +219,13 @@ impl GatewayConfig {
         self
     }
 
+    /// Sets [`GatewayConfig::header_timeout`].
+    #[must_use]
+    pub fn with_header_timeout(mut self, d: Duration) -> Self {
+        self.header_timeout = d;
+        self
+    }
+
     /// Checks the configuration.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(Error::Config(m.to_owned()));
@@ -233,6 +248,9 @@ impl GatewayConfig {
         }
         if self.log_chunk_batches == 0 {
             return bad("log_chunk_batches must be at least 1");
+        }
+        if self.header_timeout.is_zero() {
+            return bad("header_timeout must be more than zero");
         }
         Ok(())
     }
@@ -347,6 +365,9 @@ impl Gateway {
     }
 
     /// The HTTP routes (`/ws`, `/topics`), to serve with axum or merge into an app.
+    ///
+    /// [`GatewayConfig::header_timeout`] is enforced by [`Gateway::serve`], not by the
+    /// routes: an app that serves them itself must bound header reads on its own.
     pub fn router(&self) -> Router {
         let max = self.inner.config.max_client_message_bytes;
         // The protocol limit lets messages somewhat over the gateway's own limit through,
@@ -357,8 +378,20 @@ impl Gateway {
                 "/ws",
                 get(
                     move |ws: WebSocketUpgrade,
+                          headers: HeaderMap,
                           State(inner): State<Arc<Inner>>,
                           Query(params): Query<HashMap<String, String>>| async move {
+                        // The extractor only checks that the key is present; a key that is
+                        // not a 16-byte nonce is a broken or hostile client (RFC 6455 4.2.1).
+                        let key = headers.get(SEC_WEBSOCKET_KEY).map(|k| k.as_bytes());
+                        if !key.is_some_and(is_websocket_key) {
+                            let resp: Response = (
+                                StatusCode::BAD_REQUEST,
+                                "Sec-WebSocket-Key must be the base64 encoding of 16 bytes\n",
+                            )
+                                .into_response();
+                            return resp;
+                        }
                         let resp: Response = ws
                             .max_message_size(protocol_limit)
                             .max_frame_size(protocol_limit)
@@ -376,29 +409,55 @@ impl Gateway {
     }
 
     /// Serves the routes on `listener` (TCP_NODELAY on every connection) until
-    /// `shutdown` completes; then every client is closed (code 1001) and the call
-    /// returns once their connections ended.
+    /// `shutdown` completes; then every client is closed (code 1001), connections still
+    /// in HTTP finish their current request, and the call returns once they ended.
+    ///
+    /// A connection that does not complete the headers of a request within
+    /// [`GatewayConfig::header_timeout`] is closed.
     pub async fn serve(
         &self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
-        use axum::serve::ListenerExt as _;
-        let inner = Arc::clone(&self.inner);
-        // Frames are small and latency matters: no Nagle delay (with the client's
-        // delayed ACKs it held frames back for ~40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "gateway: cannot set TCP_NODELAY");
+        let router = self.router();
+        let header_timeout = self.inner.config.header_timeout;
+        // Tells connections still speaking HTTP to finish their request and close.
+        let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                // Reap finished connection tasks so the set does not grow without bound.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let tcp = match accepted {
+                        Ok((tcp, _peer)) => tcp,
+                        Err(e) => {
+                            accept_failed(e).await;
+                            continue;
+                        }
+                    };
+                    // Frames are small and latency matters: no Nagle delay (with the
+                    // client's delayed ACKs it held frames back for ~40 ms).
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "gateway: cannot set TCP_NODELAY");
+                    }
+                    connections.spawn(serve_connection(
+                        tcp,
+                        router.clone(),
+                        header_timeout,
+                        closing_rx.clone(),
+                    ));
+                }
             }
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                inner.close_clients();
-            })
-            .await
-            .map_err(|source| Error::Io { op: "serve the gateway", source })
+        }
+        drop(listener);
+        self.inner.close_clients();
+        // Only fails when every receiver is gone, i.e. no connection is left to tell.
+        let _ = closing_tx.send(true);
+        while connections.join_next().await.is_some() {}
+        Ok(())
     }
 
     /// Stops the topic threads and closes every client (also done on drop).
@@ -413,8 +472,84 @@ impl Drop for Gateway {
     }
 }
 
+/// Serves one HTTP connection (and hands it over to the WebSocket task on upgrade).
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    router: Router,
+    header_timeout: Duration,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // hyper enforces the header timeout only with a timer; without one a client that
+    // never finishes its request holds the connection for ever.
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(tcp), service).with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        // `is_ok()` drops the borrow of the watch value before the await below.
+        _ = async { closing.wait_for(|closing| *closing).await.is_ok() } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Timeouts, resets and malformed requests: the client's problem, not the gateway's.
+        tracing::debug!(error = %e, "gateway: HTTP connection ended with an error");
+    }
+}
+
+/// Handles a failed `accept`: errors of one connection are skipped; others (out of file
+/// descriptors, …) are logged and retried after a pause, so the loop does not spin.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "gateway: accept failed; retrying in 100 ms");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// Whether `key` is a valid `Sec-WebSocket-Key`: the padded base64 encoding of exactly
+/// 16 bytes (22 symbols, the last one with its 4 unused bits zero, then `==`).
+fn is_websocket_key(key: &[u8]) -> bool {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let [symbols @ .., b'=', b'='] = key else { return false };
+    let Some(last) = symbols.last() else { return false };
+    symbols.len() == 22
+        && symbols.iter().all(|c| ALPHABET.contains(c))
+        // The 22nd symbol carries 2 bits of the 16th byte; its other 4 must be zero.
+        && ALPHABET.iter().position(|c| c == last).is_some_and(|v| v & 0x0f == 0)
+}
+
 fn topics_of(inner: &Inner) -> Vec<TopicStats> {
     let mut v: Vec<TopicStats> = inner.topics.read().values().map(|h| h.stats()).collect();
     v.sort_by(|a, b| a.topic.cmp(&b.topic));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_websocket_key;
+
+    #[test]
+    fn websocket_keys() {
+        assert!(is_websocket_key(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        assert!(is_websocket_key(b"AAAAAAAAAAAAAAAAAAAAAA=="));
+        assert!(is_websocket_key(b"/////////////////////w=="));
+        for bad in [
+            &b""[..],
+            b"==",
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZQ=",
+            b"dGhlIHNhbXBsZSBub25jZR==",
+            b"dGhlIHNhbXBsZSBub25jZSE=",
+            b"dGhlIHNhbXBsZSBub25jZQ==AAAA",
+            b"dGhlIHNhbXBsZSBub25j-Q==",
+            b"/////////////////////x==",
+        ] {
+            assert!(!is_websocket_key(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 }
