@@ -36,8 +36,9 @@
 //! - `HELLO`: the first and only message a client sends. Flag bit 0: `resume_from` is
 //!   present (otherwise it is ignored and the subscriber starts at the live edge, plus
 //!   the publisher's history). `max_payload` is the largest payload the client accepts.
-//! - `HELLO_ACK`: status 0 = subscribed, 1 = unknown topic, 2 = bad hello (the server
-//!   closes after sending a non-zero status). Flag bit 0: `live_next` is valid — the
+//! - `HELLO_ACK`: status 0 = subscribed, 1 = unknown topic, 2 = bad hello, 3 =
+//!   `resume_from` beyond the topic's live edge (the server closes after sending a
+//!   non-zero status, whose reason says why). Flag bit 0: `live_next` is valid — the
 //!   sequence the topic's next frame is expected to start at (used by a client that
 //!   reconnects before it received any frame).
 
@@ -74,6 +75,9 @@ pub const ACK_OK: u8 = 0;
 pub const ACK_UNKNOWN_TOPIC: u8 = 1;
 /// `HELLO_ACK` status: the hello was malformed.
 pub const ACK_BAD_HELLO: u8 = 2;
+/// `HELLO_ACK` status: `resume_from` is beyond the topic's live edge (greater than the
+/// sequence its next frame starts at).
+pub const ACK_BEYOND_LIVE_EDGE: u8 = 3;
 
 /// Encodes a whole `FRAME` message (length prefix included) whose payload `fill`
 /// writes in place.
@@ -173,7 +177,7 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, String> {
 /// The server's answer to a `HELLO`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HelloAck {
-    /// [`ACK_OK`], [`ACK_UNKNOWN_TOPIC`] or [`ACK_BAD_HELLO`].
+    /// [`ACK_OK`], [`ACK_UNKNOWN_TOPIC`], [`ACK_BAD_HELLO`] or [`ACK_BEYOND_LIVE_EDGE`].
     pub status: u8,
     /// The sequence the topic's next frame is expected at, when known.
     pub live_next: Option<u64>,

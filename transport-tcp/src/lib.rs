@@ -18,8 +18,11 @@
 //!   (`tracing::warn!`); the server keeps serving the others.
 //! - The server keeps the last [`PublisherOptions::history`](strata_core::PublisherOptions)
 //!   frames of each topic; a subscriber that (re)connects with a `resume_from` sequence
-//!   gets the frames it missed that are still held, and a
-//!   [`Delivery::Gap`](strata_core::Delivery::Gap) for the ones that are not.
+//!   gets the frames it missed that are still held (a frame spanning `resume_from` is
+//!   replayed whole), and a [`Delivery::Gap`](strata_core::Delivery::Gap) only for the
+//!   ones that are not. A `resume_from` beyond the topic's live edge (after the sequence
+//!   its next frame starts at) is refused: creating the subscriber fails with the
+//!   reason, and a reconnect is retried until the publisher reaches that point.
 //! - Client subscribers reconnect by themselves after a lost connection (exponential
 //!   backoff) and resume from the sequence after the last frame they received.
 //!

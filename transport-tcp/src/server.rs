@@ -98,16 +98,34 @@ impl Topic {
 
     /// Queues the hello answer, the replay the hello asked for, and adds `conn` to the
     /// live set — atomically with respect to publishes.
-    fn register(&self, conn: &Arc<Conn>, hello: &Hello) {
+    ///
+    /// A resume below what the history holds gets a `GAP` for the frames really gone
+    /// (up to the first frame held), then the history. A resume beyond the live edge
+    /// (after the next sequence the topic expects) is refused with the reason: serving
+    /// it would send frames below the position asked for, or wait silently. The edge is
+    /// known once the topic published a frame on this server; before that the resume
+    /// is accepted as asked.
+    fn register(&self, conn: &Arc<Conn>, hello: &Hello) -> std::result::Result<(), String> {
         let mut t = self.inner.lock();
         let live_next = t.last.map(|h| h.next_seq());
+        if let (Some(from), Some(next)) = (hello.resume_from, live_next)
+            && from > next
+        {
+            return Err(format!(
+                "resume_from {from} is beyond the live edge of topic {:?}: its next frame starts at {next}, so a resume may start at most there",
+                self.name
+            ));
+        }
         let mut q = conn.q.lock();
         let ack = HelloAck { status: format::ACK_OK, live_next, reason: String::new() };
         q.items.push_back(Item::Control(format::encode_hello_ack(&ack)));
         let start = match hello.resume_from {
             None => 0,
             Some(from) => {
-                let first = t.history.iter().find(|(h, _)| h.seq >= from);
+                // The first frame holding `from` or later (a frame spanning `from` is
+                // replayed whole).
+                let start = t.history.iter().position(|(h, _)| h.next_seq() > from);
+                let first = start.and_then(|i| t.history.get(i));
                 let (stream, first_seq) = match (first, t.last) {
                     (Some((h, _)), _) => (h.stream, h.seq),
                     (None, Some(last)) => (last.stream, last.next_seq()),
@@ -116,7 +134,7 @@ impl Topic {
                 if first_seq > from {
                     q.items.push_back(Item::Control(format::encode_gap(stream, from, first_seq)));
                 }
-                t.history.iter().position(|(h, _)| h.seq >= from).unwrap_or(t.history.len())
+                start.unwrap_or(t.history.len())
             }
         };
         for (h, frame) in t.history.iter().skip(start) {
@@ -131,6 +149,7 @@ impl Topic {
         let mut conns = (*t.conns).clone();
         conns.push(conn.clone());
         t.conns = Arc::new(conns);
+        Ok(())
     }
 
     fn unregister(&self, conn: &Arc<Conn>) {
@@ -462,7 +481,11 @@ async fn serve_conn(
         kill: Notify::new(),
         direct,
     });
-    topic.register(&conn, &hello);
+    if let Err(reason) = topic.register(&conn, &hello) {
+        tracing::warn!(topic = %topic.name, %peer, "refusing a subscriber: {reason}");
+        refuse(&mut sock, format::ACK_BEYOND_LIVE_EDGE, &reason).await;
+        return;
+    }
     tracing::debug!(topic = %topic.name, %peer, conn = conn.id, resume_from = ?hello.resume_from,
         "subscriber connected");
     let _guard = ConnGuard { conn: conn.clone(), topic: topic.clone() };
