@@ -210,6 +210,12 @@ pub(crate) fn subscribe(
             topic.len()
         )));
     }
+    if options.max_payload == 0 {
+        // The server refuses such a hello anyway: say so here, before connecting.
+        return Err(Error::InvalidArgument(format!(
+            "topic {topic:?}: max_payload 0 would accept no frame; it must be at least 1"
+        )));
+    }
     let shared = Arc::new(Shared {
         q: Mutex::new(VecDeque::new()),
         cap: options.queue_depth.max(1),

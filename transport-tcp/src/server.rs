@@ -137,15 +137,24 @@ impl Topic {
                 start.unwrap_or(t.history.len())
             }
         };
+        // Frames too large for the subscriber are reported in one line, not one per
+        // frame (a history of thousands of frames would flood the log).
+        let mut skipped: Option<(u64, u64, usize)> = None;
         for (h, frame) in t.history.iter().skip(start) {
             if frame.len() - format::LEN_PREFIX - 1 - format::FRAME_HEADER_LEN > conn.max_payload {
-                tracing::warn!(topic = %self.name, seq = h.seq, peer = %conn.peer,
-                    "history frame larger than the subscriber's max_payload; not replayed");
+                let s = skipped.get_or_insert((h.seq, h.seq, 0));
+                s.1 = h.seq;
+                s.2 += 1;
                 continue;
             }
             q.items.push_back(Item::Frame(*h, frame.clone()));
         }
         drop(q);
+        if let Some((first, last, count)) = skipped {
+            tracing::warn!(topic = %self.name, peer = %conn.peer, first, last, count,
+                max_payload = conn.max_payload,
+                "history frames larger than the subscriber's max_payload; not replayed");
+        }
         let mut conns = (*t.conns).clone();
         conns.push(conn.clone());
         t.conns = Arc::new(conns);
@@ -450,6 +459,18 @@ async fn serve_conn(
             return;
         }
     };
+    if hello.max_payload == 0 {
+        // Such a subscriber can receive no frame at all: accepting it would only skip
+        // (and warn about) every frame of the history, then close it on the first live
+        // frame. Refuse it once, saying why.
+        let reason = format!(
+            "hello for topic {:?} has max_payload 0: a subscriber must accept payloads of at least 1 byte",
+            hello.topic
+        );
+        tracing::warn!(%peer, "closing connection: {reason}");
+        refuse(&mut sock, format::ACK_BAD_HELLO, &reason).await;
+        return;
+    }
     let topic = state.topics.lock().get(&hello.topic).cloned();
     let Some(topic) = topic else {
         let reason = format!("unknown topic {:?}: no publisher serves it here", hello.topic);
