@@ -38,5 +38,7 @@ pub use transport::{
     Delivery, FrameHeader, GapTracker, PublisherOptions, SlowSubscriberPolicy, StreamId,
     SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
 };
-pub use types::{Durability, SeqNo, ValueKind, compare_internal};
-pub use wal::{Wal, WalBatch, WalFactory, WalReader, WalRecovery};
+pub use types::{Durability, Epoch, SeqNo, ValueKind, compare_internal};
+pub use wal::{
+    EpochStart, HistoryCheck, Wal, WalBatch, WalFactory, WalReader, WalRecovery, history_check,
+};

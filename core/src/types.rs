@@ -33,6 +33,33 @@ impl fmt::Display for SeqNo {
     }
 }
 
+/// An epoch: one incarnation of a store's history.
+///
+/// Every batch in the log carries the epoch of the process (or, with replication, the
+/// primary) that wrote it. A new epoch starts each time the log is opened for writing,
+/// so sequences that a crash lost and the next incarnation reused belong to a different
+/// epoch than the ones a subscriber may have seen: `(epoch, sequence)` names a batch
+/// unambiguously, a bare sequence does not. `Epoch(0)` is the epoch of logs written
+/// before epochs existed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    /// The epoch of batches written before epochs were recorded.
+    pub const ZERO: Epoch = Epoch(0);
+
+    /// The raw number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
 /// What one versioned entry says about its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]

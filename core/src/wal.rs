@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::error::Result;
 use crate::fs::FileSystem;
-use crate::types::{Durability, SeqNo};
+use crate::types::{Durability, Epoch, SeqNo};
 
 /// One committed batch as the log returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,9 @@ pub struct WalBatch {
     pub count: u32,
     /// The encoded operations (see [`crate::batch`]).
     pub payload: Bytes,
+    /// The epoch of the incarnation that wrote the batch ([`Epoch::ZERO`] for logs
+    /// written before epochs were recorded).
+    pub epoch: Epoch,
 }
 
 impl WalBatch {
@@ -37,6 +40,82 @@ pub struct WalRecovery {
     /// Set when a torn tail was cut off: the file, the offset it was cut at and the
     /// number of bytes dropped.
     pub truncated_tail: Option<(PathBuf, u64, u64)>,
+    /// Intact records found after the torn tail that were dropped with it because
+    /// nothing shows they were ever durable (unsynced writes that reached the disk out
+    /// of order before a power loss). Zero in every other case.
+    pub dropped_unsynced_records: u64,
+    /// The epoch this incarnation writes in.
+    pub epoch: Epoch,
+}
+
+/// Where one epoch's batches start: the log's durable epoch history is a list of these,
+/// oldest first (like Kafka's leader-epoch checkpoint).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EpochStart {
+    /// The epoch.
+    pub epoch: Epoch,
+    /// The first sequence written in it (every later epoch starts after it).
+    pub first_seq: SeqNo,
+}
+
+/// What a store's epoch history says about a position `(epoch, last)` that a reader
+/// (a resuming subscriber, a replica) holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryCheck {
+    /// Every sequence up to `last` that the reader holds under `epoch` is also what the
+    /// store holds: continue from `last + 1`.
+    Consistent,
+    /// The store rewrote `from ..= to` after the reader saw them: what the reader holds
+    /// for those sequences is not what the store holds now (a crash lost them before
+    /// they were durable and a later incarnation wrote other batches there, or they no
+    /// longer exist). Continue from `from`, discarding what was seen for the range.
+    Rewritten {
+        /// First sequence the reader holds that the store does not.
+        from: SeqNo,
+        /// Last such sequence (the reader's `last`).
+        to: SeqNo,
+        /// The epoch the store's history continued in at `from`.
+        store_epoch: Epoch,
+    },
+    /// The reader's epoch is newer than any the store knows: the position comes from
+    /// another store or another history, and nothing can be matched.
+    UnknownEpoch {
+        /// The store's current epoch.
+        store_epoch: Epoch,
+    },
+}
+
+/// Checks a reader's position `(epoch, last)` against an epoch `history` (oldest first,
+/// as [`Wal::epoch_history`] returns it) whose log currently ends at `log_last`.
+///
+/// Epoch `e` covers the sequences from its first sequence up to the first sequence of
+/// the next epoch in the history minus one (the current epoch: up to `log_last`). A
+/// reader at `(e, last)` is consistent when `last` lies inside what `e` covers;
+/// positions in epochs older than the retained history are taken as consistent when
+/// they end before the oldest retained epoch starts (nothing can contradict them).
+pub fn history_check(
+    history: &[EpochStart],
+    log_last: SeqNo,
+    epoch: Epoch,
+    last: SeqNo,
+) -> HistoryCheck {
+    let current = history.last().map_or(Epoch::ZERO, |e| e.epoch);
+    if epoch > current {
+        return HistoryCheck::UnknownEpoch { store_epoch: current };
+    }
+    // The end of what `epoch` covers: just before the first later epoch that wrote.
+    let next = history.iter().find(|e| e.epoch > epoch);
+    let end = match next {
+        Some(n) => SeqNo(n.first_seq.0.saturating_sub(1)),
+        None => log_last,
+    };
+    if last <= end {
+        return HistoryCheck::Consistent;
+    }
+    let from = end.next();
+    let store_epoch =
+        history.iter().rev().find(|e| e.first_seq <= from).or(next).map_or(current, |e| e.epoch);
+    HistoryCheck::Rewritten { from, to: last, store_epoch }
 }
 
 /// A durable, ordered log of write batches.
@@ -50,9 +129,20 @@ pub struct WalRecovery {
 /// - After any write or sync failure the log is poisoned: this and every later `append`
 ///   or `sync` returns `Error::Poisoned` (the page cache may have dropped the data, so a
 ///   retry could not be trusted). Reads keep working.
-/// - `read_from(seq)` yields, in order, every committed batch whose last sequence is
-///   `>= seq`, and `Error::SequenceUnavailable` if `seq` was already deleted by
-///   `checkpoint`. Its reader can wait for batches appended later (tailing).
+/// - `read_from(seq)` yields, in order, every appended batch whose last sequence is
+///   `>= seq` — written, not necessarily durable yet (replication overlaps a replica's
+///   fsync with the writer's; subscribers that must see only durable batches bound the
+///   reader by [`durable_seq`](Wal::durable_seq), as `Db::read_log_from` does) — and
+///   `Error::SequenceUnavailable` if `seq` was already deleted by `checkpoint`. Its
+///   reader can wait for batches appended later (tailing). A reader pins its position:
+///   `checkpoint` keeps what it still has to read, up to the log's retention limit for
+///   readers; a reader cut off past that limit gets `Error::SequenceUnavailable`.
+/// - `durable_seq()` is the last sequence known to be on stable storage; it never
+///   exceeds `last_seq()` and never decreases.
+/// - Every batch carries the epoch it was written in; each opening of the log for
+///   writing starts a new epoch, recorded durably (in [`epoch_history`](Wal::epoch_history))
+///   before the first batch of that epoch is written, so an epoch is never reused,
+///   also across crashes.
 /// - `checkpoint(seq)` declares that everything `<= seq` is persisted elsewhere; whole
 ///   segments at or below it may be deleted, but only as far as the retention setting
 ///   also allows. It never deletes a batch `> seq`.
@@ -66,6 +156,13 @@ pub trait Wal: Send + Sync + fmt::Debug {
     fn sync(&self) -> Result<()>;
     /// The last sequence appended (`SeqNo::ZERO` when empty).
     fn last_seq(&self) -> SeqNo;
+    /// The last sequence on stable storage; see the trait contract.
+    fn durable_seq(&self) -> SeqNo;
+    /// The epoch this incarnation of the log writes in.
+    fn epoch(&self) -> Epoch;
+    /// The durable epoch history, oldest first, ending with the current epoch once it
+    /// has written a batch (epochs that wrote nothing are left out).
+    fn epoch_history(&self) -> Vec<EpochStart>;
     /// A reader over committed batches, starting at the batch holding `from`.
     fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>>;
     /// Everything `<= seq` is persisted elsewhere; see the trait contract.

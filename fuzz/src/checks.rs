@@ -240,12 +240,17 @@ pub fn wal_record(data: &[u8]) {
 fn check_header(data: &[u8]) {
     let path = Path::new("wal/header");
     match walfmt::decode_header(data, path) {
-        Ok(start) => {
+        Ok(header) => {
             assert!(data.len() >= walfmt::HEADER_LEN);
             assert_eq!(data[..8], walfmt::MAGIC, "header accepted with a wrong magic");
-            assert_eq!(le_u32(data, 8), walfmt::VERSION, "header accepted with a wrong version");
+            let version = le_u32(data, 8);
+            assert!(
+                version == walfmt::VERSION || version == walfmt::VERSION_1,
+                "header accepted with a wrong version"
+            );
+            assert_eq!(header.version, version);
             assert_eq!(le_u32(data, 28), crc32(&data[..28]), "header accepted with a wrong CRC");
-            assert_eq!(le_u64(data, 16), start.0, "header start is not bytes 16..24");
+            assert_eq!(le_u64(data, 16), header.start.0, "header start is not bytes 16..24");
         }
         Err(e) => {
             let offset = expect_corruption(&e, path, "decode_header");
@@ -258,14 +263,20 @@ fn check_records(data: &[u8]) {
     let mut off = 0usize;
     for _ in 0..MAX_STEPS {
         let rest = &data[off..];
-        match walfmt::decode_record(rest) {
-            RecordAt::Valid { first, count, payload, size } => {
+        match walfmt::decode_record(rest, walfmt::VERSION) {
+            RecordAt::Valid { first, count, meta, payload, size } => {
                 assert!(count > 0, "a valid record holds zero operations");
                 assert!(size <= rest.len(), "record of {size} bytes in {} bytes", rest.len());
                 assert_eq!(size, walfmt::RECORD_PREFIX_LEN + le_u32(rest, 0) as usize);
                 let mut again = Vec::new();
-                walfmt::encode_record(&mut again, first, count, payload);
+                walfmt::encode_record(&mut again, first, count, meta, payload);
                 assert_eq!(again[..], rest[..size], "a valid record does not re-encode to itself");
+                off += size;
+            }
+            RecordAt::Seal { next, meta, size } => {
+                let mut again = Vec::new();
+                walfmt::encode_seal(&mut again, next, meta);
+                assert_eq!(again[..], rest[..size], "a valid seal does not re-encode to itself");
                 off += size;
             }
             RecordAt::End => {
@@ -1138,12 +1149,15 @@ fn sample_batch(i: u8) -> WriteBatch {
     b
 }
 
+const SEED_META: walfmt::RecordMeta =
+    walfmt::RecordMeta { epoch: strata_core::Epoch(1), synced_through: SeqNo::ZERO };
+
 fn wal_seeds() -> Vec<Vec<u8>> {
-    let mut seg = walfmt::encode_header(SeqNo(1)).to_vec();
+    let mut seg = walfmt::encode_header(SeqNo(1), 0).to_vec();
     let mut next = 1u64;
     for i in 0..3u8 {
         let b = sample_batch(i);
-        walfmt::encode_record(&mut seg, SeqNo(next), b.count(), b.as_bytes());
+        walfmt::encode_record(&mut seg, SeqNo(next), b.count(), SEED_META, b.as_bytes());
         next += u64::from(b.count());
     }
     let mut padded = seg.clone();
@@ -1157,14 +1171,14 @@ fn wal_seeds() -> Vec<Vec<u8>> {
     // `cut` is small).
     let two = |cut: usize| {
         let b = sample_batch(0);
-        let mut first = walfmt::encode_header(SeqNo(1)).to_vec();
-        walfmt::encode_record(&mut first, SeqNo(1), b.count(), b.as_bytes());
+        let mut first = walfmt::encode_header(SeqNo(1), 0).to_vec();
+        walfmt::encode_record(&mut first, SeqNo(1), b.count(), SEED_META, b.as_bytes());
         let split = walfmt::HEADER_LEN + cut;
         first.resize(split, 0);
         let mut v = vec![4u8, split as u8, (split >> 8) as u8, 0];
         v.extend_from_slice(&first);
-        let mut second = walfmt::encode_header(SeqNo(4)).to_vec();
-        walfmt::encode_record(&mut second, SeqNo(4), b.count(), b.as_bytes());
+        let mut second = walfmt::encode_header(SeqNo(4), 0).to_vec();
+        walfmt::encode_record(&mut second, SeqNo(4), b.count(), SEED_META, b.as_bytes());
         v.extend_from_slice(&second);
         v
     };

@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use strata_core::fs::{FileSystem, OpenMode, read_all};
+use strata_core::fs::{FileSystem, OpenMode, read_exact_at};
 use strata_core::{Error, Result, SeqNo};
 
-use crate::format::{HEADER_LEN, RecordAt, decode_header, decode_record, parse_segment_file_name};
-use crate::recovery::scan_last_segment;
+use crate::format::{HEADER_LEN, RecordAt, decode_header, parse_segment_file_name};
+use crate::recovery::{Window, scan_last_segment};
 
 /// What checking one segment found.
 #[derive(Debug)]
@@ -65,69 +65,98 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
                 format!("segment starts at {start} but the previous one ended before {e}: a gap"),
             ));
         }
-        let bytes = read_all(&*fs.open(&path, OpenMode::ReadOnly)?)?;
-        check.file_bytes = bytes.len() as u64;
-        match decode_header(&bytes, &path) {
-            Ok(s) if s == start => {}
-            Ok(s) => {
+        let file = fs.open(&path, OpenMode::ReadOnly)?;
+        check.file_bytes = file.len()?;
+        let mut header = [0u8; HEADER_LEN];
+        let header = match read_exact_at(&*file, &mut header, 0)
+            .and_then(|()| decode_header(&header, &path))
+        {
+            Ok(h) if h.start == start => h,
+            Ok(h) => {
                 check.problem.get_or_insert(Error::corruption(
                     &path,
                     16,
-                    format!("header says start {s} but the name says {start}"),
+                    format!("header says start {} but the name says {start}", h.start),
                 ));
+                out.push(check);
+                continue;
             }
             Err(e) => {
                 check.problem.get_or_insert(e);
                 out.push(check);
                 continue;
             }
-        }
+        };
         if i + 1 == count {
-            match scan_last_segment(&bytes, &path, start) {
+            match scan_last_segment(&*file, &path, header) {
                 Ok(tail) => {
                     check.used_bytes = tail.end;
                     check.last_seq = tail.last_seq;
                     check.torn_tail_bytes = tail.torn_bytes;
                     check.records = tail.records;
+                    if let Some(next) = tail.sealed {
+                        check.problem.get_or_insert(Error::corruption(
+                            &path,
+                            tail.end,
+                            format!(
+                                "the newest segment was sealed for a successor starting at \
+                                 {next}, which is missing (deleted or lost)"
+                            ),
+                        ));
+                    }
                 }
                 Err(e) => {
                     check.problem.get_or_insert(e);
                 }
             }
         } else {
-            let mut off = HEADER_LEN;
+            let len = check.file_bytes;
+            let mut w = Window::new(&*file, len);
+            let mut off = HEADER_LEN as u64;
             let mut next = start;
             loop {
-                match decode_record(bytes.get(off..).unwrap_or_default()) {
+                match w.record_at(off, header.version)? {
                     RecordAt::Valid { first, count, size, .. } if first == next => {
                         next = SeqNo(first.0 + u64::from(count));
                         check.records += 1;
-                        off += size;
+                        off += size as u64;
+                    }
+                    RecordAt::Seal { next: n, size, .. } if n == next => {
+                        off += size as u64;
+                        break;
                     }
                     RecordAt::End => break,
                     RecordAt::Valid { first, .. } => {
                         check.problem.get_or_insert(Error::corruption(
                             &path,
-                            off as u64,
+                            off,
                             format!("record starts at {first}, expected {next}"),
+                        ));
+                        break;
+                    }
+                    RecordAt::Seal { next: n, .. } => {
+                        check.problem.get_or_insert(Error::corruption(
+                            &path,
+                            off,
+                            format!("seal names the next segment start {n}, expected {next}"),
                         ));
                         break;
                     }
                     RecordAt::Incomplete => {
                         check.problem.get_or_insert(Error::corruption(
                             &path,
-                            off as u64,
+                            off,
                             "record runs past the end of a segment that is not the last",
                         ));
                         break;
                     }
                     RecordAt::Damaged(reason) => {
-                        check.problem.get_or_insert(Error::corruption(&path, off as u64, reason));
+                        check.problem.get_or_insert(Error::corruption(&path, off, reason));
                         break;
                     }
                 }
             }
-            check.used_bytes = off as u64;
+            check.used_bytes = off;
             check.last_seq = SeqNo(next.0 - 1);
         }
         expected = Some(check.last_seq.next());

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod epochs;
 pub mod format;
 mod notify;
 mod options;

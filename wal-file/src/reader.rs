@@ -29,6 +29,8 @@ pub(crate) struct FileWalReader {
     /// Bytes of `segment` starting at file offset `buf_at`.
     buf: Bytes,
     buf_at: u64,
+    /// Offset of the record read last (for errors).
+    record_at: u64,
 }
 
 impl FileWalReader {
@@ -43,6 +45,7 @@ impl FileWalReader {
             from,
             buf: Bytes::new(),
             buf_at: 0,
+            record_at: 0,
         }
     }
 
@@ -61,7 +64,7 @@ impl FileWalReader {
         })?;
         let mut header = [0u8; HEADER_LEN];
         read_exact_at(&*f, &mut header, 0)?;
-        decode_header(&header, &self.segment.path)?;
+        self.segment.version = decode_header(&header, &self.segment.path)?.version;
         self.file = Some(Arc::clone(&f));
         Ok(f)
     }
@@ -105,11 +108,14 @@ impl FileWalReader {
             fresh = true;
         }
         loop {
-            let decoded = match decode_record(self.buffered()) {
-                RecordAt::Valid { first, count, payload, size } => {
-                    Ok((first, count, payload.len(), size))
+            let decoded = match decode_record(self.buffered(), self.segment.version) {
+                RecordAt::Valid { first, count, meta, payload, size } => {
+                    Ok((first, count, meta.epoch, payload.len(), size))
                 }
-                RecordAt::End => Err(None),
+                // A seal ends the segment's records like the zeros after them do; the
+                // next segment starts at the sequence it names, which `next_segment`
+                // checks against the segment list.
+                RecordAt::Seal { .. } | RecordAt::End => Err(None),
                 RecordAt::Incomplete => Err(None),
                 // A buffer read while the writer was mid-append can hold a record's
                 // length with only part of its body (the rest still zero in a
@@ -118,11 +124,12 @@ impl FileWalReader {
                 RecordAt::Damaged(reason) => Err(Some(reason)),
             };
             match decoded {
-                Ok((first, count, payload_len, size)) => {
+                Ok((first, count, epoch, payload_len, size)) => {
                     let start = (self.offset - self.buf_at) as usize + size - payload_len;
                     let payload = self.buf.slice(start..start + payload_len);
+                    self.record_at = self.offset;
                     self.offset += size as u64;
-                    return Ok(Some(WalBatch { first_seq: first, count, payload }));
+                    return Ok(Some(WalBatch { first_seq: first, count, payload, epoch }));
                 }
                 Err(Some(reason)) => {
                     return Err(Error::corruption(&self.segment.path, self.offset, reason));
@@ -203,7 +210,7 @@ impl WalReader for FileWalReader {
             if batch.first_seq != self.expected {
                 return Err(Error::corruption(
                     &self.segment.path,
-                    self.offset - (batch.payload.len() + RECORD_PREFIX_LEN + 12) as u64,
+                    self.record_at,
                     format!(
                         "record starts at sequence {}, expected {}",
                         batch.first_seq, self.expected

@@ -1,28 +1,48 @@
-//! Open-time scan of the last segment: find the end of the log and cut a torn tail.
+//! Open-time scan of the last segment: find the end of the log and decide what a failed
+//! record at its end means — a torn tail that is cut off, or damage that is reported.
 //!
-//! Only the last segment can hold a torn tail: rotation fsyncs a segment before the
-//! next one is created, so every earlier segment is complete, and the reader checks it
-//! record by record when it is replayed.
+//! Only the last segment can hold a torn tail: rotation fsyncs a segment (and seals it)
+//! before the log writes to the next one, so every earlier segment is complete, and the
+//! reader checks it record by record when it is replayed.
 //!
-//! Classifying a failed record at offset `x` of the last segment:
-//! - the rest of the file is zeros: the clean end of a preallocated segment;
-//! - the record's length prefix is all zeros but data follows: a hole left by page-cache
-//!   writeback of unsynced data, so nothing after it was ever acknowledged as durable
-//!   (a `Sync` acknowledgement covers every byte before it): torn tail;
-//! - the record is incomplete, or damaged and followed only by zeros: torn tail;
-//! - the record is damaged and non-zero data follows it: corruption, reported with file
-//!   and offset. Truncating there could drop acknowledged writes.
+//! When the record at offset `x` of the last segment (expected to start at sequence `s`)
+//! is not intact — damaged, cut short, or a zero length with data after it — recovery
+//! looks at every later byte offset for intact records with sequences `>= s`
+//! ("followers"), because a damaged length field can claim any extent:
+//! - no follower: nothing after `x` is an intact record, so the failed record was the
+//!   last one written: a torn tail, cut off and reported;
+//! - followers exist, the bytes from `x` to the end of its 4 KiB page are zeros (a page
+//!   that never reached the disk while later pages did: writeback reordering before a
+//!   power loss), and no follower's synced-through marker reaches `s`: nothing from `x`
+//!   on was ever durable, so it is dropped as an unsynced tail and reported, with the
+//!   number of intact records dropped;
+//! - otherwise it is damage: `Error::Corruption` with file and offset, never a
+//!   truncation. A flipped bit anywhere before intact records is always damage.
+//!
+//! What the log cannot tell: damage to the very last records, after which nothing intact
+//! was written, looks exactly like a torn write of records that were never durable. Such
+//! a tail is cut off and reported in the open report.
+//!
+//! The segment is read in bounded chunks, never whole.
 
 use std::path::Path;
 
-use strata_core::{Error, Result, SeqNo};
+use strata_core::fs::File;
+use strata_core::{Epoch, Error, Result, SeqNo};
 
-use crate::format::{HEADER_LEN, RECORD_PREFIX_LEN, RecordAt, decode_record};
+use crate::format::{
+    HEADER_LEN, RECORD_PREFIX_LEN, RecordAt, SegmentHeader, decode_record, plausible_record_start,
+};
+
+/// Bytes read at a time.
+const CHUNK_BYTES: usize = 1024 * 1024;
+/// Page size of the writeback-hole rule.
+const PAGE: u64 = 4096;
 
 /// Where the valid data of the last segment ends.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TailScan {
-    /// Offset just past the last valid record.
+    /// Offset just past the last valid record (or the seal).
     pub end: u64,
     /// Last sequence in the segment (`start - 1` if it holds no record).
     pub last_seq: SeqNo,
@@ -30,127 +50,272 @@ pub(crate) struct TailScan {
     pub torn_bytes: Option<u64>,
     /// Valid records before `end`.
     pub records: u64,
+    /// Intact records after the torn tail that were dropped with it (never durable).
+    pub dropped_unsynced: u64,
+    /// The highest epoch of the segment's records.
+    pub max_epoch: Epoch,
+    /// Set when the segment ends in a seal naming the next segment's start.
+    pub sealed: Option<SeqNo>,
 }
 
-pub(crate) fn scan_last_segment(bytes: &[u8], path: &Path, start: SeqNo) -> Result<TailScan> {
-    let mut off = HEADER_LEN;
-    let mut expected = start;
-    let mut records = 0u64;
-    loop {
-        let rest = bytes.get(off..).unwrap_or_default();
-        let (reason, extent_end) = match decode_record(rest) {
-            RecordAt::Valid { first, count, size, .. } if first == expected => {
-                expected = SeqNo(first.0 + u64::from(count));
-                off += size;
-                records += 1;
+/// A bounded read window over a file.
+pub(crate) struct Window<'f> {
+    file: &'f dyn File,
+    len: u64,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl<'f> Window<'f> {
+    pub(crate) fn new(file: &'f dyn File, len: u64) -> Self {
+        Self { file, len, buf: Vec::new(), at: 0 }
+    }
+
+    /// The file's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Up to `want` bytes at `off` (fewer at the end of the file).
+    pub(crate) fn get(&mut self, off: u64, want: usize) -> Result<&[u8]> {
+        let end = off.saturating_add(want as u64).min(self.len);
+        if off < self.at || end > self.at + self.buf.len() as u64 {
+            let size =
+                usize::try_from((self.len.saturating_sub(off)).min(want.max(CHUNK_BYTES) as u64))
+                    .unwrap_or(CHUNK_BYTES);
+            self.buf.resize(size, 0);
+            let mut filled = 0;
+            while filled < size {
+                let n = self.file.read_at(&mut self.buf[filled..], off + filled as u64)?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            self.buf.truncate(filled);
+            self.at = off;
+        }
+        let start = usize::try_from(off - self.at).unwrap_or(usize::MAX);
+        let stop = usize::try_from(end.saturating_sub(self.at)).unwrap_or(usize::MAX);
+        Ok(self.buf.get(start..stop.max(start)).unwrap_or_default())
+    }
+
+    /// Decodes the record at `off`, reading as much as its (bounded) length asks for.
+    pub(crate) fn record_at(&mut self, off: u64, version: u32) -> Result<RecordAt<'_>> {
+        let claimed = {
+            let b = self.get(off, RECORD_PREFIX_LEN)?;
+            b.get(..4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as usize)
+        };
+        let want = RECORD_PREFIX_LEN + claimed.min(crate::format::MAX_BODY_LEN);
+        let b = self.get(off, want)?;
+        Ok(decode_record(b, version))
+    }
+
+    /// Offset of the first non-zero byte at or after `off`.
+    pub(crate) fn first_nonzero_from(&mut self, mut off: u64) -> Result<Option<u64>> {
+        while off < self.len {
+            let chunk = self.get(off, CHUNK_BYTES)?;
+            if chunk.is_empty() {
+                break;
+            }
+            if let Some(i) = chunk.iter().position(|b| *b != 0) {
+                return Ok(Some(off + i as u64));
+            }
+            off += chunk.len() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Offset just past the last non-zero byte at or after `off`, if any.
+    fn nonzero_end_from(&mut self, mut off: u64) -> Result<Option<u64>> {
+        let mut last = None;
+        while off < self.len {
+            let chunk = self.get(off, CHUNK_BYTES)?;
+            if chunk.is_empty() {
+                break;
+            }
+            if let Some(i) = chunk.iter().rposition(|b| *b != 0) {
+                last = Some(off + i as u64 + 1);
+            }
+            off += chunk.len() as u64;
+        }
+        Ok(last)
+    }
+}
+
+/// Intact records found after a failed one.
+struct Followers {
+    /// Offset of the first.
+    offset: u64,
+    /// Its first sequence.
+    first: SeqNo,
+    /// How many intact records follow in a chain from it.
+    records: u64,
+    /// The highest synced-through marker among them.
+    max_synced: SeqNo,
+}
+
+/// Looks at every offset from `from` on for an intact record whose first sequence is at
+/// least `min`, then follows the chain of intact records from there.
+fn find_followers(
+    w: &mut Window<'_>,
+    from: u64,
+    version: u32,
+    min: SeqNo,
+) -> Result<Option<Followers>> {
+    let probe = RECORD_PREFIX_LEN + crate::format::BODY_PREFIX_LEN;
+    let mut off = from;
+    while off + probe as u64 <= w.len() {
+        if !plausible_record_start(w.get(off, probe)?, version, min) {
+            off += 1;
+            continue;
+        }
+        let (first, mut next, mut max_synced, size) = match w.record_at(off, version)? {
+            RecordAt::Valid { first, count, meta, size, .. } => {
+                (first, SeqNo(first.0 + u64::from(count)), meta.synced_through, size)
+            }
+            RecordAt::Seal { next, meta, size } => (next, next, meta.synced_through, size),
+            _ => {
+                off += 1;
                 continue;
             }
-            RecordAt::Valid { first, size, .. } => {
-                (format!("record starts at sequence {first}, expected {expected}"), off + size)
-            }
-            RecordAt::End => {
-                let tail = nonzero_span(rest);
-                let last_seq = SeqNo(expected.0 - 1);
-                if let Some(n) = tail {
-                    tracing::warn!(
-                        file = %path.display(), offset = off, bytes = n,
-                        "unsynced data after a hole in the WAL tail is dropped"
-                    );
-                }
-                return Ok(TailScan { end: off as u64, last_seq, torn_bytes: tail, records });
-            }
-            RecordAt::Incomplete => ("record extends past the end of the file".into(), bytes.len()),
-            RecordAt::Damaged(reason) => {
-                let len = rest
-                    .get(..4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map_or(0, |b| u32::from_le_bytes(b) as usize);
-                let claimed_end = off.saturating_add(RECORD_PREFIX_LEN).saturating_add(len);
-                let extent =
-                    if claimed_end <= bytes.len() { claimed_end } else { off + RECORD_PREFIX_LEN };
-                (reason, extent.min(bytes.len()))
-            }
         };
-        let after = bytes.get(extent_end..).unwrap_or_default();
-        if after.iter().all(|b| *b == 0) {
-            let torn = nonzero_span(rest).unwrap_or(0);
-            tracing::warn!(
-                file = %path.display(), offset = off, bytes = torn, %reason,
-                "torn WAL tail truncated"
-            );
-            return Ok(TailScan {
-                end: off as u64,
-                last_seq: SeqNo(expected.0 - 1),
-                torn_bytes: Some(torn),
-                records,
-            });
+        let mut records = 1;
+        let mut at = off + size as u64;
+        loop {
+            match w.record_at(at, version)? {
+                RecordAt::Valid { first, count, meta, size, .. } if first == next => {
+                    next = SeqNo(first.0 + u64::from(count));
+                    max_synced = max_synced.max(meta.synced_through);
+                    records += 1;
+                    at += size as u64;
+                }
+                RecordAt::Seal { next: n, meta, .. } if n == next => {
+                    max_synced = max_synced.max(meta.synced_through);
+                    break;
+                }
+                _ => break,
+            }
         }
+        return Ok(Some(Followers { offset: off, first, records, max_synced }));
+    }
+    Ok(None)
+}
+
+/// Scans the last segment, whose header is `header`, from its first record.
+pub(crate) fn scan_last_segment(
+    file: &dyn File,
+    path: &Path,
+    header: SegmentHeader,
+) -> Result<TailScan> {
+    let len = file.len()?;
+    if header.min_len > 0 && len < header.min_len {
         return Err(Error::corruption(
             path,
-            off as u64,
-            format!("{reason}; valid-looking data follows, so this is not a torn tail"),
+            len,
+            format!(
+                "the newest WAL segment is {len} bytes long but was created {} bytes long: \
+                 it was cut short after it was written, so acknowledged writes may be \
+                 missing; restore the file from a backup (or a replica) before opening",
+                header.min_len
+            ),
         ));
     }
-}
-
-/// Length up to the last non-zero byte, or `None` if every byte is zero.
-fn nonzero_span(bytes: &[u8]) -> Option<u64> {
-    bytes.iter().rposition(|b| *b != 0).map(|i| i as u64 + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::{encode_header, encode_record};
-    use std::path::PathBuf;
-
-    fn segment(records: &[(u64, u32, &[u8])], pad: usize) -> Vec<u8> {
-        let mut buf = encode_header(SeqNo(records.first().map_or(1, |r| r.0))).to_vec();
-        for (first, count, payload) in records {
-            encode_record(&mut buf, SeqNo(*first), *count, payload);
+    let mut w = Window::new(file, len);
+    let mut off = HEADER_LEN as u64;
+    let mut scan = TailScan {
+        end: off,
+        last_seq: SeqNo(header.start.0 - 1),
+        torn_bytes: None,
+        records: 0,
+        dropped_unsynced: 0,
+        max_epoch: Epoch::ZERO,
+        sealed: None,
+    };
+    let mut expected = header.start;
+    let reason = loop {
+        match w.record_at(off, header.version)? {
+            RecordAt::Valid { first, count, meta, size, .. } if first == expected => {
+                expected = SeqNo(first.0 + u64::from(count));
+                off += size as u64;
+                scan.records += 1;
+                scan.max_epoch = scan.max_epoch.max(meta.epoch);
+            }
+            RecordAt::Valid { first, .. } => {
+                break format!("record starts at sequence {first}, expected {expected}");
+            }
+            RecordAt::Seal { next, size, .. } if next == expected => {
+                let after = off + size as u64;
+                if let Some(at) = w.first_nonzero_from(after)? {
+                    return Err(Error::corruption(
+                        path,
+                        at,
+                        "data after the seal that closed this segment: the segment is damaged",
+                    ));
+                }
+                scan.end = after;
+                scan.last_seq = SeqNo(expected.0 - 1);
+                scan.sealed = Some(next);
+                return Ok(scan);
+            }
+            RecordAt::Seal { next, .. } => {
+                break format!("seal names the next segment start {next}, expected {expected}");
+            }
+            RecordAt::End => match w.first_nonzero_from(off)? {
+                None => {
+                    scan.end = off;
+                    scan.last_seq = SeqNo(expected.0 - 1);
+                    return Ok(scan);
+                }
+                Some(_) => break "a zero record length with non-zero data after it".to_owned(),
+            },
+            RecordAt::Incomplete => break "record extends past the end of the file".to_owned(),
+            RecordAt::Damaged(reason) => break reason,
         }
-        buf.resize(buf.len() + pad, 0);
-        buf
-    }
-
-    #[test]
-    fn clean_preallocated_segment_ends_at_the_zeros() {
-        let seg = segment(&[(1, 2, b"ab"), (3, 1, b"c")], 100);
-        let scan = scan_last_segment(&seg, &PathBuf::from("s"), SeqNo(1)).expect("clean");
-        assert_eq!(scan.last_seq, SeqNo(3));
-        assert_eq!(scan.torn_bytes, None);
-        assert_eq!(scan.end as usize, seg.len() - 100);
-    }
-
-    #[test]
-    fn half_written_last_record_is_a_torn_tail() {
-        let full = segment(&[(1, 1, b"first"), (2, 1, b"second-record")], 0);
-        let one = segment(&[(1, 1, b"first")], 0);
-        for cut in one.len() + 1..full.len() {
-            let mut seg = full[..cut].to_vec();
-            seg.resize(full.len() + 64, 0);
-            let scan = scan_last_segment(&seg, &PathBuf::from("s"), SeqNo(1)).expect("torn tail");
-            assert_eq!(scan.last_seq, SeqNo(1), "cut at {cut}");
-            assert_eq!(scan.end as usize, one.len());
-            assert!(scan.torn_bytes.is_some());
+    };
+    scan.end = off;
+    scan.last_seq = SeqNo(expected.0 - 1);
+    let torn = w.nonzero_end_from(off)?.map(|e| e - off);
+    match find_followers(&mut w, off + 1, header.version, expected)? {
+        None => {
+            tracing::warn!(
+                file = %path.display(), offset = off, bytes = torn.unwrap_or(0), %reason,
+                "torn WAL tail truncated"
+            );
+            scan.torn_bytes = Some(torn.unwrap_or(0));
+            Ok(scan)
         }
-    }
-
-    #[test]
-    fn flipped_byte_in_the_middle_is_corruption_with_offset() {
-        let mut seg = segment(&[(1, 1, b"first"), (2, 1, b"second"), (3, 1, b"third")], 32);
-        let second_at = segment(&[(1, 1, b"first")], 0).len();
-        seg[second_at + 10] ^= 0x20;
-        let err = scan_last_segment(&seg, &PathBuf::from("s"), SeqNo(1)).expect_err("corrupt");
-        match err {
-            Error::Corruption { offset, .. } => assert_eq!(offset as usize, second_at),
-            other => panic!("expected corruption, got {other}"),
+        Some(f) => {
+            let page_end = ((off / PAGE) + 1) * PAGE;
+            let hole = f.offset >= page_end && w.first_nonzero_from(off)? >= Some(page_end);
+            if hole && f.max_synced < expected {
+                tracing::warn!(
+                    file = %path.display(), offset = off, records = f.records,
+                    "a page of the WAL tail never reached the disk and the records after it \
+                     were never synced: the unsynced tail is dropped"
+                );
+                scan.torn_bytes = Some(torn.unwrap_or(0));
+                scan.dropped_unsynced = f.records;
+                return Ok(scan);
+            }
+            let durable = if f.max_synced >= expected {
+                format!(" (which records that everything up to {} was durable)", f.max_synced)
+            } else {
+                String::new()
+            };
+            Err(Error::corruption(
+                path,
+                off,
+                format!(
+                    "{reason}; an intact record for sequence {} follows at offset {}{durable}, \
+                     so this is damage, not a torn tail: acknowledged writes from sequence \
+                     {expected} on would be lost by cutting here. Restore the segment from a \
+                     backup or a replica",
+                    f.first, f.offset
+                ),
+            ))
         }
-    }
-
-    #[test]
-    fn sequence_gap_is_corruption() {
-        let seg = segment(&[(1, 1, b"a"), (5, 1, b"b"), (6, 1, b"c")], 0);
-        assert!(scan_last_segment(&seg, &PathBuf::from("s"), SeqNo(1)).is_err());
     }
 }

@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use strata_core::fs::{File, FileSystem, OpenMode, WritebackPacer, read_all, read_exact_at};
+use strata_core::fs::{File, FileSystem, OpenMode, WritebackPacer, read_exact_at};
 use strata_core::{
-    Durability, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
+    Durability, Epoch, EpochStart, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
     batch::MAX_BATCH_BYTES,
 };
 
+use crate::epochs;
 use crate::format::{
-    BODY_PREFIX_LEN, HEADER_LEN, RECORD_PREFIX_LEN, decode_header, encode_header, encode_record,
-    parse_segment_file_name, segment_file_name,
+    BODY_PREFIX_LEN, HEADER_LEN, RECORD_PREFIX_LEN, RecordMeta, VERSION, decode_header,
+    encode_header, encode_record, encode_seal, parse_segment_file_name, segment_file_name,
 };
 use crate::notify::TailNotify;
 use crate::options::FileWalOptions;
@@ -30,6 +31,8 @@ pub(crate) struct SegmentInfo {
     pub start: SeqNo,
     pub path: PathBuf,
     pub size_bytes: u64,
+    /// Format version of the segment's records.
+    pub version: u32,
 }
 
 #[derive(Debug)]
@@ -43,6 +46,22 @@ struct Writer {
     zeroed_to: u64,
     /// Starts writeback of the current segment every `writeback_bytes`.
     writeback: WritebackPacer,
+    /// Format version of the current segment (an old-format segment is never appended
+    /// to: the first append rotates to a new one).
+    version: u32,
+    /// What open found and left for the first append to do, so that opening writes
+    /// nothing: a torn tail to zero out, the segment to preallocate again.
+    prep: Option<OpenPrep>,
+    /// The epoch of this incarnation is in the durable history (done before the first
+    /// batch of the epoch is written).
+    epoch_recorded: bool,
+}
+
+/// Deferred work from open (see `Writer::prep`).
+#[derive(Debug)]
+struct OpenPrep {
+    /// Offset and length of bytes past the end of the log that are not zero.
+    torn: Option<(u64, u64)>,
 }
 
 impl Writer {
@@ -62,6 +81,9 @@ impl Writer {
             scratch: Vec::new(),
             zeroed_to,
             writeback: WritebackPacer::new(options.writeback_bytes, header_end),
+            version: VERSION,
+            prep: None,
+            epoch_recorded: false,
         }
     }
 }
@@ -116,6 +138,10 @@ pub(crate) struct Inner {
     checkpoint: AtomicU64,
     pub tail: TailNotify,
     recovery: WalRecovery,
+    /// The epoch this incarnation writes in.
+    epoch: Epoch,
+    /// The durable epoch history (see [`crate::epochs`]).
+    history: Mutex<Vec<EpochStart>>,
 }
 
 /// The segmented file WAL. See the crate docs for its guarantees.
@@ -160,53 +186,66 @@ impl FileWal {
         fs.create_dir_all(dir)?;
         let mut starts = Vec::new();
         for name in fs.list_dir(dir)? {
-            if name.starts_with("wal_") && name.ends_with(".log.tmp") {
-                // A rotation died before its rename: the segment never existed.
-                fs.remove_file(&dir.join(&name))?;
-            } else if let Some(start) = parse_segment_file_name(&name) {
+            // `*.log.tmp` files are rotations that died before their rename: the segment
+            // never existed. The next rotation to that name replaces it; open leaves it.
+            if let Some(start) = parse_segment_file_name(&name) {
                 starts.push(start);
             }
         }
         starts.sort();
+        let history = epochs::load(&*fs, dir)?;
 
         let mut segments = Vec::with_capacity(starts.len());
+        let mut headers = Vec::with_capacity(starts.len());
         for start in starts {
             let path = dir.join(segment_file_name(start));
             let file = fs.open(&path, OpenMode::ReadOnly)?;
             let mut header = [0u8; HEADER_LEN];
             read_exact_at(&*file, &mut header, 0)?;
-            let in_header = decode_header(&header, &path)?;
-            if in_header != start {
+            let decoded = decode_header(&header, &path)?;
+            if decoded.start != start {
                 return Err(Error::corruption(
                     &path,
                     16,
-                    format!("header says the segment starts at {in_header}, its name says {start}"),
+                    format!(
+                        "header says the segment starts at {}, its name says {start}",
+                        decoded.start
+                    ),
                 ));
             }
-            segments.push(SegmentInfo { start, path, size_bytes: file.len()? });
+            segments.push(SegmentInfo {
+                start,
+                path,
+                size_bytes: file.len()?,
+                version: decoded.version,
+            });
+            headers.push(decoded);
         }
 
         let mut recovery = WalRecovery::default();
-        let writer = match segments.last_mut() {
-            None => {
-                let (file, info, zeroed_to) = create_segment(&*fs, dir, SeqNo(1), &options)?;
-                segments.push(info);
-                Writer::at_new_segment(file, 1, zeroed_to, &options)
-            }
-            Some(last) => {
+        let mut max_epoch = history.last().map_or(Epoch::ZERO, |e| e.epoch);
+        let writer = match (segments.last_mut(), headers.last()) {
+            (Some(last), Some(header)) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
-                let bytes = read_all(&*file)?;
-                let scan = scan_last_segment(&bytes, &last.path, last.start)?;
-                drop(bytes);
-                if let Some(torn) = scan.torn_bytes {
-                    file.set_len(scan.end)?;
-                    recovery.truncated_tail = Some((last.path.clone(), scan.end, torn));
+                let scan = scan_last_segment(&*file, &last.path, *header)?;
+                if let Some(next) = scan.sealed {
+                    return Err(Error::corruption(
+                        &last.path,
+                        scan.end,
+                        format!(
+                            "the newest segment was sealed when the log moved on to {},                              which is missing: the newest segment was deleted or lost, and                              with it acknowledged writes from sequence {next} on. Restore                              {} from a backup or a replica before opening",
+                            segment_file_name(next),
+                            segment_file_name(next),
+                        ),
+                    ));
                 }
-                if options.preallocate {
-                    file.allocate(options.segment_size_bytes)?;
+                max_epoch = max_epoch.max(scan.max_epoch);
+                if let Some(torn) = scan.torn_bytes {
+                    recovery.truncated_tail = Some((last.path.clone(), scan.end, torn));
+                    recovery.dropped_unsynced_records = scan.dropped_unsynced;
                 }
                 // Whatever a crashed process left in the page cache becomes durable now,
-                // so "written" and "synced" agree from the start.
+                // so "written" and "synced" agree from the start. (This changes no byte.)
                 file.sync_data()?;
                 last.size_bytes = scan.end;
                 Writer {
@@ -218,9 +257,21 @@ impl FileWal {
                     // extents): the first append zeroes ahead again.
                     zeroed_to: scan.end,
                     writeback: WritebackPacer::new(options.writeback_bytes, scan.end),
+                    version: header.version,
+                    prep: Some(OpenPrep {
+                        torn: scan.torn_bytes.filter(|n| *n > 0).map(|n| (scan.end, n)),
+                    }),
+                    epoch_recorded: false,
                 }
             }
+            _ => {
+                let (file, info, zeroed_to) = create_segment(&*fs, dir, SeqNo(1), &options)?;
+                segments.push(info);
+                Writer::at_new_segment(file, 1, zeroed_to, &options)
+            }
         };
+        let epoch = Epoch(max_epoch.0 + 1);
+        recovery.epoch = epoch;
         let last_seq = writer.next_seq - 1;
         recovery.last_seq = SeqNo(last_seq);
         tracing::debug!(dir = %dir.display(), segments = segments.len(), last_seq, "WAL opened");
@@ -239,6 +290,8 @@ impl FileWal {
                 checkpoint: AtomicU64::new(0),
                 tail: TailNotify::default(),
                 recovery,
+                epoch,
+                history: Mutex::new(history),
             }),
         })
     }
@@ -278,18 +331,36 @@ impl Inner {
         // looks for a torn tail in the last segment only.
         w.file.sync_data()?;
         self.synced_seq.fetch_max(w.next_seq - 1, Ordering::AcqRel);
-        let (file, info, zeroed_to) =
-            create_segment(&*self.fs, &self.dir, SeqNo(w.next_seq), &self.options)?;
+        let next = SeqNo(w.next_seq);
+        let (file, info, zeroed_to) = create_segment(&*self.fs, &self.dir, next, &self.options)?;
+        // The seal goes in only once the next segment exists durably: a newest segment
+        // that ends in a seal has lost its successor, and open refuses it.
+        let mut sealed_end = w.offset;
+        if w.version == VERSION {
+            let mut seal = Vec::with_capacity(RECORD_PREFIX_LEN + BODY_PREFIX_LEN);
+            let meta = RecordMeta { epoch: self.epoch, synced_through: SeqNo(w.next_seq - 1) };
+            encode_seal(&mut seal, next, meta);
+            w.file.write_all_at(&seal, w.offset)?;
+            w.file.sync_data()?;
+            sealed_end += seal.len() as u64;
+        }
         {
             let mut segments = self.segments.lock();
-            if let Some(last) = segments.last_mut() {
-                last.size_bytes = w.offset;
+            match segments.last_mut() {
+                // An old-format segment without records was just replaced by the new
+                // one of the same name.
+                Some(last) if last.start == next => *last = info,
+                Some(last) => {
+                    last.size_bytes = sealed_end;
+                    segments.push(info);
+                }
+                None => segments.push(info),
             }
-            segments.push(info);
         }
         let scratch = std::mem::take(&mut w.scratch);
         *w = Writer {
             scratch,
+            epoch_recorded: w.epoch_recorded,
             ..Writer::at_new_segment(file, w.next_seq, zeroed_to, &self.options)
         };
         Ok(())
@@ -318,12 +389,44 @@ impl Inner {
         Ok(())
     }
 
+    /// The first append of an incarnation: clears a torn tail that open found (so no
+    /// stale bytes survive behind the new records), preallocates the segment again and
+    /// records the epoch durably, all before the first record is written. A failure
+    /// fails the append before anything is written; the next append tries again.
+    fn prepare_first_append(&self, w: &mut Writer) -> Result<()> {
+        if let Some(prep) = &w.prep {
+            if let Some((at, len)) = prep.torn {
+                write_zeros(&*w.file, at, at + len)?;
+                w.zeroed_to = w.zeroed_to.max(at + len);
+            }
+            if self.options.preallocate {
+                w.file.allocate(self.options.segment_size_bytes)?;
+            }
+            w.file.sync_data()?;
+            w.prep = None;
+        }
+        if !w.epoch_recorded {
+            let mut history = self.history.lock();
+            let mut next = history.clone();
+            next.push(EpochStart { epoch: self.epoch, first_seq: SeqNo(w.next_seq) });
+            epochs::store(&*self.fs, &self.dir, &next)?;
+            *history = next;
+            w.epoch_recorded = true;
+        }
+        Ok(())
+    }
+
     fn write_record(&self, payload: &[u8], count: u32) -> Result<(SeqNo, u64)> {
         let mut w = self.writer.lock();
         self.check_poison()?;
+        if w.prep.is_some() || !w.epoch_recorded {
+            self.prepare_first_append(&mut w)?;
+        }
         let record_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN + payload.len()) as u64;
-        if w.offset > HEADER_LEN as u64
-            && w.offset + record_len > self.options.segment_size_bytes
+        let seal_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64;
+        if (w.version != VERSION
+            || (w.offset > HEADER_LEN as u64
+                && w.offset + record_len + seal_len > self.options.segment_size_bytes))
             && let Err(e) = self.rotate(&mut w)
         {
             self.poison("WAL segment rotation failed", &e);
@@ -337,7 +440,11 @@ impl Inner {
         let first = SeqNo(w.next_seq);
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();
-        encode_record(&mut scratch, first, count, payload);
+        let meta = RecordMeta {
+            epoch: self.epoch,
+            synced_through: SeqNo(self.synced_seq.load(Ordering::Acquire)),
+        };
+        encode_record(&mut scratch, first, count, meta, payload);
         let written = w.file.write_all_at(&scratch, w.offset);
         if scratch.capacity() <= KEEP_SCRATCH_BYTES {
             w.scratch = scratch;
@@ -471,6 +578,18 @@ impl Wal for FileWal {
         SeqNo(self.inner.written_seq.load(Ordering::Acquire))
     }
 
+    fn durable_seq(&self) -> SeqNo {
+        SeqNo(self.inner.synced_seq.load(Ordering::Acquire))
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.inner.epoch
+    }
+
+    fn epoch_history(&self) -> Vec<EpochStart> {
+        self.inner.history.lock().clone()
+    }
+
     fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
         let segments = self.inner.segments.lock().clone();
         let oldest = segments.first().map_or(SeqNo(1), |s| s.start);
@@ -516,7 +635,15 @@ impl Wal for FileWal {
     }
 
     fn files(&self) -> Result<Vec<std::path::PathBuf>> {
-        Ok(self.inner.segments.lock().iter().map(|s| s.path.clone()).collect())
+        // The history first: a copy taken while the log rotates may miss a new epoch's
+        // entry only if it also misses that epoch's batches.
+        let mut files = Vec::new();
+        let history = epochs::epochs_path(&self.inner.dir);
+        if self.inner.fs.exists(&history)? {
+            files.push(history);
+        }
+        files.extend(self.inner.segments.lock().iter().map(|s| s.path.clone()));
+        Ok(files)
     }
 }
 
@@ -535,18 +662,28 @@ fn create_segment(
         fs.remove_file(&tmp)?;
     }
     let file = fs.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(&encode_header(start), 0)?;
-    if options.preallocate {
-        file.allocate(options.segment_size_bytes)?;
-    }
     let header_end = HEADER_LEN as u64;
     let zeroed_to =
         header_end.saturating_add(options.zero_ahead_bytes).min(options.segment_size_bytes);
+    // The length the file has once created: recovery treats a shorter file as cut.
+    let created_len = if options.preallocate {
+        options.segment_size_bytes.max(zeroed_to)
+    } else {
+        zeroed_to.max(header_end)
+    };
+    file.write_all_at(&encode_header(start, created_len), 0)?;
+    if options.preallocate {
+        file.allocate(options.segment_size_bytes)?;
+    }
     write_zeros(&*file, header_end, zeroed_to)?;
     file.sync_data()?;
     fs.rename(&tmp, &path)?;
     fs.sync_dir(dir)?;
-    Ok((file, SegmentInfo { start, path, size_bytes: header_end }, zeroed_to.max(header_end)))
+    Ok((
+        file,
+        SegmentInfo { start, path, size_bytes: header_end, version: VERSION },
+        zeroed_to.max(header_end),
+    ))
 }
 
 /// Writes zeros over `[from, to)` of `file`, in pieces of a static buffer.

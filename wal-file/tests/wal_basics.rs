@@ -230,7 +230,9 @@ fn zero_ahead_keeps_zeros_past_the_writer_and_reopen_sees_exactly_the_records()
     let len_of = |dir: &std::path::Path| -> u64 {
         let mut lens: Vec<u64> = std::fs::read_dir(dir)
             .expect("list")
-            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .map(|e| e.expect("entry"))
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().expect("metadata").len())
             .collect();
         assert_eq!(lens.len(), 1, "one segment expected");
         lens.pop().unwrap_or(0)

@@ -23,9 +23,10 @@ use std::time::Duration;
 
 use strata_core::fs::{File, FileSystem};
 use strata_core::{
-    CompactionPolicy, CompactionTask, Durability, EntryIter, FileNo, KeyRange, LevelsView, Lookup,
-    MemTable, MemTableFactory, Result, SeqNo, Table, TableBuilder, TableFormat, TableIter,
-    TableMeta, ValueKind, Wal, WalBatch, WalFactory, WalReader, WalRecovery, compare_internal,
+    CompactionPolicy, CompactionTask, Durability, EntryIter, Epoch, EpochStart, FileNo, KeyRange,
+    LevelsView, Lookup, MemTable, MemTableFactory, Result, SeqNo, Table, TableBuilder, TableFormat,
+    TableIter, TableMeta, ValueKind, Wal, WalBatch, WalFactory, WalReader, WalRecovery,
+    compare_internal,
 };
 
 /// A WAL factory whose logs acknowledge `Sync` appends without syncing them (they are
@@ -80,6 +81,15 @@ impl Wal for FaultyWal {
     }
     fn last_seq(&self) -> SeqNo {
         self.inner.last_seq()
+    }
+    fn durable_seq(&self) -> SeqNo {
+        self.inner.durable_seq()
+    }
+    fn epoch(&self) -> Epoch {
+        self.inner.epoch()
+    }
+    fn epoch_history(&self) -> Vec<EpochStart> {
+        self.inner.epoch_history()
     }
     fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
         let inner = self.inner.read_from(from)?;
