@@ -24,10 +24,16 @@
 //! The file `CURRENT` names the live manifest (`MANIFEST-000007\n`); it is replaced by
 //! writing `CURRENT.tmp`, syncing it, renaming it over `CURRENT` and syncing the
 //! directory, so a crash leaves either the old or the new manifest in charge. Edits are
-//! appended and synced before the engine acts on them. A record that runs past the end
-//! of the file or fails its checksum as the very last record is a torn tail (an append a
-//! crash interrupted) and is dropped; damage anywhere else is `Error::Corruption` with
-//! the file and offset.
+//! checked against the state they change before they are written ([`ManifestWriter`]
+//! refuses one that removes a table the state does not hold, adds one it holds, names a
+//! level out of range or moves the flushed sequence backwards), then appended and synced
+//! before the engine acts on them.
+//!
+//! Reading: only a last record that is *incomplete* — the file ends inside it — with no
+//! valid record after it is a torn tail (an append a crash interrupted) and is dropped.
+//! A complete record that fails its checksum, even the last one, is damage, and so is a
+//! record whose length runs past the end of the file while a valid record starts inside
+//! the bytes it claims: both are `Error::Corruption` with the file and offset.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -411,8 +417,45 @@ enum Frame<'a> {
     Damaged(String),
 }
 
+/// The record at `pos` if it is complete and its checksum holds (length bytes + body).
+fn valid_record_at(bytes: &[u8], pos: usize) -> Option<(&[u8], usize)> {
+    let prefix = bytes.get(pos..pos.checked_add(8)?)?;
+    let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+    let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
+    if len > MAX_EDIT_LEN {
+        return None;
+    }
+    let end = pos + 8 + len;
+    let body = bytes.get(pos + 8..end)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&prefix[..4]);
+    h.update(body);
+    (h.finalize() == crc).then_some((body, end))
+}
+
+/// The first offset after `pos` where a complete, checksummed record starts whose body
+/// decodes as an edit: proof that the record at `pos` is damage, not a torn tail.
+fn valid_record_after(bytes: &[u8], pos: usize) -> Option<usize> {
+    (pos + 1..bytes.len().saturating_sub(7)).find(|&q| {
+        valid_record_at(bytes, q)
+            .is_some_and(|(body, _)| VersionEdit::decode(body, Path::new(""), 0).is_ok())
+    })
+}
+
+/// Classifies the record at `pos`.
+///
+/// Only a record that is *incomplete* (the file ends inside it) with nothing valid after
+/// it is a torn tail: an append writes the whole record at once, so a crash leaves a
+/// prefix of it. A complete record whose checksum fails is damage wherever it sits, and
+/// so is a record whose length runs past the end of the file while a valid record
+/// starts inside the bytes it claims, or while the bytes that are there form a complete
+/// record under their true length (a flipped length bit in the last record).
 fn frame_at(bytes: &[u8], pos: usize) -> Frame<'_> {
-    let Some(prefix) = bytes.get(pos..pos + 8) else { return Frame::Torn };
+    let Some(prefix) = bytes.get(pos..pos + 8) else {
+        // Not even a whole length and checksum: nothing can follow, so this is the
+        // start of an interrupted append.
+        return Frame::Torn;
+    };
     let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
     let crc = u32::from_le_bytes([prefix[4], prefix[5], prefix[6], prefix[7]]);
     if len > MAX_EDIT_LEN {
@@ -425,22 +468,39 @@ fn frame_at(bytes: &[u8], pos: usize) -> Frame<'_> {
     }
     let end = pos + 8 + len;
     if end > bytes.len() {
-        // A record running past the end is what an interrupted append leaves behind.
+        if let Some(q) = valid_record_after(bytes, pos) {
+            return Frame::Damaged(format!(
+                "manifest record claims {len} bytes, running past the end of the file, but a \
+                 valid record starts at offset {q}: its length is damaged"
+            ));
+        }
+        let rest = &bytes[pos + 8..];
+        let mut h = crc32fast::Hasher::new();
+        h.update(&(rest.len() as u32).to_le_bytes());
+        h.update(rest);
+        if h.finalize() == crc {
+            return Frame::Damaged(format!(
+                "manifest record claims {len} bytes but the {} bytes after it form a complete \
+                 record: its length is damaged",
+                rest.len()
+            ));
+        }
+        // A record running past the end with nothing valid after it is what an
+        // interrupted append leaves behind.
         return Frame::Torn;
     }
-    let body = &bytes[pos + 8..end];
-    let mut h = crc32fast::Hasher::new();
-    h.update(&prefix[..4]);
-    h.update(body);
-    if h.finalize() != crc {
-        if end == bytes.len() {
-            return Frame::Torn;
+    match valid_record_at(bytes, pos) {
+        Some((body, next)) => Frame::Record { body, next },
+        None if bytes[pos..].iter().all(|&b| b == 0) => {
+            // Zeros to the end: space the file system extended the file by without the
+            // append's bytes reaching it. Nothing was written there.
+            Frame::Torn
         }
-        return Frame::Damaged(format!(
-            "manifest record checksum mismatch (record of {len} bytes, more records follow)"
-        ));
+        None => Frame::Damaged(format!(
+            "manifest record checksum mismatch (a complete record of {len} bytes{})",
+            if end == bytes.len() { ", the last one" } else { ", more records follow" }
+        )),
     }
-    Frame::Record { body, next: end }
 }
 
 fn encode_header() -> [u8; HEADER_LEN] {
@@ -610,6 +670,25 @@ mod tests {
         assert!(matches!(frame_at(&absurd, 0), Frame::Damaged(_)), "absurd length");
         let cut = &bytes[..bytes.len() - 3];
         assert!(matches!(frame_at(cut, rec.len()), Frame::Torn), "interrupted append");
+    }
+
+    #[test]
+    fn only_an_incomplete_last_record_with_nothing_valid_after_it_is_torn() {
+        let edit = VersionEdit { flushed_seq: Some(SeqNo(5)), ..VersionEdit::default() };
+        let rec = encode_record(&edit);
+        let two = [rec.clone(), rec.clone()].concat();
+        let mut flipped = two.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(frame_at(&flipped, rec.len()), Frame::Damaged(_)), "complete, bad crc");
+        let mut long_first = two.clone();
+        long_first[1] ^= 0x40; // the first record's length now runs past the end
+        assert!(matches!(frame_at(&long_first, 0), Frame::Damaged(_)), "valid record follows");
+        let mut long_last = two.clone();
+        long_last[rec.len() + 1] ^= 0x40;
+        assert!(matches!(frame_at(&long_last, rec.len()), Frame::Damaged(_)), "length flip");
+        let zeros = [rec.clone(), vec![0u8; rec.len()]].concat();
+        assert!(matches!(frame_at(&zeros, rec.len()), Frame::Torn), "zeros were never written");
     }
 
     #[test]

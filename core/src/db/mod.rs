@@ -169,6 +169,9 @@ pub struct OpenReport {
     /// Files no manifest lists (left by a crash during a flush or compaction) that
     /// were deleted.
     pub deleted_orphans: Vec<PathBuf>,
+    /// Tables no manifest lists whose numbers the manifest never handed out: kept,
+    /// because the manifest cannot prove them unreferenced.
+    pub kept_unlisted_tables: Vec<PathBuf>,
     /// Everything at or below this sequence was already in tables; replay started after it.
     pub flushed_seq: SeqNo,
     /// Wall time from the start of open until the WAL replay began (manifest, tables).

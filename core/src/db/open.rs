@@ -46,6 +46,9 @@ impl Db {
         let mut report = OpenReport::default();
         let names = fs.list_dir(&dir)?;
 
+        // Phase 1 — check, read only: the manifest, every table it lists, the WAL's
+        // continuity from the flushed sequence. Nothing is written or deleted until all
+        // of it passed, so a failed open leaves the directory as it found it.
         let levels = policy.levels().max(1);
         let mut state = match manifest::read_current(&*fs, &dir)? {
             Some(number) => {
@@ -75,6 +78,9 @@ impl Db {
                 ManifestState::empty(levels)
             }
         };
+        // The manifest's own next number, before the files on disk raise it: an unlisted
+        // table at or above it is one the manifest never accounted for (see `delete_unlisted`).
+        let manifest_next = state.next_file_no;
         match &state.table_format {
             Some(name) if name != format.name() => {
                 return Err(Error::Config(format!(
@@ -144,35 +150,35 @@ impl Db {
             ));
         }
         let version = Version::empty(levels).apply(&[], handles);
+        report.flushed_seq = state.flushed_seq;
+        report.tables_open_time = started.elapsed();
 
-        // A fresh manifest per open: it drops any torn tail and keeps the log short.
+        // Opening the WAL is its own recovery (it may cut a torn tail, or create the
+        // first segment of an empty log); continuity and replay only read.
+        let replay_started = Instant::now();
+        let recovered = wal_factory.open(Arc::clone(&fs), &dir).and_then(|wal| {
+            let replayed =
+                check_and_replay(&*wal, &*memtables, &dir, &state, &options, &mut report)?;
+            Ok((wal, replayed))
+        });
+        let (wal, (active, immutable, last)) = match recovered {
+            Ok(r) => r,
+            Err(e) => {
+                remove_created(&*fs, &dir, &names);
+                return Err(e);
+            }
+        };
+        report.replay_time = replay_started.elapsed();
+
+        // Phase 2 — everything checked: write a fresh manifest (it drops any torn tail
+        // and keeps the log short), then delete what it proves unreferenced.
         let number = next;
         next = FileNo(next.0 + 1);
         state.next_file_no = next;
         let writer = ManifestWriter::create(&*fs, &dir, number, &state)?;
-        report.deleted_orphans = delete_unlisted(&*fs, &dir, &names, &state, number)?;
-        report.flushed_seq = state.flushed_seq;
-        report.tables_open_time = started.elapsed();
-
-        let wal = wal_factory.open(Arc::clone(&fs), &dir)?;
-        report.wal = wal.recovery();
-        if wal.last_seq() < state.flushed_seq {
-            return Err(Error::corruption(
-                &dir,
-                0,
-                format!(
-                    "the WAL ends at {} but the tables hold everything up to {}: WAL files are \
-                     missing",
-                    wal.last_seq(),
-                    state.flushed_seq
-                ),
-            ));
-        }
-
-        let replay_started = Instant::now();
-        let (active, immutable, last) =
-            replay(&*wal, &*memtables, &dir, state.flushed_seq, &options, &mut report)?;
-        report.replay_time = replay_started.elapsed();
+        let (deleted, kept) = delete_unlisted(&*fs, &dir, &names, &state, manifest_next, number)?;
+        report.deleted_orphans = deleted;
+        report.kept_unlisted_tables = kept;
         if state.flushed_seq.0 > 0
             && let Err(e) = wal.checkpoint(state.flushed_seq)
         {
@@ -218,6 +224,65 @@ impl Db {
 }
 
 type Replayed = (Arc<dyn MemTable>, Vec<ImmMem>, SeqNo);
+
+/// Checks that the WAL continues the tables (it holds everything after the flushed
+/// sequence) and replays that tail into memtables; writes nothing.
+fn check_and_replay(
+    wal: &dyn crate::wal::Wal,
+    memtables: &dyn MemTableFactory,
+    dir: &Path,
+    state: &ManifestState,
+    options: &DbOptions,
+    report: &mut OpenReport,
+) -> Result<Replayed> {
+    report.wal = wal.recovery();
+    if wal.last_seq() < state.flushed_seq {
+        return Err(Error::corruption(
+            dir,
+            0,
+            format!(
+                "the WAL ends at {} but the tables hold everything up to {}: WAL files are \
+                 missing",
+                wal.last_seq(),
+                state.flushed_seq
+            ),
+        ));
+    }
+    replay(wal, memtables, dir, state.flushed_seq, options, report).map_err(|e| match e {
+        Error::SequenceUnavailable { requested, oldest } => Error::corruption(
+            dir,
+            0,
+            format!(
+                "the tables hold everything up to {} but the WAL starts at {oldest}, not at \
+                 {requested}: WAL files are missing",
+                state.flushed_seq
+            ),
+        ),
+        e => e,
+    })
+}
+
+/// After a failed open: removes the entries the attempt created (the WAL's first segment
+/// of what it took for an empty log), so the directory is left as it was found. Only
+/// names absent from `before` — listed after the LOCK was taken, so nobody else made
+/// them — are touched.
+fn remove_created(fs: &dyn FileSystem, dir: &Path, before: &[String]) {
+    let Ok(now) = fs.list_dir(dir) else { return };
+    let mut removed = false;
+    for name in now.iter().filter(|n| !before.contains(n)) {
+        let path = dir.join(name);
+        match fs.remove_file(&path) {
+            Ok(()) => removed = true,
+            Err(e) => tracing::warn!(
+                file = %path.display(), error = %e,
+                "a failed open could not remove a file it created"
+            ),
+        }
+    }
+    if removed && let Err(e) = fs.sync_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "could not sync the directory");
+    }
+}
 
 fn replay(
     wal: &dyn crate::wal::Wal,
@@ -296,19 +361,38 @@ fn apply(mem: &dyn MemTable, batch: &WalBatch, dir: &Path) -> Result<()> {
 }
 
 /// Deletes tables and manifests the new manifest does not list (left behind by a crash
-/// in a flush, a compaction or a manifest switch).
+/// in a flush, a compaction or a manifest switch). Runs only after a successful open.
+///
+/// A table is deleted only when the manifest proves it unreferenced: its number is
+/// below the next file number the manifest had recorded (`manifest_next`), so the
+/// manifest handed that number out and no longer lists it. A table at or above it is
+/// one the manifest never accounted for; it is kept and reported, never deleted on a
+/// guess. Returns the deleted paths and the kept ones.
 fn delete_unlisted(
     fs: &dyn FileSystem,
     dir: &Path,
     names: &[String],
     state: &ManifestState,
+    manifest_next: FileNo,
     live_manifest: FileNo,
-) -> Result<Vec<PathBuf>> {
+) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
     let live: HashSet<FileNo> = state.live_tables().map(|(_, t)| t.file_no).collect();
     let mut deleted = Vec::new();
+    let mut kept = Vec::new();
     for name in names {
         let doomed = match (parse_table_file_name(name), parse_manifest_file_name(name)) {
-            (Some(no), _) => !live.contains(&no),
+            (Some(no), _) if live.contains(&no) => false,
+            (Some(no), _) if no >= manifest_next => {
+                let path = dir.join(name);
+                tracing::warn!(
+                    file = %path.display(), manifest_next = %manifest_next,
+                    "kept a table the manifest does not list: its number is one the manifest \
+                     never handed out"
+                );
+                kept.push(path);
+                false
+            }
+            (Some(_), _) => true,
             (_, Some(no)) => no != live_manifest,
             // A `CURRENT.tmp` left by a crash was already replaced and renamed by
             // `write_current` when this open created its manifest: not ours to delete.
@@ -324,5 +408,5 @@ fn delete_unlisted(
     if !deleted.is_empty() {
         fs.sync_dir(dir)?;
     }
-    Ok(deleted)
+    Ok((deleted, kept))
 }
