@@ -25,7 +25,7 @@ pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use compaction::{CompactionInput, CompactionPolicy, CompactionTask, LevelsView};
 pub use db::{
     DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, LevelStats,
-    OpenReport, PeriodicCheckpoint, Snapshot,
+    LogBound, OpenReport, PeriodicCheckpoint, Snapshot,
 };
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};

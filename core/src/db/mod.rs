@@ -14,6 +14,7 @@ mod builder;
 mod checkpoint;
 mod compact;
 mod iter;
+mod log_reader;
 mod open;
 mod snapshots;
 mod version;
@@ -31,6 +32,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use builder::{DEFAULT_MEMTABLE_SIZE_BYTES, DbBuilder, DbOptions, PeriodicCheckpoint};
 pub use iter::DbIter;
+pub use log_reader::LogBound;
 use snapshots::{SnapshotGuard, SnapshotList};
 use version::Version;
 use visibility::Visibility;
@@ -42,8 +44,8 @@ use crate::fs::{FileLock, FileSystem};
 use crate::manifest::{ManifestState, ManifestWriter};
 use crate::memtable::{KeyRange, Lookup, MemTable, MemTableFactory};
 use crate::table::{FileNo, TableFormat, TableIter};
-use crate::types::{Durability, SeqNo};
-use crate::wal::{Wal, WalReader, WalRecovery};
+use crate::types::{Durability, Epoch, SeqNo};
+use crate::wal::{EpochStart, HistoryCheck, Wal, WalReader, WalRecovery};
 
 /// Name of the lock file that keeps a second process out of a store directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -439,9 +441,50 @@ impl Db {
         self.shared.wal.sync().inspect_err(|e| self.poison(format!("WAL sync failed: {e}")))
     }
 
-    /// A reader over the commit log from `from` (historical reads and tailing).
+    /// A reader over the commit log from `from` (historical reads and tailing) that
+    /// hands out a batch only once it is visible and durable ([`LogBound::Durable`]):
+    /// a subscriber never holds a batch the store may lose. Waiting for a `Buffered`
+    /// batch, the reader syncs the log itself.
+    ///
+    /// The reader keeps the store's shared state (and its directory lock) alive until
+    /// it is dropped.
     pub fn read_log_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
-        self.shared.wal.read_from(from)
+        self.read_log_from_with(from, LogBound::Durable)
+    }
+
+    /// Like [`read_log_from`](Self::read_log_from) with an explicit [`LogBound`]
+    /// (`LogBound::Visible` for "as soon as written", without waiting for fdatasync).
+    pub fn read_log_from_with(&self, from: SeqNo, bound: LogBound) -> Result<Box<dyn WalReader>> {
+        let inner = self.shared.wal.read_from(from)?;
+        Ok(Box::new(log_reader::BoundedLogReader::new(
+            inner,
+            Arc::clone(&self.shared),
+            bound,
+            from,
+        )))
+    }
+
+    /// The last sequence on stable storage.
+    pub fn durable_seq(&self) -> SeqNo {
+        self.shared.wal.durable_seq()
+    }
+
+    /// The epoch this incarnation of the store writes in (see [`Epoch`]).
+    pub fn epoch(&self) -> Epoch {
+        self.shared.wal.epoch()
+    }
+
+    /// The log's durable epoch history, oldest first.
+    pub fn epoch_history(&self) -> Vec<EpochStart> {
+        self.shared.wal.epoch_history()
+    }
+
+    /// What the store's history says about a reader that holds every batch up to
+    /// `last` as written in `epoch`: consistent, rewritten over a range (a crash took
+    /// back batches the reader saw, and a later incarnation wrote others there), or
+    /// from an unknown history. Resuming subscribers call it before they continue.
+    pub fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        crate::wal::history_check(&self.epoch_history(), self.shared.wal.last_seq(), epoch, last)
     }
 
     /// Makes the active memtable immutable (if it holds anything) and waits until every

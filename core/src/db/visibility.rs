@@ -94,6 +94,30 @@ impl Visibility {
         }
     }
 
+    /// Waits until `last` is visible or `deadline` passes (or the chain broke); returns
+    /// whether it is visible. For log readers, which must not hand out a batch before
+    /// readers of the store can see it.
+    pub(crate) fn wait_visible_until(&self, last: u64, deadline: std::time::Instant) -> bool {
+        loop {
+            if self.seq.load(Ordering::SeqCst) >= last {
+                return true;
+            }
+            if self.failed.load(Ordering::SeqCst) || std::time::Instant::now() >= deadline {
+                return false;
+            }
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            {
+                let mut guard = self.pending.lock();
+                // NOTE: checked under the lock that `publish` stores under, after counting
+                // ourselves as a waiter, so a publish cannot slip between check and wait.
+                if self.seq.load(Ordering::SeqCst) < last && !self.failed.load(Ordering::SeqCst) {
+                    self.cond.wait_until(&mut guard, deadline);
+                }
+            }
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
     fn park_until(&self, last: u64) {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         {
