@@ -35,6 +35,17 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A subscriber asked to resume beyond the log's live edge: the log does not hold
+    /// the sequence before the requested one yet. Resuming there would skip whatever
+    /// the store commits up to it, so it is refused.
+    #[error(
+        "cannot resume at sequence {requested}: the log does not hold sequence {} yet, so the position is beyond its live edge (last sequence + 1); was the checkpoint taken on another store, or the store restored from an older copy?",
+        requested.saturating_sub(1)
+    )]
+    ResumeBeyondLiveEdge {
+        /// The sequence the subscriber asked to resume at.
+        requested: u64,
+    },
     /// A component was used in a way it does not support.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -15,6 +15,21 @@
 //! tail. A disconnected live endpoint is replaced and the subscriber catches up from
 //! the log again.
 //!
+//! The live endpoint is opened without `resume_from`: the log serves everything before
+//! the live edge, and the commit stream publishes behind the log, so a medium asked to
+//! resume at a position only the log has reached yet could refuse it.
+//!
+//! # Positions the log does not hold
+//!
+//! - **Before the log's start** (its oldest segments were deleted): the subscriber
+//!   replays everything the log still holds and reports only what is really gone — the
+//!   range from the requested sequence up to the oldest sequence the log holds — in
+//!   [`ResumableSubscriber::lost`], [`ResumeStats::lost_sequences`] and a warning log.
+//!   It then moves past that range (the next checkpoint records it).
+//! - **Beyond the live edge** (a checkpoint greater than the log's last sequence: a
+//!   checkpoint from another store, or a store restored from an older copy): opening
+//!   is refused with [`Error::ResumeBeyondLiveEdge`]; nothing is skipped silently.
+//!
 //! Delivery is at-least-once across crashes and exactly-once within one process: the
 //! checkpoint is written after the callback returns, every
 //! [`ResumeOptions::checkpoint_every`] batches (default 64) and whenever the live stream
@@ -204,6 +219,11 @@ pub struct ResumeStats {
     pub switches: u64,
     /// Times the live endpoint was replaced after a disconnect.
     pub resubscribes: u64,
+    /// Ranges the log no longer held when the subscriber needed them (see
+    /// [`ResumableSubscriber::lost`]).
+    pub lost_ranges: u64,
+    /// Sequences in those ranges: lost to this subscriber for good.
+    pub lost_sequences: u64,
 }
 
 enum Mode {
@@ -225,6 +245,7 @@ pub struct ResumableSubscriber {
     since_checkpoint: u32,
     last_live: Instant,
     stats: ResumeStats,
+    lost: Vec<(u64, u64)>,
 }
 
 impl std::fmt::Debug for ResumableSubscriber {
@@ -245,6 +266,7 @@ struct Cursor<'a> {
     checkpoint: &'a Checkpoint,
     checkpointed: &'a mut u64,
     every: u32,
+    lost: &'a mut Vec<(u64, u64)>,
 }
 
 impl Cursor<'_> {
@@ -276,11 +298,100 @@ impl Cursor<'_> {
         }
         Ok(true)
     }
+
+    /// Records that the log no longer holds `from .. to` and moves past it.
+    fn skip_lost(&mut self, from: u64, to: u64) {
+        record_lost(self.processed, self.since_checkpoint, self.stats, self.lost, from, to);
+    }
+
+    /// A log reader from the next sequence to process; a range the log no longer holds
+    /// is recorded as lost and skipped.
+    fn open_log(&mut self, log: &dyn CommitLog) -> Result<Box<dyn WalReader>> {
+        let (reader, lost) = open_log(log, *self.processed + 1)?;
+        if let Some((from, to)) = lost {
+            self.skip_lost(from, to);
+        }
+        Ok(reader)
+    }
+}
+
+fn record_lost(
+    processed: &mut u64,
+    since_checkpoint: &mut u32,
+    stats: &mut ResumeStats,
+    lost: &mut Vec<(u64, u64)>,
+    from: u64,
+    to: u64,
+) {
+    if to <= from {
+        return;
+    }
+    tracing::warn!(
+        from,
+        to,
+        "resumable subscriber: sequences {from} .. {to} are no longer in the log; they are lost to this subscriber"
+    );
+    stats.lost_ranges += 1;
+    stats.lost_sequences += to - from;
+    lost.push((from, to));
+    *processed = (*processed).max(to - 1);
+    // Make the move past the hole durable at the next checkpoint, so a restart does not
+    // report it again.
+    *since_checkpoint = (*since_checkpoint).max(1);
+}
+
+/// A range `from .. to` (end exclusive) the log no longer holds.
+type LostRange = (u64, u64);
+
+/// Opens a reader at `from`. When the log's oldest segments holding `from` were
+/// deleted, the reader starts at the oldest sequence the log still holds and the range
+/// lost (`from .. oldest`) is returned with it.
+fn open_log(log: &dyn CommitLog, from: u64) -> Result<(Box<dyn WalReader>, Option<LostRange>)> {
+    let mut at = from;
+    // Segments may be deleted between the two reads; a few attempts cover that race.
+    for _ in 0..8 {
+        match log.read_from(SeqNo(at)) {
+            Ok(r) => return Ok((r, (at > from).then_some((from, at)))),
+            Err(strata_core::Error::SequenceUnavailable { oldest, .. }) if oldest.0 > at => {
+                at = oldest.0;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::InvalidArgument(format!(
+        "the log's oldest sequence kept moving while opening a reader at {from} (last tried {at})"
+    )))
+}
+
+/// Refuses a resume at `from` when the log does not hold `from - 1` yet: the position
+/// is beyond the live edge (last sequence + 1).
+fn check_within_log(log: &dyn CommitLog, from: u64) -> Result<()> {
+    if from <= 1 {
+        return Ok(());
+    }
+    match log.read_from(SeqNo(from - 1)) {
+        Ok(mut r) => match r.next_batch() {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::ResumeBeyondLiveEdge { requested: from }),
+            // Deleted under the reader: it was held, so it is not beyond the edge.
+            Err(strata_core::Error::SequenceUnavailable { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        },
+        // The oldest segment starts at most at the last sequence + 1, so a position
+        // before it is not beyond the live edge (its lost part is reported when read).
+        Err(strata_core::Error::SequenceUnavailable { oldest, .. }) if oldest.0 >= from - 1 => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl ResumableSubscriber {
-    /// Opens the subscriber: loads the checkpoint, subscribes to `topic` on
-    /// `transport`, then starts reading `log` from `checkpoint + 1`.
+    /// Opens the subscriber: loads the checkpoint, checks the log holds it (a
+    /// checkpoint beyond the log's live edge is [`Error::ResumeBeyondLiveEdge`]),
+    /// subscribes to `topic` on `transport`, then starts reading `log` from
+    /// `checkpoint + 1` (or from the log's oldest sequence, reporting the range before it
+    /// as lost; see the module docs).
     pub fn open(
         log: Arc<dyn CommitLog>,
         transport: Arc<dyn Transport>,
@@ -288,9 +399,15 @@ impl ResumableSubscriber {
         checkpoint: Checkpoint,
         options: ResumeOptions,
     ) -> Result<Self> {
-        let processed = checkpoint.load()?;
-        let live = Self::subscribe(&*transport, topic, &options, processed)?;
-        let reader = log.read_from(SeqNo(processed + 1))?;
+        let loaded = checkpoint.load()?;
+        let mut processed = loaded;
+        check_within_log(&*log, processed + 1)?;
+        let live = Self::subscribe(&*transport, topic, &options)?;
+        let (reader, lost_range) = open_log(&*log, processed + 1)?;
+        let (mut since_checkpoint, mut stats, mut lost) = (0, ResumeStats::default(), Vec::new());
+        if let Some((from, to)) = lost_range {
+            record_lost(&mut processed, &mut since_checkpoint, &mut stats, &mut lost, from, to);
+        }
         Ok(Self {
             log,
             transport,
@@ -300,10 +417,11 @@ impl ResumableSubscriber {
             live,
             mode: Mode::CatchingUp { reader, buffer: VecDeque::new() },
             processed,
-            checkpointed: processed,
-            since_checkpoint: 0,
+            checkpointed: loaded,
+            since_checkpoint,
             last_live: Instant::now(),
-            stats: ResumeStats::default(),
+            stats,
+            lost,
         })
     }
 
@@ -311,10 +429,10 @@ impl ResumableSubscriber {
         transport: &dyn Transport,
         topic: &str,
         options: &ResumeOptions,
-        processed: u64,
     ) -> Result<Box<dyn TopicSubscriber>> {
         let mut sub = options.subscriber.clone();
-        sub.resume_from = Some(processed + 1);
+        // The log serves everything before the live edge (see the module docs).
+        sub.resume_from = None;
         Ok(transport.subscriber(topic, &sub)?)
     }
 
@@ -333,6 +451,13 @@ impl ResumableSubscriber {
         self.stats
     }
 
+    /// The ranges `from .. to` (end exclusive) this subscriber needed but the log no
+    /// longer held (its oldest segments were deleted), in the order they were found.
+    /// Every other sequence was delivered.
+    pub fn lost(&self) -> &[(u64, u64)] {
+        &self.lost
+    }
+
     /// Writes the checkpoint now (if anything was processed since the last one).
     pub fn checkpoint(&mut self) -> Result<()> {
         if self.processed > self.checkpointed {
@@ -345,8 +470,18 @@ impl ResumableSubscriber {
 
     fn resubscribe(&mut self) -> Result<()> {
         self.stats.resubscribes += 1;
-        self.live = Self::subscribe(&*self.transport, &self.topic, &self.options, self.processed)?;
-        let reader = self.log.read_from(SeqNo(self.processed + 1))?;
+        self.live = Self::subscribe(&*self.transport, &self.topic, &self.options)?;
+        let (reader, lost) = open_log(&*self.log, self.processed + 1)?;
+        if let Some((from, to)) = lost {
+            record_lost(
+                &mut self.processed,
+                &mut self.since_checkpoint,
+                &mut self.stats,
+                &mut self.lost,
+                from,
+                to,
+            );
+        }
         self.mode = Mode::CatchingUp { reader, buffer: VecDeque::new() };
         Ok(())
     }
@@ -420,6 +555,7 @@ impl ResumableSubscriber {
             checkpoint: &self.checkpoint,
             checkpointed: &mut self.checkpointed,
             every: self.options.checkpoint_every,
+            lost: &mut self.lost,
         };
         let mut delivered = 0;
         let mut log_end = false;
@@ -427,16 +563,22 @@ impl ResumableSubscriber {
             if buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0) {
                 break;
             }
-            match reader.next_batch()? {
-                Some(b) => {
+            match reader.next_batch() {
+                Ok(Some(b)) => {
                     if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                         delivered += 1;
                     }
                 }
-                None => {
+                Ok(None) => {
                     log_end = true;
                     break;
                 }
+                Err(strata_core::Error::SequenceUnavailable { .. }) => {
+                    // Segments were deleted under the reader: go on from what the log
+                    // still holds, reporting the rest as lost.
+                    *reader = cursor.open_log(&*self.log)?;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
         let reached_live = buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0);
@@ -466,6 +608,7 @@ impl ResumableSubscriber {
                     checkpoint: &self.checkpoint,
                     checkpointed: &mut self.checkpointed,
                     every: self.options.checkpoint_every,
+                    lost: &mut self.lost,
                 };
                 if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                     delivered += 1;
@@ -488,6 +631,7 @@ impl ResumableSubscriber {
             checkpoint: &self.checkpoint,
             checkpointed: &mut self.checkpointed,
             every: self.options.checkpoint_every,
+            lost: &mut self.lost,
         };
         let mut delivered = 0;
         let mut failure: Option<Error> = None;
@@ -519,7 +663,7 @@ impl ResumableSubscriber {
             Ok(0) => {
                 if self.last_live.elapsed() >= self.options.idle_log_check {
                     // Idle: batches whose frames were lost at the tail are in the log.
-                    let mut reader = log.read_from(SeqNo(*cursor.processed + 1))?;
+                    let mut reader = cursor.open_log(&*log)?;
                     while let Some(b) = reader.next_batch()? {
                         if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
                             delivered += 1;
@@ -544,7 +688,7 @@ fn fill_from_log(
     on: &mut dyn FnMut(&CommittedFrame<'_>),
 ) -> Result<usize> {
     cursor.stats.gaps_filled += 1;
-    let mut reader = log.read_from(SeqNo(*cursor.processed + 1))?;
+    let mut reader = cursor.open_log(log)?;
     let mut delivered = 0;
     while *cursor.processed + 1 < until {
         // A published batch is in the log; waiting covers a reader that has not yet

@@ -161,3 +161,108 @@ fn checkpoint_round_trips_and_rejects_damage() {
     std::fs::write(c.path(), b"short").unwrap();
     assert!(c.load().is_err());
 }
+
+/// A checkpoint 1,000 sequences before the log's oldest segment: everything the log
+/// still holds is replayed, and only the 1,000 deleted sequences are reported lost.
+#[test]
+fn resume_from_before_the_logs_start_replays_what_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(common::builder_pruning(&dir.path().join("db")).open().unwrap());
+    for i in 0..3000 {
+        db.write(&batch(i), Durability::Buffered).unwrap();
+    }
+    let oldest = common::flush_until_log_starts_after(&db, 1001);
+    for i in 3000..3200 {
+        db.write(&batch(i), Durability::Buffered).unwrap();
+    }
+    // Log readers see what is durable.
+    db.sync_wal().unwrap();
+    let last = last_committed_from(&db, oldest);
+    let ckpt = Checkpoint::new(dir.path().join("sub.ckpt"));
+    let requested = oldest - 1000;
+    ckpt.store(requested - 1).unwrap();
+    let transport = Arc::new(LocalTransport::new());
+    let mut sub = ResumableSubscriber::open(
+        Arc::clone(&db) as _,
+        transport as _,
+        "commits",
+        ckpt.clone(),
+        ResumeOptions::default(),
+    )
+    .expect("a resume from before the log's start replays what the log holds");
+    let mut seqs = Vec::new();
+    let done = sub
+        .run_until(
+            Duration::from_secs(30),
+            |p| p >= last,
+            |f| seqs.extend(f.first_seq..=f.last_seq()),
+        )
+        .unwrap();
+    assert!(done, "stopped at {} of {last}", sub.processed());
+    assert_eq!(seqs.first(), Some(&oldest), "the first delivery is the log's oldest sequence");
+    assert_eq!(seqs, (oldest..=last).collect::<Vec<_>>(), "every held sequence, once, in order");
+    assert_eq!(sub.lost(), &[(requested, oldest)], "only the deleted range is reported lost");
+    assert_eq!(sub.stats().lost_sequences, 1000);
+    assert_eq!(sub.stats().lost_ranges, 1);
+    drop(sub);
+    assert_eq!(ckpt.load().unwrap(), last, "the checkpoint moved past the lost range");
+}
+
+/// A checkpoint beyond the log's live edge (last + 1) is refused with a clear error
+/// instead of silently skipping what the store commits up to it; the edge itself is fine.
+#[test]
+fn resume_from_beyond_the_live_edge_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::open(&dir.path().join("db"));
+    for i in 0..50 {
+        db.write(&batch(i), Durability::Buffered).unwrap();
+    }
+    // Log readers see what is durable.
+    db.sync_wal().unwrap();
+    let last = last_committed(&db);
+    assert!(last > 50);
+    let transport = Arc::new(LocalTransport::new());
+    let open = |at: u64| {
+        let ckpt = Checkpoint::new(dir.path().join(format!("sub-{at}.ckpt")));
+        ckpt.store(at).unwrap();
+        ResumableSubscriber::open(
+            Arc::clone(&db) as _,
+            Arc::clone(&transport) as _,
+            "commits",
+            ckpt,
+            ResumeOptions::default(),
+        )
+    };
+    for beyond in [last + 1, last + 5, last + 1_000_000] {
+        match open(beyond) {
+            Err(strata_stream::Error::ResumeBeyondLiveEdge { requested }) => {
+                assert_eq!(requested, beyond + 1);
+            }
+            Err(e) => panic!("checkpoint {beyond}: unexpected error {e}"),
+            Ok(s) => panic!("checkpoint {beyond} past the log's last {last} was accepted: {s:?}"),
+        }
+    }
+    // Resuming at the live edge itself waits for the next commit and delivers it.
+    let mut at_edge = open(last).unwrap();
+    let next = db.write(&batch(50), Durability::Sync).unwrap().0;
+    let mut got = Vec::new();
+    let done = at_edge
+        .run_until(Duration::from_secs(10), |p| p >= next, |f| got.push(f.first_seq))
+        .unwrap();
+    assert!(
+        done,
+        "at the edge: stopped at {} of {next}: {:?}",
+        at_edge.processed(),
+        at_edge.stats()
+    );
+    assert_eq!(got, vec![last + 1], "one batch, starting right after the checkpoint");
+}
+
+fn last_committed_from(db: &Db, from: u64) -> u64 {
+    let mut r = db.read_log_from(SeqNo(from)).unwrap();
+    let mut last = 0;
+    while let Some(b) = r.next_batch().unwrap() {
+        last = b.last_seq().0;
+    }
+    last
+}
