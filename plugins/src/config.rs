@@ -54,6 +54,7 @@ preallocate = true
 zero_ahead_bytes = 1048576       # 1 MiB of zeros kept ahead of the writer
 writeback_bytes = 1048576        # start writeback every 1 MiB appended
 retention_bytes = 0
+reader_retention_bytes = 1073741824  # 1 GiB a lagging reader may pin before it is cut off
 
 [memtable]
 kind = "skiplist"                # takes no options

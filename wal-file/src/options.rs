@@ -38,6 +38,13 @@ pub struct FileWalOptions {
     /// than them still hold at least this many bytes, so subscribers and replicas can
     /// catch up from the log. Default 0 (delete as soon as checkpointed).
     pub retention_bytes: u64,
+    /// A reader (subscriber, historical replay, replica) pins the segments it has yet
+    /// to read: `checkpoint` keeps them while the log from the oldest pinned segment on
+    /// holds at most this many bytes. A reader that lags further is cut off — its next
+    /// read returns `Error::SequenceUnavailable`, the cut-off is logged and counted
+    /// ([`crate::FileWal::readers_cut_off`]) — so a stalled reader never fills the
+    /// disk. Default 1 GiB.
+    pub reader_retention_bytes: u64,
 }
 
 impl Default for FileWalOptions {
@@ -48,9 +55,13 @@ impl Default for FileWalOptions {
             zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
             writeback_bytes: DEFAULT_WRITEBACK_BYTES,
             retention_bytes: 0,
+            reader_retention_bytes: DEFAULT_READER_RETENTION_BYTES,
         }
     }
 }
+
+/// Default [`FileWalOptions::reader_retention_bytes`]: 1 GiB.
+pub const DEFAULT_READER_RETENTION_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl FileWalOptions {
     /// Sets the segment size. Default 64 MiB.
@@ -86,6 +97,13 @@ impl FileWalOptions {
     #[must_use]
     pub fn with_retention_bytes(mut self, bytes: u64) -> Self {
         self.retention_bytes = bytes;
+        self
+    }
+
+    /// Sets how much log readers may pin. Default 1 GiB.
+    #[must_use]
+    pub fn with_reader_retention_bytes(mut self, bytes: u64) -> Self {
+        self.reader_retention_bytes = bytes;
         self
     }
 }

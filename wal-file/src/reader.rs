@@ -9,7 +9,7 @@ use strata_core::fs::{File, OpenMode, read_exact_at};
 use strata_core::{Error, Result, SeqNo, WalBatch, WalReader};
 
 use crate::format::{HEADER_LEN, RECORD_PREFIX_LEN, RecordAt, decode_header, decode_record};
-use crate::wal::{Inner, SegmentInfo};
+use crate::wal::{Inner, ReaderPin, SegmentInfo};
 
 /// Bytes read from a segment at a time.
 const CHUNK_BYTES: usize = 1024 * 1024;
@@ -31,10 +31,17 @@ pub(crate) struct FileWalReader {
     buf_at: u64,
     /// Offset of the record read last (for errors).
     record_at: u64,
+    /// This reader's position, which keeps `checkpoint` from deleting what it needs.
+    pin: Arc<ReaderPin>,
 }
 
 impl FileWalReader {
-    pub(crate) fn new(inner: Arc<Inner>, segment: SegmentInfo, from: SeqNo) -> Self {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        segment: SegmentInfo,
+        from: SeqNo,
+        pin: Arc<ReaderPin>,
+    ) -> Self {
         let expected = segment.start;
         Self {
             inner,
@@ -46,6 +53,7 @@ impl FileWalReader {
             buf: Bytes::new(),
             buf_at: 0,
             record_at: 0,
+            pin,
         }
     }
 
@@ -200,6 +208,13 @@ impl FileWalReader {
 impl WalReader for FileWalReader {
     fn next_batch(&mut self) -> Result<Option<WalBatch>> {
         loop {
+            if self.pin.cut.load(Ordering::Acquire) {
+                // Cut off by `checkpoint`: the segments it needed are gone.
+                return Err(Error::SequenceUnavailable {
+                    requested: self.expected.max(self.from),
+                    oldest: self.oldest(),
+                });
+            }
             if self.expected.0 > self.inner.written_seq.load(Ordering::Acquire) {
                 return Ok(None);
             }
@@ -219,6 +234,7 @@ impl WalReader for FileWalReader {
             }
             self.expected = batch.last_seq().next();
             if batch.last_seq() >= self.from {
+                self.pin.next.store(self.expected.0, Ordering::Release);
                 return Ok(Some(batch));
             }
         }

@@ -142,6 +142,20 @@ pub(crate) struct Inner {
     epoch: Epoch,
     /// The durable epoch history (see [`crate::epochs`]).
     history: Mutex<Vec<EpochStart>>,
+    /// Positions of live readers (see [`FileWalOptions::reader_retention_bytes`]).
+    /// Locked inside `segments` only.
+    pins: Mutex<Vec<std::sync::Weak<ReaderPin>>>,
+    /// Readers cut off for lagging past the retention limit.
+    readers_cut_off: AtomicU64,
+}
+
+/// A reader's position, as `checkpoint` sees it.
+#[derive(Debug)]
+pub(crate) struct ReaderPin {
+    /// The first sequence the reader has not read yet.
+    pub next: AtomicU64,
+    /// Set when `checkpoint` deleted segments the reader still needed.
+    pub cut: AtomicBool,
 }
 
 /// The segmented file WAL. See the crate docs for its guarantees.
@@ -292,6 +306,8 @@ impl FileWal {
                 recovery,
                 epoch,
                 history: Mutex::new(history),
+                pins: Mutex::new(Vec::new()),
+                readers_cut_off: AtomicU64::new(0),
             }),
         })
     }
@@ -299,6 +315,12 @@ impl FileWal {
     /// Number of segment files currently held.
     pub fn segment_count(&self) -> usize {
         self.inner.segments.lock().len()
+    }
+
+    /// Readers cut off so far because they lagged past
+    /// [`FileWalOptions::reader_retention_bytes`].
+    pub fn readers_cut_off(&self) -> u64 {
+        self.inner.readers_cut_off.load(Ordering::Acquire)
     }
 
     /// The oldest sequence still readable.
@@ -603,13 +625,32 @@ impl Wal for FileWal {
             .find(|s| s.start <= from)
             .cloned()
             .ok_or(Error::SequenceUnavailable { requested: from, oldest })?;
-        Ok(Box::new(FileWalReader::new(Arc::clone(&self.inner), segment, from)))
+        let pin = Arc::new(ReaderPin { next: AtomicU64::new(from.0), cut: AtomicBool::new(false) });
+        {
+            // Registered while `segments` is still the list the reader starts from, so
+            // no checkpoint can delete its first segment unseen.
+            let _segments = self.inner.segments.lock();
+            let mut pins = self.inner.pins.lock();
+            pins.retain(|p| p.strong_count() > 0);
+            pins.push(Arc::downgrade(&pin));
+        }
+        Ok(Box::new(FileWalReader::new(Arc::clone(&self.inner), segment, from, pin)))
     }
 
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {
         let inner = &self.inner;
         let checkpoint = inner.checkpoint.fetch_max(seq.0, Ordering::AcqRel).max(seq.0);
         let mut segments = inner.segments.lock();
+        let pins: Vec<Arc<ReaderPin>> = {
+            let mut pins = inner.pins.lock();
+            pins.retain(|p| p.strong_count() > 0);
+            pins.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        let oldest_pin = pins
+            .iter()
+            .filter(|p| !p.cut.load(Ordering::Acquire))
+            .map(|p| p.next.load(Ordering::Acquire))
+            .min();
         let mut removable = 0;
         for i in 0..segments.len().saturating_sub(1) {
             let last_in_segment = segments[i + 1].start.0 - 1;
@@ -617,10 +658,31 @@ impl Wal for FileWal {
             if last_in_segment > checkpoint || newer_bytes < inner.options.retention_bytes {
                 break;
             }
+            if oldest_pin.is_some_and(|p| p <= last_in_segment)
+                && newer_bytes + segments[i].size_bytes <= inner.options.reader_retention_bytes
+            {
+                // A reader still needs this segment and the log it pins is within limit.
+                break;
+            }
             removable = i + 1;
         }
         if removable == 0 {
             return Ok(());
+        }
+        let first_kept = segments[removable].start.0;
+        for pin in &pins {
+            if pin.next.load(Ordering::Acquire) < first_kept
+                && !pin.cut.swap(true, Ordering::AcqRel)
+            {
+                inner.readers_cut_off.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(
+                    dir = %inner.dir.display(),
+                    reader_at = pin.next.load(Ordering::Acquire),
+                    oldest_kept = first_kept,
+                    limit_bytes = inner.options.reader_retention_bytes,
+                    "a log reader lagged past the reader retention limit and is cut off"
+                );
+            }
         }
         for segment in segments.drain(..removable) {
             inner.fs.remove_file(&segment.path)?;

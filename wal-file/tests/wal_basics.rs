@@ -311,3 +311,48 @@ fn writeback_is_started_every_writeback_bytes_of_appends() -> strata_core::Resul
     assert_eq!(run(0)?, 0, "writeback_bytes = 0 must give no hint");
     Ok(())
 }
+
+/// A lagging reader pins the segments it has yet to read: a checkpoint keeps them while
+/// the pinned log stays within `reader_retention_bytes`, and the reader reads on without
+/// a gap. Past the limit the reader is cut off with `SequenceUnavailable`, counted.
+#[test]
+fn a_lagging_reader_pins_the_log_up_to_the_limit_then_is_cut_off() -> strata_core::Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = FileWalOptions::default()
+        .with_segment_size_bytes(1024)
+        .with_reader_retention_bytes(16 * 1024);
+    let wal = open(dir.path(), options);
+    for _ in 0..3 {
+        wal.append(&[1u8; 200], 1, Durability::Buffered)?;
+    }
+    let mut lagging = wal.read_from(SeqNo(1))?;
+    assert_eq!(lagging.next_batch()?.map(|b| b.first_seq), Some(SeqNo(1)));
+    // About 8 KiB more: within the limit.
+    for _ in 0..30 {
+        wal.append(&[2u8; 200], 1, Durability::Buffered)?;
+    }
+    let before = wal.segment_count();
+    wal.checkpoint(wal.last_seq())?;
+    assert_eq!(wal.segment_count(), before, "segments a reader still needs were deleted");
+    let mut next = 2;
+    while let Some(b) = lagging.next_batch()? {
+        assert_eq!(b.first_seq, SeqNo(next), "the lagging reader skipped batches");
+        next += 1;
+    }
+    assert_eq!(next, 34);
+    assert_eq!(wal.readers_cut_off(), 0);
+
+    // A reader that lags past the limit is cut off with a clear error, and counted.
+    let mut stalled = wal.read_from(wal.last_seq())?;
+    assert!(stalled.next_batch()?.is_some());
+    drop(lagging);
+    for _ in 0..120 {
+        wal.append(&[3u8; 200], 1, Durability::Buffered)?;
+    }
+    wal.checkpoint(wal.last_seq())?;
+    assert!(wal.segment_count() < 100, "the limit bounds what a reader pins");
+    let err = stalled.next_batch().expect_err("a cut-off reader must be told");
+    assert!(matches!(err, Error::SequenceUnavailable { .. }), "{err}");
+    assert_eq!(wal.readers_cut_off(), 1);
+    Ok(())
+}
