@@ -8,8 +8,8 @@ use std::sync::Arc;
 use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_harness::conformance::Report;
 use strata_harness::conformance::broken::{
-    AckBeforeSyncWal, BusyIgnoringPolicy, DropLastEntryTableFormat, FutureVersionMemTable,
-    HidesCorruptionTableFormat, LosesFilePolicy, ReorderingWal,
+    AckBeforeSyncWal, BusyIgnoringPolicy, DropLastEntryTableFormat, EpochReusingWal,
+    FutureVersionMemTable, HidesCorruptionTableFormat, LosesFilePolicy, ReorderingWal,
 };
 use strata_harness::conformance::compaction::{self, CompactionCaps};
 use strata_harness::conformance::engine::{self, EngineCaps};
@@ -62,8 +62,15 @@ fn wal_acknowledging_sync_before_syncing_fails_the_durability_checks() {
             "wal::model_appends_reopens_and_crashes",
             "wal::fsync_failure_poisons_the_log",
             "wal::concurrent_appends_are_dense_and_ordered",
+            "wal::durable_seq_tracks_syncs",
         ],
     );
+}
+
+#[test]
+fn wal_reusing_epochs_fails_the_epoch_check() {
+    let report = wal::run(Arc::new(EpochReusingWal(file_wal())), WalCaps::default());
+    assert_fails_exactly(&report, &["wal::epochs_are_never_reused"]);
 }
 
 #[test]

@@ -2,7 +2,9 @@
 //!
 //! [`CommitStream::start`] runs a thread that tails the store's log
 //! ([`Db::read_log_from`] then [`WalReader::wait_next`](strata_core::WalReader)) and
-//! publishes each committed batch as one frame: `seq` = the batch's first sequence,
+//! publishes each committed batch — once it is visible and durable, or with
+//! [`CommitStream::start_with`] and `LogBound::Visible` as soon as it is visible — as one
+//! frame: `seq` = the batch's first sequence,
 //! `span` = its entry count, payload = the batch's operations in the WAL's encoded form
 //! (the bytes of [`WriteBatch::as_bytes`](strata_core::WriteBatch::as_bytes); decode
 //! them with [`BatchIter`](strata_core::BatchIter) or [`decode_batch`]). Subscribers
@@ -19,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use strata_core::transport::TopicPublisher;
-use strata_core::{BatchIter, Db, SeqNo, ValueKind, WalReader};
+use strata_core::{BatchIter, Db, LogBound, SeqNo, ValueKind, WalReader};
 
 use crate::error::{Error, Result};
 
@@ -36,9 +38,23 @@ pub struct CommitStream {
 
 impl CommitStream {
     /// Starts publishing every batch from the one holding `from` (use `SeqNo(1)` for
-    /// the whole retained log, or `SeqNo(db_last + 1)` for new commits only).
-    pub fn start(db: Arc<Db>, mut publisher: Box<dyn TopicPublisher>, from: SeqNo) -> Result<Self> {
-        let mut reader = db.read_log_from(from)?;
+    /// the whole retained log, or `SeqNo(db_last + 1)` for new commits only), each once
+    /// it is visible and durable: subscribers never hold a batch the store may lose.
+    pub fn start(db: Arc<Db>, publisher: Box<dyn TopicPublisher>, from: SeqNo) -> Result<Self> {
+        Self::start_with(db, publisher, from, LogBound::Durable)
+    }
+
+    /// Like [`start`](Self::start), publishing each batch as soon as `bound` allows:
+    /// `LogBound::Visible` publishes before the batch's fdatasync (lowest latency; a
+    /// power loss may take back published batches, which resuming subscribers learn
+    /// from the store's epoch history).
+    pub fn start_with(
+        db: Arc<Db>,
+        mut publisher: Box<dyn TopicPublisher>,
+        from: SeqNo,
+        bound: LogBound,
+    ) -> Result<Self> {
+        let mut reader = db.read_log_from_with(from, bound)?;
         let stop = Arc::new(AtomicBool::new(false));
         let published = Arc::new(AtomicU64::new(0));
         let (stop2, published2) = (Arc::clone(&stop), Arc::clone(&published));

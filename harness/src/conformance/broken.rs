@@ -8,6 +8,7 @@
 //! |---|---|
 //! | [`AckBeforeSyncWal`] | `append(Sync)` returns `Ok` without syncing |
 //! | [`ReorderingWal`] | readers yield adjacent batches swapped (on-disk order ≠ sequence order) |
+//! | [`EpochReusingWal`] | every incarnation claims epoch 1 (a crash's lost batches and the next incarnation's share an epoch) |
 //! | [`FutureVersionMemTable`] | `get` ignores the snapshot and returns the newest version |
 //! | [`DropLastEntryTableFormat`] | the builder silently drops the last entry of each table |
 //! | [`HidesCorruptionTableFormat`] | a damaged block reads as missing data (`None` / end of range), `verify` reports nothing |
@@ -40,10 +41,38 @@ pub struct AckBeforeSyncWal(pub Arc<dyn WalFactory>);
 #[derive(Debug)]
 pub struct ReorderingWal(pub Arc<dyn WalFactory>);
 
+/// A WAL factory whose logs say every batch and every incarnation is epoch 1. Breaks:
+/// "each opening for writing starts a new epoch, never reused".
+#[derive(Debug)]
+pub struct EpochReusingWal(pub Arc<dyn WalFactory>);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WalFault {
     AckBeforeSync,
     Reorder,
+    ReuseEpoch,
+}
+
+impl WalFactory for EpochReusingWal {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::ReuseEpoch }))
+    }
+    fn name(&self) -> &'static str {
+        "broken-epoch-reusing"
+    }
+}
+
+/// Rewrites every batch's epoch to epoch 1.
+#[derive(Debug)]
+struct EpochOneReader(Box<dyn WalReader>);
+
+impl WalReader for EpochOneReader {
+    fn next_batch(&mut self) -> Result<Option<WalBatch>> {
+        Ok(self.0.next_batch()?.map(|b| WalBatch { epoch: Epoch(1), ..b }))
+    }
+    fn wait_next(&mut self, timeout: Duration) -> Result<Option<WalBatch>> {
+        Ok(self.0.wait_next(timeout)?.map(|b| WalBatch { epoch: Epoch(1), ..b }))
+    }
 }
 
 #[derive(Debug)]
@@ -86,17 +115,22 @@ impl Wal for FaultyWal {
         self.inner.durable_seq()
     }
     fn epoch(&self) -> Epoch {
-        self.inner.epoch()
+        if self.fault == WalFault::ReuseEpoch { Epoch(1) } else { self.inner.epoch() }
     }
     fn epoch_history(&self) -> Vec<EpochStart> {
-        self.inner.epoch_history()
+        let history = self.inner.epoch_history();
+        if self.fault == WalFault::ReuseEpoch {
+            history.first().map(|e| EpochStart { epoch: Epoch(1), ..*e }).into_iter().collect()
+        } else {
+            history
+        }
     }
     fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
         let inner = self.inner.read_from(from)?;
-        if self.fault == WalFault::Reorder {
-            Ok(Box::new(SwappingReader { inner, held: None }))
-        } else {
-            Ok(inner)
+        match self.fault {
+            WalFault::Reorder => Ok(Box::new(SwappingReader { inner, held: None })),
+            WalFault::ReuseEpoch => Ok(Box::new(EpochOneReader(inner))),
+            WalFault::AckBeforeSync => Ok(inner),
         }
     }
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {

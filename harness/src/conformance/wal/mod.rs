@@ -20,6 +20,8 @@
 //! | `wal::checkpoint_never_deletes_newer_batches` | `checkpoint(seq)` never deletes a batch `> seq`; deleted ranges are `SequenceUnavailable` |
 //! | `wal::reopen_after_full_checkpoint_keeps_last_seq` | sequences stay dense across a reopen even when everything was checkpointed |
 //! | `wal::files_lists_existing_log_files` | `files()` names files that exist |
+//! | `wal::durable_seq_tracks_syncs` | `durable_seq()` never exceeds `last_seq()`, never decreases, covers every `Sync` append and everything after `sync()` |
+//! | `wal::epochs_are_never_reused` | each opening starts an epoch greater than every epoch that wrote before, also across power losses; batches carry it; the history ends with it |
 //! | `wal::missing_tailing_is_unsupported_error` | (tailing off) `wait_next` answers like `next_batch` or is `Error::Unsupported`, never another error |
 //! | `wal::missing_checkpoint_is_unsupported_error` | (checkpoint off) `checkpoint` is `Ok` (keeps everything) or `Error::Unsupported`, and deletes nothing |
 
@@ -33,10 +35,12 @@ use strata_core::{Durability, Error, SeqNo, Wal, WalBatch, WalFactory};
 mod basics;
 mod damage;
 mod durability;
+mod epochs;
 
 use basics::*;
 use damage::*;
 use durability::*;
+use epochs::*;
 
 use super::report::Report;
 use super::runner::{Check, CheckResult, Ctx, bytes_from, ensure, find, property, run_checks};
@@ -183,6 +187,8 @@ pub fn run(factory: Arc<dyn WalFactory>, caps: WalCaps) -> Report {
             full_checkpoint_reopen,
         ),
         Check::new("wal::files_lists_existing_log_files", files_exist),
+        Check::new("wal::durable_seq_tracks_syncs", durable_seq_tracks_syncs),
+        Check::when(c.durable, "durable", "wal::epochs_are_never_reused", epochs_are_never_reused),
         Check::when(
             !c.tailing,
             "tailing is on",
