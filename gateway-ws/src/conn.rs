@@ -20,6 +20,8 @@ const CLOSE_UNSUPPORTED: u16 = 1003;
 const CLOSE_INVALID: u16 = 1007;
 const CLOSE_SIZE: u16 = 1009;
 const CLOSE_AGAIN: u16 = 1013;
+/// Close code: the server hit an error it cannot serve around.
+const CLOSE_SERVER_ERROR: u16 = 1011;
 /// Items taken from the queue per step.
 const TAKE: usize = 64;
 /// How long a closing connection waits for the client's close reply.
@@ -342,9 +344,11 @@ impl Writer {
     }
 
     /// A resuming client is told it is subscribed first (history follows); a live client
-    /// once it is registered, so every frame published after the notice reaches it.
+    /// once it is registered, so every frame published after the notice reaches it. A
+    /// resume beyond the live edge is closed with the reason instead.
     async fn run_inner(&mut self) -> Result<(), Stop> {
-        if self.from.is_some() {
+        if let Some(from) = self.from {
+            self.check_resume(from).await?;
             self.send_subscribed().await?;
         }
         if let (Some(from), Some((log, stream))) = (self.from, self.log()) {
@@ -381,6 +385,89 @@ impl Writer {
         }
     }
 
+    /// Refuses a resume at `from` beyond the topic's live edge (its last sequence + 1):
+    /// serving it would send nothing until the topic got there, and skip what comes
+    /// before. The edge is the newest frame the gateway received, or the store's log
+    /// when the topic has one (the commit stream publishes behind the log). A topic
+    /// without a log that has received nothing yet cannot tell; the resume is accepted.
+    async fn check_resume(&self, from: u64) -> Result<(), Stop> {
+        let last = self.hub.last_seq();
+        if from <= last.saturating_add(1) {
+            return Ok(());
+        }
+        let beyond = |edge: String| {
+            Err(Stop::Close(
+                CLOSE_POLICY,
+                format!("from={from} is beyond the live edge of {:?}: {edge}", self.topic),
+            ))
+        };
+        let Some((log, _)) = self.log() else {
+            if last == 0 {
+                return Ok(());
+            }
+            return beyond(format!("its last sequence is {last}; resume at most at {}", last + 1));
+        };
+        let probe = tokio::task::spawn_blocking(move || {
+            let mut reader = log.read_from(SeqNo(from - 1))?;
+            reader.next_batch().map(|b| b.is_some())
+        })
+        .await;
+        match probe {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => beyond(format!(
+                "the store's log does not hold sequence {} yet; resume at most at its last sequence + 1",
+                from - 1
+            )),
+            // Before the log's start (or deleted under the probe): not beyond the edge;
+            // the catch-up reports what is gone.
+            Ok(Err(strata_core::Error::SequenceUnavailable { .. })) => Ok(()),
+            Ok(Err(e)) => {
+                Err(Stop::Close(CLOSE_SERVER_ERROR, format!("cannot read the store's log: {e}")))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gateway: log probe task failed");
+                Err(Stop::Close(CLOSE_SERVER_ERROR, "the log probe failed".to_owned()))
+            }
+        }
+    }
+
+    /// Opens the log at `from` to read up to `until` (exclusive; `None`: to its end);
+    /// when the segments holding `from` were deleted, at the oldest sequence the log
+    /// still holds, after a gap notice for what is gone (never past `until`). `None`
+    /// when nothing is left to read or the log cannot be read (logged; the hole is then
+    /// reported as a gap).
+    async fn open_log(
+        &mut self,
+        log: Arc<dyn CommitLog>,
+        stream: StreamId,
+        from: u64,
+        until: Option<u64>,
+    ) -> Result<Option<Box<dyn WalReader>>, Stop> {
+        let opened = tokio::task::spawn_blocking(move || open_log(&*log, from)).await;
+        match opened {
+            Ok(Ok((reader, start))) => {
+                if start > from {
+                    let end = until.map_or(start, |u| u.min(start));
+                    tracing::info!(topic = %self.hub.spec.name, from, oldest = start,
+                        "gateway: the log no longer holds {from} .. {start}; reported as a gap");
+                    self.send_gap(stream, from, end).await?;
+                    if end < start {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(reader))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %self.hub.spec.name, from, error = %e, "gateway: cannot read the log");
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gateway: log reader task failed");
+                Ok(None)
+            }
+        }
+    }
+
     /// Sends history from the log until it reaches what the ring holds (or the end).
     async fn catch_up(
         &mut self,
@@ -388,18 +475,10 @@ impl Writer {
         stream: StreamId,
         from: u64,
     ) -> Result<(), Stop> {
-        let opened = tokio::task::spawn_blocking(move || log.read_from(SeqNo(from))).await;
-        let mut reader = match opened {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                // The first frame will show the hole; it is reported as a gap then.
-                tracing::warn!(topic = %self.hub.spec.name, from, error = %e, "gateway: cannot read the log for a resume");
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "gateway: log reader task failed");
-                return Ok(());
-            }
+        // When the log cannot be read, the first frame shows the hole; it is reported
+        // as a gap then.
+        let Some(mut reader) = self.open_log(log, stream, from, None).await? else {
+            return Ok(());
         };
         loop {
             self.check_closing()?;
@@ -459,21 +538,19 @@ impl Writer {
     async fn fill(&mut self, stream: StreamId, from: u64, to: u64) -> Result<(), Stop> {
         if let Some((log, log_stream)) = self.log()
             && log_stream == stream
+            && let Some(mut reader) = self.open_log(log, stream, from, Some(to)).await?
         {
-            let opened = tokio::task::spawn_blocking(move || log.read_from(SeqNo(from))).await;
-            if let Ok(Ok(mut reader)) = opened {
-                loop {
-                    let (r, read) = self.read_log(reader, Some(to), stream).await;
-                    reader = r;
-                    let Ok((frames, done)) = read else { break };
-                    for f in frames {
-                        self.send_in_order(Arc::new(f)).await?;
-                    }
-                    if done || self.expected(stream).is_some_and(|n| n >= to) {
-                        break;
-                    }
-                    self.check_closing()?;
+            loop {
+                let (r, read) = self.read_log(reader, Some(to), stream).await;
+                reader = r;
+                let Ok((frames, done)) = read else { break };
+                for f in frames {
+                    self.send_in_order(Arc::new(f)).await?;
                 }
+                if done || self.expected(stream).is_some_and(|n| n >= to) {
+                    break;
+                }
+                self.check_closing()?;
             }
         }
         if let Some(n) = self.expected(stream)
@@ -532,6 +609,26 @@ impl Writer {
 
     async fn flush(&mut self) -> Result<(), Stop> {
         self.sink.flush().await.map_err(|_| Stop::Gone)
+    }
+}
+
+/// A reader at `from`, or — when the log's segments holding `from` were deleted — at
+/// the oldest sequence it still holds; returns the reader and where it starts.
+fn open_log(log: &dyn CommitLog, from: u64) -> strata_core::Result<(Box<dyn WalReader>, u64)> {
+    let mut at = from;
+    let mut tries = 0;
+    loop {
+        match log.read_from(SeqNo(at)) {
+            Ok(r) => return Ok((r, at)),
+            // Segments may be deleted between two attempts; a few cover that race.
+            Err(strata_core::Error::SequenceUnavailable { oldest, .. })
+                if oldest.0 > at && tries < 8 =>
+            {
+                at = oldest.0;
+                tries += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

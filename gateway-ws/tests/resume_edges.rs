@@ -1,0 +1,241 @@
+//! Resume positions at the edges of what the store's log holds, over loopback with a
+//! real WebSocket client: a resume from before the log's start replays what the log
+//! holds after one gap notice for the deleted range; a resume beyond the live edge is
+//! closed with the reason (it used to get nothing at all).
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use strata_core::fs::OsFileSystem;
+use strata_core::{
+    Db, Durability, PublisherOptions, SeqNo, StreamId, SubscriberOptions, TopicPublisher,
+    Transport, WriteBatch,
+};
+use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec, ValueFormat};
+use strata_stream::messages::encode_frame;
+use strata_stream::{CommitStream, Heartbeat, LocalTransport, Message};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as Ws;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const STEP: Duration = Duration::from_secs(20);
+
+fn hb(n: u64) -> Message {
+    Message::Heartbeat(Heartbeat { stream: 9, last_seq: n, ts_nanos: n })
+}
+
+struct Server {
+    gateway: Gateway,
+    addr: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn serve(gateway: Gateway) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = gateway.router();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Server { gateway, addr, _stop: tx }
+}
+
+async fn connect(addr: std::net::SocketAddr, query: &str) -> Client {
+    let (ws, _) = connect_async(format!("ws://{addr}/ws?{query}")).await.unwrap();
+    ws
+}
+
+/// The next message, skipping pings.
+async fn next(ws: &mut Client) -> Ws {
+    loop {
+        let m = tokio::time::timeout(STEP, ws.next())
+            .await
+            .expect("no message within the step timeout")
+            .expect("stream ended")
+            .expect("receive failed");
+        if !matches!(m, Ws::Ping(_) | Ws::Pong(_)) {
+            return m;
+        }
+    }
+}
+
+async fn next_json(ws: &mut Client) -> Value {
+    match next(ws).await {
+        Ws::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// The first message must be a close frame: its code and reason.
+async fn expect_close_first(ws: &mut Client) -> (u16, String) {
+    match next(ws).await {
+        Ws::Close(Some(f)) => (u16::from(f.code), f.reason.to_string()),
+        other => panic!("expected a close frame first, got {other:?}"),
+    }
+}
+
+fn commit(db: &Db, n: u64) -> u64 {
+    let mut b = WriteBatch::new();
+    for k in 0..(1 + n % 3) {
+        b.put(format!("trade/{n:06}/{k}"), hb(n * 10 + k).encode().unwrap().as_slice());
+    }
+    db.write(&b, Durability::Buffered).unwrap().0
+}
+
+/// One batch of a single heartbeat under `key` (values must decode as messages).
+fn one(key: &str) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    b.put(key, hb(0).encode().unwrap().as_slice());
+    b
+}
+
+fn oldest_in_log(db: &Db) -> u64 {
+    match db.read_log_from(SeqNo(1)) {
+        Ok(_) => 1,
+        Err(strata_core::Error::SequenceUnavailable { oldest, .. }) => oldest.0,
+        Err(e) => panic!("reading the log: {e}"),
+    }
+}
+
+/// A commits topic served from `db`'s log, its commit stream publishing from `from`.
+fn commits_gateway(db: &Db, from: u64) -> (Gateway, CommitStream) {
+    let transport = LocalTransport::new();
+    let gateway = Gateway::new(GatewayConfig::default().with_ring_frames(8)).unwrap();
+    gateway
+        .add_topic(
+            Arc::new(transport.clone()),
+            TopicSpec::new("commits", PayloadFormat::Commits { values: ValueFormat::Message })
+                .with_log(Arc::new(db.clone()), StreamId(1)),
+            SubscriberOptions { queue_depth: 4096, ..SubscriberOptions::default() },
+        )
+        .unwrap();
+    let publisher = transport
+        .publisher(
+            "commits",
+            &PublisherOptions { stream: StreamId(1), ..PublisherOptions::default() },
+        )
+        .unwrap();
+    let stream = CommitStream::start(Arc::new(db.clone()), publisher, SeqNo(from)).unwrap();
+    (gateway, stream)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_from_before_the_logs_start_replays_what_the_log_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small WAL segments, deleted as soon as a flush checkpoints them.
+    let db =
+        strata_harness::stack::tiny_builder(dir.path(), OsFileSystem::shared(), 64 << 20, 1 << 20)
+            .open()
+            .unwrap();
+    for n in 0..3000 {
+        commit(&db, n);
+    }
+    db.flush().unwrap();
+    let deadline = Instant::now() + STEP;
+    let oldest = loop {
+        // The checkpoint that deletes segments runs right after the flush.
+        let oldest = oldest_in_log(&db);
+        if oldest > 1001 {
+            break oldest;
+        }
+        assert!(Instant::now() < deadline, "the log still starts at {oldest}");
+        tokio::task::yield_now().await;
+    };
+    let mut last = 0;
+    for n in 3000..3100 {
+        last = commit(&db, n);
+    }
+    db.sync_wal().unwrap();
+    let (gateway, stream) = commits_gateway(&db, last + 1);
+    let server = serve(gateway).await;
+
+    let requested = oldest - 1000;
+    let mut ws = connect(server.addr, &format!("topic=commits&from={requested}")).await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], requested);
+    // A live commit while the client catches up: it must not hide the log's history.
+    last = db.write(&one("live"), Durability::Sync).unwrap().0;
+    let gap = next_json(&mut ws).await;
+    assert_eq!(gap["gap"]["from"], requested, "{gap}");
+    assert_eq!(gap["gap"]["to"], oldest, "only the deleted range is a gap: {gap}");
+    let mut expect = oldest;
+    while expect <= last {
+        let f = next_json(&mut ws).await;
+        assert!(f.get("gap").is_none(), "a second gap at {expect}: {f}");
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+    assert!(stream.wait_published(last, STEP));
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_beyond_the_live_edge_is_closed_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = strata_harness::stack::default_builder(dir.path()).open().unwrap();
+    let mut last = 0;
+    for n in 0..20 {
+        last = commit(&db, n);
+    }
+    db.sync_wal().unwrap();
+    let (gateway, stream) = commits_gateway(&db, last + 1);
+    let server = serve(gateway).await;
+    for beyond in [last + 2, last + 100, u64::MAX] {
+        let mut ws = connect(server.addr, &format!("topic=commits&from={beyond}")).await;
+        let (code, reason) = expect_close_first(&mut ws).await;
+        assert_eq!(code, 1008, "{reason}");
+        assert!(reason.contains("beyond the live edge"), "{reason}");
+    }
+    // The edge itself: subscribed, then the next commit.
+    let mut ws = connect(server.addr, &format!("topic=commits&from={}", last + 1)).await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], last + 1);
+    let next_seq = db.write(&one("k"), Durability::Sync).unwrap().0;
+    let f = next_json(&mut ws).await;
+    assert_eq!(f["seq"].as_u64().unwrap(), next_seq, "{f}");
+    drop(stream);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_beyond_the_live_edge_of_a_topic_without_log_is_closed() {
+    let transport = LocalTransport::new();
+    let gateway = Gateway::new(GatewayConfig::default()).unwrap();
+    gateway
+        .add_topic(
+            Arc::new(transport.clone()),
+            TopicSpec::new("feed", PayloadFormat::Messages),
+            SubscriberOptions::default(),
+        )
+        .unwrap();
+    let mut publisher: Box<dyn TopicPublisher> = transport
+        .publisher("feed", &PublisherOptions { stream: StreamId(9), ..PublisherOptions::default() })
+        .unwrap();
+    for seq in 1..=5u64 {
+        publisher.publish(seq, 1, &encode_frame(&[hb(seq)]).unwrap()).unwrap();
+    }
+    let server = serve(gateway).await;
+    // Wait until the gateway received the five frames (it then knows the edge).
+    let deadline = Instant::now() + STEP;
+    while server.gateway.topics()[0].last_seq < 5 {
+        assert!(Instant::now() < deadline, "the gateway did not receive the frames");
+        tokio::task::yield_now().await;
+    }
+    let mut ws = connect(server.addr, "topic=feed&from=7").await;
+    let (code, reason) = expect_close_first(&mut ws).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("last sequence is 5"), "{reason}");
+    let mut ws = connect(server.addr, "topic=feed&from=6").await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], 6);
+    publisher.publish(6, 1, &encode_frame(&[hb(6)]).unwrap()).unwrap();
+    assert_eq!(next_json(&mut ws).await["seq"], 6);
+}
