@@ -14,7 +14,7 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Name of the `extern "C" fn(Option<&'static HostAllocator>) -> bool` a loadable plugin
 /// library exports (written by [`use_host_allocator!`](crate::use_host_allocator)).
@@ -73,44 +73,97 @@ unsafe extern "C" fn host_realloc(ptr: *mut u8, size: usize, align: usize, new: 
 /// own ([`PluginAllocator::lend`]), the host's from then on.
 #[derive(Debug)]
 pub struct PluginAllocator {
-    host: AtomicPtr<HostAllocator>,
-    /// Something was allocated from the system allocator (before a loan).
-    allocated_alone: AtomicBool,
+    /// One word for the whole decision, so that "may the host's allocator still be
+    /// lent?" and "use the system allocator" cannot interleave: null while nothing was
+    /// allocated and nothing lent; [`SYSTEM_MARK`] once the system allocator gave out memory
+    /// (a loan is refused from then on); else the lent `&'static HostAllocator`. Every
+    /// transition leaves null by one compare-exchange, and no state is ever left.
+    state: AtomicPtr<HostAllocator>,
+}
+
+/// The address [`PluginAllocator::state`] holds once the system allocator was used: that
+/// of a static of its own, so it can be no `HostAllocator`'s. Never dereferenced.
+static SYSTEM_MARK: u8 = 0;
+
+/// [`SYSTEM_MARK`]'s address as a state value.
+fn system() -> *mut HostAllocator {
+    std::ptr::from_ref(&SYSTEM_MARK).cast::<HostAllocator>().cast_mut()
+}
+
+/// Which allocator serves a call.
+enum Serve {
+    Host(&'static HostAllocator),
+    System,
 }
 
 impl PluginAllocator {
     /// Not lent yet.
     pub const fn new() -> Self {
-        Self { host: AtomicPtr::new(std::ptr::null_mut()), allocated_alone: AtomicBool::new(false) }
+        Self { state: AtomicPtr::new(std::ptr::null_mut()) }
     }
 
     /// Makes every later allocation go to `host`. Refused (`false`, nothing changes) if
     /// this allocator already gave out system memory, which would then be freed through
     /// `host`, or was lent a different allocator; lending the same one again is a no-op.
+    ///
+    /// Safe against concurrent allocations: the check that no system memory was given
+    /// out and the loan are one atomic step, so either the loan or the first system
+    /// allocation wins, never both.
     pub fn lend(&self, host: &'static HostAllocator) -> bool {
-        if self.allocated_alone.load(Ordering::SeqCst) {
-            return false;
-        }
         let want = std::ptr::from_ref(host).cast_mut();
-        match self.host.compare_exchange(
+        match self.state.compare_exchange(
             std::ptr::null_mut(),
             want,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
+            Ordering::AcqRel,
+            Ordering::Acquire,
         ) {
             Ok(_) => true,
+            // `SYSTEM_MARK` (memory given out) or another allocator: refused.
             Err(current) => current == want,
         }
     }
 
     /// Whether [`PluginAllocator::lend`] succeeded.
     pub fn is_lent(&self) -> bool {
-        !self.host.load(Ordering::Acquire).is_null()
+        self.lent().is_some()
     }
 
     fn lent(&self) -> Option<&'static HostAllocator> {
-        // SAFETY: the only non-null value ever stored is a `&'static HostAllocator`.
-        unsafe { self.host.load(Ordering::Acquire).as_ref() }
+        let state = self.state.load(Ordering::Acquire);
+        if state == system() {
+            return None;
+        }
+        // SAFETY: besides null and `SYSTEM_MARK`, the only value ever stored is a
+        // `&'static HostAllocator` (in `lend`).
+        unsafe { state.as_ref() }
+    }
+
+    /// The allocator for a new block. Choosing the system allocator records it in the
+    /// same step (null → `SYSTEM_MARK`), so a loan can no longer slip in between.
+    fn for_new_block(&self) -> Serve {
+        let mut state = self.state.load(Ordering::Acquire);
+        // Only the first allocation writes: a compare-exchange on every allocation
+        // would make all threads contend for this word.
+        if state.is_null() {
+            state = match self.state.compare_exchange(
+                std::ptr::null_mut(),
+                system(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Serve::System,
+                Err(current) => current,
+            };
+        }
+        if state == system() {
+            return Serve::System;
+        }
+        // SAFETY: not null (checked, or the exchange failed) and not `SYSTEM_MARK`: a lent
+        // `&'static HostAllocator`.
+        match unsafe { state.as_ref() } {
+            Some(h) => Serve::Host(h),
+            None => Serve::System,
+        }
     }
 }
 
@@ -122,29 +175,25 @@ impl Default for PluginAllocator {
 
 // SAFETY: every method forwards to one allocator with the caller's arguments unchanged:
 // the host's once lent, the system's before. A block is always freed by the allocator
-// that made it, because `lend` is refused once the system allocator gave out memory.
+// that made it: a block from the system allocator moved the state to `SYSTEM_MARK` (in the
+// same atomic step as the choice), after which no loan is accepted; a block from the
+// host's exists only once the state holds the host, which it then holds for ever.
 unsafe impl GlobalAlloc for PluginAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match self.lent() {
+        match self.for_new_block() {
             // SAFETY: forwarded under `GlobalAlloc::alloc`'s contract.
-            Some(h) => unsafe { (h.alloc)(layout.size(), layout.align()) },
-            None => {
-                self.allocated_alone.store(true, Ordering::SeqCst);
-                // SAFETY: as above.
-                unsafe { System.alloc(layout) }
-            }
+            Serve::Host(h) => unsafe { (h.alloc)(layout.size(), layout.align()) },
+            // SAFETY: as above.
+            Serve::System => unsafe { System.alloc(layout) },
         }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match self.lent() {
+        match self.for_new_block() {
             // SAFETY: forwarded under `GlobalAlloc::alloc_zeroed`'s contract.
-            Some(h) => unsafe { (h.alloc_zeroed)(layout.size(), layout.align()) },
-            None => {
-                self.allocated_alone.store(true, Ordering::SeqCst);
-                // SAFETY: as above.
-                unsafe { System.alloc_zeroed(layout) }
-            }
+            Serve::Host(h) => unsafe { (h.alloc_zeroed)(layout.size(), layout.align()) },
+            // SAFETY: as above.
+            Serve::System => unsafe { System.alloc_zeroed(layout) },
         }
     }
 
@@ -238,6 +287,115 @@ mod tests {
             a.dealloc(p, layout);
         }
         assert_eq!(CALLS.load(Ordering::SeqCst) - before, 2, "alloc and dealloc went to the host");
+    }
+
+    /// Allocators raced per round.
+    const RACED: usize = 2048;
+    /// Blocks the race host made, per allocator of the round (see `SLOT`).
+    static HOST_MADE: [AtomicUsize; RACED] = [const { AtomicUsize::new(0) }; RACED];
+
+    thread_local! {
+        /// Which allocator of the round the allocating thread is using.
+        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    unsafe extern "C" fn race_alloc(size: usize, align: usize) -> *mut u8 {
+        HOST_MADE[SLOT.get()].fetch_add(1, Ordering::SeqCst);
+        // SAFETY: forwarded test allocator.
+        unsafe { host_alloc(size, align) }
+    }
+
+    static RACE_HOST: HostAllocator = HostAllocator {
+        alloc: race_alloc,
+        alloc_zeroed: host_alloc_zeroed,
+        dealloc: host_dealloc,
+        realloc: host_realloc,
+    };
+
+    /// Spins until `progress` reaches `at`.
+    fn wait_for(progress: &AtomicUsize, at: usize) {
+        let mut spins = 0u32;
+        while progress.load(Ordering::Acquire) < at {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                // A busy machine may have descheduled the other thread.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// `lend` racing the first allocation: either the loan wins and the block comes from
+    /// the host, or the allocation wins and the loan is refused. A loan granted although
+    /// the block came from the system allocator means it will be freed by the host (the
+    /// check-then-act race this guards against).
+    ///
+    /// Each round one thread allocates once from each of `RACED` fresh allocators in
+    /// turn while the other lends each of them in turn. One sweep gets a head start of a
+    /// few allocators; the faster sweep catches up with the slower one, and around that
+    /// point both work on the same allocator at the same time. Rounds alternate which
+    /// sweep leads and vary the head start.
+    #[test]
+    fn lend_racing_alloc_never_mixes_allocators() {
+        const ROUNDS: usize = 200;
+        let layout = Layout::from_size_align(32, 8).expect("layout");
+        let mut outcomes = [0usize; 2];
+        let mut mixed = Vec::new();
+        for round in 0..ROUNDS {
+            let allocators: Vec<PluginAllocator> =
+                (0..RACED).map(|_| PluginAllocator::new()).collect();
+            // Allocators each sweep has finished with (+1 once it is ready to start).
+            let (allocated_upto, lent_upto) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let head_start = 1 + (round / 2) % 64;
+            let allocation_leads = round % 2 == 0;
+            let (allocated, lent) = std::thread::scope(|s| {
+                let allocating = s.spawn(|| {
+                    allocated_upto.store(1, Ordering::Release);
+                    wait_for(&lent_upto, if allocation_leads { 1 } else { 1 + head_start });
+                    let mut blocks = Vec::with_capacity(RACED);
+                    for (k, a) in allocators.iter().enumerate() {
+                        SLOT.set(k);
+                        // SAFETY: a valid layout; freed below by the same allocator.
+                        blocks.push(unsafe { a.alloc(layout) });
+                        allocated_upto.store(k + 2, Ordering::Release);
+                    }
+                    let allocated = blocks.iter().all(|p| !p.is_null());
+                    for (a, p) in allocators.iter().zip(blocks) {
+                        // SAFETY: allocated above by `a` with `layout`. (The test binary's
+                        // global allocator is the system's, so even a block freed by the
+                        // wrong side is sound here; in a plugin it would not be.)
+                        unsafe { a.dealloc(p, layout) };
+                    }
+                    allocated
+                });
+                lent_upto.store(1, Ordering::Release);
+                wait_for(&allocated_upto, if allocation_leads { 1 + head_start } else { 1 });
+                let mut lent = Vec::with_capacity(RACED);
+                for (k, a) in allocators.iter().enumerate() {
+                    lent.push(a.lend(&RACE_HOST));
+                    lent_upto.store(k + 2, Ordering::Release);
+                }
+                (allocating.join().expect("allocating thread"), lent)
+            });
+            assert!(allocated, "an allocation failed");
+            for (k, &lent) in lent.iter().enumerate() {
+                let from_host = HOST_MADE[k].swap(0, Ordering::SeqCst);
+                if from_host != usize::from(lent) {
+                    mixed.push((round, k, lent, from_host));
+                }
+                outcomes[usize::from(lent)] += 1;
+            }
+        }
+        assert!(
+            mixed.is_empty(),
+            "{} loans disagree with where the block came from (round, allocator, lent, \
+             blocks from the host): {:?}",
+            mixed.len(),
+            &mixed[..mixed.len().min(5)]
+        );
+        // Both orders happened, or the test raced nothing.
+        assert!(outcomes[0] > 0 && outcomes[1] > 0, "{outcomes:?}");
     }
 
     #[test]
