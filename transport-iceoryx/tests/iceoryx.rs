@@ -398,16 +398,22 @@ fn block_waits_for_a_subscriber_that_has_not_polled_yet() {
         .expect("subscriber");
     let total = 40u64;
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let (filled_tx, filled_rx) = std::sync::mpsc::channel::<()>();
     let publisher = std::thread::spawn(move || {
         for seq in 1..=total {
+            if seq == 9 {
+                // Eight frames are out: the subscriber's queue (8) is full, and under
+                // Block this publish waits for the subscriber's first poll.
+                let _ = filled_tx.send(());
+            }
             strata_core::TopicPublisher::publish(&mut pub_, seq, 1, &seq.to_le_bytes())
                 .expect("publish");
         }
         // Stay alive until the subscriber has drained.
         let _ = done_rx.recv_timeout(Duration::from_secs(20));
     });
-    // Let the publisher fill the subscriber's queue (8) well before the first poll.
-    std::thread::sleep(Duration::from_millis(300));
+    // The first poll comes only once the publisher has overfilled the queue.
+    filled_rx.recv_timeout(Duration::from_secs(20)).expect("the publisher never filled the queue");
     let got = drain(&mut sub, total as usize);
     let _ = done_tx.send(());
     publisher.join().expect("publisher thread");

@@ -144,6 +144,17 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    impl Visibility {
+        /// Waits until `n` batches are parked waiting for their predecessors.
+        fn wait_pending(&self, n: usize) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while self.pending.lock().len() < n {
+                assert!(std::time::Instant::now() < deadline, "no batch ever waited");
+                std::thread::yield_now();
+            }
+        }
+    }
+
     #[test]
     fn out_of_order_finishers_publish_in_order() {
         let v = Arc::new(Visibility::new(SeqNo(0)));
@@ -151,7 +162,7 @@ mod tests {
             let v = Arc::clone(&v);
             std::thread::spawn(move || v.publish(SeqNo(3), SeqNo(4)).is_ok())
         };
-        std::thread::sleep(Duration::from_millis(20));
+        v.wait_pending(1);
         assert_eq!(v.current(), SeqNo(0), "batch 3..=4 must wait for 1..=2");
         v.publish(SeqNo(1), SeqNo(2)).expect("first batch publishes");
         assert!(late.join().expect("thread"));
@@ -184,7 +195,7 @@ mod tests {
             let v = Arc::clone(&v);
             std::thread::spawn(move || v.publish(SeqNo(2), SeqNo(2)).is_err())
         };
-        std::thread::sleep(Duration::from_millis(20));
+        v.wait_pending(1);
         v.break_chain();
         assert!(waiter.join().expect("thread"));
     }
