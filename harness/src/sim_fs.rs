@@ -455,6 +455,37 @@ impl SimFileSystem {
         Ok(())
     }
 
+    /// Writes the live image of every file under `from` (recursively) into the real
+    /// directory `to`, keeping relative paths, and returns how many files it wrote.
+    ///
+    /// A test crashes a store on this file system, materialises what survived, and
+    /// reopens it through the OS file system: that is how crash and corruption tests
+    /// reach readers that need a file descriptor, such as the mmap table reader, which
+    /// a simulated file falls back from. Works on a crashed file system too.
+    pub fn materialize(&self, from: impl AsRef<Path>, to: impl AsRef<Path>) -> io::Result<usize> {
+        let from = normalize(from.as_ref());
+        let to = to.as_ref();
+        let files: Vec<(PathBuf, Vec<u8>)> = {
+            let st = self.inner.state.lock();
+            st.live
+                .iter()
+                .filter_map(|(path, node)| {
+                    let rel = path.strip_prefix(&from).ok()?;
+                    Some((rel.to_path_buf(), node.data.lock().live.clone()))
+                })
+                .collect()
+        };
+        std::fs::create_dir_all(to)?;
+        for (rel, image) in &files {
+            let target = to.join(rel);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&target, image)?;
+        }
+        Ok(files.len())
+    }
+
     /// Sorted names of the files (not directories) directly in `dir`, in the live
     /// namespace; empty if `dir` does not exist. Works on a crashed file system too.
     pub fn file_names(&self, dir: impl AsRef<Path>) -> Vec<String> {
