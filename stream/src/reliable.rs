@@ -19,7 +19,32 @@
 //! is filled.
 //!
 //! A subscriber is known to the publisher from its first ACK on; it sends one when it
-//! is created, naming the sequence it starts after.
+//! is created, naming the sequence it starts after, and one on every
+//! [`ReliableSubscriber::wait`] (also when nothing arrived), so a silent subscriber is a
+//! gone one.
+//!
+//! # Dead and lost subscribers
+//!
+//! - **Eviction.** A subscriber that sent no ACK for [`ReliableOptions::evict_after`]
+//!   (its process died, its endpoint was dropped, it stopped calling `wait`) is evicted:
+//!   it no longer holds frames in the buffer and gets no redelivery. Counted in
+//!   [`ReliableStats::evicted`] and logged. An ACK from it later admits it again.
+//! - **Cut-off.** A subscriber whose next sequence is neither in the buffer nor in the
+//!   log any more (the log's oldest segments were deleted, or there is no log) is cut
+//!   off: the publisher stops redelivering to it, sends it a notice on
+//!   `<topic>/cutoff` (payload: id, requested sequence, oldest available sequence; u64
+//!   little endian each), counts it in [`ReliableStats::cut_off`] and logs it. Its
+//!   [`ReliableSubscriber::wait`] then returns
+//!   [`strata_core::Error::SequenceUnavailable`] naming both. The other subscribers are
+//!   served as before; ACKs from the cut-off subscriber are ignored until it resumes at
+//!   a sequence the publisher can serve.
+//!
+//! # Locking
+//!
+//! The publishing path ([`TopicPublisher::publish`]) and the service share only the
+//! buffer, under a lock held for in-memory work. The service copies what it needs from
+//! the buffer (shared payloads), releases that lock, and reads the log without it: a
+//! slow log read delays redelivery, never a publish.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,6 +72,11 @@ pub fn redelivery_topic(topic: &str) -> String {
     format!("{topic}/redelivery")
 }
 
+/// The cut-off notice topic of `topic` (see the module docs).
+pub fn cutoff_topic(topic: &str) -> String {
+    format!("{topic}/cutoff")
+}
+
 /// Options of a [`ReliablePublisher`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -58,6 +88,8 @@ pub struct ReliableOptions {
     pub redelivery_timeout: Duration,
     /// Most frames redelivered per subscriber per timeout.
     pub redelivery_burst: usize,
+    /// A subscriber that sent no ACK for this long is evicted (see the module docs).
+    pub evict_after: Duration,
     /// Options of the data endpoint (the redelivery endpoint uses the same, with a
     /// queue of at least `redelivery_burst` frames).
     pub publisher: PublisherOptions,
@@ -69,6 +101,7 @@ impl Default for ReliableOptions {
             buffer_frames: 4096,
             redelivery_timeout: Duration::from_millis(50),
             redelivery_burst: 64,
+            evict_after: Duration::from_secs(10),
             publisher: PublisherOptions::default(),
         }
     }
@@ -84,6 +117,12 @@ impl ReliableOptions {
     /// Sets [`ReliableOptions::redelivery_timeout`].
     pub fn with_redelivery_timeout(mut self, t: Duration) -> Self {
         self.redelivery_timeout = t;
+        self
+    }
+
+    /// Sets [`ReliableOptions::evict_after`].
+    pub fn with_evict_after(mut self, t: Duration) -> Self {
+        self.evict_after = t;
         self
     }
 
@@ -105,34 +144,60 @@ pub struct ReliableStats {
     pub redelivered_from_log: u64,
     /// Frames pushed out of the buffer with no log to serve them.
     pub unrecoverable: u64,
-    /// Subscribers known (that sent an ACK).
+    /// Subscribers known (that sent an ACK and were neither evicted nor cut off).
     pub subscribers: u64,
+    /// Subscribers evicted for sending no ACK within [`ReliableOptions::evict_after`].
+    pub evicted: u64,
+    /// Subscribers cut off because their next sequence left the buffer and the log.
+    pub cut_off: u64,
 }
 
 struct SubscriberState {
     acked: u64,
     progressed_at: Instant,
+    heard_at: Instant,
     redelivered_at: Option<Instant>,
 }
 
-struct Inner {
+type Buffered = (u64, u32, Arc<[u8]>);
+
+/// What the publishing path owns; its lock is never held across a log read.
+struct PubState {
+    data: Box<dyn TopicPublisher>,
+    buffer: VecDeque<Buffered>,
+    buffer_frames: usize,
+    last_published: u64,
+    /// The lowest sequence acknowledged by every known subscriber (set by the service).
+    min_acked: Option<u64>,
+    has_log: bool,
+    unrecoverable: u64,
+}
+
+/// What the service owns: ACKs, subscribers, the redelivery and cut-off endpoints.
+struct ServiceState {
     topic: String,
     transport: Arc<dyn Transport>,
     options: ReliableOptions,
-    data: Box<dyn TopicPublisher>,
     redelivery: Box<dyn TopicPublisher>,
     redelivery_next: u64,
+    cutoff: Box<dyn TopicPublisher>,
+    cutoff_seq: u64,
     acks: Box<dyn TopicSubscriber>,
     log: Option<Arc<dyn CommitLog>>,
-    buffer: VecDeque<(u64, u32, Arc<[u8]>)>,
-    last_published: u64,
     subscribers: HashMap<u64, SubscriberState>,
+    /// Cut-off subscribers and the oldest sequence available when they were cut off.
+    cut: HashMap<u64, u64>,
     stats: ReliableStats,
+}
+
+struct Shared {
+    publish: Mutex<PubState>,
+    service: Mutex<ServiceState>,
 }
 
 /// A publisher that keeps unacknowledged frames and redelivers them; see the module docs.
 pub struct ReliablePublisher {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
     stream: StreamId,
 }
 
@@ -140,7 +205,7 @@ pub struct ReliablePublisher {
 /// another thread.
 #[derive(Clone)]
 pub struct ReliableHandle {
-    inner: Arc<Mutex<Inner>>,
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for ReliablePublisher {
@@ -163,6 +228,18 @@ fn redelivery_options(options: &ReliableOptions) -> PublisherOptions {
     o
 }
 
+fn cutoff_options(options: &ReliableOptions) -> PublisherOptions {
+    PublisherOptions {
+        stream: options.publisher.stream,
+        max_payload: CUTOFF_LEN,
+        queue_depth: 64,
+        history: 0,
+        // A subscriber that does not read its notices must never stall the service.
+        policy: SlowSubscriberPolicy::DropOldest,
+        ..PublisherOptions::default()
+    }
+}
+
 impl ReliablePublisher {
     /// A reliable publisher for `topic` on `transport`. `log` serves frames pushed out
     /// of the buffer (pass the store for the commit stream, `None` otherwise).
@@ -175,6 +252,7 @@ impl ReliablePublisher {
         let data = transport.publisher(topic, &options.publisher)?;
         let redelivery =
             transport.publisher(&redelivery_topic(topic), &redelivery_options(&options))?;
+        let cutoff = transport.publisher(&cutoff_topic(topic), &cutoff_options(&options))?;
         let acks = transport.subscriber(
             &ack_topic(topic),
             &SubscriberOptions { queue_depth: 65_536, ..Default::default() },
@@ -182,33 +260,43 @@ impl ReliablePublisher {
         let stream = data.stream();
         Ok(Self {
             stream,
-            inner: Arc::new(Mutex::new(Inner {
-                topic: topic.to_owned(),
-                transport,
-                options,
-                data,
-                redelivery,
-                redelivery_next: 0,
-                acks,
-                log,
-                buffer: VecDeque::new(),
-                last_published: 0,
-                subscribers: HashMap::new(),
-                stats: ReliableStats::default(),
-            })),
+            shared: Arc::new(Shared {
+                publish: Mutex::new(PubState {
+                    data,
+                    buffer: VecDeque::new(),
+                    buffer_frames: options.buffer_frames,
+                    last_published: 0,
+                    min_acked: None,
+                    has_log: log.is_some(),
+                    unrecoverable: 0,
+                }),
+                service: Mutex::new(ServiceState {
+                    topic: topic.to_owned(),
+                    transport,
+                    options,
+                    redelivery,
+                    redelivery_next: 0,
+                    cutoff,
+                    cutoff_seq: 0,
+                    acks,
+                    log,
+                    subscribers: HashMap::new(),
+                    cut: HashMap::new(),
+                    stats: ReliableStats::default(),
+                }),
+            }),
         })
     }
 
     /// A handle to service ACKs and redelivery from any thread.
     pub fn handle(&self) -> ReliableHandle {
-        ReliableHandle { inner: Arc::clone(&self.inner) }
+        ReliableHandle { shared: Arc::clone(&self.shared) }
     }
 }
 
-impl Inner {
+impl PubState {
     fn trim(&mut self) {
-        let min_acked = self.subscribers.values().map(|s| s.acked).min();
-        if let Some(min) = min_acked {
+        if let Some(min) = self.min_acked {
             while self
                 .buffer
                 .front()
@@ -217,14 +305,38 @@ impl Inner {
                 self.buffer.pop_front();
             }
         }
-        while self.buffer.len() > self.options.buffer_frames {
+        while self.buffer.len() > self.buffer_frames {
             self.buffer.pop_front();
-            if self.log.is_none() {
-                self.stats.unrecoverable += 1;
+            if !self.has_log {
+                self.unrecoverable += 1;
             }
         }
     }
 
+    /// Up to `max` buffered frames holding `from` or later (shared payloads: a copy of
+    /// the references, not of the bytes).
+    fn frames_from(&self, from: u64, max: usize) -> Vec<Buffered> {
+        let idx = self.buffer.partition_point(|(seq, span, _)| seq + u64::from(*span) <= from);
+        self.buffer.range(idx..).take(max).cloned().collect()
+    }
+}
+
+/// One subscriber due for redelivery, with what the buffer held for it.
+struct Due {
+    id: u64,
+    from: u64,
+    buffered: Vec<Buffered>,
+}
+
+/// Why redelivery to one subscriber stopped.
+enum Unavailable {
+    /// Its next sequence is gone: `(requested, oldest available)`.
+    Gone(u64, u64),
+    /// Another failure (logged; the subscriber is retried next time).
+    Failed(Error),
+}
+
+impl ServiceState {
     fn read_acks(&mut self) -> Result<()> {
         let mut acks = Vec::new();
         self.acks.poll(&mut |d| {
@@ -237,18 +349,45 @@ impl Inner {
         let now = Instant::now();
         for (id, seq) in acks {
             self.stats.acks += 1;
+            if let Some(&oldest) = self.cut.get(&id) {
+                if seq + 1 < oldest {
+                    // Still behind what was gone when it was cut off: a stale ACK.
+                    continue;
+                }
+                self.cut.remove(&id);
+            }
             let s = self.subscribers.entry(id).or_insert(SubscriberState {
                 acked: seq,
                 progressed_at: now,
+                heard_at: now,
                 redelivered_at: None,
             });
+            s.heard_at = now;
             if seq > s.acked {
                 s.acked = seq;
                 s.progressed_at = now;
             }
         }
-        self.stats.subscribers = self.subscribers.len() as u64;
         Ok(())
+    }
+
+    /// Evicts subscribers silent for longer than `evict_after`.
+    fn evict_silent(&mut self, now: Instant) {
+        let limit = self.options.evict_after;
+        let silent: Vec<u64> = self
+            .subscribers
+            .iter()
+            .filter(|(_, s)| now.duration_since(s.heard_at) >= limit)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            if let Some(s) = self.subscribers.remove(&id) {
+                self.stats.evicted += 1;
+                tracing::warn!(topic = %self.topic, subscriber = id, acked = s.acked,
+                    silent_ms = now.duration_since(s.heard_at).as_millis() as u64,
+                    "reliable publisher: evicting a subscriber that sent no ACK within evict_after");
+            }
+        }
     }
 
     fn send_redelivery(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
@@ -263,83 +402,153 @@ impl Inner {
         Ok(())
     }
 
-    fn redeliver(&mut self, from: u64) -> Result<()> {
+    /// Redelivers to one subscriber: from what the buffer held for it, and from the
+    /// log (read with no publish lock held) where the buffer does not hold `next`.
+    fn redeliver(&mut self, due: &Due, last_published: u64) -> Result<(), Unavailable> {
         let burst = self.options.redelivery_burst.max(1);
         let mut sent = 0;
-        let mut next = from;
+        let mut next = due.from;
+        let mut buffered = due.buffered.iter().peekable();
         // A log reader positioned at `next` while consecutive sequences come from the log.
         let mut reader: Option<Box<dyn strata_core::WalReader>> = None;
-        while sent < burst && next <= self.last_published {
-            let idx = self.buffer.partition_point(|(seq, span, _)| seq + u64::from(*span) <= next);
-            if let Some((seq, span, payload)) = self.buffer.get(idx).cloned()
-                && seq <= next
+        while sent < burst && next <= last_published {
+            while buffered.peek().is_some_and(|(seq, span, _)| seq + u64::from(*span) <= next) {
+                buffered.next();
+            }
+            if let Some((seq, span, payload)) = buffered.peek()
+                && *seq <= next
             {
-                self.send_redelivery(seq, span, &payload)?;
+                self.send_redelivery(*seq, *span, payload).map_err(Unavailable::Failed)?;
                 self.stats.redelivered_from_buffer += 1;
-                next = seq + u64::from(span.max(1));
+                next = seq + u64::from((*span).max(1));
                 reader = None;
                 sent += 1;
                 continue;
             }
             // `next` is not in memory (pushed out, or never published because the
             // medium refused it): the log serves it.
-            let Some(log) = self.log.clone() else { break };
+            let Some(log) = self.log.clone() else {
+                let oldest = buffered.peek().map_or(last_published + 1, |(seq, ..)| *seq);
+                return Err(Unavailable::Gone(next, oldest));
+            };
             if reader.is_none() {
-                reader = Some(log.read_from(SeqNo(next))?);
+                match log.read_from(SeqNo(next)) {
+                    Ok(r) => reader = Some(r),
+                    Err(strata_core::Error::SequenceUnavailable { oldest, .. }) => {
+                        return Err(Unavailable::Gone(next, oldest.0));
+                    }
+                    Err(e) => return Err(Unavailable::Failed(e.into())),
+                }
             }
             let Some(r) = reader.as_mut() else { break };
-            let Some(b) = r.next_batch()? else { break };
+            let b = match r.next_batch() {
+                Ok(Some(b)) => b,
+                // Not readable yet (the log bounds readers to durable batches): next time.
+                Ok(None) => break,
+                Err(strata_core::Error::SequenceUnavailable { oldest, .. }) => {
+                    return Err(Unavailable::Gone(next, oldest.0));
+                }
+                Err(e) => return Err(Unavailable::Failed(e.into())),
+            };
             if b.last_seq().0 < next {
                 continue;
             }
-            self.send_redelivery(b.first_seq.0, b.count.max(1), &b.payload)?;
+            self.send_redelivery(b.first_seq.0, b.count.max(1), &b.payload)
+                .map_err(Unavailable::Failed)?;
             self.stats.redelivered_from_log += 1;
             next = b.last_seq().0 + 1;
             sent += 1;
         }
-        self.redelivery.flush()?;
         Ok(())
     }
 
-    fn service(&mut self) -> Result<()> {
-        self.read_acks()?;
-        let now = Instant::now();
-        let timeout = self.options.redelivery_timeout;
-        let due: Vec<u64> = self
-            .subscribers
-            .iter_mut()
-            .filter(|(_, s)| {
-                s.acked < self.last_published
-                    && now.duration_since(s.progressed_at) >= timeout
-                    && s.redelivered_at.is_none_or(|t| now.duration_since(t) >= timeout)
-            })
-            .map(|(_, s)| {
-                s.redelivered_at = Some(now);
-                s.acked + 1
-            })
-            .collect();
-        for from in due {
-            self.redeliver(from)?;
+    /// Cuts subscriber `id` off: no more redelivery, a notice on the cut-off topic.
+    fn cut_off(&mut self, id: u64, requested: u64, oldest: u64) {
+        self.subscribers.remove(&id);
+        self.cut.insert(id, oldest);
+        self.stats.cut_off += 1;
+        tracing::warn!(topic = %self.topic, subscriber = id, requested, oldest,
+            "reliable publisher: cutting off a subscriber whose next sequence is no longer held; the others continue");
+        self.cutoff_seq += 1;
+        let notice = encode_cutoff(id, requested, oldest);
+        if let Err(e) =
+            self.cutoff.publish(self.cutoff_seq, 1, &notice).and_then(|()| self.cutoff.flush())
+        {
+            tracing::warn!(topic = %self.topic, subscriber = id, error = %e,
+                "reliable publisher: cannot send the cut-off notice");
         }
-        self.trim();
-        Ok(())
     }
 }
 
 impl ReliableHandle {
-    /// Reads ACKs and redelivers to subscribers that are behind; see the module docs.
+    /// Reads ACKs, evicts silent subscribers, cuts off those whose position is gone and
+    /// redelivers to the others that are behind; see the module docs. A failure serving
+    /// one subscriber does not stop the others: the first such error is returned after
+    /// all were served.
     pub fn service(&self) -> Result<()> {
-        self.inner.lock().service()
+        let mut svc = self.shared.service.lock();
+        svc.read_acks()?;
+        let now = Instant::now();
+        svc.evict_silent(now);
+        let timeout = svc.options.redelivery_timeout;
+        let burst = svc.options.redelivery_burst.max(1);
+        let last_published = self.shared.publish.lock().last_published;
+        let due: Vec<(u64, u64)> = svc
+            .subscribers
+            .iter_mut()
+            .filter(|(_, s)| {
+                s.acked < last_published
+                    && now.duration_since(s.progressed_at) >= timeout
+                    && s.redelivered_at.is_none_or(|t| now.duration_since(t) >= timeout)
+            })
+            .map(|(id, s)| {
+                s.redelivered_at = Some(now);
+                (*id, s.acked + 1)
+            })
+            .collect();
+        let due: Vec<Due> = {
+            // In-memory work only: the publish lock is released before any log read.
+            let p = self.shared.publish.lock();
+            due.into_iter()
+                .map(|(id, from)| Due { id, from, buffered: p.frames_from(from, burst) })
+                .collect()
+        };
+        let mut first_error = None;
+        for d in &due {
+            match svc.redeliver(d, last_published) {
+                Ok(()) => {}
+                Err(Unavailable::Gone(requested, oldest)) => svc.cut_off(d.id, requested, oldest),
+                Err(Unavailable::Failed(e)) => {
+                    tracing::warn!(topic = %svc.topic, subscriber = d.id, error = %e,
+                        "reliable publisher: redelivery failed; retried at the next timeout");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Err(e) = svc.redelivery.flush() {
+            first_error.get_or_insert(e.into());
+        }
+        svc.stats.subscribers = svc.subscribers.len() as u64;
+        let min_acked = svc.subscribers.values().map(|s| s.acked).min();
+        drop(svc);
+        let mut p = self.shared.publish.lock();
+        p.min_acked = min_acked;
+        p.trim();
+        drop(p);
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Counters so far.
     pub fn stats(&self) -> ReliableStats {
-        self.inner.lock().stats
+        let unrecoverable = self.shared.publish.lock().unrecoverable;
+        let mut stats = self.shared.service.lock().stats;
+        stats.unrecoverable = unrecoverable;
+        stats
     }
 
     /// The lowest sequence acknowledged by every known subscriber (`None`: none known).
     pub fn min_acked(&self) -> Option<u64> {
-        self.inner.lock().subscribers.values().map(|s| s.acked).min()
+        self.shared.service.lock().subscribers.values().map(|s| s.acked).min()
     }
 
     /// Runs [`ReliableHandle::service`] every `interval` on a thread until the returned
@@ -386,11 +595,11 @@ impl TopicPublisher for ReliablePublisher {
     }
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> strata_core::Result<()> {
-        let mut inner = self.inner.lock();
-        inner.data.publish(seq, span, payload)?;
-        inner.last_published = seq + u64::from(span.max(1)) - 1;
-        inner.buffer.push_back((seq, span, Arc::from(payload)));
-        inner.trim();
+        let mut p = self.shared.publish.lock();
+        p.data.publish(seq, span, payload)?;
+        p.last_published = seq + u64::from(span.max(1)) - 1;
+        p.buffer.push_back((seq, span, Arc::from(payload)));
+        p.trim();
         Ok(())
     }
 
@@ -407,12 +616,34 @@ impl TopicPublisher for ReliablePublisher {
     }
 
     fn flush(&mut self) -> strata_core::Result<()> {
-        self.inner.lock().data.flush()
+        self.shared.publish.lock().data.flush()
     }
 
     fn subscriber_count(&self) -> usize {
-        self.inner.lock().data.subscriber_count()
+        self.shared.publish.lock().data.subscriber_count()
     }
+}
+
+const CUTOFF_LEN: usize = 24;
+
+fn encode_cutoff(id: u64, requested: u64, oldest: u64) -> [u8; CUTOFF_LEN] {
+    let mut b = [0u8; CUTOFF_LEN];
+    b[..8].copy_from_slice(&id.to_le_bytes());
+    b[8..16].copy_from_slice(&requested.to_le_bytes());
+    b[16..].copy_from_slice(&oldest.to_le_bytes());
+    b
+}
+
+fn decode_cutoff(payload: &[u8]) -> Option<(u64, u64, u64)> {
+    if payload.len() != CUTOFF_LEN {
+        return None;
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&payload[i..i + 8]);
+        u64::from_le_bytes(w)
+    };
+    Some((word(0), word(8), word(16)))
 }
 
 fn encode_ack(id: u64, seq: u64) -> [u8; 16] {
@@ -451,6 +682,9 @@ pub struct ReliableSubscriber {
     id: u64,
     data: Box<dyn TopicSubscriber>,
     redelivery: Box<dyn TopicSubscriber>,
+    cutoff: Box<dyn TopicSubscriber>,
+    /// Set once the publisher cut this subscriber off: `(requested, oldest available)`.
+    cut_off: Option<(u64, u64)>,
     ack: Box<dyn TopicPublisher>,
     ack_seq: u64,
     acked: u64,
@@ -483,6 +717,10 @@ impl ReliableSubscriber {
         let redelivery_opts =
             SubscriberOptions { queue_depth: options.queue_depth.max(1024), ..options.clone() };
         let redelivery = transport.subscriber(&redelivery_topic(topic), &redelivery_opts)?;
+        let cutoff = transport.subscriber(
+            &cutoff_topic(topic),
+            &SubscriberOptions { queue_depth: 64, max_payload: CUTOFF_LEN, resume_from: None },
+        )?;
         let ack = transport.publisher(
             &ack_topic(topic),
             &PublisherOptions { stream: StreamId(id), max_payload: 16, ..Default::default() },
@@ -491,6 +729,8 @@ impl ReliableSubscriber {
             id,
             data,
             redelivery,
+            cutoff,
+            cut_off: None,
             ack,
             ack_seq: 0,
             acked: start_after,
@@ -521,14 +761,53 @@ impl ReliableSubscriber {
         self.stats
     }
 
+    /// `Some((requested, oldest))` once the publisher cut this subscriber off because
+    /// its next sequence (`requested`) is no longer held; `oldest` is the first
+    /// sequence it could still serve. A new subscriber starting after `oldest - 1`
+    /// (accepting the loss) is served again.
+    pub fn cut_off(&self) -> Option<(u64, u64)> {
+        self.cut_off
+    }
+
+    fn unavailable(requested: u64, oldest: u64) -> Error {
+        Error::Core(strata_core::Error::SequenceUnavailable {
+            requested: SeqNo(requested),
+            oldest: SeqNo(oldest),
+        })
+    }
+
+    /// Looks for a cut-off notice naming this subscriber.
+    fn check_cut_off(&mut self) -> Result<()> {
+        if self.cut_off.is_none() {
+            let id = self.id;
+            let mut found = None;
+            self.cutoff.poll(&mut |d| {
+                if let Delivery::Frame { payload, .. } = d
+                    && let Some((who, requested, oldest)) = decode_cutoff(payload)
+                    && who == id
+                {
+                    found = Some((requested, oldest));
+                }
+            })?;
+            self.cut_off = found;
+        }
+        match self.cut_off {
+            Some((requested, oldest)) => Err(Self::unavailable(requested, oldest)),
+            None => Ok(()),
+        }
+    }
+
     /// Waits up to `timeout` for frames on either topic, delivers every frame that is
     /// next in sequence to `on(seq, span, payload)` and acknowledges progress. Returns
-    /// the frames delivered.
+    /// the frames delivered. Once the publisher cut this subscriber off (its next
+    /// sequence is no longer held; see the module docs) it returns
+    /// [`strata_core::Error::SequenceUnavailable`], on this and every later call.
     pub fn wait(
         &mut self,
         timeout: Duration,
         mut on: impl FnMut(u64, u32, &[u8]),
     ) -> Result<usize> {
+        self.check_cut_off()?;
         let mut got: Vec<(u64, u32, Vec<u8>, bool)> = Vec::new();
         let mut gaps = 0;
         // Redelivered frames only arrive when the data topic lags, so wait on it in
