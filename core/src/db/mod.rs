@@ -402,8 +402,14 @@ impl Db {
 
     /// Keys and values in `range`, in key order, at the current visible sequence.
     pub fn scan<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> DbIter {
+        // IMPORTANT: load the state before reading the visible sequence (as `get`
+        // does). A compaction that starts after the sequence was read may drop the only
+        // version that sequence sees; the state loaded first holds the tables from
+        // before any such compaction installs, and one that installed already computed
+        // its oldest reader before this sequence, so it kept that version.
+        let state = self.shared.state.load_full();
         let seq = self.shared.visible.current();
-        self.scan_seq(range, seq)
+        self.scan_in(state, range, seq)
     }
 
     /// Every key and value, in key order, at the current visible sequence.
@@ -417,13 +423,18 @@ impl Db {
         range: R,
         snapshot: &Snapshot,
     ) -> DbIter {
-        self.scan_seq(range, snapshot.seq)
+        // The registered snapshot keeps its versions through any compaction.
+        self.scan_in(self.shared.state.load_full(), range, snapshot.seq)
     }
 
-    fn scan_seq<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R, seq: SeqNo) -> DbIter {
+    fn scan_in<K: AsRef<[u8]>, R: RangeBounds<K>>(
+        &self,
+        state: Arc<State>,
+        range: R,
+        seq: SeqNo,
+    ) -> DbIter {
         let range: KeyRange =
             (to_owned_bound(range.start_bound()), to_owned_bound(range.end_bound()));
-        let state = self.shared.state.load_full();
         let mut sources: Vec<TableIter> = state
             .memtables_newest_first()
             .map(|mem| {
