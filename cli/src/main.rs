@@ -30,7 +30,8 @@ enum Command {
     /// libraries named with --load or in a stack file's [[load]] sections.
     Plugins(PluginsArgs),
     /// Check a store end to end — manifest, every table's checksums, the WAL — and
-    /// report each problem with its file and offset (read-only; exits 1 on problems).
+    /// report each problem with its file and offset (read-only; exits 1 on problems,
+    /// 2 when another process has the store open and --live was not given).
     Verify(inspect::VerifyArgs),
     /// Run a store with its commit stream published to a topic (in-process to the
     /// WebSocket gateway, and over TCP when configured), the gateway, and optionally a
@@ -70,6 +71,11 @@ fn main() -> std::process::ExitCode {
             }
             if std::env::var_os("STRATA_BACKTRACE").is_some_and(|v| v == "1") {
                 eprintln!("\n{}", e.backtrace());
+            }
+            // A refusal to read a store another process has open is not a finding: its
+            // own code lets scripts tell it from "problems found".
+            if e.downcast_ref::<inspect::StoreInUse>().is_some() {
+                return std::process::ExitCode::from(inspect::StoreInUse::EXIT_CODE);
             }
             std::process::ExitCode::FAILURE
         }
