@@ -593,6 +593,8 @@ impl TopicPublisher for IceoryxPublisher {
         self.sent(seq, span)
     }
 
+    /// The loaned buffer is zeroed before `fill` runs: bytes `fill` leaves alone are
+    /// sent as zeros, never as an earlier frame's bytes from a reused chunk.
     fn publish_with(
         &mut self,
         seq: u64,
@@ -605,15 +607,18 @@ impl TopicPublisher for IceoryxPublisher {
         let mut sample = self.publisher.loan_slice_uninit(len).map_err(|e| self.loan_err(e))?;
         *sample.user_header_mut() = header;
         let uninit = sample.payload_mut();
-        // SAFETY: the slice lies in a shared-memory segment mapped from a file: its bytes
-        // are initialized (zero pages from the kernel or an earlier sample's bytes), and
-        // every bit pattern is a valid `u8`, so viewing it as `&mut [u8]` of the same
-        // length is sound. The caller writes all of it (the contract of `publish_with`).
+        // iceoryx2 reuses a chunk once its subscribers released it, so the loan holds an
+        // earlier frame's bytes: zero it, so that a `fill` that writes less than `len`
+        // sends zeros, never stale bytes of another frame.
+        // SAFETY: `uninit` is a valid, exclusively borrowed slice of `uninit.len()`
+        // `MaybeUninit<u8>`; writing zeros to all of it initialises every byte.
         let bytes = unsafe {
-            std::slice::from_raw_parts_mut(uninit.as_mut_ptr().cast::<u8>(), uninit.len())
+            let ptr = uninit.as_mut_ptr().cast::<u8>();
+            ptr.write_bytes(0, uninit.len());
+            std::slice::from_raw_parts_mut(ptr, uninit.len())
         };
         fill(bytes);
-        // SAFETY: every byte is initialized (see above) and `fill` wrote the payload.
+        // SAFETY: every byte was initialized above (and `fill` may have rewritten some).
         let sample = unsafe { sample.assume_init() };
         sample.send().map_err(|e| self.send_err(e))?;
         self.sent(seq, span)
