@@ -13,6 +13,9 @@
 //! whose segment vanished before it was opened is taken again; and a look that still
 //! finds a problem is repeated (tables, which never change, are checked once), so only
 //! what every look finds is reported.
+//!
+//! A directory without a store (no `CURRENT`, manifest, table or WAL segment) is an
+//! error, never "0 problems".
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,10 +23,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use strata_core::fs::{FileSystem, OpenMode, OsFileSystem};
-use strata_core::manifest::{self, ManifestRead, parse_table_file_name};
+use strata_core::manifest::{
+    self, CURRENT_FILE, ManifestRead, parse_manifest_file_name, parse_table_file_name,
+};
 use strata_core::{Error, FileNo, LOCK_FILE, TableFormat};
 use strata_sstable_mmap::MmapTableFormat;
 use strata_wal_file::check::{SegmentCheck, check_dir};
+use strata_wal_file::format::parse_segment_file_name;
 
 /// How many looks at a live store may find a problem before it is reported. A race with
 /// the store's background work rarely hits one look, and practically never six in a row
@@ -179,6 +185,25 @@ fn refuse_if_opened_during(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
+/// Fails unless `dir` is a directory holding at least one file of a store.
+fn ensure_store(fs: &dyn FileSystem, dir: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(dir.exists(), "{} does not exist", dir.display());
+    anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+    let is_store_file = |n: &String| {
+        n == CURRENT_FILE
+            || parse_manifest_file_name(n).is_some()
+            || parse_table_file_name(n).is_some()
+            || parse_segment_file_name(n).is_some()
+    };
+    anyhow::ensure!(
+        fs.list_dir(dir)?.iter().any(is_store_file),
+        "{} holds no Strata store: no CURRENT, manifest, table or WAL segment (a store \
+         writes its first WAL segment when it is opened)",
+        dir.display()
+    );
+    Ok(())
+}
+
 /// True when `e` says a file is not there (deleted after it was listed).
 fn vanished(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
@@ -257,7 +282,7 @@ fn inspect_view(fs: &dyn FileSystem, dir: &Path, live: bool) -> Result<InspectVi
 pub fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let fs = OsFileSystem::shared();
     let dir = &args.dir;
-    anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+    ensure_store(&*fs, dir)?;
     refuse_if_open(dir, args.live)?;
     let view = inspect_view(&*fs, dir, args.live);
     let damaged = view.as_ref().map_or(true, |v| v.segments.iter().any(|s| s.problem.is_some()));
@@ -368,7 +393,7 @@ struct Findings {
 pub fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     let fs = OsFileSystem::shared();
     let dir = &args.dir;
-    anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+    ensure_store(&*fs, dir)?;
     refuse_if_open(dir, args.live)?;
     let f = verify_dir(&fs, dir, args.live);
     let troubled = f.as_ref().map_or(true, |f| !f.problems.is_empty());

@@ -2,7 +2,8 @@
 //! flipped byte in a table, a damaged manifest and a missing table are each reported
 //! with the file (and offset), and the command fails. A store open in another process
 //! is refused (exit code 2, naming the process) unless `--live` is given, and with it
-//! gives no false alarm while the store writes, flushes and compacts.
+//! gives no false alarm while the store writes, flushes and compacts. A directory
+//! without a store is an error.
 
 mod common;
 
@@ -235,4 +236,26 @@ fn live_verify_still_reports_a_flipped_table_byte() {
     let name = victim.file_name().expect("name").to_string_lossy().into_owned();
     assert!(text(&out).contains(&name) && text(&out).contains("offset"), "{}", text(&out));
     drop(db);
+}
+
+#[test]
+fn a_directory_without_a_store_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("notes.txt"), b"not a store").expect("write");
+    for cmd in ["verify", "inspect"] {
+        let out = strata(&[cmd], dir.path());
+        assert_eq!(out.status.code(), Some(1), "{cmd} on a dir without a store: {}", text(&out));
+        assert!(text(&out).contains("holds no Strata store"), "{cmd}: {}", text(&out));
+        assert!(!text(&out).contains("0 problem(s)"), "{cmd}: {}", text(&out));
+    }
+    let empty = tempfile::tempdir().expect("tempdir");
+    let out = strata(&["verify"], empty.path());
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("holds no Strata store"), "{}", text(&out));
+    let missing = dir.path().join("no-such-dir");
+    for cmd in ["verify", "inspect"] {
+        let out = strata(&[cmd], &missing);
+        assert_eq!(out.status.code(), Some(1), "{cmd} on a missing dir: {}", text(&out));
+        assert!(text(&out).contains("does not exist"), "{cmd}: {}", text(&out));
+    }
 }
