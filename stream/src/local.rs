@@ -21,7 +21,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -82,6 +82,27 @@ struct Topic {
 struct Registry {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     next_id: AtomicU64,
+    /// Publishers waiting for room in a full queue (`Block` policy) right now.
+    blocked_publishers: AtomicUsize,
+    /// Subscribers inside `wait` with nothing to deliver yet, right now.
+    waiting_subscribers: AtomicUsize,
+}
+
+/// Counts a thread as waiting for as long as it lives (decremented however the wait
+/// ends).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Registry {
@@ -109,6 +130,19 @@ impl LocalTransport {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Publishers of this transport blocked right now on a full subscriber queue
+    /// (`Block` policy). For monitoring, and for tests that must act while a publisher
+    /// is blocked rather than guess when it is.
+    pub fn blocked_publishers(&self) -> usize {
+        self.registry.blocked_publishers.load(Ordering::Acquire)
+    }
+
+    /// Subscribers of this transport inside `wait` with nothing to deliver yet, right
+    /// now. For monitoring, and for tests that must publish while a subscriber waits.
+    pub fn waiting_subscribers(&self) -> usize {
+        self.registry.waiting_subscribers.load(Ordering::Acquire)
+    }
 }
 
 impl Transport for LocalTransport {
@@ -132,6 +166,7 @@ impl Transport for LocalTransport {
             history_cap: options.history,
         });
         Ok(Box::new(LocalPublisher {
+            registry: Arc::clone(&self.registry),
             topic_name: topic.to_owned(),
             topic: t,
             id,
@@ -190,7 +225,14 @@ impl Transport for LocalTransport {
                 known.push(first.header.stream);
             }
         }
-        Ok(Box::new(LocalSubscriber { topic_name: topic.to_owned(), topic: t, queue, gaps, known }))
+        Ok(Box::new(LocalSubscriber {
+            registry: Arc::clone(&self.registry),
+            topic_name: topic.to_owned(),
+            topic: t,
+            queue,
+            gaps,
+            known,
+        }))
     }
 }
 
@@ -205,6 +247,7 @@ fn first_queued(frames: &VecDeque<Frame>) -> Vec<(StreamId, u64)> {
 }
 
 struct LocalPublisher {
+    registry: Arc<Registry>,
     topic_name: String,
     topic: Arc<Topic>,
     id: u64,
@@ -248,6 +291,7 @@ impl LocalPublisher {
             while q.frames.len() >= depth {
                 match self.options.policy {
                     SlowSubscriberPolicy::Block => {
+                        let _blocked = Waiting::new(&self.registry.blocked_publishers);
                         sub.not_full.wait(&mut q);
                         if q.closed {
                             break;
@@ -351,6 +395,7 @@ impl Drop for LocalPublisher {
 }
 
 struct LocalSubscriber {
+    registry: Arc<Registry>,
     topic_name: String,
     topic: Arc<Topic>,
     queue: Arc<SubQueue>,
@@ -403,9 +448,12 @@ impl TopicSubscriber for LocalSubscriber {
         let deadline = Instant::now() + timeout;
         {
             let mut q = self.queue.state.lock();
-            while q.frames.is_empty() && q.disconnected.is_none() {
-                if self.queue.not_empty.wait_until(&mut q, deadline).timed_out() {
-                    break;
+            if q.frames.is_empty() && q.disconnected.is_none() {
+                let _waiting = Waiting::new(&self.registry.waiting_subscribers);
+                while q.frames.is_empty() && q.disconnected.is_none() {
+                    if self.queue.not_empty.wait_until(&mut q, deadline).timed_out() {
+                        break;
+                    }
                 }
             }
         }

@@ -28,6 +28,15 @@ fn collect(sub: &mut dyn strata_core::transport::TopicSubscriber) -> Result<Vec<
     Ok(out)
 }
 
+/// Spins (yielding, never sleeping) until `cond` holds; fails after 10 s.
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::yield_now();
+    }
+}
+
 fn popts(policy: SlowSubscriberPolicy, depth: usize) -> PublisherOptions {
     PublisherOptions { stream: StreamId(1), queue_depth: depth, policy, ..Default::default() }
 }
@@ -143,7 +152,8 @@ fn blocked_publisher_is_released_when_the_subscriber_goes_away() {
     let s = t.subscriber("a", &SubscriberOptions::default()).unwrap();
     p.publish(1, 1, b"x").unwrap();
     let h = std::thread::spawn(move || p.publish(2, 1, b"x").map(|()| p.subscriber_count()));
-    std::thread::sleep(Duration::from_millis(50));
+    // Drop the subscriber only once the publisher is blocked on its full queue.
+    wait_for(|| t.blocked_publishers() == 1, "the publisher blocks on the full queue");
     drop(s);
     assert_eq!(h.join().unwrap().unwrap(), 0);
 }
@@ -181,16 +191,11 @@ fn wait_times_out_empty_and_wakes_on_publish() {
     let t = LocalTransport::new();
     let mut s = t.subscriber("a", &SubscriberOptions::default()).unwrap();
     assert_eq!(s.wait(Duration::from_millis(20), &mut |_| {}).unwrap(), 0);
-    let t2 = t.clone();
-    let h = std::thread::spawn(move || {
-        let mut p = t2.publisher("a", &PublisherOptions::default()).unwrap();
-        std::thread::sleep(Duration::from_millis(30));
-        p.publish(1, 1, b"w").unwrap();
-    });
-    let mut got = 0;
-    while got == 0 {
-        got = s.wait(Duration::from_secs(5), &mut |_| {}).unwrap();
-    }
-    h.join().unwrap();
-    assert_eq!(got, 1);
+    let mut p = t.publisher("a", &PublisherOptions::default()).unwrap();
+    let h = std::thread::spawn(move || s.wait(Duration::from_secs(10), &mut |_| {}).unwrap());
+    // Publish only once the subscriber is blocked inside `wait`: the publish must wake it.
+    wait_for(|| t.waiting_subscribers() == 1, "the subscriber waits");
+    p.publish(1, 1, b"w").unwrap();
+    assert_eq!(h.join().unwrap(), 1, "the waiting subscriber was woken with the frame");
+    assert_eq!(t.waiting_subscribers(), 0);
 }
