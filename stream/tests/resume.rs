@@ -97,6 +97,8 @@ fn run_rounds(policy: SlowSubscriberPolicy, queue_depth: usize, rounds: usize, s
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
+    // Readers see durable batches; make all of them durable so `last` is final.
+    db.sync_wal().unwrap();
     let last = last_committed(&db);
     let mut sub = ResumableSubscriber::open(
         Arc::clone(&db) as _,

@@ -172,6 +172,8 @@ fn historical_tier_reads_committed_batches_with_their_sequence() {
         let last = db.write(&b, Durability::Buffered).unwrap();
         firsts.push((last.0 + 1 - u64::from(b.count()), b));
     }
+    // Log readers hand out durable batches only.
+    db.sync_wal().unwrap();
     let mut h = HistoricalSubscriber::new(&*db, 1).unwrap();
     let mut got = Vec::new();
     h.drain(|b| got.push((b.first_seq.0, b.count, b.payload.clone()))).unwrap();
@@ -212,6 +214,8 @@ fn commit_stream_publishes_exactly_what_the_log_holds() {
         })
     };
     writer.join().unwrap();
+    // Log readers hand out durable batches only.
+    db.sync_wal().unwrap();
     let mut log = Vec::new();
     let mut r = db.read_log_from(SeqNo(1)).unwrap();
     while let Some(b) = r.next_batch().unwrap() {
