@@ -8,7 +8,7 @@ use std::ops::Bound;
 use bytes::Bytes;
 use common::{Env, assert_corruption, simple_entries};
 use proptest::prelude::*;
-use strata_core::{Entry, Error, SeqNo, Table};
+use strata_core::{Entry, Error, Lookup, SeqNo, Table, ValueKind};
 use strata_sstable_mmap::format::{
     FILTER_TAG, FOOTER_LEN, Footer, INDEX_TAG, META_TAG, Properties, encode_section, read_u64,
 };
@@ -210,15 +210,137 @@ fn crc32fast_hash(bytes: &[u8]) -> u32 {
     !crc
 }
 
-/// Opens `bytes` as table 1 and, if that works, exercises every read path. Returns
-/// whether open succeeded. Must never panic.
-fn poke(env: &Env, bytes: &[u8]) -> bool {
+/// What the reads of a damaged table may answer.
+#[derive(Clone, Copy)]
+enum Truth<'a> {
+    /// The table was built from these entries (in internal-key order): every read is a
+    /// corruption error or exactly the data written, never other data and never less.
+    Known(&'a [Entry]),
+    /// Bytes of no known meaning: every read is a corruption error or agrees with the
+    /// other reads (a scan in internal-key order, lookups that match the scan).
+    Unknown,
+}
+
+/// The lookup a table must answer for `e`, its key's newest version.
+fn lookup_of(e: &Entry) -> Lookup {
+    match e.kind {
+        ValueKind::Put => Lookup::Value { value: e.value.clone(), seq: e.seq },
+        ValueKind::Delete => Lookup::Deleted { seq: e.seq },
+    }
+}
+
+/// Asserts that a read failed with a corruption error, the only acceptable failure.
+fn must_be_corruption(err: &Error, what: &str) {
+    assert!(err.is_corruption(), "{what}: expected a corruption error, got {err}");
+}
+
+/// Opens `bytes` as table 1 and, if that works, exercises every read path, asserting
+/// that each read is a corruption error or correct data (see [`Truth`]). Returns
+/// whether open succeeded.
+fn poke(env: &Env, bytes: &[u8], truth: Truth<'_>) -> bool {
     env.write_bytes(1, bytes);
-    let Ok(t) = env.open(1) else { return false };
-    let _ = t.get(b"key-00000003", SeqNo::MAX);
-    let _ = t.get(b"", SeqNo(5));
-    let _ = t.clone().range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).take(10_000).count();
-    let _ = t.verify();
+    let t = match env.open(1) {
+        Ok(t) => t,
+        Err(e) => {
+            must_be_corruption(&e, "open");
+            return false;
+        }
+    };
+
+    // A full scan: entries, then at most one error, then nothing.
+    let mut scanned = Vec::new();
+    let mut scan_failed = false;
+    let mut it = t.clone().range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
+    for item in it.by_ref().take(10_000) {
+        match item {
+            Ok(e) => scanned.push(e),
+            Err(e) => {
+                must_be_corruption(&e, "scan");
+                scan_failed = true;
+                break;
+            }
+        }
+    }
+    if scan_failed {
+        assert!(it.next().is_none(), "the scan went on after an error");
+    }
+    let mut read_failed = scan_failed;
+
+    match truth {
+        Truth::Known(entries) => {
+            assert!(scanned.len() <= entries.len(), "the scan made up entries");
+            assert!(scanned[..] == entries[..scanned.len()], "the scan served wrong entries");
+            assert!(
+                scan_failed || scanned.len() == entries.len(),
+                "the scan ended after {} of {} entries without an error",
+                scanned.len(),
+                entries.len()
+            );
+            for (i, e) in entries.iter().enumerate() {
+                match t.get(&e.key, SeqNo::MAX) {
+                    Ok(got) => assert_eq!(got, Some(lookup_of(e)), "get of entry {i}"),
+                    Err(err) => {
+                        must_be_corruption(&err, "get");
+                        read_failed = true;
+                    }
+                }
+                // Below its sequence the key did not exist yet (one version per key).
+                match t.get(&e.key, SeqNo(e.seq.0 - 1)) {
+                    Ok(got) => assert_eq!(got, None, "get of entry {i} before it was written"),
+                    Err(err) => {
+                        must_be_corruption(&err, "get");
+                        read_failed = true;
+                    }
+                }
+            }
+            // Keys that were never written, before, between and after the others.
+            for absent in [&b""[..], b"key-00000003x", b"zzz"] {
+                match t.get(absent, SeqNo::MAX) {
+                    Ok(got) => assert_eq!(got, None, "get of absent key {absent:?}"),
+                    Err(err) => {
+                        must_be_corruption(&err, "get");
+                        read_failed = true;
+                    }
+                }
+            }
+        }
+        Truth::Unknown => {
+            // Internal-key order: keys ascending, versions of a key newest first.
+            for w in scanned.windows(2) {
+                assert!(
+                    (&w[0].key, std::cmp::Reverse(w[0].seq))
+                        < (&w[1].key, std::cmp::Reverse(w[1].seq)),
+                    "the scan is out of order: {:?} then {:?}",
+                    w[0],
+                    w[1]
+                );
+            }
+            // A lookup agrees with the scan: the first (newest) version of each key.
+            for (i, e) in scanned.iter().enumerate() {
+                if i > 0 && scanned[i - 1].key == e.key {
+                    continue;
+                }
+                match t.get(&e.key, SeqNo::MAX) {
+                    Ok(got) => assert_eq!(got, Some(lookup_of(e)), "get disagrees with the scan"),
+                    Err(err) => must_be_corruption(&err, "get"),
+                }
+            }
+            for key in [&b""[..], b"key-00000003"] {
+                if let Err(err) = t.get(key, SeqNo(5)) {
+                    must_be_corruption(&err, "get");
+                }
+            }
+        }
+    }
+
+    // verify reports only corruption, and whatever damage a read ran into.
+    let problems = t.verify();
+    for p in &problems {
+        must_be_corruption(p, "verify");
+    }
+    if read_failed {
+        assert!(!problems.is_empty(), "a read failed but verify found nothing");
+    }
     true
 }
 
@@ -230,11 +352,17 @@ fn garbage_files_of_many_lengths_are_errors_not_panics() {
     for len in (0..300).chain([511, 512, 4095, 4096, 65_537]) {
         for _ in 0..3 {
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.r#gen()).collect();
-            assert!(!poke(&env, &bytes), "random bytes of length {len} opened as a table");
+            assert!(
+                !poke(&env, &bytes, Truth::Unknown),
+                "random bytes of length {len} opened as a table"
+            );
             // Even with the right magic at the end.
             if len >= 8 {
                 bytes[len - 8..].copy_from_slice(b"STRATSST");
-                assert!(!poke(&env, &bytes), "garbage with magic of length {len} opened");
+                assert!(
+                    !poke(&env, &bytes, Truth::Unknown),
+                    "garbage with magic of length {len} opened"
+                );
             }
         }
     }
@@ -251,14 +379,19 @@ fn mmap_path_rejects_garbage_too() {
     }
 }
 
-/// Random multi-byte damage anywhere in a real table, including sections whose
-/// checksums are then recomputed, must never panic.
+/// The entries of [`table_bytes`].
+fn table_entries() -> Vec<Entry> {
+    simple_entries(60)
+}
+
+/// A real table to damage: random multi-byte damage anywhere in it must never panic and
+/// never serve data other than [`table_entries`].
 fn table_bytes(compression: Compression) -> Vec<u8> {
     let env = Env::sim();
     env.build(
         MmapTableOptions::default().with_block_size(300).with_compression(compression),
         1,
-        &simple_entries(60),
+        &table_entries(),
     );
     env.read_bytes(1)
 }
@@ -298,7 +431,7 @@ proptest! {
             bytes[i] ^= x;
         }
         let env = Env::sim();
-        poke(&env, &bytes);
+        poke(&env, &bytes, Truth::Known(&table_entries()));
     }
 
     #[test]
@@ -309,7 +442,7 @@ proptest! {
         meta in proptest::collection::vec(any::<u8>(), 0..120),
     ) {
         let env = Env::sim();
-        poke(&env, &checksummed_garbage(&data, &index, &filter, &meta));
+        poke(&env, &checksummed_garbage(&data, &index, &filter, &meta), Truth::Unknown);
     }
 
     #[test]
@@ -340,11 +473,8 @@ proptest! {
         let env = Env::sim();
         let no_filter = 0u32.to_le_bytes();
         let bytes = checksummed_garbage(&data, &index, &no_filter, &meta_body(blocks.len() as u64));
-        prop_assert!(poke(&env, &bytes), "a well-formed shell must open");
-        let t = env.open(1).expect("open");
-        // Whatever the payloads hold, a lookup is an answer or a corruption error.
-        if let Err(e) = t.get(b"key-00000001", SeqNo::MAX) {
-            prop_assert!(e.is_corruption(), "{}", e);
-        }
+        // Whatever the payloads hold, reads are corruption errors or agree with each
+        // other.
+        prop_assert!(poke(&env, &bytes, Truth::Unknown), "a well-formed shell must open");
     }
 }
