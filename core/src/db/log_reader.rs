@@ -8,9 +8,10 @@
 //! default of [`Db::read_log_from`](super::Db::read_log_from)) only once it is durable.
 //!
 //! A `Buffered` write becomes durable when something syncs the log. A durable-bound
-//! reader that waits for such a batch syncs the log itself (one group-commit fdatasync,
-//! shared with `Sync` writers), so subscribers of a `Buffered` workload keep up without
-//! a background timer and at no cost when nobody subscribes.
+//! reader that reaches a visible batch that is not durable yet syncs the log itself
+//! (one group-commit fdatasync, shared with `Sync` writers, covering everything written
+//! so far), so subscribers of a `Buffered` workload keep up without a background timer,
+//! at no cost when nobody reads, and `next_batch` still returns every visible batch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,13 +67,13 @@ impl BoundedLogReader {
         Self { inner, shared, bound, held: None, next: from.max(SeqNo(1)) }
     }
 
-    /// The last sequence a batch may reach to be handed out now.
-    fn limit(&self) -> SeqNo {
-        let visible = self.shared.visible.current();
-        match self.bound {
-            LogBound::Visible => visible,
-            LogBound::Durable => visible.min(self.shared.wal.durable_seq()),
-        }
+    /// Makes everything written so far durable, as `Db::sync_wal` does (a failure
+    /// poisons the store).
+    fn sync(&self) -> Result<()> {
+        self.shared.check_poison()?;
+        self.shared.wal.sync().inspect_err(|e| {
+            self.shared.poison(format!("WAL sync for a log reader failed: {e}"));
+        })
     }
 }
 
@@ -81,13 +82,18 @@ impl WalReader for BoundedLogReader {
         if self.held.is_none() {
             self.held = self.inner.next_batch()?;
         }
-        match &self.held {
-            Some(b) if b.last_seq() <= self.limit() => {
-                self.next = b.last_seq().next();
-                Ok(self.held.take())
-            }
-            _ => Ok(None),
+        let Some(last) = self.held.as_ref().map(WalBatch::last_seq) else {
+            return Ok(None);
+        };
+        if last > self.shared.visible.current() {
+            return Ok(None);
         }
+        if self.bound == LogBound::Durable && self.shared.wal.durable_seq() < last {
+            // Visible but not durable: a `Buffered` write nobody synced yet.
+            self.sync()?;
+        }
+        self.next = last.next();
+        Ok(self.held.take())
     }
 
     fn wait_next(&mut self, timeout: Duration) -> Result<Option<WalBatch>> {
@@ -100,14 +106,6 @@ impl WalReader for BoundedLogReader {
             if !self.shared.visible.wait_visible_until(target.0, deadline) {
                 self.shared.check_poison()?;
                 return Ok(None);
-            }
-            if self.bound == LogBound::Durable && self.shared.wal.durable_seq() < target {
-                // Visible but not durable: a `Buffered` write nobody synced yet.
-                self.shared.check_poison()?;
-                if let Err(e) = self.shared.wal.sync() {
-                    self.shared.poison(format!("WAL sync for a subscriber failed: {e}"));
-                    return Err(e);
-                }
             }
             if Instant::now() >= deadline {
                 return self.next_batch();
