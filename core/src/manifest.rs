@@ -317,6 +317,61 @@ impl ManifestState {
         Ok(())
     }
 
+    /// Checks that `edit` is a change this state can take, without applying it: every
+    /// removed table is in the level named, every added table's number is new (in no
+    /// level, not twice in the edit, below the largest number) and its level is one of
+    /// the state's levels, the flushed sequence and the next file number do not move
+    /// backwards, and the table format does not change. Returns why not.
+    pub fn check_edit(&self, edit: &VersionEdit) -> std::result::Result<(), String> {
+        let mut removed = std::collections::HashSet::new();
+        for (level, no) in &edit.removed {
+            if !self.levels.get(*level).is_some_and(|l| l.contains_key(no)) {
+                return Err(format!("removes table {no} from L{level}, which does not hold it"));
+            }
+            if !removed.insert(*no) {
+                return Err(format!("removes table {no} twice"));
+            }
+        }
+        let mut added = std::collections::HashSet::new();
+        for (level, meta) in &edit.added {
+            let no = meta.file_no;
+            if *level >= self.levels.len() {
+                return Err(format!(
+                    "adds table {no} to L{level}, but the store has {} levels",
+                    self.levels.len()
+                ));
+            }
+            if self.levels.iter().any(|l| l.contains_key(&no)) || !added.insert(no) {
+                return Err(format!("adds table {no}, a number already in use"));
+            }
+            if no.0 == u64::MAX {
+                return Err(format!("adds table {no}, a file number out of range"));
+            }
+        }
+        if let Some(seq) = edit.flushed_seq
+            && seq < self.flushed_seq
+        {
+            return Err(format!(
+                "moves the flushed sequence back from {} to {seq}",
+                self.flushed_seq
+            ));
+        }
+        if let Some(n) = edit.next_file_no
+            && n < self.next_file_no
+        {
+            return Err(format!(
+                "moves the next file number back from {} to {n}",
+                self.next_file_no
+            ));
+        }
+        if let (Some(new), Some(old)) = (&edit.table_format, &self.table_format)
+            && new != old
+        {
+            return Err(format!("changes the table format from {old:?} to {new:?}"));
+        }
+        Ok(())
+    }
+
     /// One edit that recreates this whole state (the first record of a new manifest).
     pub fn snapshot_edit(&self) -> VersionEdit {
         VersionEdit {
@@ -557,6 +612,9 @@ pub struct ManifestWriter {
     file: Arc<dyn File>,
     len: u64,
     number: FileNo,
+    /// The state the manifest on disk describes: every edit is checked against it
+    /// before a byte of it is written.
+    state: ManifestState,
 }
 
 impl ManifestWriter {
@@ -576,18 +634,34 @@ impl ManifestWriter {
         file.sync_data()?;
         fs.sync_dir(dir)?;
         write_current(fs, dir, number)?;
-        Ok(ManifestWriter { file, len: bytes.len() as u64, number })
+        Ok(ManifestWriter { file, len: bytes.len() as u64, number, state: state.clone() })
     }
 
-    /// Appends `edit` and syncs it. Once this returns `Ok` the edit survives a crash;
-    /// after an `Err` the manifest's state on disk is unknown and the store must stop
-    /// changing its table set.
+    /// Checks `edit` against the state this manifest describes, then appends and syncs
+    /// it. An edit the state cannot take (see [`ManifestState::check_edit`]) is
+    /// `Error::InvalidArgument` and nothing is written: a bad edit never reaches the
+    /// disk, where it would make the manifest unreadable. Once this returns `Ok` the
+    /// edit survives a crash; after an I/O `Err` the manifest's state on disk is unknown
+    /// and the store must stop changing its table set.
     pub fn append(&mut self, edit: &VersionEdit) -> Result<()> {
+        self.state.check_edit(edit).map_err(|why| {
+            Error::InvalidArgument(format!(
+                "manifest edit rejected, nothing written to {}: it {why}",
+                self.file.path().display()
+            ))
+        })?;
         let rec = encode_record(edit);
         self.file.write_all_at(&rec, self.len)?;
         self.file.sync_data()?;
+        let offset = self.len;
         self.len += rec.len() as u64;
-        Ok(())
+        // Cannot fail after `check_edit` passed; if it did, the caller poisons the store.
+        self.state.apply(edit, self.file.path(), offset)
+    }
+
+    /// The state the manifest on disk describes (after every appended edit).
+    pub fn state(&self) -> &ManifestState {
+        &self.state
     }
 
     /// Bytes in the manifest so far.
@@ -689,6 +763,39 @@ mod tests {
         assert!(matches!(frame_at(&long_last, rec.len()), Frame::Damaged(_)), "length flip");
         let zeros = [rec.clone(), vec![0u8; rec.len()]].concat();
         assert!(matches!(frame_at(&zeros, rec.len()), Frame::Torn), "zeros were never written");
+    }
+
+    #[test]
+    fn check_edit_names_what_is_wrong() {
+        let mut s = ManifestState::empty(3);
+        s.table_format = Some("mmap".into());
+        s.apply(
+            &VersionEdit { added: vec![(0, meta(4))], ..VersionEdit::default() },
+            Path::new("m"),
+            0,
+        )
+        .expect("add");
+        s.flushed_seq = SeqNo(10);
+        let bad = [
+            VersionEdit { removed: vec![(1, FileNo(4))], ..VersionEdit::default() },
+            VersionEdit { added: vec![(0, meta(4))], ..VersionEdit::default() },
+            VersionEdit { added: vec![(0, meta(6)), (1, meta(6))], ..VersionEdit::default() },
+            VersionEdit { added: vec![(3, meta(7))], ..VersionEdit::default() },
+            VersionEdit { flushed_seq: Some(SeqNo(9)), ..VersionEdit::default() },
+            VersionEdit { next_file_no: Some(FileNo(2)), ..VersionEdit::default() },
+            VersionEdit { table_format: Some("other".into()), ..VersionEdit::default() },
+        ];
+        for e in &bad {
+            assert!(s.check_edit(e).is_err(), "{e:?} must be refused");
+        }
+        let good = VersionEdit {
+            added: vec![(1, meta(8))],
+            removed: vec![(0, FileNo(4))],
+            flushed_seq: Some(SeqNo(10)),
+            next_file_no: Some(FileNo(9)),
+            table_format: Some("mmap".into()),
+        };
+        assert_eq!(s.check_edit(&good), Ok(()));
     }
 
     #[test]

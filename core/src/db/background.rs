@@ -177,8 +177,12 @@ fn checkpoint_loop(s: &Arc<Shared>) {
     let Some(cfg) = s.options.periodic_checkpoint.clone() else { return };
     let mut last = Instant::now();
     while !shutting_down(s) {
-        if last.elapsed() < cfg.interval {
-            idle_wait(s);
+        let waited = last.elapsed();
+        if waited < cfg.interval {
+            let mut g = s.signals.lock.lock();
+            if !shutting_down(s) {
+                s.signals.work.wait_for(&mut g, (cfg.interval - waited).min(IDLE_WAIT));
+            }
             continue;
         }
         last = Instant::now();
@@ -186,12 +190,20 @@ fn checkpoint_loop(s: &Arc<Shared>) {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let target = cfg.dir.join(format!("{millis:016}"));
-        match super::checkpoint::checkpoint_into(s, &target) {
+        let tmp = cfg.dir.join(super::checkpoint::PERIODIC_TMP);
+        match super::checkpoint::checkpoint_into(s, &target, &tmp) {
             Ok(()) => {
                 tracing::info!(dir = %target.display(), "periodic checkpoint written");
+                // Only a complete checkpoint counts toward `keep`: a failed one left
+                // nothing under a checkpoint's name, so it cannot push a good one out.
                 super::checkpoint::prune(s, &cfg.dir, cfg.keep);
+                s.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => tracing::error!(error = %e, "periodic checkpoint failed"),
+            Err(e) => {
+                s.counters.failed_checkpoints.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "periodic checkpoint failed");
+            }
         }
+        s.notify_progress();
     }
 }

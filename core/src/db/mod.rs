@@ -146,6 +146,10 @@ pub struct DbStats {
     pub live_snapshots: usize,
     /// Everything at or below this sequence is in tables.
     pub flushed_seq: SeqNo,
+    /// Periodic checkpoints written (and pruned to `keep`) since open.
+    pub checkpoints: u64,
+    /// Periodic checkpoints that failed since open (they left no checkpoint behind).
+    pub failed_checkpoints: u64,
 }
 
 impl DbStats {
@@ -202,6 +206,8 @@ struct Counters {
     stall_slowdowns: AtomicU64,
     stall_stops: AtomicU64,
     stall_micros: AtomicU64,
+    checkpoints: AtomicU64,
+    failed_checkpoints: AtomicU64,
 }
 
 /// The manifest and what only the background threads change.
@@ -567,6 +573,8 @@ impl Db {
             stall_micros: load(&c.stall_micros),
             live_snapshots: s.snapshots.count(),
             flushed_seq: s.versions.lock().state.flushed_seq,
+            checkpoints: load(&c.checkpoints),
+            failed_checkpoints: load(&c.failed_checkpoints),
         }
     }
 
