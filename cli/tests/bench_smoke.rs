@@ -41,15 +41,50 @@ fn bench_runs_and_reports_every_phase_as_json() {
     ] {
         assert!(names.contains(&expected), "missing phase {expected:?} in {names:?}");
     }
+    // Every store phase appears once, and each counted phase did exactly the operations
+    // asked for (the sync phases run for a time, so only their batch size is fixed).
+    let phase = |name: &str, threads: u64| {
+        let found: Vec<&serde_json::Value> = phases
+            .iter()
+            .filter(|p| p["phase"] == name && p["threads"].as_u64() == Some(threads))
+            .collect();
+        assert_eq!(found.len(), 1, "phase {name:?} with {threads} threads: {found:?}");
+        found[0]
+    };
+    let ops = |p: &serde_json::Value| p["ops"].as_u64().expect("ops");
+    for (name, threads, want) in [
+        ("write buffered", 1, 2000),
+        ("write buffered", 4, 2000),
+        ("read hit", 1, 500),
+        ("read miss", 1, 500),
+    ] {
+        assert_eq!(ops(phase(name, threads)), want, "{name} {threads}w: {}", phase(name, threads));
+    }
+    let (sync1, sync4) = (phase("write sync", 1), phase("write sync", 4));
+    assert_eq!(sync1["entries_per_op"].as_u64(), Some(1), "{sync1}");
+    assert_eq!(sync4["entries_per_op"].as_u64(), Some(8), "{sync4}");
     for p in phases {
         let (p50, p99, max) = (
             p["p50_us"].as_f64().expect("p50"),
             p["p99_us"].as_f64().expect("p99"),
             p["max_us"].as_f64().expect("max"),
         );
-        assert!(p["ops"].as_u64().expect("ops") > 0, "phase {} did no work", p["phase"]);
+        assert!(ops(p) > 0, "phase {} did no work", p["phase"]);
         assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "percentiles out of order in {p}");
     }
+    // Every acknowledged write holds one sequence: the store saw exactly the writes the
+    // phases report, and holds them all after the run (reopened here, by the library).
+    let written = 2000 + 2000 + ops(sync1) + 8 * ops(sync4);
+    assert_eq!(report["store"]["visible_seq"].as_u64(), Some(written), "{}", report["store"]);
+    let replayed = report["reopen"]["replayed_ops"].as_u64().expect("replayed");
+    assert!(replayed <= written, "replayed {replayed} of {written} ops");
+    let db = strata_plugins::StackConfig::default()
+        .builder(dir.path().join("store"))
+        .expect("builder")
+        .open()
+        .expect("the store the bench wrote opens");
+    assert_eq!(db.stats().visible_seq.0, written, "the store lost acknowledged writes");
+    drop(db);
     assert!(report["floor"]["p50_us"].as_f64().expect("floor") > 0.0);
     assert!(report["reopen"]["replayed_ops"].as_u64().expect("replayed") > 0);
     assert!(report["replay"]["batches"].as_u64().expect("replay batches") > 0);
