@@ -14,6 +14,13 @@
 //! finds a problem is repeated (tables, which never change, are checked once), so only
 //! what every look finds is reported.
 //!
+//! Memory stays bounded by the largest WAL record and table block, not by file sizes:
+//! tables are memory-mapped (their pages belong to the page cache, not the process's
+//! heap), WAL segments are read in 1 MiB chunks by
+//! [`strata_wal_file::check::check_dir`]. The manifest is read whole: the store rolls
+//! it over once an edit takes it past `max_manifest_bytes` (16 MiB by default), so only
+//! a file the store did not write can be larger.
+//!
 //! A directory without a store (no `CURRENT`, manifest, table or WAL segment) is an
 //! error, never "0 problems".
 

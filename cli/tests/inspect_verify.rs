@@ -3,7 +3,8 @@
 //! with the file (and offset), and the command fails. A store open in another process
 //! is refused (exit code 2, naming the process) unless `--live` is given, and with it
 //! gives no false alarm while the store writes, flushes and compacts. A directory
-//! without a store is an error.
+//! without a store is an error. A WAL segment far larger than the address space the
+//! command may use still verifies (it is read in chunks).
 
 mod common;
 
@@ -257,5 +258,40 @@ fn a_directory_without_a_store_is_an_error() {
         let out = strata(&[cmd], &missing);
         assert_eq!(out.status.code(), Some(1), "{cmd} on a missing dir: {}", text(&out));
         assert!(text(&out).contains("does not exist"), "{cmd}: {}", text(&out));
+    }
+}
+
+/// `verify` and `inspect` read a WAL segment in chunks: a newest segment of 768 MiB
+/// (its records, then preallocated zeros up to the end, as a real segment holds) is
+/// checked by a process whose whole address space is limited to 384 MiB. Reading the
+/// segment into memory would fail to allocate. The zeros are a sparse extension, so the
+/// test costs no disk space.
+#[test]
+fn a_wal_segment_larger_than_the_address_space_limit_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    make_store(dir.path());
+    let newest = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("wal_")))
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max()
+        .expect("a WAL segment");
+    let file = std::fs::OpenOptions::new().write(true).open(&newest).expect("open");
+    file.set_len(768 << 20).expect("extend");
+    drop(file);
+    for cmd in ["verify", "inspect"] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"ulimit -v 393216 && exec "$0" "$1" "$2""#)
+            .arg(env!("CARGO_BIN_EXE_strata"))
+            .arg(cmd)
+            .arg(dir.path())
+            .output_within(common::LIMIT)
+            .expect("run strata under ulimit");
+        assert!(out.status.success(), "{cmd} under a 384 MiB address space: {}", text(&out));
+        let expect = if cmd == "verify" { "0 problem(s)" } else { "/ 768.0 MiB" };
+        assert!(text(&out).contains(expect), "{cmd}: {}", text(&out));
     }
 }
