@@ -501,6 +501,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     println!("gateway: ws://{addr}/ws?topic={}", plan.topic);
 
     let stop = Arc::new(AtomicBool::new(false));
+    // The feed says here when it failed (its store is poisoned: fsync failed, disk
+    // full), so serving stops at once and exits with the error instead of running on
+    // until --duration ends or Ctrl-C. Dropped without a send when the feed ends well.
+    let (feed_failed_tx, feed_failed) = tokio::sync::oneshot::channel::<()>();
     let feed = match plan.feed.clone() {
         Some(f) => {
             println!("feed: {} trades/s in batches of {}", f.rate, f.batch);
@@ -508,7 +512,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Some(
                 std::thread::Builder::new()
                     .name("strata-feed".into())
-                    .spawn(move || run_feed(db, f, stop))
+                    .spawn(move || {
+                        let result = run_feed(db, f, stop);
+                        if let Err(e) = &result {
+                            tracing::error!(error = %format!("{e:#}"), "feed failed; stopping");
+                            let _ = feed_failed_tx.send(());
+                        }
+                        result
+                    })
                     .context("cannot start the feed thread")?,
             )
         }
@@ -519,14 +530,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
     let duration = args.duration.map(Duration::from_secs_f64);
     let served = runtime.block_on(gateway.serve(listener, async move {
-        match duration {
-            Some(d) => tokio::time::sleep(d).await,
-            None => {
-                if let Err(e) = tokio::signal::ctrl_c().await {
-                    tracing::error!(error = %e, "cannot wait for Ctrl-C; serving until killed");
-                    std::future::pending::<()>().await;
-                }
+        // Whichever comes first: Ctrl-C (with or without --duration), the end of
+        // --duration, or a failed feed.
+        let ctrl_c = async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot wait for Ctrl-C");
+                std::future::pending::<()>().await;
             }
+        };
+        let timer = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let failed = async {
+            // An error means the feed ended well or there is none: nothing to stop for.
+            if feed_failed.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = ctrl_c => eprintln!("Ctrl-C: stopping"),
+            () = timer => {}
+            () = failed => {}
         }
     }));
     stop.store(true, Ordering::Release);
