@@ -323,47 +323,57 @@ fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()>
             .with_context(|| format!("cannot connect to {url}"))?;
         let mut stats = Stats::new(args.stats)?;
         let mut out = std::io::stdout().lock();
-        while !done(args, &stats, deadline) {
-            let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
-                Err(_) => {
-                    stats.tick();
-                    continue;
+        // The last sequence is printed however the loop ends, also when the gateway
+        // goes away: it is where the user resumes from (`--from`).
+        let received = async {
+            while !done(args, &stats, deadline) {
+                let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                    Err(_) => {
+                        stats.tick();
+                        continue;
+                    }
+                    Ok(None) => bail!("the gateway closed the connection"),
+                    Ok(Some(m)) => m.context("receive from the gateway")?,
+                };
+                let text = match msg {
+                    Ws::Text(t) => t,
+                    Ws::Close(frame) => {
+                        let (code, reason) = frame
+                            .map(|f| (u16::from(f.code), f.reason.to_string()))
+                            .unwrap_or((1005, String::new()));
+                        bail!("the gateway closed the connection: {code} {reason}");
+                    }
+                    Ws::Binary(_) | Ws::Ping(_) | Ws::Pong(_) | Ws::Frame(_) => continue,
+                };
+                let v: Value = serde_json::from_str(text.as_str()).with_context(|| {
+                    format!("the gateway sent something that is not JSON: {text}")
+                })?;
+                if v.get("gap").is_some() {
+                    stats.gaps += 1;
+                } else if v.get("invalid").is_some() {
+                    stats.invalid += 1;
+                } else if let (Some(seq), Some(span)) =
+                    (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
+                {
+                    stats.frame(
+                        seq + span,
+                        &if args.stats { json_timestamps(&v) } else { Vec::new() },
+                    );
                 }
-                Ok(None) => bail!("the gateway closed the connection"),
-                Ok(Some(m)) => m.context("receive from the gateway")?,
-            };
-            let text = match msg {
-                Ws::Text(t) => t,
-                Ws::Close(frame) => {
-                    let (code, reason) = frame
-                        .map(|f| (u16::from(f.code), f.reason.to_string()))
-                        .unwrap_or((1005, String::new()));
-                    bail!("the gateway closed the connection: {code} {reason}");
+                if !args.stats {
+                    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(e) => return Err(e).context("write to stdout"),
+                    }
                 }
-                Ws::Binary(_) | Ws::Ping(_) | Ws::Pong(_) | Ws::Frame(_) => continue,
-            };
-            let v: Value = serde_json::from_str(text.as_str())
-                .with_context(|| format!("the gateway sent something that is not JSON: {text}"))?;
-            if v.get("gap").is_some() {
-                stats.gaps += 1;
-            } else if v.get("invalid").is_some() {
-                stats.invalid += 1;
-            } else if let (Some(seq), Some(span)) =
-                (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
-            {
-                stats.frame(seq + span, &if args.stats { json_timestamps(&v) } else { Vec::new() });
+                stats.tick();
             }
-            if !args.stats {
-                match writeln!(out, "{text}").and_then(|()| out.flush()) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                    Err(e) => return Err(e).context("write to stdout"),
-                }
-            }
-            stats.tick();
+            anyhow::Ok(())
         }
+        .await;
         eprintln!("last seq {}", stats.last_seq);
-        Ok(())
+        received
     })
 }
 

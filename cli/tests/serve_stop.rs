@@ -116,3 +116,52 @@ fn serve_on_a_full_disk_exits_with_the_error() {
     assert!(!status.success(), "serve on a full disk exited 0:\n{stderr}");
     assert!(stderr.contains("Error: ") && stderr.contains("feed"), "{stderr}");
 }
+
+#[test]
+fn ws_subscriber_prints_its_last_sequence_when_the_server_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        "[store]\ndir = \"store\"\n[gateway]\naddr = \"127.0.0.1:0\"\n[feed]\nrate = 400\nbatch = 4\n",
+    )
+    .unwrap();
+    let mut serve = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(serve.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve exited before printing its address").unwrap();
+        if let Some(rest) = line.strip_prefix("gateway: ws://") {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let mut sub = Command::new(BIN)
+        .args(["subscribe", "--transport", "ws", "--topic", "commits", "--from", "1"])
+        .args(["--addr", &addr])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the subscriber printed a few frames, the server goes away.
+    let mut frames = BufReader::new(sub.stdout.take().unwrap()).lines();
+    for _ in 0..3 {
+        frames.next().expect("the subscriber printed no frame").unwrap();
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    std::thread::spawn(move || for _ in frames {});
+    let (status, stderr) = exit_within(&mut sub, Duration::from_secs(120));
+    assert!(!status.success(), "losing the server is an error: {stderr}");
+    let last = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("last seq "))
+        .unwrap_or_else(|| panic!("no last sequence printed: {stderr}"));
+    assert!(last.trim().parse::<u64>().unwrap() >= 3, "{stderr}");
+}
