@@ -169,9 +169,22 @@ pub trait Wal: Send + Sync + fmt::Debug {
     fn checkpoint(&self, seq: SeqNo) -> Result<()>;
     /// What opening the log found.
     fn recovery(&self) -> WalRecovery;
-    /// The files holding the log right now, oldest first (for store checkpoints, which
-    /// copy them, and `strata inspect`).
+    /// The files holding the log right now, oldest first (for `strata inspect`).
     fn files(&self) -> Result<Vec<PathBuf>>;
+
+    /// Copies the log into `dir` (a store checkpoint's directory) as it stood at one
+    /// moment during the call: every batch appended before the call, no part of a
+    /// batch appended during it. The default copies every file of
+    /// [`files`](Wal::files) whole, which is such a copy only while nothing appends; a
+    /// log whose writers keep running during the copy overrides it.
+    fn copy_to(&self, fs: &dyn FileSystem, dir: &std::path::Path) -> Result<()> {
+        for file in self.files()? {
+            if let Some(name) = file.file_name() {
+                crate::fs::copy_file(fs, &file, &dir.join(name))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Sequential reader over a log's committed batches.

@@ -247,7 +247,10 @@ impl FileWal {
                         &last.path,
                         scan.end,
                         format!(
-                            "the newest segment was sealed when the log moved on to {},                              which is missing: the newest segment was deleted or lost, and                              with it acknowledged writes from sequence {next} on. Restore                              {} from a backup or a replica before opening",
+                            "the newest segment was sealed when the log moved on to {}, which is missing: \
+                             the newest segment was deleted or lost, and with it acknowledged \
+                             writes from sequence {next} on. Restore {} from a backup or a \
+                             replica before opening",
                             segment_file_name(next),
                             segment_file_name(next),
                         ),
@@ -696,6 +699,30 @@ impl Wal for FileWal {
         self.inner.recovery.clone()
     }
 
+    fn copy_to(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+        // The segment list and the end of the last record, taken under the writer lock:
+        // every record before that end is complete, and a rotation after it only adds a
+        // seal past that end and a segment not in the list.
+        let (segments, end) = {
+            let w = self.inner.writer.lock();
+            (self.inner.segments.lock().clone(), w.offset)
+        };
+        let history = epochs::epochs_path(&self.inner.dir);
+        if self.inner.fs.exists(&history)? {
+            strata_core::fs::copy_file(fs, &history, &dir.join(epochs::EPOCHS_FILE))?;
+        }
+        for (i, segment) in segments.iter().enumerate() {
+            let Some(name) = segment.path.file_name() else { continue };
+            let target = dir.join(name);
+            if i + 1 < segments.len() {
+                strata_core::fs::copy_file(fs, &segment.path, &target)?;
+            } else {
+                copy_prefix(fs, &segment.path, &target, end)?;
+            }
+        }
+        Ok(())
+    }
+
     fn files(&self) -> Result<Vec<std::path::PathBuf>> {
         // The history first: a copy taken while the log rotates may miss a new epoch's
         // entry only if it also misses that epoch's batches.
@@ -746,6 +773,28 @@ fn create_segment(
         SegmentInfo { start, path, size_bytes: header_end, version: VERSION },
         zeroed_to.max(header_end),
     ))
+}
+
+/// Copies the first `end` bytes of `from` to a new file `to` of the same length (zeros
+/// after `end`, so the copy keeps the created length its header records), synced.
+fn copy_prefix(fs: &dyn FileSystem, from: &Path, to: &Path, end: u64) -> Result<()> {
+    let src = fs.open(from, OpenMode::ReadOnly)?;
+    let dst = fs.open(to, OpenMode::CreateNew)?;
+    let len = src.len()?;
+    let end = end.min(len);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    while off < end {
+        let want = usize::try_from((end - off).min(buf.len() as u64)).unwrap_or(buf.len());
+        let chunk = buf.get_mut(..want).unwrap_or_default();
+        read_exact_at(&*src, chunk, off)?;
+        dst.write_all_at(chunk, off)?;
+        off += want as u64;
+    }
+    if len > end {
+        dst.set_len(len)?;
+    }
+    dst.sync_data()
 }
 
 /// Writes zeros over `[from, to)` of `file`, in pieces of a static buffer.

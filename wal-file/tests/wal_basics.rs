@@ -356,3 +356,54 @@ fn a_lagging_reader_pins_the_log_up_to_the_limit_then_is_cut_off() -> strata_cor
     assert_eq!(wal.readers_cut_off(), 1);
     Ok(())
 }
+
+/// A copy taken while writers append and the log rotates opens cleanly — no torn
+/// record, no seal without its successor — and holds every batch appended before the
+/// copy started, densely.
+#[test]
+fn copies_taken_under_concurrent_appends_open_and_hold_everything_acknowledged()
+-> strata_core::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = FileWalOptions::default().with_segment_size_bytes(8 * 1024);
+    let wal = Arc::new(open(dir.path(), options.clone()));
+    let acked = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (wal, acked, stop) = (Arc::clone(&wal), Arc::clone(&acked), Arc::clone(&stop));
+        std::thread::spawn(move || -> strata_core::Result<()> {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Acquire) && i < 3000 {
+                let d = if i.is_multiple_of(3) { Durability::Sync } else { Durability::Buffered };
+                let seq = wal.append(&[i as u8; 300], 1, d)?;
+                acked.store(seq.0, Ordering::Release);
+                i += 1;
+            }
+            Ok(())
+        })
+    };
+    for round in 0..30 {
+        while acked.load(Ordering::Acquire) < 50 * (round + 1) {
+            std::thread::yield_now();
+        }
+        let before = acked.load(Ordering::Acquire);
+        let copy = dir.path().join(format!("copy-{round}"));
+        std::fs::create_dir(&copy).expect("mkdir");
+        wal.copy_to(&OsFileSystem, &copy)?;
+        let copied = FileWal::open(OsFileSystem::shared(), &copy, options.clone())
+            .unwrap_or_else(|e| panic!("round {round}: the copy does not open: {e}"));
+        assert_eq!(copied.recovery().truncated_tail, None, "round {round}: a torn copy");
+        let batches = drain(&copied, SeqNo(1));
+        assert!(
+            batches.len() as u64 >= before,
+            "round {round}: {} batches copied, {before} were appended before the copy",
+            batches.len()
+        );
+        for (i, b) in batches.iter().enumerate() {
+            assert_eq!(b.first_seq, SeqNo(i as u64 + 1), "round {round}: not dense");
+        }
+    }
+    stop.store(true, Ordering::Release);
+    writer.join().expect("writer")?;
+    Ok(())
+}

@@ -80,10 +80,7 @@ fn build(s: &Shared, dir: &Path) -> Result<()> {
     let mut state = vs.state.clone();
     let number = FileNo(state.next_file_no.0);
     state.next_file_no = FileNo(number.0 + 1);
-    for wal_file in s.wal.files()? {
-        let Some(name) = wal_file.file_name() else { continue };
-        crate::fs::copy_file(fs, &wal_file, &dir.join(name))?;
-    }
+    s.wal.copy_to(fs, dir)?;
     drop(vs);
     // Syncs the manifest, `CURRENT` and the directory; the copies were synced by
     // `copy_file`, the links are entries that the directory sync covers.

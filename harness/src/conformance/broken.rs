@@ -142,6 +142,9 @@ impl Wal for FaultyWal {
     fn files(&self) -> Result<Vec<PathBuf>> {
         self.inner.files()
     }
+    fn copy_to(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+        self.inner.copy_to(fs, dir)
+    }
 }
 
 #[derive(Debug)]
