@@ -87,6 +87,11 @@ pub struct FrameHeader {
     /// How many sequence numbers the frame covers (`seq .. seq + span`); at least 1.
     /// A plain message has span 1; a committed batch of n entries has span n.
     pub span: u32,
+    /// The epoch of the history the frame belongs to: for the commit stream, the
+    /// store's epoch that wrote the batch ([`Epoch`](crate::Epoch)), so a subscriber
+    /// holds `(epoch, seq)` and can ask the store on resume whether that history still
+    /// stands. 0 when the publisher set none ([`TopicPublisher::set_epoch`]).
+    pub epoch: u64,
 }
 
 impl FrameHeader {
@@ -187,6 +192,10 @@ impl Default for SubscriberOptions {
 pub trait TopicPublisher: Send {
     /// The stream id stamped on every frame.
     fn stream(&self) -> StreamId;
+
+    /// Stamps `epoch` on every frame published from now on ([`FrameHeader::epoch`];
+    /// 0 until it is called).
+    fn set_epoch(&mut self, epoch: u64);
 
     /// Publishes one frame covering `seq .. seq + span`.
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()>;
@@ -304,7 +313,7 @@ mod tests {
     use super::*;
 
     fn h(seq: u64, span: u32) -> FrameHeader {
-        FrameHeader { stream: StreamId(7), seq, span }
+        FrameHeader { stream: StreamId(7), seq, span, epoch: 0 }
     }
 
     #[test]
@@ -316,7 +325,7 @@ mod tests {
         // A replay below the expectation is not a gap and resets it.
         assert_eq!(t.observe(&h(5, 1)), None);
         assert_eq!(t.observe(&h(7, 1)), Some((6, 7)));
-        let other = FrameHeader { stream: StreamId(8), seq: 100, span: 1 };
+        let other = FrameHeader { stream: StreamId(8), seq: 100, span: 1, epoch: 0 };
         assert_eq!(t.observe(&other), None);
     }
 

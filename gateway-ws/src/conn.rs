@@ -283,7 +283,8 @@ fn read_chunk(
         if until.is_some_and(|u| b.first_seq.0 >= u) {
             return Ok((out, true));
         }
-        let header = FrameHeader { stream, seq: b.first_seq.0, span: b.count.max(1) };
+        let header =
+            FrameHeader { stream, seq: b.first_seq.0, span: b.count.max(1), epoch: b.epoch.0 };
         out.push(GatewayFrame::new(header, b.payload, hub.format()));
     }
     Ok((out, false))

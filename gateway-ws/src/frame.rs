@@ -5,25 +5,26 @@
 //! | message | when |
 //! |---|---|
 //! | `{"subscribed":{"topic":"t","from":12,"format":"json"}}` | first message after a subscription is accepted |
-//! | `{"stream":1,"seq":12,"span":2,"messages":[{"type":"trade",...},...]}` | a frame of a `messages` topic (one entry per message, `span` of them) |
-//! | `{"stream":1,"seq":12,"span":2,"ops":[{"seq":12,"op":"put","key":"trade/..","message":{...}},...]}` | a frame of a `commits` topic (one entry per operation of the committed batch) |
+//! | `{"stream":1,"seq":12,"span":2,"epoch":3,"messages":[{"type":"trade",...},...]}` | a frame of a `messages` topic (one entry per message, `span` of them) |
+//! | `{"stream":1,"seq":12,"span":2,"epoch":3,"ops":[{"seq":12,"op":"put","key":"trade/..","message":{...}},...]}` | a frame of a `commits` topic (one entry per operation of the committed batch); `epoch` is the store's epoch that wrote it |
 //! | `{"gap":{"stream":1,"from":5,"to":9}}` | sequences `from .. to` will never be sent on this connection |
 //! | `{"invalid":{"stream":1,"seq":9,"span":1,"reason":"..."}}` | a frame that failed validation was skipped (its sequences are not sent) |
 //! | `{"pong":{}}` | answer to a `{"op":"ping"}` |
 //!
 //! # Binary messages (`format=binary`)
 //!
-//! Frames only (the notices above stay text): a 32-byte header then the payload exactly
+//! Frames only (the notices above stay text): a 40-byte header then the payload exactly
 //! as the transport carried it (an rkyv message frame, or the store's encoded batch).
 //!
 //! | bytes | field |
 //! |---|---|
-//! | 4 | magic `SWF1` |
+//! | 4 | magic `SWF2` (`SWF1` had no epoch) |
 //! | 4 | reserved, zero |
 //! | 8 | stream id (u64 LE) |
 //! | 8 | first sequence (u64 LE) |
 //! | 4 | span (u32 LE) |
 //! | 4 | payload length (u32 LE) |
+//! | 8 | epoch (u64 LE) |
 //!
 //! Payloads are validated before they are sent in either format: a binary client never
 //! receives bytes the gateway could not decode.
@@ -35,9 +36,9 @@ use strata_stream::Message;
 use strata_stream::messages::{FRAME_MAGIC, MessageFrame};
 
 /// Magic of a binary frame message.
-pub const BINARY_MAGIC: [u8; 4] = *b"SWF1";
+pub const BINARY_MAGIC: [u8; 4] = *b"SWF2";
 /// Length of a binary frame message's header.
-pub const BINARY_HEADER_LEN: usize = 32;
+pub const BINARY_HEADER_LEN: usize = 40;
 
 /// How a topic's payloads are to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +133,7 @@ impl GatewayFrame {
         out.extend_from_slice(&self.header.span.to_le_bytes());
         // Payloads are bounded by the subscriber's max_payload, far below 4 GiB.
         out.extend_from_slice(&u32::try_from(self.payload.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(&self.header.epoch.to_le_bytes());
         out.extend_from_slice(&self.payload);
         Bytes::from(out)
     }
@@ -162,7 +164,12 @@ pub fn parse_binary(bytes: &[u8]) -> Option<(FrameHeader, &[u8])> {
         b.copy_from_slice(&bytes[at..at + 4]);
         u32::from_le_bytes(b)
     };
-    let header = FrameHeader { stream: StreamId(u64_at(8)), seq: u64_at(16), span: u32_at(24) };
+    let header = FrameHeader {
+        stream: StreamId(u64_at(8)),
+        seq: u64_at(16),
+        span: u32_at(24),
+        epoch: u64_at(32),
+    };
     let len = u32_at(28) as usize;
     let payload = &bytes[BINARY_HEADER_LEN..];
     (payload.len() == len).then_some((header, payload))
@@ -188,6 +195,7 @@ struct MessagesJson<'a> {
     stream: u64,
     seq: u64,
     span: u32,
+    epoch: u64,
     messages: &'a [Message],
 }
 
@@ -196,6 +204,7 @@ struct CommitsJson<'a> {
     stream: u64,
     seq: u64,
     span: u32,
+    epoch: u64,
     ops: &'a [OpJson],
 }
 
@@ -252,6 +261,7 @@ fn render(header: &FrameHeader, payload: &[u8], format: PayloadFormat) -> Result
                 stream: header.stream.0,
                 seq: header.seq,
                 span,
+                epoch: header.epoch,
                 messages: &messages,
             })
         }
@@ -296,6 +306,7 @@ fn render(header: &FrameHeader, payload: &[u8], format: PayloadFormat) -> Result
                 stream: header.stream.0,
                 seq: header.seq,
                 span,
+                epoch: header.epoch,
                 ops: &ops,
             })
         }
@@ -315,7 +326,7 @@ mod tests {
     }
 
     fn header(seq: u64, span: u32) -> FrameHeader {
-        FrameHeader { stream: StreamId(3), seq, span }
+        FrameHeader { stream: StreamId(3), seq, span, epoch: 0 }
     }
 
     #[test]

@@ -172,6 +172,7 @@ impl Transport for LocalTransport {
             id,
             options: options.clone(),
             next_seq: None,
+            epoch: 0,
         }))
     }
 
@@ -253,6 +254,7 @@ struct LocalPublisher {
     id: u64,
     options: PublisherOptions,
     next_seq: Option<u64>,
+    epoch: u64,
 }
 
 impl LocalPublisher {
@@ -354,9 +356,13 @@ impl TopicPublisher for LocalPublisher {
         self.options.stream
     }
 
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
+    }
+
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
         self.check(seq, span, payload.len())?;
-        let header = FrameHeader { stream: self.options.stream, seq, span };
+        let header = FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch };
         self.next_seq = Some(header.next_seq());
         self.send(Frame { header, payload: Arc::from(payload) })
     }
@@ -371,7 +377,7 @@ impl TopicPublisher for LocalPublisher {
         self.check(seq, span, len)?;
         let mut buf = vec![0u8; len];
         fill(&mut buf);
-        let header = FrameHeader { stream: self.options.stream, seq, span };
+        let header = FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch };
         self.next_seq = Some(header.next_seq());
         self.send(Frame { header, payload: Arc::from(buf) })
     }

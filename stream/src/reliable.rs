@@ -594,6 +594,10 @@ impl TopicPublisher for ReliablePublisher {
         self.stream
     }
 
+    fn set_epoch(&mut self, epoch: u64) {
+        self.shared.publish.lock().data.set_epoch(epoch);
+    }
+
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> strata_core::Result<()> {
         let mut p = self.shared.publish.lock();
         p.data.publish(seq, span, payload)?;

@@ -93,7 +93,7 @@ fn pubsub_builder(
 /// every subscriber registered before a send), so an overwritten beginning is a gap.
 #[derive(Debug, Default, Clone, Copy, ZeroCopySend)]
 #[repr(C)]
-#[type_name("StrataFrameHeaderV2")]
+#[type_name("StrataFrameHeaderV3")]
 pub struct WireHeader {
     /// [`FrameHeader::stream`].
     pub stream: u64,
@@ -107,6 +107,8 @@ pub struct WireHeader {
     pub started_seq: u64,
     /// `CLOCK_MONOTONIC` (host-wide) in ns, read just before this publisher's first send.
     pub started_ns: u64,
+    /// [`FrameHeader::epoch`].
+    pub epoch: u64,
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process on the host.
@@ -117,7 +119,12 @@ fn monotonic_ns() -> u64 {
 
 impl WireHeader {
     fn frame(&self) -> FrameHeader {
-        FrameHeader { stream: StreamId(self.stream), seq: self.seq, span: self.span }
+        FrameHeader {
+            stream: StreamId(self.stream),
+            seq: self.seq,
+            span: self.span,
+            epoch: self.epoch,
+        }
     }
 }
 
@@ -392,6 +399,7 @@ impl IceoryxTransport {
                 max_payload: options.max_payload,
                 next_seq: None,
                 started: None,
+                epoch: 0,
                 publisher,
                 notifier,
                 event,
@@ -497,6 +505,8 @@ pub struct IceoryxPublisher {
     next_seq: Option<u64>,
     /// `(started_seq, started_ns)` of [`WireHeader`], fixed by the first publish.
     started: Option<(u64, u64)>,
+    /// Stamped on every frame ([`TopicPublisher::set_epoch`]).
+    epoch: u64,
     publisher: Publisher<Svc, [u8], WireHeader>,
     notifier: Option<Notifier<Svc>>,
     event: EventFactory<Svc>,
@@ -546,7 +556,15 @@ impl IceoryxPublisher {
     /// frame's `started_ns` precedes its send (see [`WireHeader`]).
     fn header(&mut self, seq: u64, span: u32) -> WireHeader {
         let (started_seq, started_ns) = *self.started.get_or_insert_with(|| (seq, monotonic_ns()));
-        WireHeader { stream: self.stream.0, seq, span, reserved: 0, started_seq, started_ns }
+        WireHeader {
+            stream: self.stream.0,
+            seq,
+            span,
+            reserved: 0,
+            started_seq,
+            started_ns,
+            epoch: self.epoch,
+        }
     }
 
     fn sent(&mut self, seq: u64, span: u32) -> Result<()> {
@@ -580,6 +598,10 @@ impl IceoryxPublisher {
 impl TopicPublisher for IceoryxPublisher {
     fn stream(&self) -> StreamId {
         self.stream
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {

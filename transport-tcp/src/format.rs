@@ -19,15 +19,16 @@
 //!
 //! | kind | name | direction | body |
 //! |---|---|---|---|
-//! | 1 | `FRAME` | server → client | `stream u64, seq u64, span u32, crc32 u32, payload` |
+//! | 1 | `FRAME` | server → client | `stream u64, seq u64, span u32, crc32 u32, epoch u64, payload` |
 //! | 2 | `GAP` | server → client | `stream u64, from u64, to u64` |
 //! | 3 | `GOODBYE` | server → client | `reason` (UTF-8) |
-//! | 4 | `HELLO` | client → server | `magic u32 = "STRT", version u8 = 1, flags u8, resume_from u64, max_payload u32, topic_len u16, topic` (UTF-8) |
+//! | 4 | `HELLO` | client → server | `magic u32 = "STRT", version u8 = 2, flags u8, resume_from u64, max_payload u32, topic_len u16, topic` (UTF-8) |
 //! | 5 | `HELLO_ACK` | server → client | `status u8, flags u8, live_next u64, reason` (UTF-8) |
 //!
 //! - `FRAME`: the [`FrameHeader`] (span ≥ 1) and the payload; `crc32` is CRC-32
-//!   (IEEE, `crc32fast`) of the payload. The frame header is [`FRAME_HEADER_LEN`]
-//!   (24) bytes, so a frame message is `4 + 1 + 24 + payload` bytes on the wire.
+//!   (IEEE, `crc32fast`) of the payload; `epoch` is [`FrameHeader::epoch`]. The frame
+//!   header is [`FRAME_HEADER_LEN`] (32) bytes, so a frame message is
+//!   `4 + 1 + 32 + payload` bytes on the wire. (Version 1 had no epoch.)
 //! - `GAP`: sent during a resume when the publisher no longer holds frames
 //!   `from .. to` the client asked for (they fell out of its history ring).
 //! - `GOODBYE`: the server is closing the connection on purpose (the slow-subscriber
@@ -47,16 +48,16 @@ use strata_core::{FrameHeader, StreamId};
 
 /// Size of the length prefix.
 pub const LEN_PREFIX: usize = 4;
-/// Size of a `FRAME` body before the payload: stream, seq, span, crc32.
-pub const FRAME_HEADER_LEN: usize = 8 + 8 + 4 + 4;
+/// Size of a `FRAME` body before the payload: stream, seq, span, crc32, epoch.
+pub const FRAME_HEADER_LEN: usize = 8 + 8 + 4 + 4 + 8;
 /// Largest handshake message body (`HELLO`, `HELLO_ACK`, `GOODBYE`, `GAP`) accepted.
 pub const MAX_CONTROL_LEN: usize = 4096;
 /// Longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 1024;
 /// The `HELLO` magic, `"STRT"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"STRT");
-/// Protocol version carried in `HELLO`.
-pub const VERSION: u8 = 1;
+/// Protocol version carried in `HELLO` (2: frames carry an epoch).
+pub const VERSION: u8 = 2;
 
 /// Message kind `FRAME`.
 pub const KIND_FRAME: u8 = 1;
@@ -89,13 +90,14 @@ pub fn encode_frame_with(header: &FrameHeader, len: usize, fill: impl FnOnce(&mu
     buf.put_u64_le(header.stream.0);
     buf.put_u64_le(header.seq);
     buf.put_u32_le(header.span);
+    let crc_at = buf.len();
     buf.put_u32_le(0); // crc, patched below
+    buf.put_u64_le(header.epoch);
     let payload_at = buf.len();
     buf.resize(payload_at + len, 0);
     fill(&mut buf[payload_at..]);
     let crc = crc32fast::hash(&buf[payload_at..]);
-    let crc_at = payload_at - 4;
-    buf[crc_at..payload_at].copy_from_slice(&crc.to_le_bytes());
+    buf[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     buf.freeze()
 }
 
@@ -239,6 +241,7 @@ pub fn decode_server_message(mut body: Bytes) -> Result<ServerMessage, String> {
             let seq = r.u64()?;
             let span = r.u32()?;
             let crc = r.u32()?;
+            let epoch = r.u64()?;
             if span == 0 {
                 return Err(format!("frame seq {seq} has span 0"));
             }
@@ -249,7 +252,7 @@ pub fn decode_server_message(mut body: Bytes) -> Result<ServerMessage, String> {
                     "frame seq {seq} payload checksum mismatch: header says {crc:#010x}, payload hashes to {found:#010x}"
                 ));
             }
-            Ok(ServerMessage::Frame(FrameHeader { stream, seq, span }, payload))
+            Ok(ServerMessage::Frame(FrameHeader { stream, seq, span, epoch }, payload))
         }
         KIND_GAP => {
             let mut r = Reader(&body[1..]);
@@ -312,7 +315,7 @@ mod tests {
 
     #[test]
     fn frame_round_trips_and_detects_corruption() {
-        let h = FrameHeader { stream: StreamId(3), seq: 42, span: 2 };
+        let h = FrameHeader { stream: StreamId(3), seq: 42, span: 2, epoch: 7 };
         let msg = encode_frame_with(&h, 5, |b| b.copy_from_slice(b"hello"));
         assert_eq!(msg.len(), LEN_PREFIX + 1 + FRAME_HEADER_LEN + 5);
         let len = u32::from_le_bytes([msg[0], msg[1], msg[2], msg[3]]) as usize;

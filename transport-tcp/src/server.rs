@@ -65,7 +65,7 @@ impl ServerState {
                 inner.history.pop_front();
             }
         }
-        Ok(TcpPublisher { topic: t, options: options.clone(), next: None })
+        Ok(TcpPublisher { topic: t, options: options.clone(), next: None, epoch: 0 })
     }
 }
 
@@ -649,6 +649,7 @@ pub struct TcpPublisher {
     topic: Arc<Topic>,
     options: PublisherOptions,
     next: Option<u64>,
+    epoch: u64,
 }
 
 impl std::fmt::Debug for TcpPublisher {
@@ -689,7 +690,7 @@ impl TcpPublisher {
                 max: self.options.max_payload as u64,
             });
         }
-        Ok(FrameHeader { stream: self.options.stream, seq, span })
+        Ok(FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch })
     }
 
     /// Records the frame in the history and returns the connections to send it to.
@@ -746,6 +747,10 @@ impl TcpPublisher {
 impl TopicPublisher for TcpPublisher {
     fn stream(&self) -> StreamId {
         self.options.stream
+    }
+
+    fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = epoch;
     }
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {

@@ -203,7 +203,7 @@ fn misbehaving_server(bad: Vec<u8>) -> (std::net::SocketAddr, std::thread::JoinH
             format::HelloAck { status: format::ACK_OK, live_next: None, reason: String::new() };
         s.write_all(&format::encode_hello_ack(&ack)).expect("ack");
         let good = format::encode_frame_with(
-            &strata_core::FrameHeader { stream: StreamId(1), seq: 0, span: 1 },
+            &strata_core::FrameHeader { stream: StreamId(1), seq: 0, span: 1, epoch: 0 },
             3,
             |b| b.copy_from_slice(b"abc"),
         );
@@ -243,7 +243,7 @@ fn expect_client_error(bad: Vec<u8>, needle: &str) {
 #[test]
 fn client_rejects_a_corrupt_frame() {
     let mut frame = format::encode_frame_with(
-        &strata_core::FrameHeader { stream: StreamId(1), seq: 1, span: 1 },
+        &strata_core::FrameHeader { stream: StreamId(1), seq: 1, span: 1, epoch: 0 },
         4,
         |b| b.copy_from_slice(b"wxyz"),
     )

@@ -99,7 +99,7 @@ fn resume_beyond_history_reports_the_gap() {
 }
 
 fn got_header(seq: u64) -> strata_core::FrameHeader {
-    strata_core::FrameHeader { stream: StreamId(9), seq, span: 1 }
+    strata_core::FrameHeader { stream: StreamId(9), seq, span: 1, epoch: 0 }
 }
 
 #[test]

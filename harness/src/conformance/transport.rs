@@ -20,6 +20,7 @@
 //! | `transport::publish_with_writes_in_place` | `publish_with` lends a buffer of exactly `len` bytes; what `fill` writes is what subscribers get |
 //! | `transport::seq_going_backwards_is_refused` | a `seq` below the previous frame's `next_seq` is refused with `InvalidArgument` and sends nothing |
 //! | `transport::topics_are_isolated` | endpoints of different topics never see each other's frames |
+//! | `transport::frames_carry_the_publishers_epoch` | every frame carries the epoch last set with `set_epoch` (0 before) |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -162,6 +163,7 @@ pub fn run(factory: Arc<dyn TransportFactory>, caps: TransportCaps) -> Report {
         Check::new("transport::publish_with_writes_in_place", publish_with),
         Check::new("transport::seq_going_backwards_is_refused", backwards),
         Check::new("transport::topics_are_isolated", isolated),
+        Check::new("transport::frames_carry_the_publishers_epoch", epochs),
     ];
     run_checks("transport", name, &subject, checks)
 }
@@ -281,7 +283,7 @@ fn expect_frames(got: &[Got], stream: u64, want: &[(u64, u32, usize)], what: &st
     for (i, (g, &(seq, span, len))) in got.iter().zip(want).enumerate() {
         match g {
             Got::Frame(h, p) => {
-                let wh = FrameHeader { stream: StreamId(stream), seq, span };
+                let wh = FrameHeader { stream: StreamId(stream), seq, span, epoch: 0 };
                 ensure!(*h == wh, "{what}: delivery {i}: expected header {wh:?}, got {h:?}");
                 ensure!(
                     *p == payload(seq, len),
@@ -333,6 +335,35 @@ fn ordering(s: &Subject) -> CheckResult {
     let got = collect(&mut *sub, s.caps.idle_timeout, |g| g.len() >= n)?;
     expect_frames(&got, 11, &want, "in-order delivery")?;
     expect_quiet(&mut *sub, "after all frames")
+}
+
+fn epochs(s: &Subject) -> CheckResult {
+    let t = open(s)?;
+    let name = topic("epochs");
+    let mut p = t.publisher_side.publisher(&name, &pub_opts(12, &s.caps)).ctx("publisher")?;
+    let mut sub = t.subscriber_side.subscriber(&name, &sub_opts()).ctx("subscriber")?;
+    let plan = [(1u64, 0u64), (2, 7), (3, 7), (4, u64::MAX - 1), (5, 8)];
+    for &(seq, epoch) in &plan {
+        if epoch != 0 {
+            p.set_epoch(epoch);
+        }
+        p.publish(seq, 1, &payload(seq, 16)).ctx(&format!("publish seq {seq}"))?;
+    }
+    p.flush().ctx("flush")?;
+    let got = collect(&mut *sub, s.caps.idle_timeout, |g| g.len() >= plan.len())?;
+    let epochs: Vec<(u64, u64)> = got
+        .iter()
+        .filter_map(|g| match g {
+            Got::Frame(h, _) => Some((h.seq, h.epoch)),
+            Got::Gap(..) => None,
+        })
+        .collect();
+    ensure!(
+        epochs == plan,
+        "clause `every frame carries the epoch last set with set_epoch`: published (seq, \
+         epoch) {plan:?}, received {epochs:?}"
+    );
+    Ok(())
 }
 
 fn seq_jump(s: &Subject) -> CheckResult {
