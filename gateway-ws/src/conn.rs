@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use strata_core::{FrameHeader, SeqNo, StreamId, WalReader};
+use strata_core::{Epoch, FrameHeader, HistoryCheck, SeqNo, StreamId, WalReader};
 
 use crate::frame::{ClientFormat, GatewayFrame, Notice, notice};
 use crate::hub::{ClientQueue, Hub, Out};
@@ -32,6 +32,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 struct Request {
     topic: String,
     from: Option<u64>,
+    /// The epoch of the batch the client saw last (`from - 1`), to check the history.
+    epoch: Option<u64>,
     format: ClientFormat,
 }
 
@@ -43,6 +45,8 @@ enum Command {
         topic: String,
         #[serde(default)]
         from: Option<u64>,
+        #[serde(default)]
+        epoch: Option<u64>,
         #[serde(default)]
         format: ClientFormat,
     },
@@ -91,20 +95,26 @@ async fn close_socket(mut ws: WebSocket, code: u16, reason: &str) {
 
 fn request_from_params(params: &HashMap<String, String>) -> Result<Option<Request>, String> {
     for key in params.keys() {
-        if !matches!(key.as_str(), "topic" | "from" | "format") {
-            return Err(format!("unknown query parameter {key:?}; expected topic, from, format"));
+        if !matches!(key.as_str(), "topic" | "from" | "epoch" | "format") {
+            return Err(format!(
+                "unknown query parameter {key:?}; expected topic, from, epoch, format"
+            ));
         }
     }
     let from = match params.get("from") {
         None => None,
         Some(v) => Some(v.parse::<u64>().map_err(|_| format!("from={v:?} is not a sequence"))?),
     };
+    let epoch = match params.get("epoch") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| format!("epoch={v:?} is not an epoch"))?),
+    };
     let format = match params.get("format").map(String::as_str) {
         None | Some("json") => ClientFormat::Json,
         Some("binary") => ClientFormat::Binary,
         Some(other) => return Err(format!("format={other:?}: expected json or binary")),
     };
-    Ok(params.get("topic").map(|t| Request { topic: t.clone(), from, format }))
+    Ok(params.get("topic").map(|t| Request { topic: t.clone(), from, epoch, format }))
 }
 
 fn parse_command(text: &str) -> Result<Command, String> {
@@ -139,8 +149,8 @@ async fn wait_subscribe(ws: &mut WebSocket, inner: &Inner) -> Result<Request, (u
                         return Err((CLOSE_SIZE, too_large(t.len(), limit)));
                     }
                     return match parse_command(t.as_str()) {
-                        Ok(Command::Subscribe { topic, from, format }) => {
-                            Ok(Request { topic, from, format })
+                        Ok(Command::Subscribe { topic, from, epoch, format }) => {
+                            Ok(Request { topic, from, epoch, format })
                         }
                         Ok(Command::Ping) => Err((
                             CLOSE_POLICY,
@@ -209,6 +219,7 @@ pub(crate) async fn run(mut ws: WebSocket, inner: Arc<Inner>, params: HashMap<St
         client: Arc::clone(&client),
         format: request.format,
         from: request.from,
+        epoch: request.epoch,
         topic: request.topic.clone(),
         next: Vec::new(),
         chunk: inner.config.log_chunk_batches,
@@ -297,6 +308,8 @@ struct Writer {
     format: ClientFormat,
     /// The resume point: every stream starts expecting it.
     from: Option<u64>,
+    /// The epoch of the batch before the resume point, as the client saw it.
+    epoch: Option<u64>,
     /// The topic's name (for the subscribed notice).
     topic: String,
     /// The next sequence expected, per stream.
@@ -348,9 +361,13 @@ impl Writer {
     /// once it is registered, so every frame published after the notice reaches it. A
     /// resume beyond the live edge is closed with the reason instead.
     async fn run_inner(&mut self) -> Result<(), Stop> {
+        let rewritten = self.check_history().await?;
         if let Some(from) = self.from {
             self.check_resume(from).await?;
             self.send_subscribed().await?;
+        }
+        if let Some(text) = rewritten {
+            self.feed(Message::Text(text.into())).await?;
         }
         if let (Some(from), Some((log, stream))) = (self.from, self.log()) {
             let covered = self.hub.ring_first(stream).is_some_and(|r| r <= from);
@@ -383,6 +400,51 @@ impl Writer {
                 }
             }
             self.flush().await?;
+        }
+    }
+
+    /// A client resuming at `from` with the `epoch` of the batch it saw last: when the
+    /// store rewrote what the client saw (a crash took batches back before they were
+    /// durable and a later incarnation wrote others there), the resume moves back to
+    /// the rewritten range and the `{"rewritten":..}` notice to send is returned. A
+    /// history the store does not know is closed with the reason.
+    async fn check_history(&mut self) -> Result<Option<String>, Stop> {
+        let (Some(from), Some(epoch), Some((log, _))) = (self.from, self.epoch, self.log()) else {
+            return Ok(None);
+        };
+        if from <= 1 {
+            return Ok(None);
+        }
+        let check =
+            tokio::task::spawn_blocking(move || log.check_history(Epoch(epoch), SeqNo(from - 1)))
+                .await;
+        match check {
+            Ok(HistoryCheck::Consistent) => Ok(None),
+            Ok(HistoryCheck::Rewritten { from: start, to, store_epoch }) => {
+                tracing::warn!(
+                    topic = %self.topic,
+                    from = start.0,
+                    to = to.0,
+                    "gateway: a resuming client saw sequences the store rewrote since"
+                );
+                self.from = Some(start.0);
+                Ok(Some(notice(&Notice::Rewritten {
+                    from: start.0,
+                    to: to.0 + 1,
+                    epoch: store_epoch.0,
+                })))
+            }
+            Ok(HistoryCheck::UnknownEpoch { store_epoch }) => Err(Stop::Close(
+                CLOSE_POLICY,
+                format!(
+                    "epoch={epoch} is newer than the store's ({store_epoch}) for {:?}: another store or history",
+                    self.topic
+                ),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "gateway: history check task failed");
+                Err(Stop::Close(CLOSE_SERVER_ERROR, "the history check failed".to_owned()))
+            }
         }
     }
 

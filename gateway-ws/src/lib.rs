@@ -8,7 +8,7 @@
 //!
 //! # Endpoints
 //!
-//! - `GET /ws?topic=T&from=SEQ&format=json|binary` upgrades to a WebSocket subscribed to
+//! - `GET /ws?topic=T&from=SEQ&epoch=E&format=json|binary` upgrades to a WebSocket subscribed to
 //!   topic `T`. `from` (optional) resumes at sequence `SEQ`: frames the ring still holds
 //!   are sent first and — when the topic has the store's log ([`TopicSpec::with_log`]) —
 //!   anything older is read from the log, then the client joins the live stream with no
@@ -59,7 +59,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use parking_lot::{Mutex, RwLock};
 use strata_core::{
-    Db, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions, Transport, WalReader,
+    Db, Epoch, HistoryCheck, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions, Transport,
+    WalReader,
 };
 
 pub use frame::{ClientFormat, GatewayFrame, PayloadFormat, ValueFormat};
@@ -98,11 +99,23 @@ pub enum Error {
 pub trait CommitLog: Send + Sync {
     /// A reader over the committed batches from the one holding `from`.
     fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>>;
+
+    /// What the log's epoch history says about a client holding every batch up to
+    /// `last` as written in `epoch` (see [`Db::check_history`]). A log that keeps no
+    /// epochs cannot tell and answers `Consistent` (the default).
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        let _ = (epoch, last);
+        HistoryCheck::Consistent
+    }
 }
 
 impl CommitLog for Db {
     fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>> {
         self.read_log_from(from)
+    }
+
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        Db::check_history(self, epoch, last)
     }
 }
 

@@ -239,3 +239,68 @@ async fn resume_beyond_the_live_edge_of_a_topic_without_log_is_closed() {
     publisher.publish(6, 1, &encode_frame(&[hb(6)]).unwrap()).unwrap();
     assert_eq!(next_json(&mut ws).await["seq"], 6);
 }
+
+/// A client resuming with the epoch of the batch it saw last, against a store that
+/// rewrote that range since (a power loss took back unsynced batches, the next
+/// incarnation wrote others there), is told the range and gets the store's batches for
+/// it; a position from a history the store does not know is closed with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_into_a_rewritten_history_is_told_the_range() {
+    use strata_harness::sim_fs::SimFileSystem;
+    let open = |fs: &SimFileSystem| {
+        strata_harness::stack::tiny_builder("/db", fs.shared(), 64 << 20, 1 << 20).open().unwrap()
+    };
+    let fs = SimFileSystem::new();
+    let db = open(&fs);
+    let mut durable = 0;
+    for n in 0..5 {
+        durable = commit(&db, n);
+    }
+    db.sync_wal().unwrap();
+    let mut seen = durable;
+    for n in 5..10 {
+        seen = commit(&db, n);
+    }
+    // A client saw everything up to `seen` (it subscribed as soon as visible).
+    let old_epoch = db.epoch();
+    let crashed = fs.crash();
+    drop(db);
+    let db = open(&crashed);
+    let new_epoch = db.epoch();
+    let mut last = 0;
+    for n in 100..140 {
+        last = db.write(&one(&format!("new/{n}")), Durability::Sync).unwrap().0;
+    }
+    assert!(last > seen);
+    let (gateway, stream) = commits_gateway(&db, last + 1);
+    let server = serve(gateway).await;
+
+    let query = format!("topic=commits&from={}&epoch={}", seen + 1, old_epoch.get());
+    let mut ws = connect(server.addr, &query).await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], durable + 1);
+    let notice = next_json(&mut ws).await;
+    assert_eq!(notice["rewritten"]["from"], durable + 1, "{notice}");
+    assert_eq!(notice["rewritten"]["to"], seen + 1, "{notice}");
+    assert_eq!(notice["rewritten"]["epoch"], new_epoch.get(), "{notice}");
+    let mut expect = durable + 1;
+    while expect <= last {
+        let f = next_json(&mut ws).await;
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        assert_eq!(f["epoch"], new_epoch.get(), "frames carry the epoch that wrote them: {f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+
+    // The same position with its own epoch is consistent for a store that kept it.
+    let query = format!("topic=commits&from={}&epoch={}", durable + 1, old_epoch.get());
+    let mut ws = connect(server.addr, &query).await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], durable + 1);
+    let f = next_json(&mut ws).await;
+    assert_eq!(f["seq"].as_u64().unwrap(), durable + 1, "no rewritten notice: {f}");
+
+    let query = format!("topic=commits&from=2&epoch={}", new_epoch.get() + 5);
+    let mut ws = connect(server.addr, &query).await;
+    let (code, reason) = expect_close_first(&mut ws).await;
+    assert_eq!(code, 1008, "{reason}");
+    assert!(reason.contains("another store or history"), "{reason}");
+    drop(stream);
+}

@@ -4,7 +4,7 @@
 //! ([`Db::read_log_from`] then [`WalReader::wait_next`](strata_core::WalReader)) and
 //! publishes each committed batch — once it is visible and durable, or with
 //! [`CommitStream::start_with`] and `LogBound::Visible` as soon as it is visible — as one
-//! frame: `seq` = the batch's first sequence,
+//! frame: `seq` = the batch's first sequence, `epoch` = the store's epoch that wrote it,
 //! `span` = its entry count, payload = the batch's operations in the WAL's encoded form
 //! (the bytes of [`WriteBatch::as_bytes`](strata_core::WriteBatch::as_bytes); decode
 //! them with [`BatchIter`](strata_core::BatchIter) or [`decode_batch`]). Subscribers
@@ -130,8 +130,15 @@ fn publish_loop(
     stop: &AtomicBool,
     published: &AtomicU64,
 ) -> Result<()> {
+    let mut epoch = None;
     while !stop.load(Ordering::Acquire) {
         let Some(batch) = reader.wait_next(POLL)? else { continue };
+        if epoch != Some(batch.epoch) {
+            // Frames carry the epoch that wrote their batch, so a subscriber holds
+            // `(epoch, seq)` to resume with.
+            publisher.set_epoch(batch.epoch.0);
+            epoch = Some(batch.epoch);
+        }
         let count = batch.count.max(1);
         match publisher.publish(batch.first_seq.0, count, &batch.payload) {
             Ok(()) => {}

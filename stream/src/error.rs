@@ -46,6 +46,17 @@ pub enum Error {
         /// The sequence the subscriber asked to resume at.
         requested: u64,
     },
+    /// A resume position names an epoch newer than any the store knows: it comes from
+    /// another store or another history, and nothing in this store can be matched to it.
+    #[error(
+        "cannot resume: the checkpoint was written in epoch {epoch}, newer than any epoch this store knows (its current epoch is {store_epoch}); was the checkpoint taken on another store, or the store restored from an older copy?"
+    )]
+    UnknownHistory {
+        /// The checkpoint's epoch.
+        epoch: u64,
+        /// The store's current epoch.
+        store_epoch: u64,
+    },
     /// A component was used in a way it does not support.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

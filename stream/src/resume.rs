@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_core::transport::{Delivery, SubscriberOptions, TopicSubscriber, Transport};
-use strata_core::{SeqNo, WalReader};
+use strata_core::{Epoch, HistoryCheck, SeqNo, WalReader};
 
 use crate::commit::{CommittedOp, decode_batch};
 use crate::error::{Error, Result};
@@ -52,6 +52,9 @@ use crate::tiers::CommitLog;
 
 const CHECKPOINT_MAGIC: [u8; 4] = *b"SCKP";
 const CHECKPOINT_LEN: usize = 4 + 8 + 8;
+/// A checkpoint that also records the epoch of the last processed batch.
+const CHECKPOINT_MAGIC_V2: [u8; 4] = *b"SCK2";
+const CHECKPOINT_LEN_V2: usize = CHECKPOINT_LEN + 8 + 8;
 
 /// A durable "last processed sequence" in a small file.
 #[derive(Clone, Debug)]
@@ -72,40 +75,55 @@ impl Checkpoint {
 
     /// The stored sequence, 0 when the file does not exist. A damaged file is an error.
     pub fn load(&self) -> Result<u64> {
+        Ok(self.load_position()?.0)
+    }
+
+    /// The stored sequence and the epoch of the batch that ended there (0: not
+    /// recorded — a checkpoint written before epochs, or nothing processed yet).
+    pub fn load_position(&self) -> Result<(u64, u64)> {
         let bytes = match fs::read(&self.path) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
             Err(e) => return Err(Error::io("read", &self.path, e)),
         };
-        if bytes.len() != CHECKPOINT_LEN || bytes[..4] != CHECKPOINT_MAGIC {
+        let v2 = bytes.len() == CHECKPOINT_LEN_V2 && bytes[..4] == CHECKPOINT_MAGIC_V2;
+        if !v2 && (bytes.len() != CHECKPOINT_LEN || bytes[..4] != CHECKPOINT_MAGIC) {
             return Err(Error::decode(
                 "checkpoint",
                 format!("{} is not a checkpoint file ({} bytes)", self.path.display(), bytes.len()),
             ));
         }
-        let mut a = [0u8; 8];
-        let mut b = [0u8; 8];
-        a.copy_from_slice(&bytes[4..12]);
-        b.copy_from_slice(&bytes[12..20]);
-        let (seq, check) = (u64::from_le_bytes(a), u64::from_le_bytes(b));
-        if check != !seq {
+        let word = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        let (seq, epoch) = (word(4), if v2 { word(20) } else { 0 });
+        if word(12) != !seq || (v2 && word(28) != !epoch) {
             return Err(Error::decode(
                 "checkpoint",
-                format!("{}: check word does not match the sequence", self.path.display()),
+                format!("{}: check word does not match the position", self.path.display()),
             ));
         }
-        Ok(seq)
+        Ok((seq, epoch))
     }
 
-    /// Durably replaces the stored sequence with `seq`.
+    /// Durably replaces the stored sequence with `seq` (no epoch recorded).
     pub fn store(&self, seq: u64) -> Result<()> {
+        self.store_position(seq, 0)
+    }
+
+    /// Durably replaces the stored position with `seq`, written in `epoch`.
+    pub fn store_position(&self, seq: u64, epoch: u64) -> Result<()> {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut buf = Vec::with_capacity(CHECKPOINT_LEN);
-        buf.extend_from_slice(&CHECKPOINT_MAGIC);
+        let mut buf = Vec::with_capacity(CHECKPOINT_LEN_V2);
+        buf.extend_from_slice(&CHECKPOINT_MAGIC_V2);
         buf.extend_from_slice(&seq.to_le_bytes());
         buf.extend_from_slice(&(!seq).to_le_bytes());
+        buf.extend_from_slice(&epoch.to_le_bytes());
+        buf.extend_from_slice(&(!epoch).to_le_bytes());
         {
             let mut f = OpenOptions::new()
                 .write(true)
@@ -224,10 +242,15 @@ pub struct ResumeStats {
     pub lost_ranges: u64,
     /// Sequences in those ranges: lost to this subscriber for good.
     pub lost_sequences: u64,
+    /// Ranges the subscriber had processed that the store rewrote since (see
+    /// [`ResumableSubscriber::rewritten`]).
+    pub rewritten_ranges: u64,
+    /// Sequences in those ranges, delivered again as the store holds them now.
+    pub rewritten_sequences: u64,
 }
 
 enum Mode {
-    CatchingUp { reader: Box<dyn WalReader>, buffer: VecDeque<(u64, u32, Vec<u8>)> },
+    CatchingUp { reader: Box<dyn WalReader>, buffer: VecDeque<(u64, u32, u64, Vec<u8>)> },
     Live,
 }
 
@@ -241,11 +264,14 @@ pub struct ResumableSubscriber {
     live: Box<dyn TopicSubscriber>,
     mode: Mode,
     processed: u64,
+    /// Epoch of the batch that ended at `processed` (0: unknown).
+    epoch: u64,
     checkpointed: u64,
     since_checkpoint: u32,
     last_live: Instant,
     stats: ResumeStats,
     lost: Vec<(u64, u64)>,
+    rewritten: Vec<(u64, u64)>,
 }
 
 impl std::fmt::Debug for ResumableSubscriber {
@@ -261,6 +287,7 @@ impl std::fmt::Debug for ResumableSubscriber {
 /// Progress of one delivery attempt.
 struct Cursor<'a> {
     processed: &'a mut u64,
+    epoch: &'a mut u64,
     since_checkpoint: &'a mut u32,
     stats: &'a mut ResumeStats,
     checkpoint: &'a Checkpoint,
@@ -276,6 +303,7 @@ impl Cursor<'_> {
         first_seq: u64,
         count: u32,
         payload: &[u8],
+        epoch: u64,
         source: Source,
         on: &mut dyn FnMut(&CommittedFrame<'_>),
     ) -> Result<bool> {
@@ -286,13 +314,14 @@ impl Cursor<'_> {
         }
         on(&frame);
         *self.processed = frame.last_seq();
+        *self.epoch = epoch;
         *self.since_checkpoint += 1;
         match source {
             Source::Log => self.stats.from_log += 1,
             Source::Live => self.stats.from_live += 1,
         }
         if *self.since_checkpoint >= self.every {
-            self.checkpoint.store(*self.processed)?;
+            self.checkpoint.store_position(*self.processed, *self.epoch)?;
             *self.checkpointed = *self.processed;
             *self.since_checkpoint = 0;
         }
@@ -399,12 +428,38 @@ impl ResumableSubscriber {
         checkpoint: Checkpoint,
         options: ResumeOptions,
     ) -> Result<Self> {
-        let loaded = checkpoint.load()?;
+        let (loaded, epoch) = checkpoint.load_position()?;
         let mut processed = loaded;
+        let (mut since_checkpoint, mut stats, mut lost) = (0, ResumeStats::default(), Vec::new());
+        let mut rewritten = Vec::new();
+        if epoch != 0 && processed > 0 {
+            match log.check_history(Epoch(epoch), SeqNo(processed)) {
+                HistoryCheck::Consistent => {}
+                HistoryCheck::Rewritten { from, to, store_epoch } => {
+                    // What was processed for `from ..= to` is not what the store holds
+                    // now (a crash took it back, a later incarnation wrote other batches
+                    // there): deliver the store's batches for that range again, and say so.
+                    tracing::warn!(
+                        from = from.0,
+                        to = to.0,
+                        %store_epoch,
+                        "resumable subscriber: the store rewrote sequences it had processed; \
+                         they are delivered again as the store holds them now"
+                    );
+                    stats.rewritten_ranges += 1;
+                    stats.rewritten_sequences += to.0 + 1 - from.0;
+                    rewritten.push((from.0, to.0 + 1));
+                    processed = from.0 - 1;
+                    since_checkpoint = 1;
+                }
+                HistoryCheck::UnknownEpoch { store_epoch } => {
+                    return Err(Error::UnknownHistory { epoch, store_epoch: store_epoch.0 });
+                }
+            }
+        }
         check_within_log(&*log, processed + 1)?;
         let live = Self::subscribe(&*transport, topic, &options)?;
         let (reader, lost_range) = open_log(&*log, processed + 1)?;
-        let (mut since_checkpoint, mut stats, mut lost) = (0, ResumeStats::default(), Vec::new());
         if let Some((from, to)) = lost_range {
             record_lost(&mut processed, &mut since_checkpoint, &mut stats, &mut lost, from, to);
         }
@@ -417,11 +472,13 @@ impl ResumableSubscriber {
             live,
             mode: Mode::CatchingUp { reader, buffer: VecDeque::new() },
             processed,
+            epoch,
             checkpointed: loaded,
             since_checkpoint,
             last_live: Instant::now(),
             stats,
             lost,
+            rewritten,
         })
     }
 
@@ -458,10 +515,19 @@ impl ResumableSubscriber {
         &self.lost
     }
 
+    /// Ranges `from .. to` (end exclusive) this subscriber had processed in an earlier
+    /// run that the store rewrote since — batches a crash took back before they were
+    /// durable, whose sequences a later incarnation reused (possible only with a commit
+    /// stream publishing before durability, `LogBound::Visible`). They were delivered
+    /// again, as the store holds them now; what was derived from the old ones is stale.
+    pub fn rewritten(&self) -> &[(u64, u64)] {
+        &self.rewritten
+    }
+
     /// Writes the checkpoint now (if anything was processed since the last one).
     pub fn checkpoint(&mut self) -> Result<()> {
-        if self.processed > self.checkpointed {
-            self.checkpoint.store(self.processed)?;
+        if self.processed > self.checkpointed || self.since_checkpoint > 0 {
+            self.checkpoint.store_position(self.processed, self.epoch)?;
             self.checkpointed = self.processed;
         }
         self.since_checkpoint = 0;
@@ -538,7 +604,7 @@ impl ResumableSubscriber {
                 if buffer.len() == max {
                     buffer.pop_front();
                 }
-                buffer.push_back((header.seq, header.span, payload.to_vec()));
+                buffer.push_back((header.seq, header.span, header.epoch, payload.to_vec()));
             }
         });
         if let Err(e) = polled {
@@ -550,6 +616,7 @@ impl ResumableSubscriber {
         }
         let mut cursor = Cursor {
             processed: &mut self.processed,
+            epoch: &mut self.epoch,
             since_checkpoint: &mut self.since_checkpoint,
             stats: &mut self.stats,
             checkpoint: &self.checkpoint,
@@ -565,7 +632,14 @@ impl ResumableSubscriber {
             }
             match reader.next_batch() {
                 Ok(Some(b)) => {
-                    if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
+                    if cursor.deliver(
+                        b.first_seq.0,
+                        b.count,
+                        &b.payload,
+                        b.epoch.0,
+                        Source::Log,
+                        on,
+                    )? {
                         delivered += 1;
                     }
                 }
@@ -583,13 +657,13 @@ impl ResumableSubscriber {
         }
         let reached_live = buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0);
         if reached_live || (log_end && buffer.is_empty()) {
-            for (seq, span, payload) in buffer.drain(..) {
+            for (seq, span, epoch, payload) in buffer.drain(..) {
                 if seq > *cursor.processed + 1 {
                     // A hole inside the buffer (the live endpoint lost frames): fill it
                     // from the log first.
                     delivered += fill_from_log(&*self.log, &mut cursor, seq, on)?;
                 }
-                if cursor.deliver(seq, span, &payload, Source::Live, on)? {
+                if cursor.deliver(seq, span, &payload, epoch, Source::Live, on)? {
                     delivered += 1;
                 }
             }
@@ -603,6 +677,7 @@ impl ResumableSubscriber {
             {
                 let mut cursor = Cursor {
                     processed: &mut self.processed,
+                    epoch: &mut self.epoch,
                     since_checkpoint: &mut self.since_checkpoint,
                     stats: &mut self.stats,
                     checkpoint: &self.checkpoint,
@@ -610,7 +685,7 @@ impl ResumableSubscriber {
                     every: self.options.checkpoint_every,
                     lost: &mut self.lost,
                 };
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)? {
                     delivered += 1;
                 }
             }
@@ -626,6 +701,7 @@ impl ResumableSubscriber {
         let log = Arc::clone(&self.log);
         let mut cursor = Cursor {
             processed: &mut self.processed,
+            epoch: &mut self.epoch,
             since_checkpoint: &mut self.since_checkpoint,
             stats: &mut self.stats,
             checkpoint: &self.checkpoint,
@@ -649,7 +725,14 @@ impl ResumableSubscriber {
                         }
                     }
                 }
-                match cursor.deliver(header.seq, header.span, payload, Source::Live, on) {
+                match cursor.deliver(
+                    header.seq,
+                    header.span,
+                    payload,
+                    header.epoch,
+                    Source::Live,
+                    on,
+                ) {
                     Ok(true) => delivered += 1,
                     Ok(false) => {}
                     Err(e) => failure = Some(e),
@@ -665,7 +748,14 @@ impl ResumableSubscriber {
                     // Idle: batches whose frames were lost at the tail are in the log.
                     let mut reader = cursor.open_log(&*log)?;
                     while let Some(b) = reader.next_batch()? {
-                        if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
+                        if cursor.deliver(
+                            b.first_seq.0,
+                            b.count,
+                            &b.payload,
+                            b.epoch.0,
+                            Source::Log,
+                            on,
+                        )? {
                             delivered += 1;
                         }
                     }
@@ -695,7 +785,7 @@ fn fill_from_log(
         // seen the newest append.
         match reader.wait_next(Duration::from_secs(5))? {
             Some(b) => {
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, Source::Log, on)? {
+                if cursor.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)? {
                     delivered += 1;
                 }
             }

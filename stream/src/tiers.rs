@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rkyv::util::AlignedVec;
 use strata_core::transport::{Delivery, TopicSubscriber};
-use strata_core::{SeqNo, WalBatch, WalReader};
+use strata_core::{Epoch, HistoryCheck, SeqNo, WalBatch, WalReader};
 
 use crate::error::Result;
 use crate::messages::{ALIGN, ArchivedMessage, Message, MessageFrame, access_or_copy};
@@ -318,17 +318,33 @@ fn nanos(n: u128) -> Duration {
 pub trait CommitLog: Send + Sync {
     /// A reader over the committed batches from the one holding `from`.
     fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>>;
+
+    /// What the log's epoch history says about a reader holding every batch up to
+    /// `last` as written in `epoch` (see [`strata_core::Db::check_history`]). A log
+    /// that keeps no epochs cannot tell and answers `Consistent` (the default).
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        let _ = (epoch, last);
+        HistoryCheck::Consistent
+    }
 }
 
 impl CommitLog for strata_core::Db {
     fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>> {
         self.read_log_from(from)
     }
+
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        strata_core::Db::check_history(self, epoch, last)
+    }
 }
 
 impl<T: CommitLog + ?Sized> CommitLog for std::sync::Arc<T> {
     fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>> {
         (**self).read_from(from)
+    }
+
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        (**self).check_history(epoch, last)
     }
 }
 
