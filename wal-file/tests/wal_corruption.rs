@@ -98,6 +98,29 @@ fn expect_corruption_at(err: Error, file: &Path, offset: u64) -> String {
     }
 }
 
+/// Writes 40 records into 1 KiB segments; returns the options and the segment names,
+/// oldest first (at least three).
+fn write_small_segments(
+    dir: &Path,
+    durability: Durability,
+) -> strata_core::Result<(FileWalOptions, Vec<String>)> {
+    let small = FileWalOptions::default().with_segment_size_bytes(1024);
+    {
+        let wal = FileWal::open(OsFileSystem::shared(), dir, small.clone())?;
+        for _ in 0..40 {
+            wal.append(PAYLOAD, 1, durability)?;
+        }
+    }
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".log"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3);
+    Ok((small, names))
+}
+
 #[test]
 fn flipped_byte_in_the_middle_is_an_error_naming_file_and_offset() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -292,20 +315,7 @@ fn preallocated_segment_cut_at_a_record_boundary_is_damage() {
 #[test]
 fn deleted_newest_segment_is_detected_through_the_seal() -> strata_core::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = FileWalOptions::default().with_segment_size_bytes(1024);
-    {
-        let wal = FileWal::open(OsFileSystem::shared(), dir.path(), small.clone())?;
-        for _ in 0..40 {
-            wal.append(PAYLOAD, 1, Durability::Sync)?;
-        }
-    }
-    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    segments.sort();
-    assert!(segments.len() >= 3);
+    let (small, mut segments) = write_small_segments(dir.path(), Durability::Sync)?;
     let newest = segments.pop().expect("newest");
     std::fs::remove_file(dir.path().join(&newest)).expect("rm");
     let before = snapshot(dir.path());
@@ -380,20 +390,7 @@ fn damage_in_an_earlier_segment_is_an_error_on_read_naming_it() -> strata_core::
 #[test]
 fn missing_middle_segment_is_an_error_not_a_silent_gap() -> strata_core::Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let small = FileWalOptions::default().with_segment_size_bytes(1024);
-    {
-        let wal = FileWal::open(OsFileSystem::shared(), dir.path(), small.clone())?;
-        for _ in 0..40 {
-            wal.append(PAYLOAD, 1, Durability::Buffered)?;
-        }
-    }
-    let mut names: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 3);
+    let (small, names) = write_small_segments(dir.path(), Durability::Buffered)?;
     std::fs::remove_file(dir.path().join(&names[1])).expect("rm");
     let wal = FileWal::open(OsFileSystem::shared(), dir.path(), small)?;
     let mut r = wal.read_from(SeqNo(1))?;
