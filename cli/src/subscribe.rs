@@ -52,6 +52,11 @@ pub struct SubscribeArgs {
     /// from what the server still holds, the rest reported as a gap).
     #[arg(long)]
     pub from: Option<u64>,
+    /// With `--from` over ws: the epoch of the last frame you hold (a run prints it as
+    /// `last epoch E`), so the gateway tells you about a range the store rewrote since
+    /// (`{"rewritten":..}`, then those sequences again) instead of skipping it.
+    #[arg(long, requires = "from")]
+    pub epoch: Option<u64>,
     /// How TCP and iceoryx payloads are decoded: messages, commits or commits-raw (the
     /// gateway decodes for ws).
     #[arg(long, default_value = "commits")]
@@ -85,6 +90,8 @@ struct Stats {
     gaps: u64,
     invalid: u64,
     last_seq: u64,
+    /// Epoch of the newest frame received, when the frames carry one.
+    last_epoch: Option<u64>,
     latency_us: Histogram<u64>,
 }
 
@@ -101,9 +108,18 @@ impl Stats {
             gaps: 0,
             invalid: 0,
             last_seq: 0,
+            last_epoch: None,
             latency_us: Histogram::new_with_bounds(1, 60_000_000, 3)
                 .context("latency histogram")?,
         })
+    }
+
+    /// Where to resume: `last seq N` (and `last epoch E` when known), on stderr.
+    fn print_last(&self) {
+        eprintln!("last seq {}", self.last_seq);
+        if let Some(epoch) = self.last_epoch {
+            eprintln!("last epoch {epoch}");
+        }
     }
 
     fn frame(&mut self, next_seq: u64, timestamps: &[u64]) {
@@ -253,6 +269,7 @@ fn run_transport(
             // One wait may deliver many frames: stop exactly at --count.
             _ if stats.frames >= limit => {}
             Delivery::Frame { header, payload } => {
+                stats.last_epoch = Some(header.epoch);
                 if args.stats {
                     stats.frame(header.next_seq(), &payload_timestamps(format, payload));
                     return;
@@ -292,7 +309,7 @@ fn run_transport(
         }
         stats.tick();
     }
-    eprintln!("last seq {}", stats.last_seq);
+    stats.print_last();
     Ok(())
 }
 
@@ -307,6 +324,9 @@ fn ws_url(args: &SubscribeArgs) -> String {
     let mut url = format!("{base}/ws?topic={}", args.topic);
     if let Some(from) = args.from {
         url.push_str(&format!("&from={from}"));
+        if let Some(epoch) = args.epoch {
+            url.push_str(&format!("&epoch={epoch}"));
+        }
     }
     url
 }
@@ -355,6 +375,9 @@ fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()>
                 } else if let (Some(seq), Some(span)) =
                     (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
                 {
+                    if let Some(epoch) = v.get("epoch").and_then(Value::as_u64) {
+                        stats.last_epoch = Some(epoch);
+                    }
                     stats.frame(
                         seq + span,
                         &if args.stats { json_timestamps(&v) } else { Vec::new() },
@@ -372,7 +395,7 @@ fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()>
             anyhow::Ok(())
         }
         .await;
-        eprintln!("last seq {}", stats.last_seq);
+        stats.print_last();
         received
     })
 }
@@ -389,6 +412,7 @@ mod tests {
             prefix: "strata".into(),
             topic: "commits".into(),
             from,
+            epoch: None,
             payload: "commits".into(),
             stats: false,
             count: None,
@@ -400,6 +424,8 @@ mod tests {
     fn ws_urls() {
         assert_eq!(ws_url(&args("127.0.0.1:80", None)), "ws://127.0.0.1:80/ws?topic=commits");
         assert_eq!(ws_url(&args("ws://h:1/ws/", Some(5))), "ws://h:1/ws?topic=commits&from=5");
+        let with_epoch = SubscribeArgs { epoch: Some(3), ..args("h:1", Some(5)) };
+        assert_eq!(ws_url(&with_epoch), "ws://h:1/ws?topic=commits&from=5&epoch=3");
     }
 
     #[test]
