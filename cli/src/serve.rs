@@ -34,8 +34,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use strata_core::{
-    Db, Durability, PublisherOptions, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions,
-    Transport, WriteBatch,
+    Db, Durability, LogBound, PublisherOptions, SeqNo, SlowSubscriberPolicy, StreamId,
+    SubscriberOptions, Transport, WriteBatch,
 };
 use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec};
 use strata_plugins::StackConfig;
@@ -137,11 +137,22 @@ pub struct CommitsSection {
     pub values: String,
     /// Largest batch published as one frame (larger ones are read from the log).
     pub max_payload: usize,
+    /// When a batch is published: `durable` (once visible and on stable storage, so no
+    /// subscriber holds what a power loss takes back) or `visible` (before its
+    /// fdatasync: lowest latency; resuming clients learn of rewritten ranges through
+    /// the epoch).
+    pub publish: String,
 }
 
 impl Default for CommitsSection {
     fn default() -> Self {
-        Self { topic: "commits".into(), stream: 1, values: "message".into(), max_payload: 1 << 20 }
+        Self {
+            topic: "commits".into(),
+            stream: 1,
+            values: "message".into(),
+            max_payload: 1 << 20,
+            publish: "durable".into(),
+        }
     }
 }
 
@@ -245,6 +256,7 @@ struct Plan {
     stream: StreamId,
     format: PayloadFormat,
     max_payload: usize,
+    bound: LogBound,
     tcp: Option<(String, PublisherOptions)>,
     iceoryx: Option<(String, PublisherOptions)>,
     feed: Option<Feed>,
@@ -303,6 +315,11 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         other => bail!("[commits] values = {other:?}: expected \"message\" or \"raw\""),
     }
     .context("commit payload formats")?;
+    let bound = match c.publish.as_str() {
+        "durable" => LogBound::Durable,
+        "visible" => LogBound::Visible,
+        other => bail!("[commits] publish = {other:?}: expected \"durable\" or \"visible\""),
+    };
     let tcp = match &config.tcp {
         None => None,
         Some(t) => Some((
@@ -382,6 +399,7 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         stream: StreamId(c.stream),
         format,
         max_payload: c.max_payload,
+        bound,
         tcp,
         iceoryx,
         feed,
@@ -465,14 +483,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         },
     )?;
     let shared_db = Arc::new(db.clone());
-    let mut streams =
-        vec![CommitStream::start(Arc::clone(&shared_db), local_publisher, SeqNo(last + 1))?];
+    let start = |publisher| {
+        CommitStream::start_with(Arc::clone(&shared_db), publisher, SeqNo(last + 1), plan.bound)
+    };
+    let mut streams = vec![start(local_publisher)?];
     let mut _tcp = None;
     if let Some((addr, options)) = &plan.tcp {
         let tcp = TcpTransport::server(addr.as_str())
             .with_context(|| format!("cannot listen for TCP subscribers on {addr}"))?;
         let publisher = tcp.publisher(&plan.topic, options)?;
-        streams.push(CommitStream::start(Arc::clone(&shared_db), publisher, SeqNo(last + 1))?);
+        streams.push(start(publisher)?);
         if let Some(a) = tcp.local_addr() {
             println!("tcp: {a} topic {}", plan.topic);
         }
@@ -483,7 +503,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let transport = IceoryxTransport::with_config(IceoryxConfig::default().with_prefix(prefix))
             .context("cannot open the iceoryx2 transport")?;
         let publisher = transport.publisher(&plan.topic, options)?;
-        streams.push(CommitStream::start(Arc::clone(&shared_db), publisher, SeqNo(last + 1))?);
+        streams.push(start(publisher)?);
         println!("iceoryx: prefix {prefix} topic {}", plan.topic);
         _iceoryx = Some(transport);
     }

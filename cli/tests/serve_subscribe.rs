@@ -157,6 +157,7 @@ fn bad_serve_config_is_a_clear_error() {
             "not supported by shared memory",
         ),
         ("[store]\ndir = \"s\"\n[iceoryx]\nqueue = 4\n", "unknown field `queue`"),
+        ("[store]\ndir = \"s\"\n[commits]\npublish = \"asap\"\n", "expected \"durable\""),
     ];
     for (text, expected) in cases {
         let path = dir.path().join("bad.toml");
