@@ -89,6 +89,7 @@ fn wal_reordering_batches_on_read_fails_the_ordering_checks() {
             "wal::damaged_last_record_is_cut_or_reported",
             "wal::concurrent_appends_are_dense_and_ordered",
             "wal::checkpoint_never_deletes_newer_batches",
+            "wal::copy_to_is_a_consistent_copy",
         ],
     );
 }

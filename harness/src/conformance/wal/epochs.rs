@@ -83,3 +83,63 @@ pub(super) fn epochs_are_never_reused(s: &Subject) -> CheckResult {
     }
     Ok(())
 }
+
+pub(super) fn copy_to_is_a_consistent_copy(s: &Subject) -> CheckResult {
+    let fs = fresh_fs()?;
+    let wal = s.open(&fs)?;
+    let mut log = Vec::new();
+    for i in 0..20u64 {
+        let d = if i % 4 == 0 { Durability::Sync } else { Durability::Buffered };
+        append(&*wal, &mut log, 1600 + i, 1 + (i % 3) as u32, d)?;
+    }
+    // A writer keeps appending while the copies are taken.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (wal, stop) = (Arc::clone(&wal), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && n < 2000 {
+                if wal.append(&payload(1700 + n), 1, Durability::Buffered).is_err() {
+                    break;
+                }
+                n += 1;
+            }
+        })
+    };
+    let mut result = Ok(());
+    for round in 0..4 {
+        let before = wal.last_seq();
+        let dir = PathBuf::from(format!("/copy-{round}"));
+        let copied = strata_core::fs::FileSystem::create_dir_all(&fs, &dir)
+            .ctx("create the copy's directory")
+            .and_then(|()| wal.copy_to(&fs, &dir).ctx("copy_to"))
+            .and_then(|()| s.factory.open(fs.shared(), &dir).ctx("open the copy"))
+            .and_then(|copy| read_all(&*copy, SeqNo(1)));
+        let check = copied.and_then(|got| {
+            check_prefix(&log, &got[..got.len().min(log.len())], log.len(), "the copy")?;
+            let last = got.last().map_or(SeqNo::ZERO, WalBatch::last_seq);
+            ensure!(
+                last >= before,
+                "clause `copy_to copies every batch appended before the call`: round {round}: \
+                 the log was at {before} when the copy started, the copy ends at {last}"
+            );
+            for pair in got.windows(2) {
+                ensure!(
+                    pair[1].first_seq == pair[0].last_seq().next(),
+                    "clause `copy_to copies the log as it stood at one moment`: round {round}: \
+                     the copy jumps from {} to {}",
+                    pair[0].last_seq(),
+                    pair[1].first_seq
+                );
+            }
+            Ok(())
+        });
+        if check.is_err() {
+            result = check;
+            break;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let _ = writer.join();
+    result
+}

@@ -21,6 +21,7 @@
 //! | `wal::reopen_after_full_checkpoint_keeps_last_seq` | sequences stay dense across a reopen even when everything was checkpointed |
 //! | `wal::files_lists_existing_log_files` | `files()` names files that exist |
 //! | `wal::durable_seq_tracks_syncs` | `durable_seq()` never exceeds `last_seq()`, never decreases, covers every `Sync` append and everything after `sync()` |
+//! | `wal::copy_to_is_a_consistent_copy` | `copy_to`, called while a writer appends, gives a log that opens and holds every batch appended before the call, densely |
 //! | `wal::epochs_are_never_reused` | each opening starts an epoch greater than every epoch that wrote before, also across power losses; batches carry it; the history ends with it |
 //! | `wal::missing_tailing_is_unsupported_error` | (tailing off) `wait_next` answers like `next_batch` or is `Error::Unsupported`, never another error |
 //! | `wal::missing_checkpoint_is_unsupported_error` | (checkpoint off) `checkpoint` is `Ok` (keeps everything) or `Error::Unsupported`, and deletes nothing |
@@ -188,6 +189,12 @@ pub fn run(factory: Arc<dyn WalFactory>, caps: WalCaps) -> Report {
         ),
         Check::new("wal::files_lists_existing_log_files", files_exist),
         Check::new("wal::durable_seq_tracks_syncs", durable_seq_tracks_syncs),
+        Check::when(
+            c.concurrent_appends,
+            "concurrent_appends",
+            "wal::copy_to_is_a_consistent_copy",
+            copy_to_is_a_consistent_copy,
+        ),
         Check::when(c.durable, "durable", "wal::epochs_are_never_reused", epochs_are_never_reused),
         Check::when(
             !c.tailing,
