@@ -2,11 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use common::{Client, STEP, Server, connect, hb, next, next_json, serve};
+use futures_util::SinkExt;
 use serde_json::Value;
 use strata_core::{
     Db, Durability, PublisherOptions, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions,
@@ -15,18 +18,8 @@ use strata_core::{
 use strata_gateway_ws::frame::parse_binary;
 use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec, ValueFormat};
 use strata_stream::messages::{MessageFrame, encode_frame};
-use strata_stream::{CommitStream, Heartbeat, LocalTransport, MarketL2, Message, PriceLevel};
-use tokio::net::TcpStream;
+use strata_stream::{CommitStream, LocalTransport, MarketL2, Message, PriceLevel};
 use tokio_tungstenite::tungstenite::Message as Ws;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const STEP: Duration = Duration::from_secs(20);
-
-fn hb(n: u64) -> Message {
-    Message::Heartbeat(Heartbeat { stream: 9, last_seq: n, ts_nanos: n })
-}
 
 fn big(n: u64, levels: usize) -> Message {
     let level = PriceLevel { price: n as i64, qty: n };
@@ -36,54 +29,6 @@ fn big(n: u64, levels: usize) -> Message {
         asks: vec![level; levels],
         ts_nanos: n,
     })
-}
-
-struct Server {
-    gateway: Gateway,
-    addr: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn serve(gateway: Gateway) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = gateway.router();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Server { gateway, addr, _stop: tx }
-}
-
-async fn connect(addr: std::net::SocketAddr, query: &str) -> Client {
-    let (ws, _) = connect_async(format!("ws://{addr}/ws?{query}")).await.unwrap();
-    ws
-}
-
-/// The next message, skipping pings.
-async fn next(ws: &mut Client) -> Ws {
-    loop {
-        let m = tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("no message within the step timeout")
-            .expect("stream ended")
-            .expect("receive failed");
-        if !matches!(m, Ws::Ping(_) | Ws::Pong(_)) {
-            return m;
-        }
-    }
-}
-
-async fn next_json(ws: &mut Client) -> Value {
-    match next(ws).await {
-        Ws::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
-        other => panic!("expected text, got {other:?}"),
-    }
 }
 
 /// Reads until the close frame; returns its code and reason.

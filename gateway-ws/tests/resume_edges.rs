@@ -5,11 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use futures_util::StreamExt;
-use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::{Client, STEP, connect, hb, next, next_json, serve};
 use strata_core::fs::OsFileSystem;
 use strata_core::{
     Db, Durability, PublisherOptions, SeqNo, StreamId, SubscriberOptions, TopicPublisher,
@@ -17,66 +18,8 @@ use strata_core::{
 };
 use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec, ValueFormat};
 use strata_stream::messages::encode_frame;
-use strata_stream::{CommitStream, Heartbeat, LocalTransport, Message};
-use tokio::net::TcpStream;
+use strata_stream::{CommitStream, LocalTransport};
 use tokio_tungstenite::tungstenite::Message as Ws;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-const STEP: Duration = Duration::from_secs(20);
-
-fn hb(n: u64) -> Message {
-    Message::Heartbeat(Heartbeat { stream: 9, last_seq: n, ts_nanos: n })
-}
-
-struct Server {
-    gateway: Gateway,
-    addr: std::net::SocketAddr,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn serve(gateway: Gateway) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = gateway.router();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
-    Server { gateway, addr, _stop: tx }
-}
-
-async fn connect(addr: std::net::SocketAddr, query: &str) -> Client {
-    let (ws, _) = connect_async(format!("ws://{addr}/ws?{query}")).await.unwrap();
-    ws
-}
-
-/// The next message, skipping pings.
-async fn next(ws: &mut Client) -> Ws {
-    loop {
-        let m = tokio::time::timeout(STEP, ws.next())
-            .await
-            .expect("no message within the step timeout")
-            .expect("stream ended")
-            .expect("receive failed");
-        if !matches!(m, Ws::Ping(_) | Ws::Pong(_)) {
-            return m;
-        }
-    }
-}
-
-async fn next_json(ws: &mut Client) -> Value {
-    match next(ws).await {
-        Ws::Text(t) => serde_json::from_str(t.as_str()).unwrap(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
 
 /// The first message must be a close frame: its code and reason.
 async fn expect_close_first(ws: &mut Client) -> (u16, String) {

@@ -52,6 +52,32 @@ fn surviving_prefix(db: &Db, attempted: u64, acked_through: Option<u64>) -> u64 
     present
 }
 
+/// Writes `n` keys from `next` on, every fourth `Sync` (a promise) and the rest
+/// `Buffered` (none); records the last `Sync` one; returns the next key.
+fn write_mix(db: &Db, mut next: u64, n: u64, last_sync: &mut Option<u64>) -> u64 {
+    for j in 0..n {
+        let mut b = WriteBatch::new();
+        b.put(key(next), item_value(1, 0, next));
+        let d = if j % 4 == 0 { Durability::Sync } else { Durability::Buffered };
+        db.write(&b, d).expect("write");
+        if d == Durability::Sync {
+            *last_sync = Some(next);
+        }
+        next += 1;
+    }
+    next
+}
+
+/// A power loss: even rounds drop every unsynced byte, odd ones tear the tails.
+fn crash_round(fs: &SimFileSystem, round: u64) -> SimFileSystem {
+    let mode = if round.is_multiple_of(2) {
+        CrashMode::DropUnsynced
+    } else {
+        CrashMode::TornTail { seed: round }
+    };
+    fs.crash_with(mode)
+}
+
 #[test]
 fn power_loss_keeps_every_synced_write_over_many_rounds() {
     let mut fs = SimFileSystem::new();
@@ -61,23 +87,8 @@ fn power_loss_keeps_every_synced_write_over_many_rounds() {
         let db = open(&fs);
         let survived = surviving_prefix(&db, next, last_sync);
         next = survived;
-        // A mix: Sync writes are promises, Buffered ones are not.
-        for j in 0..(20 + round * 3) {
-            let mut b = WriteBatch::new();
-            b.put(key(next), item_value(1, 0, next));
-            let d = if j % 4 == 0 { Durability::Sync } else { Durability::Buffered };
-            db.write(&b, d).expect("write");
-            if d == Durability::Sync {
-                last_sync = Some(next);
-            }
-            next += 1;
-        }
-        let mode = if round % 2 == 0 {
-            CrashMode::DropUnsynced
-        } else {
-            CrashMode::TornTail { seed: round }
-        };
-        fs = fs.crash_with(mode);
+        next = write_mix(&db, next, 20 + round * 3, &mut last_sync);
+        fs = crash_round(&fs, round);
         drop(db);
     }
     let db = open(&fs);
@@ -226,22 +237,8 @@ fn power_loss_survivors_read_through_the_real_mmap_reader() {
     let mut tables_seen = 0;
     for round in 0..8u64 {
         let db = open(&fs);
-        for j in 0..(200 + round * 20) {
-            let mut b = WriteBatch::new();
-            b.put(key(next), item_value(1, 0, next));
-            let d = if j % 4 == 0 { Durability::Sync } else { Durability::Buffered };
-            db.write(&b, d).expect("write");
-            if d == Durability::Sync {
-                last_sync = Some(next);
-            }
-            next += 1;
-        }
-        let mode = if round % 2 == 0 {
-            CrashMode::DropUnsynced
-        } else {
-            CrashMode::TornTail { seed: round }
-        };
-        fs = fs.crash_with(mode);
+        next = write_mix(&db, next, 200 + round * 20, &mut last_sync);
+        fs = crash_round(&fs, round);
         drop(db);
 
         let dir = real.path().join(format!("round-{round}"));
