@@ -18,7 +18,7 @@ pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
         .fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3))
 }
 
-/// How [`SimFileSystem::crash_with`] treats bytes that were written but not synced.
+/// How [`SimFileSystem::crash_with`](super::SimFileSystem::crash_with) treats bytes that were written but not synced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashMode {
     /// Every unsynced byte is lost: each surviving file holds exactly what its last

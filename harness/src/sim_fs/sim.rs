@@ -19,7 +19,7 @@ use super::{EEXIST, EISDIR, ENOENT, ENOTDIR, errno};
 
 /// In-memory [`FileSystem`] that simulates power loss, torn writes and I/O errors.
 ///
-/// See the [module documentation](self) for the crash model: writes change a file's
+/// See the [module documentation](crate::sim_fs) for the crash model: writes change a file's
 /// *live* image and only `sync_data` makes them *durable*; creations, renames and
 /// removals change the *live* namespace and only `sync_dir` on the parent makes them
 /// durable; [`crash`](Self::crash) returns a new file system holding only the durable
