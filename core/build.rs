@@ -1,21 +1,10 @@
-//! Records the compiler that builds strata-core, for the plugin ABI stamp
-//! (`strata_core::registry::AbiStamp`): a plugin library built by another rustc may lay
-//! out the shared types differently, so the loader refuses it.
-
-use std::process::Command;
+//! Hands strata-plugins this crate's source directory (links metadata `src_dir`, read
+//! there as `DEP_STRATA_CORE_SRC_DIR`): its build script hashes the files that define
+//! the traits and types crossing the plugin library boundary into the ABI stamp.
 
 fn main() {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-    let version = Command::new(&rustc)
-        .arg("--version")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "rustc (unknown version)".to_owned());
-    let target = std::env::var("TARGET").unwrap_or_default();
-    println!("cargo:rustc-env=STRATA_RUSTC_VERSION={version} {target}");
-    println!("cargo:rerun-if-env-changed=RUSTC");
-    println!("cargo:rerun-if-changed=build.rs");
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".to_owned());
+    let src = std::path::Path::new(&dir).join("src");
+    println!("cargo::metadata=src_dir={}", src.display());
+    println!("cargo::rerun-if-changed=build.rs");
 }

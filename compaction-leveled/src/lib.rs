@@ -42,7 +42,6 @@
 
 mod keys;
 mod options;
-mod plugin;
 mod policy;
 mod validate;
 

@@ -1,7 +1,7 @@
 //! # strata-compaction-tiered
 //!
 //! A size-tiered ("universal") [`strata_core::CompactionPolicy`] for Strata, name
-//! `"tiered"`: [`TieredPolicy`], configured by [`TieredOptions`]. Linking the crate
+//! `"tiered"`: [`TieredPolicy`], configured by [`TieredOptions`]. `strata-plugins`
 //! registers it as the `compaction = "tiered"` plugin (options: the fields of
 //! [`TieredOptions`]).
 //!
@@ -53,7 +53,6 @@
 #![forbid(unsafe_code)]
 
 mod options;
-mod plugin;
 mod policy;
 
 pub use options::TieredOptions;

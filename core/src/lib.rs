@@ -15,7 +15,6 @@ pub mod error;
 pub mod fs;
 pub mod manifest;
 pub mod memtable;
-pub mod registry;
 pub mod table;
 pub mod transport;
 pub mod types;
@@ -29,10 +28,6 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
-pub use registry::{
-    BuildError, CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions,
-    TablePlugin, WalPlugin,
-};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
 pub use transport::{
     Delivery, FrameHeader, GapTracker, PublisherOptions, SlowSubscriberPolicy, StreamId,
@@ -42,3 +37,7 @@ pub use types::{Durability, Epoch, SeqNo, ValueKind, compare_internal};
 pub use wal::{
     EpochStart, HistoryCheck, Wal, WalBatch, WalFactory, WalReader, WalRecovery, history_check,
 };
+
+/// This crate's version (`CARGO_PKG_VERSION`), which a plugin library's ABI stamp
+/// carries.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

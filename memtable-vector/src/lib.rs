@@ -10,7 +10,7 @@
 //!   — no tree search, no allocator call (keys and values go into 64 KiB arena
 //!   blocks). Lookups binary-search each log and probe the map; scans merge them.
 //! - [`VectorFactory`] implements [`strata_core::MemTableFactory`] (name `"vector"`);
-//!   linking the crate registers it as the `memtable = "vector"` plugin (no options).
+//!   `strata-plugins` registers it as the `memtable = "vector"` plugin (no options).
 //!
 //! ## When to prefer it
 //!
@@ -68,7 +68,6 @@
 
 mod cursor;
 mod log;
-mod plugin;
 mod table;
 
 pub use table::{VectorFactory, VectorMemTable};

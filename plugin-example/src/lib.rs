@@ -2,7 +2,7 @@
 //!
 //! An example Strata plugin, small enough to read in one sitting: a memtable on a
 //! `parking_lot::RwLock<BTreeMap>`, registered as `memtable = "example-btree"` and
-//! exported for loading at run time with [`strata_core::declare_plugin!`].
+//! exported for loading at run time with [`strata_plugins::declare_plugin!`].
 //!
 //! Built as a `cdylib` (`libstrata_plugin_example.so`) it is loaded with
 //!
@@ -24,7 +24,7 @@ mod memtable;
 use std::sync::Arc;
 
 use strata_core::MemTableFactory;
-use strata_core::registry::{BuildError, MemTablePlugin, PluginOptions};
+use strata_plugins::registry::{BuildError, MemTablePlugin, PluginOptions};
 
 pub use memtable::{BTreeMemTable, BTreeMemTableFactory, BTreeOptions};
 
@@ -41,8 +41,8 @@ pub const PLUGIN: MemTablePlugin = MemTablePlugin {
 };
 
 // Loaded at run time, this library allocates through the host's allocator.
-strata_core::use_host_allocator!();
+strata_plugins::use_host_allocator!();
 
-strata_core::declare_plugin! {
+strata_plugins::declare_plugin! {
     memtable: [PLUGIN],
 }

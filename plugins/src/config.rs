@@ -25,15 +25,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_core::registry::{
-    CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions, TablePlugin,
-    WalPlugin,
-};
-use strata_core::{BuildError, DbBuilder, DbOptions, MemTableFactory};
+use strata_core::{DbBuilder, DbOptions, MemTableFactory};
 
 use crate::PluginError;
 use crate::dynamic::load_library;
 use crate::lookup;
+use crate::registry::{
+    BuildError, CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions,
+    TablePlugin, WalPlugin,
+};
 
 /// The sections a stack configuration may hold.
 const SECTIONS: &str = "wal, memtable, table, compaction, engine, load";

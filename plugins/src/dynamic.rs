@@ -10,11 +10,11 @@
 use std::path::{Path, PathBuf};
 
 use parking_lot::{Mutex, RwLock};
-use strata_core::registry::{AbiStamp, PluginDeclaration};
 
 use crate::PluginError;
 use crate::ffi;
 use crate::lookup::{self, PluginInfo, PluginSource};
+use crate::registry::{AbiStamp, PluginDeclaration};
 
 /// Libraries loaded so far (canonical path, declaration).
 static LOADED: RwLock<Vec<(PathBuf, &'static PluginDeclaration)>> = RwLock::new(Vec::new());
@@ -69,7 +69,7 @@ pub fn load_library(path: impl AsRef<Path>) -> Result<Vec<PluginInfo>, PluginErr
     let source = PluginSource::Library(canonical);
     let info =
         |kind, name, description| PluginInfo { kind, name, description, source: source.clone() };
-    use strata_core::registry::PluginKind as K;
+    use crate::registry::PluginKind as K;
     let mut out = Vec::new();
     out.extend(decl.wal.iter().map(|p| info(K::Wal, p.name, p.description)));
     out.extend(decl.memtable.iter().map(|p| info(K::MemTable, p.name, p.description)));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use strata_core::registry::{AbiMismatch, PluginKind};
+use crate::registry::{AbiMismatch, PluginKind};
 
 /// Why a stack could not be assembled or a plugin library not loaded.
 ///

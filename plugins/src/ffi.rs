@@ -1,7 +1,7 @@
 //! Every `unsafe` operation of this crate: opening a plugin library, reading its ABI
 //! stamp and calling its entry point.
 //!
-//! The protocol (written by [`strata_core::declare_plugin!`]): a library exports the
+//! The protocol (written by [`crate::declare_plugin!`]): a library exports the
 //! `#[repr(C)]` static [`AbiStamp`] `STRATA_PLUGIN_ABI`, plain bytes whose layout does
 //! not depend on the compiler, and `extern "C" fn strata_plugin_entry() -> *const
 //! c_void`, which returns its [`PluginDeclaration`]. The declaration is made of Rust
@@ -9,18 +9,18 @@
 //! compiler and the shared types are; the stamp says exactly that, so the entry point
 //! is only called, and its answer only read, after the stamp matched. Between the two,
 //! `extern "C" fn strata_plugin_use_host_allocator` (written by
-//! [`strata_core::use_host_allocator!`]) is given the host's global allocator, which the
+//! [`crate::use_host_allocator!`]) is given the host's global allocator, which the
 //! library uses for everything from then on.
 #![allow(unsafe_code)]
 
 use std::ffi::c_void;
 use std::path::Path;
 
-use libloading::{Library, Symbol};
-use strata_core::registry::{
+use crate::registry::{
     ABI_MAGIC, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiStamp, ENTRY_SYMBOL, HOST_ALLOCATOR,
     HostAllocator, PluginDeclaration, USE_HOST_ALLOCATOR_SYMBOL,
 };
+use libloading::{Library, Symbol};
 
 /// Opens the shared library at `path`.
 pub(crate) fn open(path: &Path) -> Result<Library, String> {
@@ -73,7 +73,7 @@ pub(crate) fn stamp(lib: &Library) -> Result<AbiStamp, String> {
 }
 
 /// Lends the library the host's global allocator (see
-/// [`strata_core::use_host_allocator!`]). Only call this after [`stamp`] matched, and
+/// [`crate::use_host_allocator!`]). Only call this after [`stamp`] matched, and
 /// before anything else in the library.
 pub(crate) fn lend_allocator(lib: &'static Library) -> Result<(), String> {
     // SAFETY: `use_host_allocator!` defines the symbol with exactly this signature, and
@@ -82,7 +82,7 @@ pub(crate) fn lend_allocator(lib: &'static Library) -> Result<(), String> {
         unsafe { lib.get(USE_HOST_ALLOCATOR_SYMBOL.as_bytes()) }.map_err(|e| {
             format!(
                 "it exports no `{USE_HOST_ALLOCATOR_SYMBOL}` ({e}): add \
-                 `strata_core::use_host_allocator!();` next to `declare_plugin!` and rebuild \
+                 `strata_plugins::use_host_allocator!();` next to `declare_plugin!` and rebuild \
                  it — values are freed on the other side of the library boundary, so the \
                  library must allocate with the host's allocator"
             )

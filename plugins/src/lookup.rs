@@ -1,9 +1,9 @@
 //! Finding registrations by kind and name: the ones linked into the binary
-//! ([`inventory`](strata_core::registry::inventory)) first, then those of loaded libraries.
+//! ([`inventory`](crate::registry::inventory)) first, then those of loaded libraries.
 
 use std::sync::Arc;
 
-use strata_core::registry::{
+use crate::registry::{
     self, BuildError, CompactionPlugin, MemTablePlugin, PluginDeclaration, PluginKind,
     PluginOptions, TablePlugin, WalPlugin,
 };
@@ -43,20 +43,12 @@ pub struct PluginInfo {
     pub source: PluginSource,
 }
 
-/// IMPORTANT: the default plugins register themselves from their own crates. A linker
-/// only keeps the code of a library crate that something references, and a
-/// registration nobody calls is not a reference: without this, a binary that never
-/// names, say, `strata_wal_file` would lose the `wal = "file"` registration. Every
+/// IMPORTANT: the default plugins are registered by [`crate::builtin`]. A linker only
+/// keeps the code that something references, and a registration nobody calls is not a
+/// reference: without this, a binary could lose the `wal = "file"` registration. Every
 /// public entry point of this crate calls it.
 pub(crate) fn link_defaults() {
-    std::hint::black_box((
-        strata_wal_file::FileWalFactory::new as fn(_) -> _,
-        strata_memtable_skiplist::SkipListFactory::new as fn() -> _,
-        strata_sstable_mmap::MmapTableFormat::new as fn(_) -> _,
-        strata_compaction_leveled::LeveledPolicy::new as fn(_) -> _,
-        strata_memtable_vector::VectorFactory::new as fn() -> _,
-        strata_compaction_tiered::TieredPolicy::new as fn(_) -> _,
-    ));
+    std::hint::black_box(crate::builtin::BUILD_FNS);
 }
 
 /// A registration struct of one kind, seen generically.
@@ -145,11 +137,6 @@ pub(crate) fn build<R: Registration>(
         BuildError::Component(source) => {
             PluginError::Build { kind: R::KIND, name: name.to_owned(), source }
         }
-        other => PluginError::Build {
-            kind: R::KIND,
-            name: name.to_owned(),
-            source: strata_core::Error::Config(other.to_string()),
-        },
     })
 }
 

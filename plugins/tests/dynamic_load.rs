@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use strata_core::Durability;
-use strata_core::registry::AbiPart;
+use strata_plugins::registry::AbiPart;
 use strata_plugins::{PluginError, PluginKind, PluginSource, StackConfig};
 
 /// `target/<profile>`: this test binary lives in `target/<profile>/deps/`, with the
@@ -163,7 +163,7 @@ fn a_library_that_keeps_its_own_allocator_is_refused_saying_what_to_add() {
     let lib = library("strata_plugin_fixture_no_host_alloc");
     let e = strata_plugins::load_library(&lib).expect_err("must be refused");
     let PluginError::Load { reason, .. } = &e else { panic!("{e:?}") };
-    assert!(reason.contains("strata_core::use_host_allocator!()"), "{reason}");
+    assert!(reason.contains("strata_plugins::use_host_allocator!()"), "{reason}");
     assert!(
         !strata_plugins::plugins().iter().any(|p| p.name == "fixture-no-host-alloc"),
         "a refused library's plugins must not be registered"

@@ -3,8 +3,8 @@
 //! options and bad sections are errors that name the section and key.
 
 use strata_compaction_leveled::LeveledOptions;
-use strata_core::registry::PluginOptions;
 use strata_core::{DbOptions, Durability};
+use strata_plugins::registry::PluginOptions;
 use strata_plugins::{PluginError, PluginKind, PluginSource, StackConfig, default_stack_toml};
 use strata_sstable_mmap::{Compression, MmapTableOptions};
 use strata_wal_file::FileWalOptions;

@@ -25,7 +25,6 @@ pub mod format;
 mod index;
 mod iter;
 mod options;
-mod plugin;
 mod reader;
 mod verify;
 

@@ -20,7 +20,6 @@ pub mod epochs;
 pub mod format;
 mod notify;
 mod options;
-mod plugin;
 mod reader;
 mod recovery;
 mod wal;

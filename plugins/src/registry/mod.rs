@@ -1,15 +1,15 @@
 //! Named component factories: what a plugin registers, and the ABI stamp a plugin
 //! library carries.
 //!
-//! A plugin crate depends on `strata-core` only. For each component it offers it
-//! submits one registration — a [`WalPlugin`], [`MemTablePlugin`], [`TablePlugin`] or
+//! A plugin crate depends on `strata-core` (the traits) and on this crate (the
+//! registration types). For each component it offers it submits one registration — a [`WalPlugin`], [`MemTablePlugin`], [`TablePlugin`] or
 //! [`CompactionPlugin`]: a name unique within its kind, a one-line description, and a
 //! `build` function turning [`PluginOptions`] into a factory. Registrations are
 //! collected at link time with [`inventory`]:
 //!
 //! ```
 //! use std::sync::Arc;
-//! use strata_core::registry::{BuildError, PluginOptions, WalPlugin};
+//! use strata_plugins::registry::{BuildError, PluginOptions, WalPlugin};
 //!
 //! #[derive(serde::Deserialize, Default)]
 //! #[serde(deny_unknown_fields, default)]
@@ -21,35 +21,41 @@
 //! #   Err(BuildError::Component(strata_core::Error::Config("demo".into())))
 //! }
 //!
-//! strata_core::registry::inventory::submit! {
+//! strata_plugins::registry::inventory::submit! {
 //!     WalPlugin { name: "my-wal", description: "An example WAL.", build }
 //! }
 //! ```
 //!
-//! The `strata-plugins` crate looks registrations up by name, assembles stacks from TOML
-//! and loads plugin libraries at run time; a library exports its registrations with
-//! [`declare_plugin!`](crate::declare_plugin).
+//! The rest of `strata-plugins` looks registrations up by name, assembles stacks from
+//! TOML and loads plugin libraries at run time; a library exports its registrations with
+//! [`declare_plugin!`](crate::declare_plugin). The components that come with Strata
+//! are registered by this crate (`wal = "file"`, `memtable = "skiplist"` and
+//! `"vector"`, `table = "mmap"`, `compaction = "leveled"` and `"tiered"`), so that
+//! their crates depend on `strata-core` alone.
 //!
 //! ## Options
 //!
 //! Options reach a plugin as [`PluginOptions`], a format-neutral tree
-//! ([`OptionValue`]), so that `strata-core` does not depend on a configuration format
-//! and so that the type crossing a library boundary is one `strata-core` defines.
+//! ([`OptionValue`]), so that plugins do not depend on a configuration format and so
+//! that the type crossing a library boundary is one this crate defines.
 //! [`PluginOptions::parse`] deserializes them with serde into the plugin's own options
 //! struct and reports an unknown or ill-typed key with its path
 //! (`segment_size_bytes: invalid type: string "big", expected u64`).
 //!
 //! ## The ABI stamp
 //!
-//! A plugin library and the host exchange Rust types (`Arc<dyn Wal>`, [`crate::Error`],
+//! A plugin library and the host exchange Rust types (`Arc<dyn Wal>`, [`strata_core::Error`],
 //! ...) whose layout Rust does not promise to keep across compilers or versions. A
 //! library therefore exports an [`AbiStamp`] — plain `#[repr(C)]` bytes that any
 //! version can read — naming the strata-core version, the rustc that built it and a
-//! fingerprint of the registration types and trait signatures. The loader compares it
+//! fingerprint of the shared types: a hash of the source text of the traits and types
+//! that cross the boundary, taken by this crate's build script (see [`fingerprint`]),
+//! mixed with their sizes and alignments. The loader compares it
 //! with its own [`AbiStamp::CURRENT`] and refuses a library that differs in any of the
 //! three before calling anything in it.
 
 mod abi;
+pub mod fingerprint;
 mod host_alloc;
 mod options;
 
@@ -57,16 +63,16 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use abi::{
-    ABI_FINGERPRINT, ABI_MAGIC, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiMismatch, AbiPart,
-    AbiStamp, ENTRY_SYMBOL,
+    ABI_FINGERPRINT, ABI_MAGIC, ABI_SOURCE_HASH, ABI_STAMP_SYMBOL, ABI_STAMP_VERSION, AbiMismatch,
+    AbiPart, AbiStamp, ENTRY_SYMBOL, fingerprint_of,
 };
 pub use host_alloc::{HOST_ALLOCATOR, HostAllocator, PluginAllocator, USE_HOST_ALLOCATOR_SYMBOL};
 pub use options::{BuildError, OptionValue, PluginOptions};
 
-use crate::compaction::CompactionPolicy;
-use crate::memtable::MemTableFactory;
-use crate::table::TableFormat;
-use crate::wal::WalFactory;
+use strata_core::CompactionPolicy;
+use strata_core::MemTableFactory;
+use strata_core::TableFormat;
+use strata_core::WalFactory;
 
 #[doc(hidden)]
 pub use inventory;
@@ -197,14 +203,14 @@ pub struct PluginDeclaration {
 ///
 /// ```no_run
 /// # use std::sync::Arc;
-/// use strata_core::registry::{BuildError, MemTablePlugin, PluginOptions};
+/// use strata_plugins::registry::{BuildError, MemTablePlugin, PluginOptions};
 /// # fn build(_: &PluginOptions) -> Result<Arc<dyn strata_core::MemTableFactory>, BuildError> {
 /// #     Err(BuildError::Component(strata_core::Error::Config("demo".into())))
 /// # }
 /// const EXAMPLE: MemTablePlugin =
 ///     MemTablePlugin { name: "example-btree", description: "An example.", build };
 ///
-/// strata_core::declare_plugin! {
+/// strata_plugins::declare_plugin! {
 ///     memtable: [EXAMPLE],
 /// }
 /// # fn main() {}

@@ -110,7 +110,7 @@ pub enum BuildError {
     /// The options parsed but the component refused them (out of range, inconsistent)
     /// or failed to start.
     #[error(transparent)]
-    Component(#[from] crate::Error),
+    Component(#[from] strata_core::Error),
 }
 
 // ----- the deserializer behind `PluginOptions::parse` -----

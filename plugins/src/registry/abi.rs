@@ -3,9 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::fingerprint::fnv1a;
 use super::options::{BuildError, OptionValue, PluginOptions};
 use super::{CompactionPlugin, MemTablePlugin, PluginDeclaration, TablePlugin, WalPlugin};
-use crate::wal::WalFactory;
+use strata_core::WalFactory;
 
 /// Name of the `#[repr(C)]` [`AbiStamp`] static a plugin library exports.
 pub const ABI_STAMP_SYMBOL: &str = "STRATA_PLUGIN_ABI";
@@ -60,7 +61,7 @@ pub struct AbiStamp {
     pub magic: [u8; 8],
     /// Layout version of this struct (1). Read before any field after it.
     pub stamp_version: u32,
-    /// strata-core's `CARGO_PKG_VERSION`.
+    /// strata-core's version ([`strata_core::VERSION`]).
     pub core_version: [u8; 32],
     /// `rustc --version` and the target triple of the compiler that built strata-core.
     pub rustc: [u8; 128],
@@ -73,44 +74,22 @@ pub const ABI_MAGIC: [u8; 8] = *b"STRATAPL";
 /// The [`AbiStamp`] layout version this crate writes and reads.
 pub const ABI_STAMP_VERSION: u32 = 1;
 
-/// What the fingerprint covers: every type and signature that crosses the library
-/// boundary. IMPORTANT: edit this text (and bump the `abi/N` prefix) whenever a trait,
-/// a registration struct or a shared type changes shape, even when the sizes hashed
-/// next to it stay the same.
-const ABI_SIGNATURES: &str = "abi/2;\
-    host_allocator:extern C fn(Option<&HostAllocator>)->bool called before entry;\
-    WalFactory{open(&self,Arc<dyn FileSystem>,&Path)->Result<Arc<dyn Wal>>;name()->&'static str};\
-    Wal{append(&[u8],u32,Durability)->Result<SeqNo>;sync;last_seq;read_from(SeqNo)->Result<Box<dyn WalReader>>;checkpoint(SeqNo);recovery()->WalRecovery;files()->Result<Vec<PathBuf>>};\
-    WalReader{next_batch;wait_next(Duration)};\
-    MemTableFactory{create()->Arc<dyn MemTable>;name};\
-    MemTable{insert(&[u8],SeqNo,ValueKind,&[u8]);get(&[u8],SeqNo)->Option<Lookup>;range(Arc<Self>,KeyRange,SeqNo)->EntryIter;memory_bytes;len;is_empty;max_seq};\
-    TableFormat{name;builder(Arc<dyn File>,FileNo)->Result<Box<dyn TableBuilder>>;open(Arc<dyn File>,FileNo)->Result<Arc<dyn Table>>};\
-    TableBuilder{add;estimated_size;entries;finish(Box<Self>)->Result<TableMeta>};\
-    Table{meta;get;range;verify()->Vec<Error>};\
-    CompactionPolicy{name;levels;pick(&LevelsView,&HashSet<FileNo>)->Option<CompactionTask>};\
-    FileSystem+File;\
-    build:fn(&PluginOptions)->Result<Arc<dyn _>,BuildError>";
+// `ABI_SOURCE_HASH` (and, for tests, `CORE_SRC_DIR`): written by build.rs.
+include!(concat!(env!("OUT_DIR"), "/abi_source.rs"));
 
-const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-        i += 1;
-    }
-    hash
-}
-
+/// Mixes a size or alignment into a hash.
 const fn mix(hash: u64, n: usize) -> u64 {
     fnv1a(hash, &(n as u64).to_le_bytes())
 }
 
-/// Hash of the trait and registration signatures (a constant text next to this item)
-/// and of the size and alignment of every type that crosses
-/// the library boundary by value or behind a pointer the host dereferences.
-pub const ABI_FINGERPRINT: u64 = {
+/// The fingerprint of a build whose ABI source files hash to `source_hash` (see
+/// [`fingerprint`](super::fingerprint)): that hash, the protocol (the allocator loan
+/// before the entry point) and the size and alignment of every type that crosses the
+/// library boundary by value or behind a pointer the host dereferences (which also
+/// catches a changed dependency, `bytes::Bytes` say, whose source is not hashed).
+pub const fn fingerprint_of(source_hash: u64) -> u64 {
     use std::mem::{align_of, size_of};
-    let mut h = fnv1a(0xcbf2_9ce4_8422_2325, ABI_SIGNATURES.as_bytes());
+    let mut h = fnv1a(source_hash, b"abi/3;host_allocator before entry");
     macro_rules! layout {
         ($($t:ty),* $(,)?) => { $( h = mix(mix(h, size_of::<$t>()), align_of::<$t>()); )* };
     }
@@ -124,30 +103,35 @@ pub const ABI_FINGERPRINT: u64 = {
         PluginOptions,
         OptionValue,
         BuildError,
-        crate::Error,
-        crate::memtable::Entry,
-        crate::memtable::Lookup,
-        crate::table::TableMeta,
-        crate::wal::WalBatch,
-        crate::wal::WalRecovery,
-        crate::compaction::LevelsView,
-        crate::compaction::CompactionTask,
-        crate::types::SeqNo,
-        crate::types::ValueKind,
-        crate::types::Durability,
+        strata_core::Error,
+        strata_core::memtable::Entry,
+        strata_core::memtable::Lookup,
+        strata_core::table::TableMeta,
+        strata_core::wal::WalBatch,
+        strata_core::wal::WalRecovery,
+        strata_core::compaction::LevelsView,
+        strata_core::compaction::CompactionTask,
+        strata_core::types::SeqNo,
+        strata_core::types::ValueKind,
+        strata_core::types::Durability,
         bytes::Bytes,
         Arc<dyn WalFactory>,
-        std::collections::HashSet<crate::table::FileNo>,
+        std::collections::HashSet<strata_core::table::FileNo>,
     );
     h
-};
+}
+
+/// The fingerprint of this build: [`fingerprint_of`] the hash build.rs took of the
+/// source files that define the shared traits and types, so that no edit of them ships
+/// under an old fingerprint.
+pub const ABI_FINGERPRINT: u64 = fingerprint_of(ABI_SOURCE_HASH);
 
 impl AbiStamp {
     /// The stamp of this build of strata-core.
     pub const CURRENT: AbiStamp = AbiStamp {
         magic: ABI_MAGIC,
         stamp_version: ABI_STAMP_VERSION,
-        core_version: Self::text(env!("CARGO_PKG_VERSION")),
+        core_version: Self::text(strata_core::VERSION),
         rustc: Self::text(env!("STRATA_RUSTC_VERSION")),
         fingerprint: Self::fingerprint_text(ABI_FINGERPRINT),
     };
@@ -164,7 +148,9 @@ impl AbiStamp {
         out
     }
 
-    const fn fingerprint_text(hash: u64) -> [u8; 64] {
+    /// The [`fingerprint`](Self::fingerprint) field for a fingerprint hash:
+    /// `strata-abi-1:` and 16 hex digits.
+    pub const fn fingerprint_text(hash: u64) -> [u8; 64] {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = Self::text::<64>("strata-abi-1:");
         let prefix = "strata-abi-1:".len();
@@ -240,7 +226,7 @@ mod tests {
     fn stamps_compare_part_by_part() {
         let host = AbiStamp::CURRENT;
         assert_eq!(host.check(&host), Ok(()));
-        assert_eq!(host.core_version(), env!("CARGO_PKG_VERSION"));
+        assert_eq!(host.core_version(), strata_core::VERSION);
         assert!(host.rustc().starts_with("rustc "), "{}", host.rustc());
         assert!(host.fingerprint().starts_with("strata-abi-1:"), "{}", host.fingerprint());
         let cases = [
@@ -253,6 +239,87 @@ mod tests {
             let err = host.check(&library).expect_err("a changed stamp must be refused");
             assert_eq!(err.part, part);
             assert!(err.to_string().contains(&part.to_string()), "{err}");
+        }
+    }
+
+    fn plugins_src() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    }
+
+    #[test]
+    fn the_stamp_is_derived_from_the_sources_in_the_tree() {
+        let core_src = std::path::Path::new(CORE_SRC_DIR);
+        let hash = super::super::fingerprint::hash_sources(core_src, &plugins_src())
+            .expect("the ABI source files are readable");
+        assert_eq!(hash, ABI_SOURCE_HASH, "build.rs hashed other sources than these");
+        assert_eq!(
+            AbiStamp::CURRENT.fingerprint,
+            AbiStamp::fingerprint_text(fingerprint_of(hash)),
+            "the stamp carries the fingerprint of the hashed sources"
+        );
+    }
+
+    /// Copies the ABI source files into a temporary tree, applies `edit` to one of them
+    /// and returns the stamp a build of that tree would carry.
+    fn stamp_after_edit(name: &str, edit: impl FnOnce(String) -> String) -> AbiStamp {
+        use super::super::fingerprint::{abi_files, hash_sources};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (core, plugins) = (tmp.path().join("core"), tmp.path().join("plugins"));
+        let originals = abi_files(std::path::Path::new(CORE_SRC_DIR), &plugins_src());
+        let mut edit = Some(edit);
+        for ((file, from), (_, to)) in originals.iter().zip(abi_files(&core, &plugins)) {
+            let text = std::fs::read_to_string(from).expect("read ABI source");
+            let text = match edit.take_if(|_| file == name) {
+                Some(edit) => edit(text),
+                None => text,
+            };
+            std::fs::create_dir_all(to.parent().expect("a file has a parent")).expect("mkdir");
+            std::fs::write(&to, text).expect("write copy");
+        }
+        assert!(edit.is_none(), "{name} is not one of the ABI source files");
+        let hash = hash_sources(&core, &plugins).expect("hash the copy");
+        AbiStamp {
+            fingerprint: AbiStamp::fingerprint_text(fingerprint_of(hash)),
+            ..AbiStamp::CURRENT
+        }
+    }
+
+    #[test]
+    fn editing_a_shared_trait_changes_the_fingerprint() {
+        let host = AbiStamp::CURRENT;
+        // Unchanged copy: same stamp.
+        assert_eq!(host.check(&stamp_after_edit("core/wal.rs", |t| t)), Ok(()));
+        // Documentation and layout only: same stamp.
+        let doc_only = stamp_after_edit("core/fs/mod.rs", |t| {
+            t.replacen("pub trait File", "/// More words.\n\n  pub trait File", 1)
+        });
+        assert_eq!(host.check(&doc_only), Ok(()));
+        // A new method on `File` (which once did not change the hand-written text).
+        let new_method = stamp_after_edit("core/fs/mod.rs", |t| {
+            let at = t.find("pub trait File").expect("fs/mod.rs defines File");
+            let brace = at + t[at..].find('{').expect("the trait has a body");
+            format!("{}{{\n    fn extra(&self) -> u64;{}", &t[..brace], &t[brace + 1..])
+        });
+        let err = host.check(&new_method).expect_err("a new trait method must change the stamp");
+        assert_eq!(err.part, AbiPart::Fingerprint);
+        // A changed signature in another shared file, and in a registration type.
+        for (file, from, to) in [
+            (
+                "core/memtable.rs",
+                "fn memory_bytes(&self) -> usize",
+                "fn memory_bytes(&self) -> u64",
+            ),
+            (
+                "plugins/registry/mod.rs",
+                "pub description: &'static str,",
+                "pub about: &'static str,",
+            ),
+        ] {
+            let stamp = stamp_after_edit(file, |t| {
+                assert!(t.contains(from), "{file} no longer contains {from:?}: update this test");
+                t.replacen(from, to, 1)
+            });
+            assert_eq!(host.check(&stamp).map_err(|e| e.part), Err(AbiPart::Fingerprint), "{file}");
         }
     }
 }

@@ -1,0 +1,134 @@
+//! The components that come with Strata, registered by name: `wal = "file"`,
+//! `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
+//! and `"tiered"`.
+//!
+//! They are registered here rather than in their own crates so that those depend on
+//! `strata-core` alone (the registry lives in this crate, which depends on them).
+//! Each plugin's options are the fields of the component's options struct, parsed with
+//! [`PluginOptions::parse`] and checked by the component's constructor.
+
+use std::sync::Arc;
+
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_compaction_tiered::{TieredOptions, TieredPolicy};
+use strata_core::{CompactionPolicy, MemTableFactory, TableFormat, WalFactory};
+use strata_memtable_skiplist::SkipListFactory;
+use strata_memtable_vector::VectorFactory;
+use strata_sstable_mmap::{MmapTableFormat, MmapTableOptions};
+use strata_wal_file::{FileWalFactory, FileWalOptions};
+
+use crate::registry::{
+    BuildError, CompactionPlugin, MemTablePlugin, PluginOptions, TablePlugin, WalPlugin, inventory,
+};
+
+/// Every build function of this module, for [`crate::lookup`] to reference so that
+/// a linker keeps the registrations.
+pub(crate) const BUILD_FNS: (
+    fn(&PluginOptions) -> Result<Arc<dyn WalFactory>, BuildError>,
+    [fn(&PluginOptions) -> Result<Arc<dyn MemTableFactory>, BuildError>; 2],
+    fn(&PluginOptions) -> Result<Arc<dyn TableFormat>, BuildError>,
+    [fn(&PluginOptions) -> Result<Arc<dyn CompactionPolicy>, BuildError>; 2],
+) = (file_wal, [skiplist, vector], mmap_table, [leveled, tiered]);
+
+/// `wal = "file"`: options are the fields of [`FileWalOptions`]
+/// (`segment_size_bytes`, `preallocate`, `retention_bytes`).
+fn file_wal(options: &PluginOptions) -> Result<Arc<dyn WalFactory>, BuildError> {
+    let options: FileWalOptions = options.parse()?;
+    Ok(Arc::new(FileWalFactory::new(options)))
+}
+
+inventory::submit! {
+    WalPlugin {
+        name: "file",
+        description: "Segmented file WAL with CRC32 records, preallocation and group commit.",
+        build: file_wal,
+    }
+}
+
+/// Refuses any option: a memtable that takes none (the engine's
+/// `memtable_size_bytes` decides when it is rotated).
+fn no_options(options: &PluginOptions, what: &str) -> Result<(), BuildError> {
+    match options.iter().next() {
+        Some((key, _)) => Err(BuildError::Option {
+            key: key.to_owned(),
+            message: format!("unknown option: the {what} memtable takes no options"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// `memtable = "skiplist"`: no options.
+fn skiplist(options: &PluginOptions) -> Result<Arc<dyn MemTableFactory>, BuildError> {
+    no_options(options, "skiplist")?;
+    Ok(Arc::new(SkipListFactory))
+}
+
+inventory::submit! {
+    MemTablePlugin {
+        name: "skiplist",
+        description: "Lock-free concurrent memtable on crossbeam-skiplist.",
+        build: skiplist,
+    }
+}
+
+/// `memtable = "vector"`: no options.
+fn vector(options: &PluginOptions) -> Result<Arc<dyn MemTableFactory>, BuildError> {
+    no_options(options, "vector")?;
+    Ok(Arc::new(VectorFactory))
+}
+
+inventory::submit! {
+    MemTablePlugin {
+        name: "vector",
+        description: "Append-optimized memtable for sequential keys (order ids, timestamps).",
+        build: vector,
+    }
+}
+
+/// `table = "mmap"`: options are the fields of [`MmapTableOptions`] (`block_size`,
+/// `bloom_bits_per_key`, `compression = "none" | "lz4"`), checked with
+/// [`MmapTableOptions::validate`].
+fn mmap_table(options: &PluginOptions) -> Result<Arc<dyn TableFormat>, BuildError> {
+    let options: MmapTableOptions = options.parse()?;
+    options.validate()?;
+    Ok(Arc::new(MmapTableFormat::new(options)))
+}
+
+inventory::submit! {
+    TablePlugin {
+        name: "mmap",
+        description: "Block-based SSTable with bloom filter, sparse index, optional LZ4 and an mmap reader.",
+        build: mmap_table,
+    }
+}
+
+/// `compaction = "leveled"`: options are the fields of [`LeveledOptions`], checked by
+/// [`LeveledPolicy::new`]. (`max_compaction_bytes` can be set but not unset:
+/// configuration formats have no null.)
+fn leveled(options: &PluginOptions) -> Result<Arc<dyn CompactionPolicy>, BuildError> {
+    let options: LeveledOptions = options.parse()?;
+    Ok(Arc::new(LeveledPolicy::new(options)?))
+}
+
+inventory::submit! {
+    CompactionPlugin {
+        name: "leveled",
+        description: "Leveled compaction (LevelDB/RocksDB shape) with dynamic level targets.",
+        build: leveled,
+    }
+}
+
+/// `compaction = "tiered"`: options are the fields of [`TieredOptions`], checked by
+/// [`TieredPolicy::new`].
+fn tiered(options: &PluginOptions) -> Result<Arc<dyn CompactionPolicy>, BuildError> {
+    let options: TieredOptions = options.parse()?;
+    Ok(Arc::new(TieredPolicy::new(options)?))
+}
+
+inventory::submit! {
+    CompactionPlugin {
+        name: "tiered",
+        description: "Size-tiered (universal) compaction: low write amplification for write-heavy, rarely-read data.",
+        build: tiered,
+    }
+}
