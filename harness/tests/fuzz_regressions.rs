@@ -1,7 +1,7 @@
 //! The fuzz targets of `fuzz/` as plain tests, for CI on stable Rust.
 //!
 //! libFuzzer needs `cargo fuzz` and instrumentation that CI does not run, so the target
-//! bodies live in `fuzz/src/checks.rs` and are included here verbatim. This test feeds
+//! bodies live in `fuzz/src/checks/` (one file per target) and are compiled here as they are. This test feeds
 //! them
 //!
 //! - every input saved under `fuzz/regressions/<target>/` (crashes libFuzzer found,
@@ -10,7 +10,7 @@
 //!   [`seeds`] with bytes flipped, overwritten, inserted, removed and truncated.
 //!
 //! A decoder that panics, overflows, or answers against its contract (see each target's
-//! docs in `checks.rs`) fails the test, which names the target and prints the input in
+//! docs in `fuzz/src/checks/`) fails the test, which names the target and prints the input in
 //! hex so it can be saved as a regression file.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-mod checks {
-    include!("../../fuzz/src/checks.rs");
-}
+#[path = "../../fuzz/src/checks/mod.rs"]
+mod checks;
 
 use checks::{Cursor, TARGETS, seeds};
 

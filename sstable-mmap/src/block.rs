@@ -10,9 +10,40 @@ use bytes::Bytes;
 use strata_core::{Error, Result, SeqNo, ValueKind, compare_internal};
 
 use crate::format::{
-    BLOCK_TRAILER_LEN, Compression, ENTRY_FIXED_LEN, MAX_KEY_LEN, MAX_RAW_BLOCK_LEN, MAX_VALUE_LEN,
+    BLOCK_TRAILER_LEN, ENTRY_FIXED_LEN, MAX_KEY_LEN, MAX_RAW_BLOCK_LEN, MAX_VALUE_LEN,
     RESTART_INTERVAL, get_varint, put_varint, read_u32, read_u64, varint_len,
 };
+
+/// Block compression (the on-disk tag of a data block).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Blocks are stored as they are. Values are served straight from the mapped file.
+    #[default]
+    None,
+    /// Blocks are LZ4-compressed (block format) when that makes them smaller; a reader
+    /// decompresses a block into one heap buffer and serves values as slices of it.
+    Lz4,
+}
+
+impl Compression {
+    /// The on-disk tag.
+    pub const fn tag(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Lz4 => 1,
+        }
+    }
+
+    /// Decodes an on-disk tag; `None` for an unknown tag.
+    pub const fn from_tag(tag: u8) -> Option<Compression> {
+        match tag {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Lz4),
+            _ => None,
+        }
+    }
+}
 
 /// Encoded size of an entry inside a block.
 pub(crate) fn entry_len(key_len: usize, value_len: usize) -> usize {

@@ -9,7 +9,12 @@
 //! [`crate::format::VERSION`], and it reads words as little endian so every platform
 //! computes the same bits.
 
+use std::path::Path;
+
 use bytes::Bytes;
+use strata_core::{Error, Result};
+
+use crate::format::{FILTER_TAG, SectionHandle, read_u32, section_body};
 
 /// Largest hash count a filter may use; bounds the work a damaged filter can cause.
 pub const MAX_HASHES: u32 = 30;
@@ -177,6 +182,26 @@ impl BloomFilter {
         }
         let k = f64::from(k);
         (1.0 - (-k / f64::from(bits_per_key)).exp()).powf(k)
+    }
+}
+
+/// Checks the filter section and wraps its bit array in place.
+pub(crate) fn parse_filter(
+    path: &Path,
+    data: &Bytes,
+    handle: SectionHandle,
+) -> Result<BloomFilter> {
+    let body = section_body(path, data, handle, FILTER_TAG)?;
+    let at = body.start as u64;
+    let body = data.slice(body);
+    let k = body.get(..4).map(|b| read_u32(b, 0));
+    match k {
+        Some(k) if k <= MAX_HASHES => Ok(BloomFilter::from_parts(k, body.slice(4..))),
+        _ => Err(Error::corruption(
+            path,
+            at,
+            format!("filter holds an invalid hash count {k:?} (at most {MAX_HASHES})"),
+        )),
     }
 }
 

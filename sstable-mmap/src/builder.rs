@@ -14,8 +14,10 @@ use crate::block::{BlockBuilder, entry_len};
 use crate::bloom::{BloomFilter, key_hash};
 use crate::format::{
     FILTER_TAG, FOOTER_LEN, Footer, INDEX_ENTRY_FIXED_LEN, INDEX_TAG, MAX_KEY_LEN, MAX_VALUE_LEN,
-    META_FIXED_LEN, META_TAG, Properties, SECTION_OVERHEAD, encode_index_entry, encode_section,
+    META_FIXED_LEN, META_TAG, SECTION_OVERHEAD, encode_section,
 };
+use crate::index::encode_index_entry;
+use crate::meta::Properties;
 use crate::options::MmapTableOptions;
 
 /// Pending output is written once it reaches this size: few large writes, bounded

@@ -1,4 +1,6 @@
-//! The sparse index, used in place over the file bytes.
+//! The sparse index: its entries' encoding (one per data block, the block's handle and
+//! last internal key; layout in [`crate::format`]) and the section used in place over
+//! the file bytes.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -7,9 +9,66 @@ use bytes::Bytes;
 use strata_core::{Error, Result, SeqNo, compare_internal};
 
 use crate::format::{
-    BLOCK_TRAILER_LEN, INDEX_ENTRY_FIXED_LEN, IndexEntry, MAX_STORED_BLOCK_LEN, decode_index_entry,
-    read_u32,
+    BLOCK_TRAILER_LEN, Footer, INDEX_ENTRY_FIXED_LEN, INDEX_TAG, MAX_KEY_LEN, MAX_STORED_BLOCK_LEN,
+    read_u32, read_u64, section_body,
 };
+
+/// Appends an index entry for a block.
+pub fn encode_index_entry(
+    out: &mut Vec<u8>,
+    offset: u64,
+    len: u32,
+    last_key: &[u8],
+    last_seq: u64,
+) {
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&last_seq.to_le_bytes());
+    // Keys are at most MAX_KEY_LEN (checked in `add`), so this never saturates.
+    out.extend_from_slice(&u32::try_from(last_key.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(last_key);
+}
+
+/// One decoded index entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry<'a> {
+    /// Offset of the block.
+    pub offset: u64,
+    /// Length of the block on disk, trailer included.
+    pub len: u32,
+    /// Sequence of the block's last entry.
+    pub last_seq: u64,
+    /// User key of the block's last entry.
+    pub last_key: &'a [u8],
+    /// Size of this index entry.
+    pub size: usize,
+}
+
+/// Decodes the index entry at `pos` of `body`; `None` if it does not fit.
+#[inline]
+pub fn decode_index_entry(body: &[u8], pos: usize) -> Option<IndexEntry<'_>> {
+    let fixed = body.get(pos..pos.checked_add(INDEX_ENTRY_FIXED_LEN)?)?;
+    let key_len = read_u32(fixed, 20) as usize;
+    if key_len > MAX_KEY_LEN {
+        return None;
+    }
+    let key_at = pos + INDEX_ENTRY_FIXED_LEN;
+    let last_key = body.get(key_at..key_at + key_len)?;
+    Some(IndexEntry {
+        offset: read_u64(fixed, 0),
+        len: read_u32(fixed, 8),
+        last_seq: read_u64(fixed, 12),
+        last_key,
+        size: INDEX_ENTRY_FIXED_LEN + key_len,
+    })
+}
+
+/// Checks the index section and the block handles it holds.
+pub(crate) fn parse_index(path: &Path, data: &Bytes, footer: &Footer) -> Result<Index> {
+    let body = section_body(path, data, footer.index, INDEX_TAG)?;
+    let at = body.start as u64;
+    Index::parse(path, data.slice(body), at, footer.index.offset)
+}
 
 /// The index section used in place: entries are decoded from the file bytes on each
 /// probe; only their positions are kept on the heap (4 bytes per block).

@@ -22,8 +22,9 @@ mod block;
 pub mod bloom;
 mod builder;
 pub mod format;
-mod index;
+pub mod index;
 mod iter;
+pub mod meta;
 mod options;
 mod reader;
 mod verify;
@@ -33,9 +34,9 @@ use std::sync::Arc;
 use strata_core::fs::File;
 use strata_core::{FileNo, Result, Table, TableBuilder, TableFormat};
 
+pub use block::Compression;
 pub use bloom::BloomFilter;
 pub use builder::MmapTableBuilder;
-pub use format::Compression;
 pub use options::{
     DEFAULT_BLOCK_SIZE, DEFAULT_BLOOM_BITS_PER_KEY, MAX_BLOOM_BITS_PER_KEY, MmapTableOptions,
 };

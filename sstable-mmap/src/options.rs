@@ -2,7 +2,8 @@
 
 use strata_core::{Error, Result};
 
-use crate::format::{Compression, MAX_BLOCK_SIZE};
+use crate::block::Compression;
+use crate::format::MAX_BLOCK_SIZE;
 
 /// Default target size of a data block in bytes.
 pub const DEFAULT_BLOCK_SIZE: usize = 4096;
@@ -34,7 +35,7 @@ pub struct MmapTableOptions {
     /// whole output dirty until the final fdatasync, which sends it to the disk in one
     /// burst: a `Sync` WAL write's fdatasync queued behind a 128 MiB burst waited tens
     /// of milliseconds. Like RocksDB's `bytes_per_sync`. Default
-    /// [`DEFAULT_WRITEBACK_BYTES`].
+    /// `DEFAULT_WRITEBACK_BYTES`.
     pub writeback_bytes: u64,
 }
 

@@ -13,12 +13,11 @@ use strata_core::{
 };
 
 use crate::block::{BlockView, malformed, read_block};
-use crate::bloom::{BloomFilter, MAX_HASHES};
-use crate::format::{
-    FILTER_TAG, Footer, INDEX_TAG, META_TAG, Properties, SectionHandle, read_u32, section_body,
-};
-use crate::index::Index;
+use crate::bloom::{BloomFilter, parse_filter};
+use crate::format::Footer;
+use crate::index::{Index, parse_index};
 use crate::iter::RangeIter;
+use crate::meta::{Properties, parse_meta};
 use crate::verify::verify_table;
 
 /// Maps a table file read-only and hands the map to `Bytes`, so every value served
@@ -50,40 +49,6 @@ struct Parsed {
     props: Properties,
     index: Index,
     filter: BloomFilter,
-}
-
-/// Checks the index section and the block handles it holds.
-pub(crate) fn parse_index(path: &Path, data: &Bytes, footer: &Footer) -> Result<Index> {
-    let body = section_body(path, data, footer.index, INDEX_TAG)?;
-    let at = body.start as u64;
-    Index::parse(path, data.slice(body), at, footer.index.offset)
-}
-
-/// Checks the filter section and wraps its bit array in place.
-pub(crate) fn parse_filter(
-    path: &Path,
-    data: &Bytes,
-    handle: SectionHandle,
-) -> Result<BloomFilter> {
-    let body = section_body(path, data, handle, FILTER_TAG)?;
-    let at = body.start as u64;
-    let body = data.slice(body);
-    let k = body.get(..4).map(|b| read_u32(b, 0));
-    match k {
-        Some(k) if k <= MAX_HASHES => Ok(BloomFilter::from_parts(k, body.slice(4..))),
-        _ => Err(Error::corruption(
-            path,
-            at,
-            format!("filter holds an invalid hash count {k:?} (at most {MAX_HASHES})"),
-        )),
-    }
-}
-
-/// Checks and decodes the meta section.
-pub(crate) fn parse_meta(path: &Path, data: &Bytes, handle: SectionHandle) -> Result<Properties> {
-    let body = section_body(path, data, handle, META_TAG)?;
-    let at = body.start as u64;
-    Properties::decode(path, data.get(body).unwrap_or_default(), at)
 }
 
 fn parse(path: &Path, data: &Bytes) -> Result<Parsed> {

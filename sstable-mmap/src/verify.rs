@@ -8,9 +8,10 @@ use bytes::Bytes;
 use strata_core::{Error, SeqNo, ValueKind, compare_internal};
 
 use crate::block::{BlockView, malformed, read_block};
-use crate::bloom::BloomFilter;
-use crate::format::{Footer, IndexEntry, Properties};
-use crate::reader::{parse_filter, parse_index, parse_meta};
+use crate::bloom::{BloomFilter, parse_filter};
+use crate::format::Footer;
+use crate::index::{IndexEntry, parse_index};
+use crate::meta::{Properties, parse_meta};
 
 /// What the blocks hold, tallied while walking them.
 #[derive(Default)]

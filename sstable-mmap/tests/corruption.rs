@@ -10,8 +10,9 @@ use common::{Env, assert_corruption, simple_entries};
 use proptest::prelude::*;
 use strata_core::{Entry, Error, Lookup, SeqNo, Table, ValueKind};
 use strata_sstable_mmap::format::{
-    FILTER_TAG, FOOTER_LEN, Footer, INDEX_TAG, META_TAG, Properties, encode_section, read_u64,
+    FILTER_TAG, FOOTER_LEN, Footer, INDEX_TAG, META_TAG, encode_section, read_u64,
 };
+use strata_sstable_mmap::meta::Properties;
 use strata_sstable_mmap::{Compression, MmapTableOptions};
 
 /// 200 entries of 123 bytes in 256-byte blocks: block `j` holds keys `2j` and `2j + 1`.
