@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod cluster;
 mod inspect;
 mod serve;
 mod subscribe;
@@ -40,6 +41,12 @@ enum Command {
     /// Tail a topic over TCP or the WebSocket gateway: print each frame as JSON, or
     /// live statistics (rate, gaps, latency percentiles) with --stats.
     Subscribe(subscribe::SubscribeArgs),
+    /// Show a replication node's state (`strata serve` with [replication]): role,
+    /// epoch, last and durable sequence, mode, in-sync set, each replica's position
+    /// and lag. ADDR is its replication address; exits 1 when it does not answer.
+    Status(cluster::StatusArgs),
+    /// Operator commands to replication nodes: remove-replica, promote.
+    Cluster(cluster::ClusterArgs),
 }
 
 /// mimalloc instead of glibc's malloc. A store's flush thread drops each flushed
@@ -98,6 +105,8 @@ fn run() -> anyhow::Result<()> {
         Command::Plugins(args) => list_plugins(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Subscribe(args) => subscribe::run(&args),
+        Command::Status(args) => cluster::status(&args),
+        Command::Cluster(args) => cluster::cluster(&args),
     }
 }
 

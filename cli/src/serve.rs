@@ -24,7 +24,19 @@
 //!
 //! [feed]                         # optional: synthetic trades written into the store
 //! rate = 1000                    # trades per second
+//!
+//! [replication]                  # optional: run the store as a replication node
+//! role = "primary"               # or "replica" (then `primary = "host:port"`)
+//! name = "a"                     # default: <hostname>-<listen port>
+//! listen = "127.0.0.1:7400"      # replicas and operator requests (`strata status`)
+//! mode = "async"                 # or "sync"; a primary's acknowledgement rule
+//! min_in_sync = 1
 //! ```
+//!
+//! With `[replication]`, the store is opened by a [`strata_replication::Node`]: a
+//! primary's feed writes through [`Node::write`] (acknowledged by the mode's rule); a
+//! replica follows its primary and serves reads and subscriptions at its applied
+//! sequence, and has no feed (writes go to the primary).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,11 +46,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use strata_core::{
-    Db, Durability, LogBound, PublisherOptions, SeqNo, SlowSubscriberPolicy, StreamId,
-    SubscriberOptions, Transport, WriteBatch,
+    Db, Durability, Epoch, HistoryCheck, LogBound, PublisherOptions, SeqNo, SlowSubscriberPolicy,
+    StreamId, SubscriberOptions, Transport, WalBatch, WalReader, WriteBatch,
 };
-use strata_gateway_ws::{Gateway, GatewayConfig, PayloadFormat, TopicSpec};
+use strata_gateway_ws::{CommitLog, Gateway, GatewayConfig, PayloadFormat, TopicSpec};
 use strata_plugins::StackConfig;
+use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 use strata_stream::{CommitStream, LocalTransport, Message, Side, TradeEvent};
 use strata_transport_iceoryx::{IceoryxConfig, IceoryxTransport};
 use strata_transport_tcp::TcpTransport;
@@ -76,6 +89,8 @@ pub struct ServeConfig {
     pub iceoryx: Option<IceoryxSection>,
     /// `[feed]`.
     pub feed: Option<FeedSection>,
+    /// `[replication]`.
+    pub replication: Option<ReplicationSection>,
 }
 
 /// `[store]`.
@@ -236,6 +251,43 @@ pub struct FeedSection {
     pub durability: String,
 }
 
+/// `[replication]`: run the store as a replication node (see `strata_replication`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationSection {
+    /// `primary` or `replica`.
+    pub role: String,
+    /// The node's name; replicas are known by it in the primary's in-sync set, so it
+    /// must stay the same across restarts. Default: `<hostname>-<listen port>`.
+    pub name: Option<String>,
+    /// Where the node listens for replicas and operator requests.
+    #[serde(default = "default_replication_listen")]
+    pub listen: String,
+    /// A replica's primary (`host:port`, its `listen`). Required for a replica.
+    pub primary: Option<String>,
+    /// `async` (acknowledge once durable here) or `sync` (and on the in-sync set).
+    #[serde(default = "default_replication_mode")]
+    pub mode: String,
+    /// In sync mode, how many replicas the in-sync set must hold.
+    #[serde(default = "default_min_in_sync")]
+    pub min_in_sync: usize,
+    /// How often an idle primary tells replicas where it is, in milliseconds.
+    pub heartbeat_ms: Option<u64>,
+    /// In sync mode, how long a write waits for the in-sync set before it is reported
+    /// unreplicated (default: as long as it takes).
+    pub sync_timeout_ms: Option<u64>,
+}
+
+fn default_replication_listen() -> String {
+    "127.0.0.1:7400".into()
+}
+fn default_replication_mode() -> String {
+    "async".into()
+}
+fn default_min_in_sync() -> usize {
+    1
+}
+
 fn default_batch() -> u32 {
     10
 }
@@ -260,6 +312,9 @@ struct Plan {
     tcp: Option<(String, PublisherOptions)>,
     iceoryx: Option<(String, PublisherOptions)>,
     feed: Option<Feed>,
+    replication: Option<NodeConfig>,
+    /// Why a configured feed does not run (a replica takes no writes).
+    feed_disabled: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -390,6 +445,19 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         f.rate = rate;
     }
     feed.take_if(|f| f.rate == 0);
+    let replication = match &config.replication {
+        None => None,
+        Some(r) => Some(replication(r)?),
+    };
+    let mut feed_disabled = None;
+    if let Some(NodeConfig { role: RoleConfig::Replica { primary }, .. }) = &replication
+        && feed.take().is_some()
+    {
+        feed_disabled = Some(format!(
+            "feed: not started: this node is a replica and takes no writes (they go to the \
+             primary at {primary})"
+        ));
+    }
     Ok(Plan {
         dir: base.join(&config.store.dir),
         stack,
@@ -403,7 +471,86 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         tcp,
         iceoryx,
         feed,
+        replication,
+        feed_disabled,
     })
+}
+
+/// The machine's host name, or `node`.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+/// Checks `[replication]` and turns it into a node configuration.
+fn replication(r: &ReplicationSection) -> anyhow::Result<NodeConfig> {
+    let listen = std::net::ToSocketAddrs::to_socket_addrs(r.listen.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| {
+            format!(
+                "[replication] listen = {:?}: not an address to listen on (expected \
+                 \"host:port\", e.g. \"127.0.0.1:7400\")",
+                r.listen
+            )
+        })?;
+    let role = match (r.role.as_str(), &r.primary) {
+        ("primary", None) => RoleConfig::Primary,
+        ("primary", Some(p)) => bail!(
+            "[replication] primary = {p:?} is only for role = \"replica\"; a primary has none"
+        ),
+        ("replica", None) => bail!(
+            "[replication] primary is required for role = \"replica\": the primary's \
+             replication address, e.g. primary = \"127.0.0.1:7400\""
+        ),
+        ("replica", Some(p)) => {
+            let resolves = std::net::ToSocketAddrs::to_socket_addrs(p.as_str())
+                .is_ok_and(|mut a| a.next().is_some());
+            if !resolves {
+                bail!("[replication] primary = {p:?}: not an address (expected \"host:port\")");
+            }
+            RoleConfig::Replica { primary: p.clone() }
+        }
+        (other, _) => {
+            bail!("[replication] role = {other:?}: expected \"primary\" or \"replica\"")
+        }
+    };
+    let mode = match r.mode.as_str() {
+        "async" => Mode::Async,
+        "sync" => Mode::Sync,
+        other => bail!("[replication] mode = {other:?}: expected \"async\" or \"sync\""),
+    };
+    let name = match &r.name {
+        Some(n) if n.trim().is_empty() => bail!("[replication] name must not be empty"),
+        Some(n) => n.clone(),
+        None if listen.port() == 0 => bail!(
+            "[replication] name is required when listen has port 0: replicas are known by \
+             their name, which must stay the same across restarts"
+        ),
+        None => format!("{}-{}", host_name(), listen.port()),
+    };
+    let mut config = NodeConfig::new(name, listen, role);
+    config.mode = mode;
+    config.min_in_sync = r.min_in_sync;
+    if let Some(ms) = r.heartbeat_ms {
+        if ms == 0 {
+            bail!("[replication] heartbeat_ms must be at least 1");
+        }
+        config.heartbeat = Duration::from_millis(ms);
+    }
+    if let Some(ms) = r.sync_timeout_ms {
+        if ms == 0 {
+            bail!(
+                "[replication] sync_timeout_ms must be at least 1 (leave it out to wait as long as it takes)"
+            );
+        }
+        config.sync_timeout = Some(Duration::from_millis(ms));
+    }
+    Ok(config)
 }
 
 fn now_nanos() -> u64 {
@@ -413,12 +560,238 @@ fn now_nanos() -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes batches of synthetic trades at the configured rate until `stop`.
-fn run_feed(db: Db, feed: Feed, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
+/// How long a reader of a replica's store waits while the replica swaps in a
+/// checkpoint it received (the store is closed for that moment).
+const STORE_SWAP_WAIT: Duration = Duration::from_secs(5);
+
+/// The store serve runs on: opened here, or opened (and, on a replica that receives a
+/// checkpoint, replaced) by a replication node.
+#[derive(Clone)]
+enum Store {
+    Local(Db),
+    Replicated(Arc<Node>),
+}
+
+impl Store {
+    /// The store now (waits out a replica's checkpoint swap; `None` if it lasts).
+    fn db(&self) -> Option<Db> {
+        match self {
+            Store::Local(db) => Some(db.clone()),
+            Store::Replicated(node) => node_db(node),
+        }
+    }
+}
+
+fn node_db(node: &Node) -> Option<Db> {
+    let deadline = Instant::now() + STORE_SWAP_WAIT;
+    loop {
+        if let Some(db) = node.db() {
+            return Some(db);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether two handles are the same open store (a replica that installed a checkpoint
+/// reopened its directory as another one). The open report lives inside the store's
+/// shared state, so its address identifies the store while a handle holds it.
+fn same_store(a: &Db, b: &Db) -> bool {
+    std::ptr::eq(a.open_report(), b.open_report())
+}
+
+/// The gateway's log of a node's store, which a replica may replace.
+struct NodeLog(Arc<Node>);
+
+/// A log reader holding the store it reads (the gateway may hold the reader after the
+/// node replaced the store).
+#[derive(Debug)]
+struct HeldReader {
+    reader: Box<dyn WalReader>,
+    _db: Db,
+}
+
+impl WalReader for HeldReader {
+    fn next_batch(&mut self) -> strata_core::Result<Option<WalBatch>> {
+        self.reader.next_batch()
+    }
+
+    fn wait_next(&mut self, timeout: Duration) -> strata_core::Result<Option<WalBatch>> {
+        self.reader.wait_next(timeout)
+    }
+}
+
+impl CommitLog for NodeLog {
+    fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>> {
+        let db = node_db(&self.0).ok_or_else(|| {
+            strata_core::Error::InvalidArgument(
+                "the replica is installing a checkpoint from its primary; retry".into(),
+            )
+        })?;
+        let reader = db.read_log_from(from)?;
+        Ok(Box::new(HeldReader { reader, _db: db }))
+    }
+
+    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
+        match node_db(&self.0) {
+            Some(db) => db.check_history(epoch, last),
+            None => HistoryCheck::Consistent,
+        }
+    }
+}
+
+/// One transport the commit stream publishes to.
+struct Outlet {
+    what: &'static str,
+    transport: Arc<dyn Transport>,
+    options: PublisherOptions,
+    /// The first sequence the next stream publishes.
+    next: SeqNo,
+    stream: Option<CommitStream>,
+}
+
+/// The commit streams of every outlet, all reading `db`.
+struct Streams {
+    topic: String,
+    bound: LogBound,
+    db: Db,
+    outlets: Vec<Outlet>,
+}
+
+impl Streams {
+    /// Starts a stream for every outlet that has none.
+    fn start_missing(&mut self) -> anyhow::Result<()> {
+        let mut outcome = Ok(());
+        for o in &mut self.outlets {
+            if o.stream.is_some() {
+                continue;
+            }
+            if let Err(strata_core::Error::SequenceUnavailable { oldest, .. }) =
+                self.db.read_log_from_with(o.next, self.bound)
+            {
+                tracing::warn!(
+                    outlet = o.what,
+                    from = %o.next,
+                    %oldest,
+                    "the store's log no longer holds the next sequence to publish; \
+                     subscribers see a gap"
+                );
+                o.next = oldest;
+            }
+            let started = o
+                .transport
+                .publisher(&self.topic, &o.options)
+                .map_err(anyhow::Error::from)
+                .and_then(|publisher| {
+                    let db = Arc::new(self.db.clone());
+                    Ok(CommitStream::start_with(db, publisher, o.next, self.bound)?)
+                });
+            match started {
+                Ok(stream) => o.stream = Some(stream),
+                Err(e) => {
+                    outcome = outcome.and(Err(e.context(format!(
+                        "cannot start the commit stream to {} from seq {}",
+                        o.what, o.next
+                    ))));
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Moves every stream to `db` (a replica reopened its store on a checkpoint): each
+    /// continues after the last sequence it published.
+    fn switch_to(&mut self, db: Db) {
+        for o in &mut self.outlets {
+            if let Some(stream) = o.stream.take() {
+                let published = stream.published_seq();
+                if published >= o.next.0 {
+                    o.next = SeqNo(published + 1);
+                }
+                if let Err(e) = stream.stop() {
+                    tracing::warn!(outlet = o.what, error = %e, "commit stream ended with an error");
+                }
+            }
+        }
+        self.db = db;
+    }
+
+    /// Stops every stream; returns the first error one ended with.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        let mut outcome = Ok(());
+        for o in &mut self.outlets {
+            if let Some(stream) = o.stream.take()
+                && let Err(e) = stream.stop()
+            {
+                outcome = outcome.and(Err(e.into()));
+            }
+        }
+        outcome
+    }
+}
+
+fn lock(streams: &std::sync::Mutex<Streams>) -> std::sync::MutexGuard<'_, Streams> {
+    streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Follows a node's store: when a replica replaced it (a checkpoint from its primary),
+/// the commit streams move to the new one; streams that could not start are retried.
+fn supervise_streams(node: &Node, streams: &std::sync::Mutex<Streams>, stop: &AtomicBool) {
+    let mut failing = false;
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(current) = node.db() else { continue };
+        let mut s = lock(streams);
+        if !same_store(&s.db, &current) {
+            tracing::warn!(
+                last = %current.visible_seq(),
+                "the replica installed a checkpoint from its primary; the commit streams \
+                 continue on it"
+            );
+            s.switch_to(current);
+        }
+        match s.start_missing() {
+            Ok(()) => failing = false,
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %format!("{e:#}"), "commit stream not running; retrying");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Opens the store through a replication node (as its primary or as a replica).
+fn start_node(plan: &Plan, config: NodeConfig) -> anyhow::Result<Node> {
+    // The stack's plugins are checked once here, so their errors read as they are.
+    let _ = plan.stack.builder(&plan.dir)?;
+    let (stack, dir) = (plan.stack.clone(), plan.dir.clone());
+    let open: OpenStore = Arc::new(move |replica_of| {
+        let mut builder =
+            stack.builder(&dir).map_err(|e| strata_core::Error::Config(e.to_string()))?;
+        builder.options_mut().replica_of = replica_of;
+        builder.open()
+    });
+    let listen = config.listen;
+    Node::start(config, &plan.dir, open).with_context(|| {
+        format!(
+            "cannot start the replication node on {listen} for the store in {}",
+            plan.dir.display()
+        )
+    })
+}
+
+/// Writes batches of synthetic trades at the configured rate until `stop`. Through a
+/// replication node, a batch the in-sync set did not confirm in time is logged and
+/// counted (it is in the primary's log, not acknowledged) and the feed writes on.
+fn run_feed(store: Store, feed: Feed, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
     let per_batch = Duration::from_secs_f64(f64::from(feed.batch) / feed.rate as f64);
-    let mut trade_id = db.snapshot().seq().0;
+    let mut trade_id = store.db().context("feed: the store is not open")?.snapshot().seq().0;
     let mut next = Instant::now();
     let mut written = 0u64;
+    let mut unconfirmed = 0u64;
     while !stop.load(Ordering::Acquire) {
         let now = Instant::now();
         if now < next {
@@ -443,8 +816,26 @@ fn run_feed(db: Db, feed: Feed, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
             let value = trade.encode().context("encode a trade")?;
             batch.put(format!("trade/{trade_id:020}"), value.as_slice());
         }
-        db.write(&batch, feed.durability).context("feed: write a batch of trades")?;
+        match &store {
+            Store::Local(db) => {
+                db.write(&batch, feed.durability).context("feed: write a batch of trades")?;
+            }
+            Store::Replicated(node) => match node.write(&batch) {
+                Ok(_) => {}
+                Err(e @ strata_replication::Error::NotReplicated { .. }) => {
+                    unconfirmed += 1;
+                    tracing::warn!(error = %e, "feed: batch not confirmed by the in-sync set");
+                }
+                Err(strata_replication::Error::Stopped) if stop.load(Ordering::Acquire) => break,
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("feed: write a batch of trades"));
+                }
+            },
+        }
         written += u64::from(feed.batch);
+    }
+    if unconfirmed > 0 {
+        eprintln!("feed: {unconfirmed} batches were not confirmed by the in-sync set in time");
     }
     Ok(written)
 }
@@ -456,57 +847,93 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("invalid serve configuration {}", args.config.display()))?;
     std::fs::create_dir_all(&plan.dir)
         .with_context(|| format!("cannot create the store directory {}", plan.dir.display()))?;
-    let db = plan
-        .stack
-        .builder(&plan.dir)?
-        .open()
-        .with_context(|| format!("cannot open the store in {}", plan.dir.display()))?;
+    let store = match &plan.replication {
+        None => Store::Local(
+            plan.stack
+                .builder(&plan.dir)?
+                .open()
+                .with_context(|| format!("cannot open the store in {}", plan.dir.display()))?,
+        ),
+        Some(config) => Store::Replicated(Arc::new(start_node(&plan, config.clone())?)),
+    };
+    let db = store.db().context("the replica's store did not reopen after a checkpoint")?;
     let last = db.snapshot().seq().0;
     println!("store: {} ({}), last seq {last}", plan.dir.display(), plan.stack);
+    if let (Store::Replicated(node), Some(config)) = (&store, &plan.replication) {
+        let role = match &config.role {
+            RoleConfig::Primary => format!(
+                "primary, mode {}",
+                if config.mode == Mode::Sync { "sync" } else { "async" }
+            ),
+            RoleConfig::Replica { primary } => format!("replica of {primary}"),
+        };
+        println!("replication: {} node {}, {role}", node.local_addr(), config.name);
+    }
+    if let Some(why) = &plan.feed_disabled {
+        println!("{why}");
+    }
 
     // The gateway subscribes before the commit stream starts, so it sees every frame.
     let local = LocalTransport::new();
     let gateway = Gateway::new(plan.gateway.clone())?;
+    let log: Arc<dyn CommitLog> = match &store {
+        Store::Local(db) => Arc::new(db.clone()),
+        Store::Replicated(node) => Arc::new(NodeLog(Arc::clone(node))),
+    };
     gateway.add_topic(
         Arc::new(local.clone()),
-        TopicSpec::new(plan.topic.clone(), plan.format).with_log(Arc::new(db.clone()), plan.stream),
+        TopicSpec::new(plan.topic.clone(), plan.format).with_log(log, plan.stream),
         SubscriberOptions { queue_depth: 4096, max_payload: plan.max_payload, resume_from: None },
     )?;
-    let local_publisher = local.publisher(
-        &plan.topic,
-        &PublisherOptions {
+    let from = SeqNo(last + 1);
+    let mut outlets = vec![Outlet {
+        what: "the gateway",
+        transport: Arc::new(local.clone()),
+        options: PublisherOptions {
             stream: plan.stream,
             max_payload: plan.max_payload,
             queue_depth: 4096,
             policy: SlowSubscriberPolicy::Block,
             ..PublisherOptions::default()
         },
-    )?;
-    let shared_db = Arc::new(db.clone());
-    let start = |publisher| {
-        CommitStream::start_with(Arc::clone(&shared_db), publisher, SeqNo(last + 1), plan.bound)
-    };
-    let mut streams = vec![start(local_publisher)?];
-    let mut _tcp = None;
+        next: from,
+        stream: None,
+    }];
     if let Some((addr, options)) = &plan.tcp {
         let tcp = TcpTransport::server(addr.as_str())
             .with_context(|| format!("cannot listen for TCP subscribers on {addr}"))?;
-        let publisher = tcp.publisher(&plan.topic, options)?;
-        streams.push(start(publisher)?);
         if let Some(a) = tcp.local_addr() {
             println!("tcp: {a} topic {}", plan.topic);
         }
-        _tcp = Some(tcp);
+        outlets.push(Outlet {
+            what: "TCP",
+            transport: Arc::new(tcp),
+            options: options.clone(),
+            next: from,
+            stream: None,
+        });
     }
-    let mut _iceoryx = None;
     if let Some((prefix, options)) = &plan.iceoryx {
         let transport = IceoryxTransport::with_config(IceoryxConfig::default().with_prefix(prefix))
             .context("cannot open the iceoryx2 transport")?;
-        let publisher = transport.publisher(&plan.topic, options)?;
-        streams.push(start(publisher)?);
         println!("iceoryx: prefix {prefix} topic {}", plan.topic);
-        _iceoryx = Some(transport);
+        outlets.push(Outlet {
+            what: "iceoryx",
+            transport: Arc::new(transport),
+            options: options.clone(),
+            next: from,
+            stream: None,
+        });
     }
+    let streams = Arc::new(std::sync::Mutex::new(Streams {
+        topic: plan.topic.clone(),
+        bound: plan.bound,
+        // The streams hold the store they read; a replica's supervisor moves them when
+        // the node replaces it.
+        db,
+        outlets,
+    }));
+    lock(&streams).start_missing()?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -521,19 +948,40 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     println!("gateway: ws://{addr}/ws?topic={}", plan.topic);
 
     let stop = Arc::new(AtomicBool::new(false));
+    let supervisor = match &store {
+        Store::Local(_) => None,
+        Store::Replicated(node) => {
+            let (node, streams, stop) = (Arc::clone(node), Arc::clone(&streams), Arc::clone(&stop));
+            Some(
+                std::thread::Builder::new()
+                    .name("strata-serve-streams".into())
+                    .spawn(move || supervise_streams(&node, &streams, &stop))
+                    .context("cannot start the commit stream supervisor")?,
+            )
+        }
+    };
     // The feed says here when it failed (its store is poisoned: fsync failed, disk
     // full), so serving stops at once and exits with the error instead of running on
     // until --duration ends or Ctrl-C. Dropped without a send when the feed ends well.
     let (feed_failed_tx, feed_failed) = tokio::sync::oneshot::channel::<()>();
     let feed = match plan.feed.clone() {
         Some(f) => {
-            println!("feed: {} trades/s in batches of {}", f.rate, f.batch);
-            let (db, stop) = (db.clone(), Arc::clone(&stop));
+            match &plan.replication {
+                Some(config) => println!(
+                    "feed: {} trades/s in batches of {}, written through the replication \
+                     node (mode {}; [feed] durability does not apply)",
+                    f.rate,
+                    f.batch,
+                    if config.mode == Mode::Sync { "sync" } else { "async" }
+                ),
+                None => println!("feed: {} trades/s in batches of {}", f.rate, f.batch),
+            }
+            let (store, stop) = (store.clone(), Arc::clone(&stop));
             Some(
                 std::thread::Builder::new()
                     .name("strata-feed".into())
                     .spawn(move || {
-                        let result = run_feed(db, f, stop);
+                        let result = run_feed(store, f, stop);
                         if let Err(e) = &result {
                             tracing::error!(error = %format!("{e:#}"), "feed failed; stopping");
                             let _ = feed_failed_tx.send(());
@@ -578,6 +1026,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     }));
     stop.store(true, Ordering::Release);
     gateway.shutdown();
+    // The store as it ends (a stopped node lets go of its handle).
+    let end = match &store {
+        Store::Local(db) => Some(db.clone()),
+        Store::Replicated(node) => node.db(),
+    };
+    // A sync primary's feed may be waiting for the in-sync set: stopping the node ends
+    // that wait.
+    if let Store::Replicated(node) = &store {
+        node.stop();
+    }
     let mut outcome = served.map_err(anyhow::Error::from);
     if let Some(feed) = feed {
         match feed.join() {
@@ -586,13 +1044,15 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Err(_) => outcome = outcome.and(Err(anyhow::anyhow!("the feed thread panicked"))),
         }
     }
-    for s in streams {
-        if let Err(e) = s.stop() {
-            outcome = outcome.and(Err(e.into()));
-        }
+    if let Some(supervisor) = supervisor
+        && supervisor.join().is_err()
+    {
+        outcome = outcome.and(Err(anyhow::anyhow!("the commit stream supervisor panicked")));
     }
+    outcome = outcome.and(lock(&streams).stop());
     runtime.shutdown_timeout(Duration::from_secs(2));
-    eprintln!("stopped at seq {}", db.snapshot().seq().0);
+    let end = end.map_or(last, |db| db.visible_seq().0);
+    eprintln!("stopped at seq {end}");
     outcome
 }
 
@@ -642,5 +1102,64 @@ mod tests {
         assert!(
             err("[store]\ndir = \"d\"\n[store.stack.nonsense]\nx = 1\n").contains("store.stack")
         );
+    }
+
+    #[test]
+    fn replication_section() {
+        let p = plan_of(
+            "[store]\ndir = \"d\"\n[feed]\nrate = 10\n[replication]\nrole = \"primary\"\n\
+             name = \"a\"\nlisten = \"127.0.0.1:7400\"\nmode = \"sync\"\nmin_in_sync = 2\n\
+             heartbeat_ms = 50\nsync_timeout_ms = 1000\n",
+        )
+        .unwrap();
+        let r = p.replication.unwrap();
+        assert_eq!(r.name, "a");
+        assert_eq!(r.role, RoleConfig::Primary);
+        assert_eq!(r.mode, Mode::Sync);
+        assert_eq!(r.min_in_sync, 2);
+        assert_eq!(r.heartbeat, Duration::from_millis(50));
+        assert_eq!(r.sync_timeout, Some(Duration::from_secs(1)));
+        assert!(p.feed.is_some() && p.feed_disabled.is_none());
+
+        // Defaults; a replica's feed is off, and says why.
+        let p = plan_of(
+            "[store]\ndir = \"d\"\n[feed]\nrate = 10\n[replication]\nrole = \"replica\"\n\
+             primary = \"127.0.0.1:7400\"\nlisten = \"127.0.0.1:7401\"\n",
+        )
+        .unwrap();
+        let r = p.replication.unwrap();
+        assert_eq!(r.role, RoleConfig::Replica { primary: "127.0.0.1:7400".into() });
+        assert_eq!(r.mode, Mode::Async);
+        assert_eq!(r.min_in_sync, 1);
+        assert!(r.name.ends_with("-7401"), "{}", r.name);
+        assert!(p.feed.is_none());
+        assert!(p.feed_disabled.unwrap().contains("replica"));
+    }
+
+    #[test]
+    fn bad_replication_configs_name_the_key() {
+        let err = |section: &str| {
+            let text = format!("[store]\ndir = \"d\"\n[replication]\n{section}");
+            format!("{:#}", plan_of(&text).err().unwrap())
+        };
+        let cases = [
+            ("role = \"leader\"\n", "role = \"leader\""),
+            ("listen = \"127.0.0.1:1\"\n", "role"),
+            ("role = \"replica\"\n", "primary is required"),
+            ("role = \"primary\"\nprimary = \"127.0.0.1:1\"\n", "only for role = \"replica\""),
+            ("role = \"replica\"\nprimary = \"nowhere\"\n", "primary = \"nowhere\""),
+            ("role = \"primary\"\nmode = \"semi\"\n", "mode = \"semi\""),
+            ("role = \"primary\"\nlisten = \"here\"\n", "listen = \"here\""),
+            ("role = \"primary\"\nlisten = \"127.0.0.1:0\"\n", "name is required"),
+            ("role = \"primary\"\nname = \" \"\n", "name must not be empty"),
+            ("role = \"primary\"\nheartbeat_ms = 0\n", "heartbeat_ms"),
+            ("role = \"primary\"\nsync_timeout_ms = 0\n", "sync_timeout_ms"),
+            ("role = \"primary\"\nmin_in_sync = -1\n", "min_in_sync"),
+            ("role = \"primary\"\nport = 1\n", "unknown field `port`"),
+        ];
+        for (section, expect) in cases {
+            let e = err(section);
+            assert!(e.contains(expect), "{section:?}: {e}");
+        }
     }
 }
