@@ -1,24 +1,18 @@
 //! Deterministic behaviour tests: snapshot visibility, bound handling, memory accounting,
-//! the factory, the owned range cursor and concurrent use.
+//! the factory's name and concurrent use (clauses every memtable shares are in the
+//! conformance suite, `tests/conformance.rs`).
 
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_core::{
     Entry, KeyRange, Lookup, MemTable, MemTableFactory, SeqNo, ValueKind, compare_internal,
 };
+use strata_harness::conformance::memtable::model::{
+    b, checked_scan, insert_from_threads, read_while_writing, scan,
+};
 use strata_memtable_skiplist::{SkipListFactory, SkipListMemTable};
-
-fn b(s: &[u8]) -> Bytes {
-    Bytes::copy_from_slice(s)
-}
-
-fn scan(table: &Arc<SkipListMemTable>, range: KeyRange, snapshot: SeqNo) -> Vec<(Bytes, u64)> {
-    Arc::clone(table).range(range, snapshot).map(|e| (e.key, e.seq.get())).collect()
-}
 
 #[test]
 fn get_never_returns_a_version_newer_than_the_snapshot() {
@@ -59,34 +53,6 @@ fn get_never_returns_a_version_newer_than_the_snapshot() {
     assert_eq!(table.get(b"", SeqNo(499)), None);
     assert!(table.get(b"", SeqNo(500)).is_some());
     assert_eq!(table.get(b"m", SeqNo::MAX), None);
-}
-
-#[test]
-fn extreme_sequences_are_ordered_and_bounded_correctly() {
-    let table = Arc::new(SkipListMemTable::new());
-    table.insert(b"a", SeqNo::ZERO, ValueKind::Put, b"zero");
-    table.insert(b"a", SeqNo::MAX, ValueKind::Put, b"max");
-    table.insert(b"b", SeqNo::MAX, ValueKind::Delete, b"");
-    table.insert(b"b", SeqNo::ZERO, ValueKind::Put, b"zero");
-
-    assert_eq!(table.get(b"a", SeqNo::ZERO).map(|l| l.seq()), Some(SeqNo::ZERO));
-    assert_eq!(table.get(b"a", SeqNo::MAX).map(|l| l.seq()), Some(SeqNo::MAX));
-    assert_eq!(table.get(b"b", SeqNo::MAX), Some(Lookup::Deleted { seq: SeqNo::MAX }));
-    assert_eq!(table.max_seq(), SeqNo::MAX);
-
-    let all = (Bound::Unbounded, Bound::Unbounded);
-    assert_eq!(
-        scan(&table, all.clone(), SeqNo::MAX),
-        [(b(b"a"), u64::MAX), (b(b"a"), 0), (b(b"b"), u64::MAX), (b(b"b"), 0)]
-    );
-    assert_eq!(scan(&table, all, SeqNo::ZERO), [(b(b"a"), 0), (b(b"b"), 0)]);
-    // Included bounds keep both extreme versions; excluded bounds drop both.
-    let a_only = (Bound::Included(b(b"a")), Bound::Included(b(b"a")));
-    assert_eq!(scan(&table, a_only, SeqNo::MAX), [(b(b"a"), u64::MAX), (b(b"a"), 0)]);
-    let after_a = (Bound::Excluded(b(b"a")), Bound::Unbounded);
-    assert_eq!(scan(&table, after_a, SeqNo::MAX), [(b(b"b"), u64::MAX), (b(b"b"), 0)]);
-    let before_b = (Bound::Unbounded, Bound::Excluded(b(b"b")));
-    assert_eq!(scan(&table, before_b, SeqNo::MAX), [(b(b"a"), u64::MAX), (b(b"a"), 0)]);
 }
 
 #[test]
@@ -165,19 +131,6 @@ fn range_spanning_many_refills_filters_by_snapshot_in_internal_order() {
             assert_eq!(entry.value.as_ref(), seq.to_le_bytes());
         }
     }
-}
-
-#[test]
-fn range_iterator_is_owned_and_outlives_the_callers_handle() {
-    let table = Arc::new(SkipListMemTable::new());
-    for i in 0..200u32 {
-        table.insert(&i.to_be_bytes(), SeqNo(u64::from(i) + 1), ValueKind::Put, b"v");
-    }
-    let iter = Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
-    drop(table);
-    // Consumed on another thread after the caller's handle is gone.
-    let count = thread::spawn(move || iter.count()).join().expect("scanning thread panicked");
-    assert_eq!(count, 200);
 }
 
 #[test]
@@ -260,17 +213,10 @@ fn counters_track_len_and_max_seq() {
 }
 
 #[test]
-fn factory_creates_independent_empty_tables_named_skiplist() {
-    let factory = SkipListFactory::new();
-    assert_eq!(factory.name(), "skiplist");
-    let one = factory.create();
-    let two = factory.create();
-    one.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
-    assert_eq!(one.len(), 1);
-    assert!(two.is_empty());
-    assert_eq!(two.get(b"k", SeqNo::MAX), None);
-    let entries: Vec<Entry> = one.range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX).collect();
-    assert_eq!(entries.len(), 1);
+fn factory_is_named_skiplist() {
+    // That its tables are new, empty and independent is a conformance clause.
+    assert_eq!(SkipListFactory::new().name(), "skiplist");
+    assert!(SkipListFactory::new().create().is_empty());
 }
 
 #[test]
@@ -279,31 +225,12 @@ fn four_threads_inserting_disjoint_sequences_are_all_readable() {
     const PER_THREAD: u64 = 20_000;
     const KEYS: u64 = 3_000;
     let table = Arc::new(SkipListMemTable::new());
-    let barrier = Arc::new(Barrier::new(THREADS as usize));
     let key_of = |seq: u64| format!("key{:06}", seq.wrapping_mul(2_654_435_761) % KEYS);
-
-    let writers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let table = Arc::clone(&table);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                // Thread t owns sequences t+1, t+1+THREADS, ...
-                for i in 0..PER_THREAD {
-                    let seq = i * THREADS + t + 1;
-                    table.insert(
-                        key_of(seq).as_bytes(),
-                        SeqNo(seq),
-                        ValueKind::Put,
-                        &seq.to_le_bytes(),
-                    );
-                }
-            })
-        })
-        .collect();
-    for w in writers {
-        w.join().expect("writer panicked");
-    }
+    // Thread t owns sequences t+1, t+1+THREADS, ...
+    insert_from_threads(&table, THREADS, PER_THREAD, move |t, i| {
+        let seq = i * THREADS + t + 1;
+        (key_of(seq).into_bytes(), seq, seq.to_le_bytes().to_vec())
+    });
 
     let total = THREADS * PER_THREAD;
     assert_eq!(table.len(), total as usize);
@@ -332,53 +259,22 @@ fn readers_during_concurrent_inserts_see_only_snapshot_versions_in_order() {
     const WRITERS: u64 = 2;
     const PER_WRITER: u64 = 10_000;
     let table = Arc::new(SkipListMemTable::new());
-    let done = Arc::new(AtomicBool::new(false));
     let key_of = |seq: u64| format!("k{:04}", seq % 500);
 
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|t| {
-            let table = Arc::clone(&table);
-            thread::spawn(move || {
-                for i in 0..PER_WRITER {
-                    let seq = i * WRITERS + t + 1;
-                    table.insert(key_of(seq).as_bytes(), SeqNo(seq), ValueKind::Put, b"v");
-                }
-            })
-        })
-        .collect();
-    let reader = {
-        let table = Arc::clone(&table);
-        let done = Arc::clone(&done);
-        thread::spawn(move || {
-            let mut checks = 0u64;
-            while !done.load(Ordering::Acquire) || checks < 50 {
-                let snapshot = SeqNo(checks * 97 % (WRITERS * PER_WRITER));
-                for k in 0..500u64 {
-                    if let Some(found) = table.get(key_of(k).as_bytes(), snapshot) {
-                        assert!(found.seq() <= snapshot, "{found:?} newer than {snapshot}");
-                        assert_eq!(found.seq().get() % 500, k);
-                    }
-                }
-                let scanned: Vec<Entry> = Arc::clone(&table)
-                    .range((Bound::Unbounded, Bound::Unbounded), snapshot)
-                    .collect();
-                for pair in scanned.windows(2) {
-                    assert!(
-                        compare_internal(&pair[0].key, pair[0].seq, &pair[1].key, pair[1].seq)
-                            .is_lt()
-                    );
-                }
-                assert!(scanned.iter().all(|e| e.seq <= snapshot));
-                checks += 1;
+    let reader = read_while_writing(&table, 50, move |table, round| {
+        let snapshot = SeqNo(round * 97 % (WRITERS * PER_WRITER));
+        for k in 0..500u64 {
+            if let Some(found) = table.get(key_of(k).as_bytes(), snapshot) {
+                assert!(found.seq() <= snapshot, "{found:?} newer than {snapshot}");
+                assert_eq!(found.seq().get() % 500, k);
             }
-            checks
-        })
-    };
-    for w in writers {
-        w.join().expect("writer panicked");
-    }
-    done.store(true, Ordering::Release);
-    let checks = reader.join().expect("reader panicked");
-    assert!(checks >= 50);
+        }
+        checked_scan(table, snapshot);
+    });
+    insert_from_threads(&table, WRITERS, PER_WRITER, move |t, i| {
+        let seq = i * WRITERS + t + 1;
+        (key_of(seq).into_bytes(), seq, b"v".to_vec())
+    });
+    assert!(reader.finish() >= 50);
     assert_eq!(table.len(), (WRITERS * PER_WRITER) as usize);
 }

@@ -5,12 +5,13 @@
 //! scanned in internal-key order.
 
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
-use std::thread;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_core::{Entry, Lookup, MemTable, SeqNo, ValueKind, compare_internal};
+use strata_core::{Lookup, MemTable, SeqNo, ValueKind, compare_internal};
+use strata_harness::conformance::memtable::model::{
+    checked_scan, insert_from_threads, read_while_writing,
+};
 use strata_memtable_vector::VectorMemTable;
 
 const THREADS: u64 = 8;
@@ -23,60 +24,24 @@ fn key_of(id: u64) -> [u8; 8] {
 #[test]
 fn eight_threads_inserting_interleaved_sequential_ranges_are_all_readable() {
     let table = Arc::new(VectorMemTable::new());
-    let barrier = Arc::new(Barrier::new(THREADS as usize + 1));
-    let done = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let table = Arc::clone(&table);
-            let barrier = Arc::clone(&barrier);
-            thread::spawn(move || {
-                barrier.wait();
-                for i in 0..PER_THREAD {
-                    // Sequence = id + 1: ids and sequences grow together, as with an
-                    // exchange sequencer handing out order ids.
-                    let id = i * THREADS + t;
-                    table.insert(&key_of(id), SeqNo(id + 1), ValueKind::Put, &id.to_le_bytes());
-                }
-            })
-        })
-        .collect();
-    let reader = {
-        let table = Arc::clone(&table);
-        let done = Arc::clone(&done);
-        let barrier = Arc::clone(&barrier);
-        thread::spawn(move || {
-            barrier.wait();
-            let mut rounds = 0u64;
-            while !done.load(Ordering::Acquire) || rounds < 5 {
-                let snapshot = table.max_seq();
-                let scanned: Vec<Entry> = Arc::clone(&table)
-                    .range((Bound::Unbounded, Bound::Unbounded), snapshot)
-                    .collect();
-                assert!(
-                    scanned.iter().all(|e| e.seq <= snapshot),
-                    "a version newer than the snapshot"
-                );
-                assert!(
-                    scanned.windows(2).all(|w| compare_internal(&w[0].key, w[0].seq, &w[1].key, w[1].seq).is_lt()),
-                    "scan out of order"
-                );
-                // (That entries present before a scan always appear is checked exactly,
-                // without racing writers, by the next test.)
-                for id in (0..THREADS * PER_THREAD).step_by(997) {
-                    if let Some(found) = table.get(&key_of(id), snapshot) {
-                        assert_eq!(found.seq(), SeqNo(id + 1));
-                    }
-                }
-                rounds += 1;
+    let reader = read_while_writing(&table, 5, |table, _| {
+        // (That entries present before a scan always appear is checked exactly, without
+        // racing writers, by the next test.)
+        let snapshot = table.max_seq();
+        checked_scan(table, snapshot);
+        for id in (0..THREADS * PER_THREAD).step_by(997) {
+            if let Some(found) = table.get(&key_of(id), snapshot) {
+                assert_eq!(found.seq(), SeqNo(id + 1));
             }
-            rounds
-        })
-    };
-    for w in writers {
-        w.join().expect("writer panicked");
-    }
-    done.store(true, Ordering::Release);
-    assert!(reader.join().expect("reader panicked") >= 5);
+        }
+    });
+    // Sequence = id + 1: ids and sequences grow together, as with an exchange sequencer
+    // handing out order ids.
+    insert_from_threads(&table, THREADS, PER_THREAD, |t, i| {
+        let id = i * THREADS + t;
+        (key_of(id).to_vec(), id + 1, id.to_le_bytes().to_vec())
+    });
+    assert!(reader.finish() >= 5);
 
     let total = THREADS * PER_THREAD;
     assert_eq!(table.len(), total as usize);
@@ -133,16 +98,4 @@ fn entries_present_before_a_scan_appear_despite_concurrent_inserts() {
     );
     let original = seen.iter().filter(|e| e.seq.get() <= 1_000).count();
     assert_eq!(original, 1_000);
-}
-
-#[test]
-fn the_range_iterator_is_owned_and_outlives_the_callers_handle() {
-    let table = Arc::new(VectorMemTable::new());
-    for i in 0..200u64 {
-        table.insert(&key_of(i), SeqNo(i + 1), ValueKind::Put, b"v");
-    }
-    let iter = Arc::clone(&table).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
-    drop(table);
-    let count = thread::spawn(move || iter.count()).join().expect("scanning thread panicked");
-    assert_eq!(count, 200);
 }

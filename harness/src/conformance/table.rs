@@ -28,7 +28,8 @@ use strata_core::{
     Entry, Error, FileNo, KeyRange, Lookup, SeqNo, Table, TableFormat, TableMeta, ValueKind,
 };
 
-use super::memtable::{compare_entries, model_range, show_range};
+use super::memtable::model::model_range;
+use super::memtable::{compare_entries, show_range};
 use super::report::Report;
 use super::runner::{Check, CheckResult, Ctx, bytes_from, ensure, mix, property, run_checks};
 use crate::sim_fs::SimFileSystem;

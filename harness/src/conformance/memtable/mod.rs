@@ -8,9 +8,11 @@
 //! | `memtable::model_get_and_range_match_btreemap` | random versions, lookups and ranges at random snapshots against a `BTreeMap` |
 //! | `memtable::range_sees_entries_present_before_the_call` | entries present before `range` always appear, even with inserts while iterating |
 //! | `memtable::len_max_seq_and_memory_track_inserts` | `len`, `max_seq` follow the inserts; `memory_bytes` counts stored sizes and only grows |
+//! | `memtable::extreme_sequences_are_ordered_and_bounded` | sequences `ZERO` and `MAX` are versions like any other: ordered newest first, found at their own snapshot, kept or dropped by included and excluded bounds |
+//! | `memtable::range_iterator_outlives_the_table_handle` | the iterator `range` returns owns what it needs: it runs to the end on another thread after the caller dropped its handle of the table |
+//! | `memtable::factory_tables_are_independent` | every `create()` returns a new, empty table sharing nothing with the others |
 //! | `memtable::concurrent_inserts_are_all_visible` | `insert` from many threads without locking; concurrent readers never see a version newer than their snapshot |
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -18,6 +20,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use strata_core::{Entry, KeyRange, Lookup, MemTableFactory, SeqNo, ValueKind};
 
+pub mod model;
+
+use self::model::{Model, b, model_get, model_range, scan};
 use super::report::Report;
 use super::runner::{Check, CheckResult, bytes_from, ensure, property, run_checks};
 
@@ -71,6 +76,9 @@ pub fn run(factory: Arc<dyn MemTableFactory>, caps: MemTableCaps) -> Report {
         Check::new("memtable::model_get_and_range_match_btreemap", model),
         Check::new("memtable::range_sees_entries_present_before_the_call", range_during_inserts),
         Check::new("memtable::len_max_seq_and_memory_track_inserts", accounting),
+        Check::new("memtable::extreme_sequences_are_ordered_and_bounded", extreme_sequences),
+        Check::new("memtable::range_iterator_outlives_the_table_handle", owned_iterator),
+        Check::new("memtable::factory_tables_are_independent", independent_tables),
         Check::when(
             conc,
             "concurrent_insert",
@@ -79,48 +87,6 @@ pub fn run(factory: Arc<dyn MemTableFactory>, caps: MemTableCaps) -> Report {
         ),
     ];
     run_checks("memtable", name, &subject, checks)
-}
-
-/// Model: (key, seq) → (kind, value), iterated per key.
-type Model = BTreeMap<(Vec<u8>, u64), (ValueKind, Vec<u8>)>;
-
-fn model_get(m: &Model, key: &[u8], snap: u64) -> Option<Lookup> {
-    m.range((key.to_vec(), 0)..=(key.to_vec(), snap)).next_back().map(|((_, seq), (kind, v))| {
-        match kind {
-            ValueKind::Put => Lookup::Value { value: Bytes::copy_from_slice(v), seq: SeqNo(*seq) },
-            ValueKind::Delete => Lookup::Deleted { seq: SeqNo(*seq) },
-        }
-    })
-}
-
-fn in_range(range: &KeyRange, key: &[u8]) -> bool {
-    let lo = match &range.0 {
-        Bound::Included(b) => key >= &b[..],
-        Bound::Excluded(b) => key > &b[..],
-        Bound::Unbounded => true,
-    };
-    let hi = match &range.1 {
-        Bound::Included(b) => key <= &b[..],
-        Bound::Excluded(b) => key < &b[..],
-        Bound::Unbounded => true,
-    };
-    lo && hi
-}
-
-/// The entries `range(range, snap)` must yield, in internal-key order.
-pub(crate) fn model_range(m: &Model, range: &KeyRange, snap: u64) -> Vec<Entry> {
-    let mut out: Vec<Entry> = m
-        .iter()
-        .filter(|((k, seq), _)| *seq <= snap && in_range(range, k))
-        .map(|((k, seq), (kind, v))| Entry {
-            key: Bytes::copy_from_slice(k),
-            seq: SeqNo(*seq),
-            kind: *kind,
-            value: Bytes::copy_from_slice(v),
-        })
-        .collect();
-    out.sort_by(|a, b| strata_core::compare_internal(&a.key, a.seq, &b.key, b.seq));
-    out
 }
 
 pub(crate) fn show(e: &Entry) -> String {
@@ -419,6 +385,95 @@ fn accounting(s: &Subject) -> CheckResult {
         );
     }
     ensure!(!m.is_empty(), "is_empty() is true for a table holding versions");
+    Ok(())
+}
+
+fn extreme_sequences(s: &Subject) -> CheckResult {
+    let m = s.factory.create();
+    m.insert(b"a", SeqNo::ZERO, ValueKind::Put, b"zero");
+    m.insert(b"a", SeqNo::MAX, ValueKind::Put, b"max");
+    m.insert(b"b", SeqNo::MAX, ValueKind::Delete, b"");
+    m.insert(b"b", SeqNo::ZERO, ValueKind::Put, b"zero");
+    let clause =
+        "clause `get(key, snapshot) returns the version with the greatest sequence <= snapshot`";
+    for (k, snap, want) in [
+        (b"a", SeqNo::ZERO, Some(SeqNo::ZERO)),
+        (b"a", SeqNo::MAX, Some(SeqNo::MAX)),
+        (b"b", SeqNo::ZERO, Some(SeqNo::ZERO)),
+    ] {
+        let got = m.get(k, snap).map(|l| l.seq());
+        ensure!(got == want, "{clause}: get({k:?}, {snap}) expected {want:?}, found {got:?}");
+    }
+    let got = m.get(b"b", SeqNo::MAX);
+    ensure!(
+        got == Some(Lookup::Deleted { seq: SeqNo::MAX }),
+        "{clause}: get(b, MAX) expected the tombstone at MAX, found {got:?}"
+    );
+    ensure!(
+        m.max_seq() == SeqNo::MAX,
+        "clause `max_seq is the greatest sequence inserted`: expected MAX, found {}",
+        m.max_seq()
+    );
+    let (a_max, a_zero, b_max, b_zero) =
+        ((b(b"a"), u64::MAX), (b(b"a"), 0), (b(b"b"), u64::MAX), (b(b"b"), 0));
+    let cases: [(KeyRange, SeqNo, Vec<(Bytes, u64)>); 5] = [
+        (
+            (Bound::Unbounded, Bound::Unbounded),
+            SeqNo::MAX,
+            vec![a_max.clone(), a_zero.clone(), b_max.clone(), b_zero.clone()],
+        ),
+        ((Bound::Unbounded, Bound::Unbounded), SeqNo::ZERO, vec![a_zero.clone(), b_zero.clone()]),
+        (
+            (Bound::Included(b(b"a")), Bound::Included(b(b"a"))),
+            SeqNo::MAX,
+            vec![a_max.clone(), a_zero.clone()],
+        ),
+        ((Bound::Excluded(b(b"a")), Bound::Unbounded), SeqNo::MAX, vec![b_max, b_zero]),
+        ((Bound::Unbounded, Bound::Excluded(b(b"b"))), SeqNo::MAX, vec![a_max, a_zero]),
+    ];
+    for (range, snap, want) in cases {
+        let got = scan(&m, range.clone(), snap);
+        ensure!(
+            got == want,
+            "clause `range yields every version <= snapshot in range, key ascending then sequence descending`: \
+             range {} at {snap} expected {want:?}, found {got:?}",
+            show_range(&range)
+        );
+    }
+    Ok(())
+}
+
+fn owned_iterator(s: &Subject) -> CheckResult {
+    let m = s.factory.create();
+    for i in 0..200u32 {
+        m.insert(&i.to_be_bytes(), SeqNo(u64::from(i) + 1), ValueKind::Put, b"v");
+    }
+    let iter = Arc::clone(&m).range((Bound::Unbounded, Bound::Unbounded), SeqNo::MAX);
+    drop(m);
+    let count = std::thread::spawn(move || iter.count()).join();
+    ensure!(
+        matches!(count, Ok(200)),
+        "clause `range returns an owned iterator`: consumed on another thread after the table's \
+         handle was dropped it yielded {count:?} entries of 200"
+    );
+    Ok(())
+}
+
+fn independent_tables(s: &Subject) -> CheckResult {
+    let one = s.factory.create();
+    let two = s.factory.create();
+    one.insert(b"k", SeqNo(1), ValueKind::Put, b"v");
+    let clause = "clause `create returns a new, empty table`";
+    ensure!(one.len() == 1, "{clause}: a table holds {} versions after one insert", one.len());
+    ensure!(two.is_empty(), "{clause}: a second table holds {} versions", two.len());
+    ensure!(two.max_seq() == SeqNo::ZERO, "{clause}: a second table has max_seq {}", two.max_seq());
+    ensure!(two.get(b"k", SeqNo::MAX).is_none(), "{clause}: a second table answers get(k)");
+    let all = (Bound::Unbounded, Bound::Unbounded);
+    let (n1, n2) = (scan(&one, all.clone(), SeqNo::MAX).len(), scan(&two, all, SeqNo::MAX).len());
+    ensure!(
+        n1 == 1 && n2 == 0,
+        "{clause}: full scans yield {n1} and {n2} entries, expected 1 and 0"
+    );
     Ok(())
 }
 
