@@ -1,26 +1,6 @@
-//! Key-range helpers shared by the policy and the validator.
+//! Key-range helpers of the policy.
 
 use strata_core::TableMeta;
-
-/// The smallest range `[lo, hi]` covering every non-empty table of `tables`, or `None`
-/// when there is none. Empty tables (`entries == 0`) hold no key and cover nothing,
-/// exactly as [`TableMeta::overlaps`] treats them.
-pub(crate) fn hull<'a>(
-    tables: impl IntoIterator<Item = &'a TableMeta>,
-) -> Option<(&'a [u8], &'a [u8])> {
-    let mut out: Option<(&'a [u8], &'a [u8])> = None;
-    for t in tables {
-        if t.entries == 0 {
-            continue;
-        }
-        let (lo, hi) = (&*t.smallest_key, &*t.largest_key);
-        out = Some(match out {
-            None => (lo, hi),
-            Some((a, b)) => (a.min(lo), b.max(hi)),
-        });
-    }
-    out
-}
 
 /// One level of a view, prepared for repeated overlap queries.
 pub(crate) struct LevelIndex<'a> {

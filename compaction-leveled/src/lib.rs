@@ -20,14 +20,18 @@
 //!   it, merged into Ln+1.
 //! - The last level never compacts down.
 //!
+//! - A table with nothing to overlap below goes down by a **trivial move** (a manifest
+//!   edit, no rewrite), and tables whose every entry is a tombstone with nothing below
+//!   them are **dropped**; see [`LeveledPolicy`].
+//!
 //! The policy is a pure function of the [`strata_core::LevelsView`] and the busy set; it
-//! holds no state and does no I/O. [`validate_task`] checks a task against the
-//! [`strata_core::CompactionPolicy`] contract; the engine and the conformance harness can
-//! reuse it to vet any policy's answers.
+//! holds no state and does no I/O. Its answers are checked against the
+//! [`strata_core::CompactionPolicy`] contract by [`strata_core::compaction::validate_task`],
+//! the one validator the engine and the conformance harness use.
 //!
 //! ```
 //! use std::collections::HashSet;
-//! use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
+//! use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 //! use strata_core::{CompactionPolicy, LevelsView};
 //!
 //! let policy = LeveledPolicy::new(LeveledOptions::default())?;
@@ -36,15 +40,12 @@
 //! // An empty tree is within its targets.
 //! assert_eq!(policy.pick(&view, &busy), None);
 //! assert!(policy.level_scores(&view).iter().all(|&s| s == 0.0));
-//! # let _ = validate_task;
 //! # Ok::<(), strata_core::Error>(())
 //! ```
 
 mod keys;
 mod options;
 mod policy;
-mod validate;
 
 pub use options::LeveledOptions;
 pub use policy::LeveledPolicy;
-pub use validate::validate_task;

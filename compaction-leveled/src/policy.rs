@@ -3,11 +3,12 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 
+use strata_core::compaction::hull;
 use strata_core::{
     CompactionInput, CompactionPolicy, CompactionTask, FileNo, LevelsView, Result, TableMeta,
 };
 
-use crate::keys::{LevelIndex, hull, show, show_bytes};
+use crate::keys::{LevelIndex, show, show_bytes};
 use crate::options::LeveledOptions;
 
 /// The leveled [`CompactionPolicy`] (name `"leveled"`).
@@ -45,8 +46,19 @@ use crate::options::LeveledOptions;
 /// file number. Candidates whose task would exceed `max_compaction_bytes` are used
 /// only when no candidate fits under it.
 ///
-/// A single table with nothing to overlap (a "trivial move") is an ordinary task; the
-/// engine rewrites it.
+/// # Moves and drops
+///
+/// - **Drops first.** Before anything else, the not-busy tables of the shallowest level
+///   holding any that [`LevelsView::is_droppable`] accepts (every entry a tombstone,
+///   nothing below it in its key range) are dropped in one task: they cost no I/O and
+///   only take space. Such a drop may be returned while the tree is within its targets.
+/// - **Trivial moves.** When the chosen Ln table overlaps nothing in Ln+1, the task is a
+///   [`strata_core::compaction::TaskKind::Move`]: the table is re-filed in Ln+1 by a manifest edit,
+///   not rewritten. The same for an L0 task whose tables overlap neither each other nor
+///   any L1 table (sequential keys: each flush holds ids above the previous one's). One
+///   exception: a table holding tombstones is merged (alone) rather than moved into the
+///   last level, because only a merge purges tombstones that have nothing left below
+///   them, and nothing compacts the last level later.
 ///
 /// # Busy tables and scores
 ///
@@ -200,12 +212,31 @@ impl LeveledPolicy {
         output_level: usize,
         reason: String,
     ) -> CompactionTask {
-        CompactionTask {
-            inputs: inputs.into_iter().filter(|i| !i.tables.is_empty()).collect(),
+        CompactionTask::merge(
+            inputs.into_iter().filter(|i| !i.tables.is_empty()).collect(),
             output_level,
-            target_file_size: self.opts.target_file_size,
+            self.opts.target_file_size,
             reason,
-        }
+        )
+    }
+
+    /// The droppable, not-busy tables of the shallowest level that has any.
+    fn pick_drop(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        (0..self.opts.levels).find_map(|l| {
+            let tables: Vec<&TableMeta> = level(view, l)
+                .iter()
+                .filter(|t| !busy.contains(&t.file_no) && view.is_droppable(l, t))
+                .collect();
+            if tables.is_empty() {
+                return None;
+            }
+            let reason = format!(
+                "dropping {} L{l} tables ({}) whose every entry is a tombstone with nothing below it",
+                tables.len(),
+                show_bytes(total(tables.iter().map(|t| t.size_bytes))),
+            );
+            Some(CompactionTask::dropping(l, tables.iter().map(|t| t.file_no).collect(), reason))
+        })
     }
 
     fn pick_l0(
@@ -232,6 +263,22 @@ impl LeveledPolicy {
             return None;
         }
         let l0_bytes = total(take.iter().map(|t| t.size_bytes));
+        if overlap.is_empty() && pairwise_disjoint(&take) {
+            let reason = format!(
+                "L0 has {} tables (trigger {}) and {} (max {}), score {score:.2}: moving {} L0 tables ({}) that overlap neither each other nor L1 into L1",
+                view.level_len(0),
+                self.opts.l0_trigger_files,
+                show_bytes(view.level_bytes(0)),
+                show_bytes(self.opts.l0_max_bytes),
+                take.len(),
+                show_bytes(l0_bytes),
+            );
+            return Some(CompactionTask::moving(
+                0,
+                take.iter().map(|t| t.file_no).collect(),
+                reason,
+            ));
+        }
         let l1_bytes = total(overlap.iter().map(|&i| l1.tables()[i].size_bytes));
         let reason = format!(
             "L0 has {} tables (trigger {}) and {} (max {}), score {score:.2}: merging {} L0 tables ({}) with {} overlapping L1 tables ({}) into L1",
@@ -289,6 +336,20 @@ impl LeveledPolicy {
         }
         let best = best?;
         let t = best.table;
+        let into_last = n + 1 == self.opts.levels - 1;
+        if best.overlap.is_empty() && !(into_last && t.tombstones > 0) {
+            let reason = format!(
+                "L{n} holds {}, target {} (score {score:.2}): moving table {} [{}..{}] ({}) into L{}, where nothing overlaps it",
+                show_bytes(view.level_bytes(n)),
+                show_bytes(target),
+                t.file_no,
+                show(&t.smallest_key),
+                show(&t.largest_key),
+                show_bytes(t.size_bytes),
+                n + 1,
+            );
+            return Some(CompactionTask::moving(n, vec![t.file_no], reason));
+        }
         let reason = format!(
             "L{n} holds {}, target {}{} (score {score:.2}): moving table {} [{}..{}] ({}) into L{} with {} overlapping tables ({}){}",
             show_bytes(view.level_bytes(n)),
@@ -335,6 +396,9 @@ impl CompactionPolicy for LeveledPolicy {
     }
 
     fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        if let Some(task) = self.pick_drop(view, busy) {
+            return Some(task);
+        }
         let scores = self.level_scores(view);
         let last = self.opts.levels - 1;
         let mut order: Vec<usize> = (0..last).filter(|&l| scores[l] >= 1.0).collect();
@@ -351,7 +415,15 @@ impl CompactionPolicy for LeveledPolicy {
 
 /// The tables of `level` in `view` (none if the view is shallower).
 fn level(view: &LevelsView, level: usize) -> &[TableMeta] {
-    view.levels.get(level).map_or(&[], Vec::as_slice)
+    view.level(level)
+}
+
+/// True when no two of `tables` overlap (empty tables overlap nothing).
+fn pairwise_disjoint(tables: &[&TableMeta]) -> bool {
+    tables
+        .iter()
+        .enumerate()
+        .all(|(i, a)| tables[i + 1..].iter().all(|b| !b.overlaps(&a.smallest_key, &a.largest_key)))
 }
 
 /// Sum of sizes, saturating: a damaged view must not make the policy panic.

@@ -1,15 +1,14 @@
 //! Property test: on random valid trees and busy sets, every answer keeps the
 //! `CompactionPolicy` contract. The clauses are checked here by brute force,
-//! independently of the crate's own `validate_task` (which must agree).
-
-mod common;
+//! independently of core's `validate_task` (which must agree).
 
 use std::collections::HashSet;
 
-use common::key;
 use proptest::prelude::*;
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_core::compaction::{TaskKind, validate_task};
 use strata_core::{CompactionPolicy, CompactionTask, FileNo, LevelsView, SeqNo, TableMeta};
+use strata_harness::conformance::compaction::model::key;
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -201,6 +200,11 @@ fn check_contract(case: &Case, levels: usize, task: &CompactionTask) -> Result<(
         }
     }
     prop_assert!(!named.is_empty(), "a task reads something");
+    match task.kind {
+        TaskKind::Drop => return check_drop(case, task, &metas),
+        TaskKind::Move => return check_move(case, levels, task, &metas),
+        TaskKind::Merge => {}
+    }
     let deepest =
         task.inputs.iter().filter(|i| !i.tables.is_empty()).map(|i| i.level).max().unwrap_or(0);
     prop_assert!(task.output_level == deepest || task.output_level == deepest + 1, "output level");
@@ -224,6 +228,72 @@ fn check_contract(case: &Case, levels: usize, task: &CompactionTask) -> Result<(
                 !t.overlaps(&lo, &hi) || named.contains(&t.file_no),
                 "L{} table {} left behind",
                 task.output_level,
+                t.file_no
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A drop: one level, every table all tombstones, nothing read after it overlapping it.
+fn check_drop(
+    case: &Case,
+    task: &CompactionTask,
+    metas: &[&TableMeta],
+) -> Result<(), TestCaseError> {
+    let view = &case.view;
+    prop_assert_eq!(task.inputs.len(), 1);
+    let l = task.inputs[0].level;
+    prop_assert_eq!(task.output_level, l);
+    for t in metas {
+        prop_assert_eq!(t.tombstones, t.entries, "table {} holds puts", t.file_no);
+        if t.entries == 0 {
+            continue;
+        }
+        let read_after =
+            view.levels.iter().enumerate().flat_map(|(n, ts)| ts.iter().map(move |o| (n, o)));
+        for (n, o) in read_after {
+            let after = n > l || (n == 0 && l == 0 && o.max_seq <= t.max_seq);
+            prop_assert!(
+                !after || o.file_no == t.file_no || !o.overlaps(&t.smallest_key, &t.largest_key),
+                "dropped table {} covers L{} table {}",
+                t.file_no,
+                n,
+                o.file_no
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A move: one level down, no overlap among the moved tables or with the level below.
+fn check_move(
+    case: &Case,
+    levels: usize,
+    task: &CompactionTask,
+    metas: &[&TableMeta],
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(task.inputs.len(), 1);
+    let l = task.inputs[0].level;
+    prop_assert_eq!(task.output_level, l + 1);
+    prop_assert!(l + 1 < levels);
+    for (i, a) in metas.iter().enumerate() {
+        for b in metas.iter().skip(i + 1).copied().chain(level(&case.view, l + 1)) {
+            prop_assert!(
+                !a.overlaps(&b.smallest_key, &b.largest_key),
+                "{} overlaps {}",
+                a.file_no,
+                b.file_no
+            );
+        }
+    }
+    if l == 0 {
+        let newest = metas.iter().map(|t| t.max_seq).max();
+        for t in level(&case.view, 0) {
+            prop_assert!(
+                newest.is_none_or(|n| t.max_seq >= n)
+                    || metas.iter().any(|m| m.file_no == t.file_no),
+                "L0 table {} left behind",
                 t.file_no
             );
         }
@@ -255,13 +325,19 @@ proptest! {
                 if let Err(e) = validate_task(&case.view, &case.busy, levels, task) {
                     return Err(TestCaseError::fail(format!("validate_task disagrees: {e}")));
                 }
+                if task.kind == TaskKind::Drop {
+                    // Drops come first and need no score.
+                    return Ok(());
+                }
                 // The source level needed compaction and nothing more urgent could run.
                 let src = task.inputs[0].level;
                 prop_assert!(src < last, "the last level never compacts");
                 prop_assert!(scores[src] >= 1.0, "L{src} scores {}", scores[src]);
                 prop_assert_eq!(task.output_level, src + 1);
                 prop_assert!(task.reason.contains(&format!("L{src}")), "reason: {}", task.reason);
-                prop_assert_eq!(task.target_file_size, case.opts.target_file_size);
+                if task.kind == TaskKind::Merge {
+                    prop_assert_eq!(task.target_file_size, case.opts.target_file_size);
+                }
                 for (l, &score) in scores.iter().enumerate().take(last) {
                     prop_assert!(
                         score <= scores[src] || score < 1.0 || blocked(&case, l),
@@ -273,6 +349,10 @@ proptest! {
                 }
             }
             None => {
+                let droppable = case.view.levels.iter().enumerate().take(levels).any(|(l, ts)| {
+                    ts.iter().any(|t| !case.busy.contains(&t.file_no) && case.view.is_droppable(l, t))
+                });
+                prop_assert!(!droppable, "a droppable table is left alone");
                 for (l, &score) in scores.iter().enumerate().take(last) {
                     prop_assert!(score < 1.0 || blocked(&case, l), "L{l} scores {score} and is not blocked");
                 }

@@ -1,12 +1,29 @@
 //! Hand-built trees with tiny sizes, one behaviour per test.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{all_files, busy, empty, files, t, tiny};
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_core::compaction::TaskKind;
 use strata_core::{CompactionPolicy, CompactionTask, Error, FileNo, LevelsView, TableMeta};
+use strata_harness::conformance::compaction::model::{
+    all_files, busy, empty, files, pick_checked, t, tombstones,
+};
+
+/// Small sizes so a handful of tables fills a level: L0 4 tables or 1000 B, L1 1000 B,
+/// L2 10 000 B, L3 last. Dynamic targets are on (the default), with a floor of 1000 B:
+/// L1's target stays 1000 B until the bottom below it passes 10 000 B.
+fn tiny() -> LeveledOptions {
+    LeveledOptions {
+        levels: 4,
+        l0_trigger_files: 4,
+        l0_max_bytes: 1000,
+        l1_max_bytes: 1000,
+        level_size_multiplier: 10,
+        dynamic_level_bytes: true,
+        target_file_size: 100,
+        max_compaction_bytes: None,
+    }
+}
 
 fn view(levels: Vec<Vec<TableMeta>>) -> LevelsView {
     LevelsView { levels }
@@ -18,11 +35,7 @@ fn policy(opts: LeveledOptions) -> LeveledPolicy {
 
 /// Picks, and checks the answer against the contract before handing it back.
 fn pick(p: &LeveledPolicy, v: &LevelsView, b: &HashSet<FileNo>) -> Option<CompactionTask> {
-    let task = p.pick(v, b);
-    if let Some(task) = &task {
-        validate_task(v, b, p.levels(), task).unwrap_or_else(|e| panic!("{e}\n{task:#?}"));
-    }
-    task
+    pick_checked(p, v, b)
 }
 
 #[test]
@@ -138,13 +151,14 @@ fn l0_over_its_byte_limit_compacts_even_with_one_table() {
 }
 
 #[test]
-fn empty_l0_tables_count_towards_the_trigger_and_need_no_l1_tables() {
+fn empty_l0_tables_are_dropped_and_need_no_l1_tables() {
     let p = policy(tiny());
     let v = view(vec![
         vec![empty(4, 10), empty(3, 10), empty(2, 10), empty(1, 10)],
         vec![t(9, "a", "z", 10, 1)],
     ]);
     let task = pick(&p, &v, &HashSet::new()).expect("4 L0 tables");
+    assert_eq!(task.kind, TaskKind::Drop, "empty tables hold nothing: {task:?}");
     assert_eq!(files(&task, 0), vec![4, 3, 2, 1]);
     assert!(files(&task, 1).is_empty(), "empty tables overlap nothing");
 }
@@ -169,17 +183,87 @@ fn l1_over_size_moves_one_table_and_its_l2_overlap() {
 }
 
 #[test]
-fn a_table_without_overlap_is_moved_first_as_an_ordinary_task() {
+fn a_table_without_overlap_is_moved_first_without_a_rewrite() {
     let p = policy(tiny());
     let v = view(vec![
         vec![],
         vec![t(11, "a", "c", 600, 5), t(12, "m", "p", 500, 5)],
         vec![t(21, "a", "b", 10, 1)],
+        vec![t(31, "a", "z", 10_000, 1)],
     ]);
     let task = pick(&p, &v, &HashSet::new()).expect("L1 over size");
+    assert_eq!(task.kind, TaskKind::Move, "{task:?}");
     assert_eq!(task.inputs.len(), 1);
     assert_eq!(files(&task, 1), vec![12], "ratio 0 beats 10/600");
     assert_eq!(task.output_level, 2);
+    assert!(
+        task.reason.contains("moving table") && task.reason.contains("[m..p]"),
+        "{}",
+        task.reason
+    );
+}
+
+/// Flushes of sequential ids: each L0 table lies above the previous one's keys, so L0
+/// goes down to L1 by a move, and so does every L1 table that overlaps nothing in L2.
+#[test]
+fn sequential_l0_tables_move_to_l1() {
+    let p = policy(tiny());
+    let l0 = vec![
+        t(4, "d", "d9", 10, 40),
+        t(3, "c", "c9", 10, 30),
+        t(2, "b", "b9", 10, 20),
+        t(1, "a", "a9", 10, 10),
+    ];
+    let v = view(vec![l0.clone(), vec![t(9, "0", "09", 10, 1)]]);
+    let task = pick(&p, &v, &HashSet::new()).expect("L0 at its trigger");
+    assert_eq!((task.kind, task.output_level), (TaskKind::Move, 1), "{task:?}");
+    assert_eq!(files(&task, 0), vec![4, 3, 2, 1]);
+    // One L0 table overlapping another: a merge.
+    let mut overlapping = l0.clone();
+    overlapping[0] = t(4, "c5", "d9", 10, 40);
+    let task = pick(&p, &view(vec![overlapping, vec![]]), &HashSet::new()).expect("L0 over");
+    assert_eq!(task.kind, TaskKind::Merge);
+    // One L0 table overlapping L1: a merge with that L1 table.
+    let task =
+        pick(&p, &view(vec![l0, vec![t(9, "b5", "b6", 10, 1)]]), &HashSet::new()).expect("L0 over");
+    assert_eq!(task.kind, TaskKind::Merge);
+    assert_eq!(files(&task, 1), vec![9]);
+}
+
+/// A table holding tombstones is merged, not moved, into the last level: only a merge
+/// purges tombstones with nothing below them, and the last level is never compacted.
+#[test]
+fn tombstones_are_merged_not_moved_into_the_last_level() {
+    let p = policy(LeveledOptions { levels: 3, ..tiny() });
+    let mut with_deletes = t(12, "m", "p", 1200, 5);
+    with_deletes.tombstones = 3;
+    let v = view(vec![vec![], vec![with_deletes], vec![t(21, "a", "b", 10, 1)]]);
+    let task = pick(&p, &v, &HashSet::new()).expect("L1 over size");
+    assert_eq!((task.kind, task.output_level), (TaskKind::Merge, 2), "{task:?}");
+    assert_eq!(all_files(&task), vec![12]);
+    // Without tombstones it moves; into a level that is not the last it moves too.
+    let v = view(vec![vec![], vec![t(12, "m", "p", 1200, 5)], vec![t(21, "a", "b", 10, 1)]]);
+    assert_eq!(pick(&p, &v, &HashSet::new()).map(|t| t.kind), Some(TaskKind::Move));
+}
+
+/// Tables of tombstones with nothing below them are dropped before anything else, even
+/// within targets; one with something below it in its range is not.
+#[test]
+fn tombstone_tables_with_nothing_below_are_dropped() {
+    let p = policy(tiny());
+    let v = view(vec![
+        vec![t(7, "a", "z", 10, 50)],
+        vec![tombstones(11, "c", "d", 10, 5), tombstones(12, "m", "n", 10, 5)],
+        vec![t(21, "m", "m", 10, 1)],
+    ]);
+    let task = pick(&p, &v, &HashSet::new()).expect("table 11 hides nothing");
+    assert_eq!((task.kind, task.output_level), (TaskKind::Drop, 1), "{task:?}");
+    assert_eq!(all_files(&task), vec![11], "12 covers table 21's key m");
+    // Busy, it is left alone: the tree is within its targets.
+    assert_eq!(p.pick(&v, &busy(&[11])), None);
+    // An empty table holds nothing at all: dropped too.
+    let v = view(vec![vec![], vec![empty(5, 10)]]);
+    assert_eq!(pick(&p, &v, &HashSet::new()).map(|t| t.kind), Some(TaskKind::Drop));
 }
 
 #[test]
@@ -403,7 +487,10 @@ fn static_targets_apply_while_only_l0_and_l1_hold_data() {
     // L1 alone, under and over its static 400 MiB; L2 holds a 0-byte table (no data).
     let under = view(vec![vec![], spread(100, 13, 391 * MIB), vec![empty(900, 0)]]);
     static_everywhere(&under);
-    assert_eq!(p.pick(&under, &HashSet::new()), None);
+    // The empty table is dropped (it holds nothing); the sizes need no task.
+    let task = pick(&p, &under, &HashSet::new()).expect("the empty table");
+    assert_eq!((task.kind, all_files(&task)), (TaskKind::Drop, vec![900]));
+    assert_eq!(p.pick(&under, &busy(&[900])), None);
     let over = view(vec![vec![], spread(100, 13, 401 * MIB)]);
     static_everywhere(&over);
     let task = pick(&p, &over, &HashSet::new()).expect("L1 over its static target");

@@ -14,214 +14,75 @@
 //! A last run loads an overwrite-heavy workload into a tree shaped like the benchmark
 //! that motivated dynamic targets and checks the space amplification it settles at.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{Rng, key};
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy, validate_task};
-use strata_core::{CompactionPolicy, CompactionTask, FileNo, LevelsView, SeqNo, TableMeta};
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_core::{CompactionPolicy, CompactionTask, FileNo};
+use strata_harness::conformance::compaction::model::{ModelTree, Rng, pick_checked};
 
 /// Bytes one entry takes in the model.
 const ENTRY: u64 = 16;
 /// Keys are `0..KEYS`.
 const KEYS: u32 = 20_000;
 
-struct Table {
-    meta: TableMeta,
-    /// Sorted by key, one version per key.
-    entries: Vec<(u32, u64)>,
+/// A memtable of random keys becomes the newest L0 table. Key ranges are sometimes
+/// narrow (a hot spot) and sometimes wide, so L0 tables overlap in varied ways.
+fn flush(tree: &mut ModelTree, rng: &mut Rng) {
+    let n = rng.range(20, 100);
+    let (lo, span) = if rng.chance(1, 3) {
+        (rng.range(0, u64::from(KEYS) - 1000) as u32, 1000)
+    } else {
+        (0, u64::from(KEYS))
+    };
+    let keys: Vec<u32> = (0..n).map(|_| lo + rng.range(0, span) as u32).collect();
+    tree.flush(&keys);
 }
 
-struct Tree {
-    levels: Vec<Vec<Table>>,
-    next_file: u64,
-    next_seq: u64,
-    /// The latest sequence written for every key (0: never written).
-    latest: Vec<u64>,
+fn assert_converged(tree: &ModelTree, policy: &LeveledPolicy) {
+    let view = tree.view();
+    let scores = policy.level_scores(&view);
+    let last = policy.levels() - 1;
+    assert!(scores[..last].iter().all(|&s| s < 1.0), "not converged: {scores:?}");
+    assert!(view.level_len(0) < policy.options().l0_trigger_files);
+    assert!(!view.levels[last].is_empty(), "data reached the last level: {scores:?}");
+    if policy.options().dynamic_level_bytes {
+        assert_bottom_heavy(tree, policy);
+    }
 }
 
-impl Tree {
-    fn new(levels: usize) -> Self {
-        Tree {
-            levels: (0..levels).map(|_| Vec::new()).collect(),
-            next_file: 1,
-            next_seq: 1,
-            latest: vec![0; KEYS as usize],
-        }
-    }
+/// Bytes of all levels above the deepest non-empty one, divided by that level's.
+fn upper_to_bottom(tree: &ModelTree) -> f64 {
+    let sizes = tree.sizes();
+    let d = sizes.iter().rposition(|&b| b > 0).expect("the tree holds data");
+    sizes[..d].iter().sum::<u64>() as f64 / sizes[d] as f64
+}
 
-    fn view(&self) -> LevelsView {
-        LevelsView {
-            levels: self
-                .levels
-                .iter()
-                .map(|l| l.iter().map(|t| t.meta.clone()).collect())
-                .collect(),
-        }
-    }
-
-    fn table(&mut self, entries: Vec<(u32, u64)>) -> Table {
-        let file_no = FileNo(self.next_file);
-        self.next_file += 1;
-        let meta = TableMeta {
-            file_no,
-            size_bytes: entries.len() as u64 * ENTRY,
-            smallest_key: key(entries.first().map_or(0, |e| e.0)),
-            largest_key: key(entries.last().map_or(0, |e| e.0)),
-            min_seq: SeqNo(entries.iter().map(|e| e.1).min().unwrap_or(0)),
-            max_seq: SeqNo(entries.iter().map(|e| e.1).max().unwrap_or(0)),
-            entries: entries.len() as u64,
-            tombstones: 0,
-        };
-        Table { meta, entries }
-    }
-
-    /// A memtable of random keys becomes the newest L0 table. Key ranges are sometimes
-    /// narrow (a hot spot) and sometimes wide, so L0 tables overlap in varied ways.
-    fn flush(&mut self, rng: &mut Rng) {
-        let n = rng.range(20, 100);
-        let (lo, span) = if rng.chance(1, 3) {
-            (rng.range(0, u64::from(KEYS) - 1000) as u32, 1000)
-        } else {
-            (0, u64::from(KEYS))
-        };
-        let mut keys: Vec<u32> = (0..n).map(|_| lo + rng.range(0, span) as u32).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let entries: Vec<(u32, u64)> = keys
-            .into_iter()
-            .map(|k| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.latest[k as usize] = seq;
-                (k, seq)
-            })
-            .collect();
-        let t = self.table(entries);
-        self.levels[0].insert(0, t);
-    }
-
-    /// Runs `task` as the engine would: k-way merge keeping the newest version of each
-    /// key (no snapshots), outputs cut at the target size, inputs replaced by outputs.
-    fn apply(&mut self, task: &CompactionTask) {
-        let mut merged: Vec<(u32, u64)> = Vec::new();
-        for input in &task.inputs {
-            for no in &input.tables {
-                let level = &mut self.levels[input.level];
-                let at = level.iter().position(|t| t.meta.file_no == *no).unwrap_or_else(|| {
-                    panic!("{no} vanished from L{} while its task ran", input.level)
-                });
-                merged.extend(level.remove(at).entries);
-            }
-        }
-        merged.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        merged.dedup_by_key(|e| e.0);
-        let per_file = (task.target_file_size / ENTRY).max(1) as usize;
-        let out = task.output_level;
-        assert!(out >= 1, "leveled outputs go to L1+");
-        for chunk in merged.chunks(per_file) {
-            let t = self.table(chunk.to_vec());
-            let level = &mut self.levels[out];
-            for other in level.iter() {
-                assert!(
-                    !other.meta.overlaps(&t.meta.smallest_key, &t.meta.largest_key),
-                    "output of `{}` overlaps L{out} table {} that is not an input",
-                    task.reason,
-                    other.meta.file_no
-                );
-            }
-            let at = level.partition_point(|o| o.meta.smallest_key < t.meta.smallest_key);
-            level.insert(at, t);
-        }
-    }
-
-    /// For every key, the versions met by a top-down read (L0 newest table first) have
-    /// strictly decreasing sequences, and the first is the latest one written.
-    fn check_versions(&self) {
-        // The sequence of the version of each key met last on the way down (0: none yet).
-        let mut above = vec![0u64; KEYS as usize];
-        for (l, level) in self.levels.iter().enumerate() {
-            for t in level {
-                for &(k, s) in &t.entries {
-                    let prev = above[k as usize];
-                    if prev == 0 {
-                        assert_eq!(
-                            s, self.latest[k as usize],
-                            "key {k}: a read finds stale version {s} in L{l}"
-                        );
-                    } else {
-                        assert!(
-                            s < prev,
-                            "key {k}: version {s} in L{l} sits below the older version {prev}"
-                        );
-                    }
-                    above[k as usize] = s;
-                }
-            }
-        }
-        for (k, (&found, &written)) in above.iter().zip(&self.latest).enumerate() {
-            assert_eq!(found == 0, written == 0, "key {k}: lost or invented");
-        }
-        for (l, level) in self.levels.iter().enumerate().skip(1) {
-            assert!(
-                level.windows(2).all(|w| w[0].meta.largest_key < w[1].meta.smallest_key),
-                "L{l} is not sorted and disjoint"
-            );
-        }
-    }
-
-    fn assert_converged(&self, policy: &LeveledPolicy) {
-        let view = self.view();
-        let scores = policy.level_scores(&view);
-        let last = policy.levels() - 1;
-        assert!(scores[..last].iter().all(|&s| s < 1.0), "not converged: {scores:?}");
-        assert!(view.level_len(0) < policy.options().l0_trigger_files);
-        assert!(!view.levels[last].is_empty(), "data reached the last level: {scores:?}");
-        if policy.options().dynamic_level_bytes {
-            self.assert_bottom_heavy(policy);
-        }
-    }
-
-    /// Bytes per level.
-    fn sizes(&self) -> Vec<u64> {
-        self.levels.iter().map(|l| l.iter().map(|t| t.meta.size_bytes).sum()).collect()
-    }
-
-    /// Bytes of all levels above the deepest non-empty one, divided by that level's.
-    fn upper_to_bottom(&self) -> f64 {
-        let sizes = self.sizes();
-        let d = sizes.iter().rposition(|&b| b > 0).expect("the tree holds data");
-        sizes[..d].iter().sum::<u64>() as f64 / sizes[d] as f64
-    }
-
-    /// Once a converged tree has settled with dynamic targets, every level `1 ≤ l < d`
-    /// (`d` the deepest non-empty level, `B` its bytes, `m` the multiplier) is under
-    /// `max(B / m^(d−l), floor)` and L0 under `l0_max_bytes`, so the levels above the
-    /// bottom hold less than
-    ///
-    /// `B/m + B/m² + … + (d−1)·floor + l0_max_bytes ≤ B/(m−1) + (d−1)·floor + l0_max_bytes`
-    ///
-    /// (`max(a, b) ≤ a + b`). With `m = 4` that is `B/3` plus a constant, which fits in
-    /// the remaining `B/6` once `B ≥ 6·((d−1)·floor + l0_max_bytes)` (96 000 B here):
-    /// then the upper levels hold at most half the bottom. The runs here settle around
-    /// 0.32; static targets leave about 0.64 (see
-    /// `static_targets_leave_the_upper_levels_heavy`), so the bound separates the two.
-    fn assert_bottom_heavy(&self, policy: &LeveledPolicy) {
-        let opts = policy.options();
-        assert_eq!(opts.level_size_multiplier, 4, "the 0.5 bound below is derived for ×4");
-        let sizes = self.sizes();
-        let d = sizes.iter().rposition(|&b| b > 0).expect("the tree holds data");
-        let constant = (d as u64 - 1) * policy.dynamic_level_floor() + opts.l0_max_bytes;
-        assert!(
-            sizes[d] >= 6 * constant,
-            "the bottom L{d} ({} B) is too small for the bound (needs {} B): load more",
-            sizes[d],
-            6 * constant
-        );
-        let ratio = self.upper_to_bottom();
-        assert!(ratio <= 0.5, "levels above the bottom hold {ratio:.3}× its bytes: {sizes:?}");
-    }
+/// Once a converged tree has settled with dynamic targets, every level `1 ≤ l < d`
+/// (`d` the deepest non-empty level, `B` its bytes, `m` the multiplier) is under
+/// `max(B / m^(d−l), floor)` and L0 under `l0_max_bytes`, so the levels above the
+/// bottom hold less than
+///
+/// `B/m + B/m² + … + (d−1)·floor + l0_max_bytes ≤ B/(m−1) + (d−1)·floor + l0_max_bytes`
+///
+/// (`max(a, b) ≤ a + b`). With `m = 4` that is `B/3` plus a constant, which fits in
+/// the remaining `B/6` once `B ≥ 6·((d−1)·floor + l0_max_bytes)` (96 000 B here):
+/// then the upper levels hold at most half the bottom. The runs here settle around
+/// 0.32; static targets leave about 0.64 (see
+/// `static_targets_leave_the_upper_levels_heavy`), so the bound separates the two.
+fn assert_bottom_heavy(tree: &ModelTree, policy: &LeveledPolicy) {
+    let opts = policy.options();
+    assert_eq!(opts.level_size_multiplier, 4, "the 0.5 bound below is derived for ×4");
+    let sizes = tree.sizes();
+    let d = sizes.iter().rposition(|&b| b > 0).expect("the tree holds data");
+    let constant = (d as u64 - 1) * policy.dynamic_level_floor() + opts.l0_max_bytes;
+    assert!(
+        sizes[d] >= 6 * constant,
+        "the bottom L{d} ({} B) is too small for the bound (needs {} B): load more",
+        sizes[d],
+        6 * constant
+    );
+    let ratio = upper_to_bottom(tree);
+    assert!(ratio <= 0.5, "levels above the bottom hold {ratio:.3}× its bytes: {sizes:?}");
 }
 
 fn opts() -> LeveledOptions {
@@ -239,41 +100,38 @@ fn opts() -> LeveledOptions {
     }
 }
 
-fn pick_checked(
+fn pick(
     policy: &LeveledPolicy,
-    tree: &Tree,
+    tree: &ModelTree,
     busy: &HashSet<FileNo>,
 ) -> Option<CompactionTask> {
-    let view = tree.view();
-    let task = policy.pick(&view, busy)?;
-    validate_task(&view, busy, policy.levels(), &task).unwrap_or_else(|e| panic!("{e}\n{task:#?}"));
-    Some(task)
+    pick_checked(policy, &tree.view(), busy)
 }
 
 /// 300 random flushes; after each the engine falls behind by running at most two tasks
 /// one at a time, then catches up once the flushes stop. Returns the settled tree and
 /// the number of tasks run during the load.
-fn run_sequential(policy: &LeveledPolicy, seed: u64) -> (Tree, usize) {
+fn run_sequential(policy: &LeveledPolicy, seed: u64) -> (ModelTree, usize) {
     let mut rng = Rng(seed);
-    let mut tree = Tree::new(policy.levels());
+    let mut tree = ModelTree::new(policy.levels(), KEYS, ENTRY);
     let none = HashSet::new();
     let mut tasks = 0;
     for _ in 0..300 {
-        tree.flush(&mut rng);
+        flush(&mut tree, &mut rng);
         for _ in 0..rng.range(0, 3) {
-            let Some(task) = pick_checked(policy, &tree, &none) else { break };
+            let Some(task) = pick(policy, &tree, &none) else { break };
             tree.apply(&task);
             tasks += 1;
         }
-        tree.check_versions();
+        tree.check_reads(1);
     }
     let mut catch_up = 0;
-    while let Some(task) = pick_checked(policy, &tree, &none) {
+    while let Some(task) = pick(policy, &tree, &none) {
         tree.apply(&task);
         catch_up += 1;
         assert!(catch_up < 10_000, "seed {seed}: compaction does not converge");
     }
-    tree.check_versions();
+    tree.check_reads(1);
     (tree, tasks)
 }
 
@@ -283,7 +141,7 @@ fn sequential_tasks_converge() {
     let policy = LeveledPolicy::new(opts()).expect("valid");
     for seed in 0..4 {
         let (tree, tasks) = run_sequential(&policy, seed);
-        tree.assert_converged(&policy);
+        assert_converged(&tree, &policy);
         assert!(tasks > 100, "seed {seed}: the tree was exercised ({tasks} tasks)");
     }
 }
@@ -296,8 +154,8 @@ fn static_targets_leave_the_upper_levels_heavy() {
     let policy =
         LeveledPolicy::new(LeveledOptions { dynamic_level_bytes: false, ..opts() }).expect("valid");
     let (tree, _) = run_sequential(&policy, 0);
-    tree.assert_converged(&policy);
-    let ratio = tree.upper_to_bottom();
+    assert_converged(&tree, &policy);
+    let ratio = upper_to_bottom(&tree);
     assert!(ratio > 0.5, "static targets: {ratio:.3}× the bottom above it, {:?}", tree.sizes());
 }
 
@@ -307,7 +165,7 @@ fn concurrent_tasks_keep_the_tree_valid_and_converge() {
     let policy = LeveledPolicy::new(opts()).expect("valid");
     for seed in 100..104 {
         let mut rng = Rng(seed);
-        let mut tree = Tree::new(policy.levels());
+        let mut tree = ModelTree::new(policy.levels(), KEYS, ENTRY);
         let mut running: Vec<CompactionTask> = Vec::new();
         let mut max_parallel = 0;
         let busy_of = |running: &[CompactionTask]| -> HashSet<FileNo> {
@@ -320,11 +178,11 @@ fn concurrent_tasks_keep_the_tree_valid_and_converge() {
         while flushes < 300 {
             match rng.range(0, 3) {
                 0 => {
-                    tree.flush(&mut rng);
+                    flush(&mut tree, &mut rng);
                     flushes += 1;
                 }
                 1 if running.len() < 3 => {
-                    if let Some(task) = pick_checked(&policy, &tree, &busy_of(&running)) {
+                    if let Some(task) = pick(&policy, &tree, &busy_of(&running)) {
                         running.push(task);
                         max_parallel = max_parallel.max(running.len());
                     }
@@ -332,7 +190,7 @@ fn concurrent_tasks_keep_the_tree_valid_and_converge() {
                 _ if !running.is_empty() => {
                     let task = running.remove(rng.range(0, running.len() as u64) as usize);
                     tree.apply(&task);
-                    tree.check_versions();
+                    tree.check_reads(1);
                 }
                 _ => {}
             }
@@ -340,7 +198,7 @@ fn concurrent_tasks_keep_the_tree_valid_and_converge() {
         let mut rounds = 0;
         loop {
             while running.len() < 3 {
-                let Some(task) = pick_checked(&policy, &tree, &busy_of(&running)) else { break };
+                let Some(task) = pick(&policy, &tree, &busy_of(&running)) else { break };
                 running.push(task);
                 max_parallel = max_parallel.max(running.len());
             }
@@ -352,8 +210,8 @@ fn concurrent_tasks_keep_the_tree_valid_and_converge() {
             rounds += 1;
             assert!(rounds < 10_000, "seed {seed}: compaction does not converge");
         }
-        tree.check_versions();
-        tree.assert_converged(&policy);
+        tree.check_reads(1);
+        assert_converged(&tree, &policy);
         assert!(max_parallel >= 2, "seed {seed}: tasks did run in parallel");
     }
 }
@@ -384,27 +242,27 @@ fn overwrite_heavy_load_settles_below_1_2x_space_amplification() {
     let settle = |opts: LeveledOptions| {
         let policy = LeveledPolicy::new(opts).expect("valid");
         let mut rng = Rng(7);
-        let mut tree = Tree::new(policy.levels());
+        let mut tree = ModelTree::new(policy.levels(), KEYS, ENTRY);
         let none = HashSet::new();
         // About 60 000 writes over 20 000 keys.
         for i in 0..1000 {
-            tree.flush(&mut rng);
+            flush(&mut tree, &mut rng);
             for _ in 0..rng.range(0, 3) {
-                let Some(task) = pick_checked(&policy, &tree, &none) else { break };
+                let Some(task) = pick(&policy, &tree, &none) else { break };
                 tree.apply(&task);
             }
             if i % 100 == 0 {
-                tree.check_versions();
+                tree.check_reads(1);
             }
         }
         let mut catch_up = 0;
-        while let Some(task) = pick_checked(&policy, &tree, &none) {
+        while let Some(task) = pick(&policy, &tree, &none) {
             tree.apply(&task);
             catch_up += 1;
             assert!(catch_up < 10_000, "compaction does not converge");
         }
-        tree.check_versions();
-        let live = tree.latest.iter().filter(|&&s| s != 0).count() as u64 * ENTRY;
+        tree.check_reads(1);
+        let live = tree.live_keys() * ENTRY;
         let sizes = tree.sizes();
         let amp = sizes.iter().sum::<u64>() as f64 / live as f64;
         (amp, sizes, live)

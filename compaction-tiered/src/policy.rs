@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use strata_core::compaction::hull;
 use strata_core::{
     CompactionInput, CompactionPolicy, CompactionTask, FileNo, LevelsView, Result, TableMeta,
 };
@@ -219,7 +220,7 @@ impl TieredPolicy {
         // several tables towards `min_merge_width`.
         let target_file_size =
             if output_level == 0 { u64::MAX } else { self.opts.target_file_size };
-        CompactionTask { inputs, output_level, target_file_size, reason }
+        CompactionTask::merge(inputs, output_level, target_file_size, reason)
     }
 }
 
@@ -246,7 +247,7 @@ impl CompactionPolicy for TieredPolicy {
 
 /// The tables of `level` in `view` (none if the view is shallower).
 fn level(view: &LevelsView, level: usize) -> &[TableMeta] {
-    view.levels.get(level).map_or(&[], Vec::as_slice)
+    view.level(level)
 }
 
 fn nos(tables: &[TableMeta]) -> Vec<FileNo> {
@@ -256,18 +257,6 @@ fn nos(tables: &[TableMeta]) -> Vec<FileNo> {
 /// Sum of sizes, saturating: a damaged view must not make the policy panic.
 fn total(sizes: impl Iterator<Item = u64>) -> u64 {
     sizes.fold(0, u64::saturating_add)
-}
-
-/// The smallest range covering every non-empty table, or `None` when there is none.
-/// Empty tables (`entries == 0`) cover no key, as [`TableMeta::overlaps`] treats them.
-fn hull<'a>(tables: impl IntoIterator<Item = &'a TableMeta>) -> Option<(&'a [u8], &'a [u8])> {
-    tables.into_iter().filter(|t| t.entries > 0).fold(None, |acc, t| {
-        let (lo, hi) = (&*t.smallest_key, &*t.largest_key);
-        Some(match acc {
-            None => (lo, hi),
-            Some((a, b)) => (a.min(lo), b.max(hi)),
-        })
-    })
 }
 
 /// The tables of `tables` overlapping `range`, grown to a fixpoint: the result also

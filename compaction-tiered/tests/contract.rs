@@ -1,18 +1,16 @@
 //! Contract test: random well-formed views (overlapping L0 tables newest first, sorted
 //! disjoint deeper levels, empty tables, levels beyond `levels()`) with random busy sets.
-//! Every task `pick` returns must pass both task validators, `pick` must be
+//! Every task `pick` returns must pass `validate_task`, `pick` must be
 //! deterministic, must return `None` exactly when the tree is within its targets and no
 //! task is possible, and must find a task whenever one is due and nothing is busy.
-
-mod common;
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use common::key;
 use proptest::prelude::*;
 use strata_compaction_tiered::{TieredOptions, TieredPolicy};
 use strata_core::{CompactionPolicy, FileNo, LevelsView, SeqNo, TableMeta};
+use strata_harness::conformance::compaction::model::{Rng, key};
 
 /// Per level: a list of (size, key start, key span, empty?) to turn into tables.
 type Shape = Vec<Vec<(u64, u32, u32, bool)>>;
@@ -119,9 +117,6 @@ proptest! {
                 if let Err(why) = strata_core::compaction::validate_task(&view, &busy, policy.levels(), task) {
                     return Err(TestCaseError::fail(format!("{why}: {task:?} for {view:?}")));
                 }
-                if let Err(why) = strata_compaction_leveled::validate_task(&view, &busy, policy.levels(), task) {
-                    return Err(TestCaseError::fail(format!("{why}: {task:?} for {view:?}")));
-                }
                 prop_assert!(task.target_file_size > 0);
             }
         }
@@ -147,7 +142,7 @@ fn sorted_runs_counts_l0_tables_and_non_empty_levels() {
 /// space-amplification merges — each valid.
 #[test]
 fn random_views_reach_every_kind_of_task() {
-    let mut rng = common::Rng(0xc0ffee);
+    let mut rng = Rng(0xc0ffee);
     // A high space bound so the run-merge rules get their turn.
     let opts = TieredOptions {
         levels: 5,

@@ -3,17 +3,20 @@
 //! keys joining a run without rewriting it, the space-amplification merge, busy tables,
 //! and `None` within targets. Every task is also checked with `validate_task`.
 
-mod common;
-
 use std::collections::HashSet;
 
-use common::{busy, files, t, tiny};
 use strata_compaction_tiered::{TieredOptions, TieredPolicy};
 use strata_core::compaction::validate_task;
 use strata_core::{CompactionPolicy, CompactionTask, Error, FileNo, LevelsView, TableMeta};
+use strata_harness::conformance::compaction::model::{busy, files, pick_checked, t};
 
 fn view(levels: Vec<Vec<TableMeta>>) -> LevelsView {
     LevelsView { levels }
+}
+
+/// Small sizes: merge at 4 L0 tables, 100-byte output files, 7 levels.
+fn tiny() -> TieredOptions {
+    TieredOptions { target_file_size: 100, ..TieredOptions::default() }
 }
 
 fn policy() -> TieredPolicy {
@@ -21,13 +24,7 @@ fn policy() -> TieredPolicy {
 }
 
 fn pick(view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
-    let p = policy();
-    let task = p.pick(view, busy)?;
-    if let Err(why) = validate_task(view, busy, p.levels(), &task) {
-        panic!("invalid task {task:?}: {why}");
-    }
-    assert_eq!(p.pick(view, busy).as_ref(), Some(&task), "pick must be deterministic");
-    Some(task)
+    pick_checked(&policy(), view, busy)
 }
 
 /// Four L0 tables, newest first, all over "a".."z".

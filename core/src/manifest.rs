@@ -319,16 +319,17 @@ impl ManifestState {
 
     /// Checks that `edit` is a change this state can take, without applying it: every
     /// removed table is in the level named, every added table's number is new (in no
-    /// level, not twice in the edit, below the largest number) and its level is one of
+    /// level, not twice in the edit, below the largest number) — or is a table the same
+    /// edit removes, added back with the same metadata (a move) — and its level is one of
     /// the state's levels, the flushed sequence and the next file number do not move
     /// backwards, and the table format does not change. Returns why not.
     pub fn check_edit(&self, edit: &VersionEdit) -> std::result::Result<(), String> {
-        let mut removed = std::collections::HashSet::new();
+        let mut removed = std::collections::HashMap::new();
         for (level, no) in &edit.removed {
-            if !self.levels.get(*level).is_some_and(|l| l.contains_key(no)) {
+            let Some(meta) = self.levels.get(*level).and_then(|l| l.get(no)) else {
                 return Err(format!("removes table {no} from L{level}, which does not hold it"));
-            }
-            if !removed.insert(*no) {
+            };
+            if removed.insert(*no, meta).is_some() {
                 return Err(format!("removes table {no} twice"));
             }
         }
@@ -341,7 +342,21 @@ impl ManifestState {
                     self.levels.len()
                 ));
             }
-            if self.levels.iter().any(|l| l.contains_key(&no)) || !added.insert(no) {
+            // A table the same edit removes may come back unchanged: a move re-files it
+            // in another level without rewriting it.
+            match removed.get(&no) {
+                Some(&old) if old != meta => {
+                    return Err(format!(
+                        "moves table {no} but changes its metadata ({old:?} -> {meta:?})"
+                    ));
+                }
+                Some(_) => {}
+                None if self.levels.iter().any(|l| l.contains_key(&no)) => {
+                    return Err(format!("adds table {no}, a number already in use"));
+                }
+                None => {}
+            }
+            if !added.insert(no) {
                 return Err(format!("adds table {no}, a number already in use"));
             }
             if no.0 == u64::MAX {
@@ -807,5 +822,45 @@ mod tests {
         let rm = VersionEdit { removed: vec![(3, FileNo(1))], ..VersionEdit::default() };
         assert!(s.apply(&rm, Path::new("m"), 0).is_err(), "remove from wrong level");
         assert_eq!(s.next_file_no, FileNo(2));
+    }
+
+    /// A move is one edit that removes a table from one level and adds it, unchanged,
+    /// to another: accepted, applied, and read back from its encoding as the same edit.
+    /// The same number with other metadata is a reused number, not a move.
+    #[test]
+    fn a_move_re_adds_the_table_it_removes() {
+        let mut s = ManifestState::empty(3);
+        let add = VersionEdit { added: vec![(1, meta(4))], ..VersionEdit::default() };
+        s.apply(&add, Path::new("m"), 0).expect("add");
+        let mv = VersionEdit {
+            removed: vec![(1, FileNo(4))],
+            added: vec![(2, meta(4))],
+            ..VersionEdit::default()
+        };
+        assert_eq!(s.check_edit(&mv), Ok(()));
+        let decoded = VersionEdit::decode(&mv.encode(), Path::new("m"), 0).expect("decode");
+        assert_eq!(decoded, mv);
+        let mut moved = s.clone();
+        moved.apply(&decoded, Path::new("m"), 0).expect("apply the move");
+        assert!(moved.levels[1].is_empty());
+        assert_eq!(moved.levels[2].get(&FileNo(4)), Some(&meta(4)));
+
+        let mut changed = meta(4);
+        changed.size_bytes += 1;
+        let reused = VersionEdit {
+            removed: vec![(1, FileNo(4))],
+            added: vec![(2, changed)],
+            ..VersionEdit::default()
+        };
+        assert!(s.check_edit(&reused).is_err(), "a changed table under a moved number");
+        let twice = VersionEdit {
+            removed: vec![(1, FileNo(4))],
+            added: vec![(2, meta(4)), (0, meta(4))],
+            ..VersionEdit::default()
+        };
+        assert!(s.check_edit(&twice).is_err(), "moved to two levels");
+        // Adding it back without removing it is still a number in use.
+        let dup = VersionEdit { added: vec![(2, meta(4))], ..VersionEdit::default() };
+        assert!(s.check_edit(&dup).is_err());
     }
 }

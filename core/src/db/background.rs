@@ -1,16 +1,18 @@
 //! The background threads: flush, compaction and periodic checkpoints.
+//!
+//! The threads' loops live here; what one compaction task does lives in
+//! [`super::compact`], and committing a change of the table set in [`super::install`].
+//! Both are used from here and use nothing from here.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::version::TableHandle;
-use super::{ImmMem, Shared, State};
+use super::install::{commit, edit_for, open_handle, roll_manifest_if_big};
+use super::{ImmMem, Shared, compact};
 use crate::error::{Error, Result};
 use crate::fs::OpenMode;
-use crate::manifest::{ManifestWriter, VersionEdit, manifest_file_name};
-use crate::table::{FileNo, TableMeta};
 use crate::types::SeqNo;
 
 /// How long an idle background thread sleeps before looking for work again (it is
@@ -29,10 +31,7 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     threads.push(spawn("strata-flush".into(), Box::new(move || flush_loop(&s)))?);
     for i in 0..shared.options.compaction_threads {
         let s = Arc::clone(shared);
-        threads.push(spawn(
-            format!("strata-compact-{i}"),
-            Box::new(move || super::compact::compaction_loop(&s)),
-        )?);
+        threads.push(spawn(format!("strata-compact-{i}"), Box::new(move || compaction_loop(&s)))?);
     }
     if shared.options.periodic_checkpoint.is_some() {
         let s = Arc::clone(shared);
@@ -98,28 +97,10 @@ fn flush_one(s: &Arc<Shared>, imm: &ImmMem) -> Result<()> {
         added.push((0, handle));
     }
     let mut vs = s.versions.lock();
-    let edit = VersionEdit {
-        added: added.iter().map(|(l, h)| (*l, h.meta.clone())).collect(),
-        flushed_seq: Some(imm.last_seq),
-        next_file_no: Some(FileNo(s.next_file_no.load(Ordering::SeqCst))),
-        ..VersionEdit::default()
-    };
-    vs.manifest.append(&edit)?;
-    vs.state.apply(&edit, &s.dir, 0)?;
-    {
-        let _g = s.state_lock.lock();
-        let cur = s.state.load_full();
-        s.state.store(Arc::new(State {
-            active: Arc::clone(&cur.active),
-            immutable: cur
-                .immutable
-                .iter()
-                .filter(|m| !std::ptr::addr_eq(Arc::as_ptr(&m.mem), Arc::as_ptr(&imm.mem)))
-                .cloned()
-                .collect(),
-            version: Arc::new(cur.version.apply(&[], added)),
-        }));
-    }
+    let mut edit = edit_for(s, &added, &[]);
+    edit.flushed_seq = Some(imm.last_seq);
+    let version = s.state.load().version.apply(&[], added);
+    commit(s, &mut vs, &edit, version, Some(imm))?;
     // The WAL checkpoint only frees space: a failure costs disk, not data.
     if let Err(e) = s.wal.checkpoint(imm.last_seq) {
         tracing::warn!(error = %e, "could not delete checkpointed WAL segments");
@@ -136,41 +117,23 @@ fn flush_one(s: &Arc<Shared>, imm: &ImmMem) -> Result<()> {
     Ok(())
 }
 
-/// Opens a freshly written table and checks it reads back as what the builder said.
-pub(super) fn open_handle(s: &Shared, meta: TableMeta) -> Result<Arc<TableHandle>> {
-    let path = s.table_path(meta.file_no);
-    let table = s.format.open(s.fs.open(&path, OpenMode::ReadOnly)?, meta.file_no)?;
-    if table.meta().entries != meta.entries || table.meta().size_bytes != meta.size_bytes {
-        return Err(Error::corruption(
-            &path,
-            0,
-            format!(
-                "table reads back as {} entries / {} bytes but was written as {} / {}",
-                table.meta().entries,
-                table.meta().size_bytes,
-                meta.entries,
-                meta.size_bytes
-            ),
-        ));
+fn compaction_loop(s: &Arc<Shared>) {
+    while !shutting_down(s) {
+        if s.poisoned.load(Ordering::Acquire) {
+            idle_wait(s);
+            continue;
+        }
+        let Some(picked) = compact::pick(s) else {
+            idle_wait(s);
+            continue;
+        };
+        let reason = picked.reason().to_owned();
+        match compact::run(s, picked) {
+            Ok(()) => s.notify_progress(),
+            Err(Error::Poisoned { .. }) if shutting_down(s) => {}
+            Err(e) => s.poison(format!("compaction ({reason}) failed: {e}")),
+        }
     }
-    Ok(Arc::new(TableHandle::new(meta, table, Arc::clone(&s.fs), path)))
-}
-
-/// Replaces a manifest that grew past its limit with one holding a single snapshot edit.
-pub(super) fn roll_manifest_if_big(s: &Shared, vs: &mut super::VersionSet) -> Result<()> {
-    if vs.manifest.len() < s.options.max_manifest_bytes {
-        return Ok(());
-    }
-    let old = vs.manifest.number();
-    let number = s.alloc_file_no();
-    vs.state.next_file_no = FileNo(s.next_file_no.load(Ordering::SeqCst));
-    vs.manifest = ManifestWriter::create(&*s.fs, &s.dir, number, &vs.state)?;
-    let old_path = s.dir.join(manifest_file_name(old));
-    if let Err(e) = s.fs.remove_file(&old_path) {
-        tracing::warn!(error = %e, "could not delete the previous manifest");
-    }
-    tracing::info!(manifest = %number, "manifest rolled over");
-    Ok(())
 }
 
 fn checkpoint_loop(s: &Arc<Shared>) {

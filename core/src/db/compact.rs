@@ -1,5 +1,13 @@
-//! Running compaction tasks: validate what the policy picked, merge the inputs, drop
-//! what no reader can see, write the outputs, install them.
+//! Running compaction tasks: validate what the policy picked, then merge (read the
+//! inputs, drop what no reader can see, write the outputs), move (re-file tables one
+//! level down) or drop (remove tables that change no read), and install the result.
+//!
+//! Every task is checked with the one [`validate_task`] twice: when it is picked, and
+//! again against the version of that moment right before its manifest edit is written,
+//! because tasks that finished in between may have changed the levels it writes into.
+//! The resulting version must also keep every level below L0 sorted and disjoint. A
+//! task failing either check is not committed: it is logged and counted in
+//! `rejected_compactions`, and the files it wrote are deleted.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -7,71 +15,73 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::background::{idle_wait, open_handle, roll_manifest_if_big, shutting_down};
+use super::Shared;
+use super::install::{commit, edit_for, open_handle, roll_manifest_if_big};
 use super::iter::MergeIter;
 use super::version::{TableHandle, Version};
-use super::{Shared, State};
-use crate::compaction::{CompactionTask, validate_task};
+use crate::compaction::{CompactionTask, TaskKind, validate_task};
 use crate::error::{Error, Result};
 use crate::fs::OpenMode;
-use crate::manifest::VersionEdit;
 use crate::table::{FileNo, TableBuilder, TableIter, TableMeta};
 use crate::types::{SeqNo, ValueKind};
 
-pub(super) fn compaction_loop(s: &Arc<Shared>) {
-    while !shutting_down(s) {
-        if s.poisoned.load(Ordering::Acquire) {
-            idle_wait(s);
-            continue;
+/// A validated task whose tables are marked busy, with the version it was picked from.
+pub(super) struct Picked {
+    task: CompactionTask,
+    version: Arc<Version>,
+}
+
+impl Picked {
+    /// Why the policy picked it.
+    pub(super) fn reason(&self) -> &str {
+        &self.task.reason
+    }
+}
+
+/// Asks the policy for a task and validates it; a valid task's tables become busy.
+/// `None` when the policy has nothing to do or returned a task breaking its contract.
+pub(super) fn pick(s: &Shared) -> Option<Picked> {
+    let mut vs = s.versions.lock();
+    let version = Arc::clone(&s.state.load().version);
+    let view = version.view();
+    let task = s.policy.pick(&view, &vs.busy)?;
+    match validate_task(&view, &vs.busy, s.policy.levels(), &task) {
+        Ok(()) => {
+            vs.busy.extend(task.tables());
+            Some(Picked { task, version })
         }
-        let picked = {
-            let mut vs = s.versions.lock();
-            let version = Arc::clone(&s.state.load().version);
-            let view = version.view();
-            match s.policy.pick(&view, &vs.busy) {
-                None => None,
-                Some(task) => match validate_task(&view, &vs.busy, s.policy.levels(), &task) {
-                    Ok(()) => {
-                        for i in &task.inputs {
-                            vs.busy.extend(i.tables.iter().copied());
-                        }
-                        Some((task, version))
-                    }
-                    Err(why) => {
-                        s.counters.rejected_compactions.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(
-                            policy = s.policy.name(), %why, ?task,
-                            "compaction policy broke its contract; task not run"
-                        );
-                        None
-                    }
-                },
-            }
-        };
-        let Some((task, version)) = picked else {
-            idle_wait(s);
-            continue;
-        };
-        s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
-        let result = run_task(s, &task, &version);
-        // IMPORTANT: release the inputs before the task counts as finished, so that the
-        // obsolete tables are deleted by the time `wait_for_background` sees it idle.
-        drop(version);
-        s.counters.compactions_running.fetch_sub(1, Ordering::Relaxed);
-        {
-            let mut vs = s.versions.lock();
-            for i in &task.inputs {
-                for no in &i.tables {
-                    vs.busy.remove(no);
-                }
-            }
-        }
-        match result {
-            Ok(()) => s.notify_progress(),
-            Err(Error::Poisoned { .. }) if shutting_down(s) => {}
-            Err(e) => s.poison(format!("compaction ({}) failed: {e}", task.reason)),
+        Err(why) => {
+            reject(s, &task, &why, "compaction policy broke its contract; task not run");
+            None
         }
     }
+}
+
+/// Runs a picked task, then releases its tables.
+pub(super) fn run(s: &Arc<Shared>, picked: Picked) -> Result<()> {
+    let Picked { task, version } = picked;
+    s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
+    let result = run_task(s, &task, &version);
+    // IMPORTANT: release the inputs before the task counts as finished, so that the
+    // obsolete tables are deleted by the time `wait_for_background` sees it idle.
+    drop(version);
+    s.counters.compactions_running.fetch_sub(1, Ordering::Relaxed);
+    {
+        let mut vs = s.versions.lock();
+        for no in task.tables() {
+            vs.busy.remove(&no);
+        }
+    }
+    result
+}
+
+fn reject(s: &Shared, task: &CompactionTask, why: &str, what: &'static str) {
+    s.counters.rejected_compactions.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(policy = s.policy.name(), %why, ?task, "{what}");
+}
+
+fn closing(s: &Shared) -> bool {
+    s.signals.shutdown.load(Ordering::Acquire)
 }
 
 /// Output tables being written, cut at the target size on user-key boundaries.
@@ -124,16 +134,88 @@ impl Outputs<'_> {
 }
 
 fn run_task(s: &Arc<Shared>, task: &CompactionTask, version: &Version) -> Result<()> {
-    let started = Instant::now();
     let mut inputs: Vec<(usize, Arc<TableHandle>)> = Vec::new();
-    for input in &task.inputs {
-        for no in &input.tables {
-            let (level, handle) = version.find(*no).ok_or_else(|| {
-                Error::InvalidArgument(format!("compaction input {no} vanished from the version"))
-            })?;
-            inputs.push((level, Arc::clone(handle)));
-        }
+    for no in task.tables() {
+        let (level, handle) = version.find(no).ok_or_else(|| {
+            Error::InvalidArgument(format!("compaction input {no} vanished from the version"))
+        })?;
+        inputs.push((level, Arc::clone(handle)));
     }
+    match task.kind {
+        TaskKind::Merge => merge(s, task, &inputs, version),
+        TaskKind::Move => move_tables(s, task, &inputs),
+        TaskKind::Drop => drop_tables(s, task, &inputs),
+    }
+}
+
+/// A trivial move: the same tables, filed one level down by a manifest edit.
+fn move_tables(
+    s: &Shared,
+    task: &CompactionTask,
+    inputs: &[(usize, Arc<TableHandle>)],
+) -> Result<()> {
+    let moved: Vec<(usize, Arc<TableHandle>)> =
+        inputs.iter().map(|(_, h)| (task.output_level, Arc::clone(h))).collect();
+    if let Err(why) = install(s, task, inputs, moved)? {
+        reject(s, task, &why, "move no longer valid at commit; not committed");
+        return Ok(());
+    }
+    let bytes: u64 = inputs.iter().map(|(_, h)| h.meta.size_bytes).sum();
+    s.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    s.counters.compaction_moves.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    s.counters.compaction_moved_bytes.fetch_add(bytes, Ordering::Relaxed);
+    tracing::debug!(reason = %task.reason, tables = inputs.len(), mb = bytes as f64 / 1e6, "tables moved");
+    Ok(())
+}
+
+/// A drop: the engine reads each table first and refuses the drop if any entry is not a
+/// tombstone (the metadata's count is not taken on trust), then removes the tables by a
+/// manifest edit. Whether anything below could be uncovered is `validate_task`'s.
+fn drop_tables(
+    s: &Shared,
+    task: &CompactionTask,
+    inputs: &[(usize, Arc<TableHandle>)],
+) -> Result<()> {
+    let mut read = 0u64;
+    for (_, h) in inputs {
+        let all = (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded);
+        for e in Arc::clone(&h.table).range(all, SeqNo::MAX) {
+            let e = e?;
+            if e.kind != ValueKind::Delete {
+                let why = format!(
+                    "live data: table {} holds a {:?} entry (key {}, {}) although its metadata counts {} tombstones of {} entries",
+                    h.meta.file_no,
+                    e.kind,
+                    e.key.escape_ascii(),
+                    e.seq,
+                    h.meta.tombstones,
+                    h.meta.entries
+                );
+                reject(s, task, &why, "drop refused: the table holds live data");
+                return Ok(());
+            }
+        }
+        read += h.meta.size_bytes;
+    }
+    if let Err(why) = install(s, task, inputs, Vec::new())? {
+        reject(s, task, &why, "drop no longer valid at commit; not committed");
+        return Ok(());
+    }
+    s.counters.compactions.fetch_add(1, Ordering::Relaxed);
+    s.counters.compaction_drops.fetch_add(inputs.len() as u64, Ordering::Relaxed);
+    s.counters.compaction_read_bytes.fetch_add(read, Ordering::Relaxed);
+    tracing::debug!(reason = %task.reason, tables = inputs.len(), "tables dropped");
+    Ok(())
+}
+
+/// A merge: k-way merge of the inputs into new tables of `output_level`.
+fn merge(
+    s: &Arc<Shared>,
+    task: &CompactionTask,
+    inputs: &[(usize, Arc<TableHandle>)],
+    version: &Version,
+) -> Result<()> {
+    let started = Instant::now();
     // Newest sources first so that equal internal keys (impossible by construction)
     // would at least resolve deterministically.
     let sources: Vec<TableIter> = inputs
@@ -171,7 +253,7 @@ fn run_task(s: &Arc<Shared>, task: &CompactionTask, version: &Version) -> Result
             }
         };
         n += 1;
-        if n.is_multiple_of(4096) && shutting_down(s) {
+        if n.is_multiple_of(4096) && closing(s) {
             out.abandon();
             return Err(Error::Poisoned { reason: "the store is closing".into() });
         }
@@ -213,7 +295,11 @@ fn run_task(s: &Arc<Shared>, task: &CompactionTask, version: &Version) -> Result
             }
         }
     }
-    install(s, task, &inputs, handles)?;
+    if let Err(why) = install(s, task, inputs, handles)? {
+        out.abandon();
+        reject(s, task, &why, "merge no longer valid at commit; outputs deleted");
+        return Ok(());
+    }
     let read: u64 = inputs.iter().map(|(_, h)| h.meta.size_bytes).sum();
     let written: u64 = out.done.iter().map(|m| m.size_bytes).sum();
     s.counters.compactions.fetch_add(1, Ordering::Relaxed);
@@ -240,35 +326,38 @@ fn deeper_may_hold(deeper: &[Vec<TableMeta>], key: &[u8]) -> bool {
     })
 }
 
+/// Commits a task: checks it again against the version of this moment (other tasks
+/// may have installed since it was picked), builds the new version and checks its
+/// levels, writes the manifest edit (the commit point) and publishes the version.
+/// `Ok(Err(why))` when a check fails: nothing was written.
 fn install(
-    s: &Arc<Shared>,
+    s: &Shared,
     task: &CompactionTask,
     inputs: &[(usize, Arc<TableHandle>)],
     outputs: Vec<(usize, Arc<TableHandle>)>,
-) -> Result<()> {
+) -> Result<std::result::Result<(), String>> {
     let mut vs = s.versions.lock();
-    let edit = VersionEdit {
-        added: outputs.iter().map(|(l, h)| (*l, h.meta.clone())).collect(),
-        removed: inputs.iter().map(|(l, h)| (*l, h.meta.file_no)).collect(),
-        next_file_no: Some(FileNo(s.next_file_no.load(Ordering::SeqCst))),
-        ..VersionEdit::default()
-    };
-    vs.manifest.append(&edit)?;
-    vs.state.apply(&edit, &s.dir, 0)?;
-    let removed: Vec<FileNo> = inputs.iter().map(|(_, h)| h.meta.file_no).collect();
-    {
-        let _g = s.state_lock.lock();
-        let cur = s.state.load_full();
-        s.state.store(Arc::new(State {
-            active: Arc::clone(&cur.active),
-            immutable: cur.immutable.clone(),
-            version: Arc::new(cur.version.apply(&removed, outputs)),
-        }));
+    let current = Arc::clone(&s.state.load().version);
+    let mut others = vs.busy.clone();
+    for no in task.tables() {
+        others.remove(&no);
     }
-    for (_, h) in inputs {
-        h.mark_obsolete();
+    if let Err(why) = validate_task(&current.view(), &others, s.policy.levels(), task) {
+        return Ok(Err(why));
+    }
+    let removed: Vec<FileNo> = inputs.iter().map(|(_, h)| h.meta.file_no).collect();
+    let edit = edit_for(s, &outputs, inputs);
+    let next = current.apply(&removed, outputs);
+    if let Err(why) = next.check_levels() {
+        return Ok(Err(why));
+    }
+    commit(s, &mut vs, &edit, next, None)?;
+    if task.kind != TaskKind::Move {
+        for (_, h) in inputs {
+            h.mark_obsolete();
+        }
     }
     roll_manifest_if_big(s, &mut vs)?;
     tracing::trace!(task = %task.reason, "compaction installed");
-    Ok(())
+    Ok(Ok(()))
 }

@@ -13,6 +13,7 @@ mod background;
 mod builder;
 mod checkpoint;
 mod compact;
+mod install;
 mod iter;
 mod log_reader;
 mod open;
@@ -134,8 +135,16 @@ pub struct DbStats {
     pub compaction_written_bytes: u64,
     /// Time spent running compaction tasks, summed over threads, in microseconds.
     pub compaction_micros: u64,
-    /// Tasks the policy returned that broke its contract and were not run.
+    /// Tasks the policy returned that broke its contract and were not run (or not
+    /// committed: the engine checks a task again right before its manifest edit).
     pub rejected_compactions: u64,
+    /// Tables moved one level down by a manifest edit alone (trivial moves; counted in
+    /// `compactions` as tasks, not in the read or written bytes).
+    pub compaction_moves: u64,
+    /// Bytes of the tables moved by trivial moves (neither read nor written).
+    pub compaction_moved_bytes: u64,
+    /// Tables dropped by a manifest edit alone (every entry a tombstone hiding nothing).
+    pub compaction_drops: u64,
     /// Writes delayed because L0 reached the slowdown threshold.
     pub stall_slowdowns: u64,
     /// Writes that waited because memtables or L0 reached the stop threshold.
@@ -203,6 +212,9 @@ struct Counters {
     compaction_micros: AtomicU64,
     compactions_running: std::sync::atomic::AtomicUsize,
     rejected_compactions: AtomicU64,
+    compaction_moves: AtomicU64,
+    compaction_moved_bytes: AtomicU64,
+    compaction_drops: AtomicU64,
     stall_slowdowns: AtomicU64,
     stall_stops: AtomicU64,
     stall_micros: AtomicU64,
@@ -568,6 +580,9 @@ impl Db {
             compaction_written_bytes: load(&c.compaction_written_bytes),
             compaction_micros: load(&c.compaction_micros),
             rejected_compactions: load(&c.rejected_compactions),
+            compaction_moves: load(&c.compaction_moves),
+            compaction_moved_bytes: load(&c.compaction_moved_bytes),
+            compaction_drops: load(&c.compaction_drops),
             stall_slowdowns: load(&c.stall_slowdowns),
             stall_stops: load(&c.stall_stops),
             stall_micros: load(&c.stall_micros),

@@ -142,6 +142,32 @@ impl Version {
         self.all().find(|(_, t)| t.meta.file_no == file_no)
     }
 
+    /// Checks the shape reads rely on: in every level below L0 the tables holding
+    /// entries are sorted by smallest key and their key ranges are disjoint. Returns
+    /// which two tables break it.
+    pub(crate) fn check_levels(&self) -> std::result::Result<(), String> {
+        for (n, level) in self.levels.iter().enumerate().skip(1) {
+            let mut prev: Option<&TableMeta> = None;
+            for t in level.iter().map(|h| &h.meta).filter(|m| m.entries > 0) {
+                if let Some(p) = prev
+                    && p.largest_key >= t.smallest_key
+                {
+                    return Err(format!(
+                        "level order: L{n} tables {} [{}..{}] and {} [{}..{}] would overlap",
+                        p.file_no,
+                        p.smallest_key.escape_ascii(),
+                        p.largest_key.escape_ascii(),
+                        t.file_no,
+                        t.smallest_key.escape_ascii(),
+                        t.largest_key.escape_ascii()
+                    ));
+                }
+                prev = Some(t);
+            }
+        }
+        Ok(())
+    }
+
     /// A new version with `removed` taken out and `added` put in at their levels.
     pub(crate) fn apply(
         &self,

@@ -14,6 +14,8 @@
 //! | [`HidesCorruptionTableFormat`] | a damaged block reads as missing data (`None` / end of range), `verify` reports nothing |
 //! | [`LosesFilePolicy`] | a task omits an overlapping output-level table (the engine would lose or shadow it) |
 //! | [`BusyIgnoringPolicy`] | tasks name tables that are already being compacted |
+//! | [`MovesOntoOverlapPolicy`] | a trivial move lands on tables of the next level it overlaps (`harness/tests/compaction_moves.rs`) |
+//! | [`DropsCoveringTablesPolicy`] | a table of tombstones is dropped although it hides data below it (`harness/tests/compaction_moves.rs`) |
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -339,6 +341,59 @@ impl CompactionPolicy for LosesFilePolicy {
         }
         task.inputs.retain(|i| !i.tables.is_empty());
         Some(task)
+    }
+}
+
+/// A compaction policy that turns every merge it would return into a trivial move of
+/// the merge's shallowest input tables, although they overlap tables of the level below
+/// (or each other). Breaks: "a move's tables overlap neither each other nor a table of
+/// the level they move to".
+#[derive(Debug)]
+pub struct MovesOntoOverlapPolicy(pub Arc<dyn CompactionPolicy>);
+
+impl CompactionPolicy for MovesOntoOverlapPolicy {
+    fn name(&self) -> &'static str {
+        "broken-moves-onto-overlap"
+    }
+    fn levels(&self) -> usize {
+        self.0.levels()
+    }
+    fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        let task = self.0.pick(view, busy)?;
+        if task.kind != strata_core::compaction::TaskKind::Merge {
+            return Some(task);
+        }
+        let first = task.inputs.first()?.clone();
+        if first.level + 1 >= self.levels() {
+            return Some(task);
+        }
+        Some(CompactionTask::moving(first.level, first.tables, format!("moved: {}", task.reason)))
+    }
+}
+
+/// A compaction policy that drops a table whose every entry is a tombstone as soon as it
+/// sees one, without looking at what lies below it (the tombstones may hide older puts
+/// there, which a drop would bring back). Breaks: "a drop names only droppable tables:
+/// nothing a read visits after them overlaps them".
+#[derive(Debug)]
+pub struct DropsCoveringTablesPolicy(pub Arc<dyn CompactionPolicy>);
+
+impl CompactionPolicy for DropsCoveringTablesPolicy {
+    fn name(&self) -> &'static str {
+        "broken-drops-covering-tables"
+    }
+    fn levels(&self) -> usize {
+        self.0.levels()
+    }
+    fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
+        for (l, tables) in view.levels.iter().enumerate().take(self.levels()) {
+            if let Some(t) = tables.iter().find(|t| {
+                t.entries > 0 && t.tombstones == t.entries && !busy.contains(&t.file_no)
+            }) {
+                return Some(CompactionTask::dropping(l, vec![t.file_no], "drop tombstones"));
+            }
+        }
+        self.0.pick(view, busy)
     }
 }
 

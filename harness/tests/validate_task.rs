@@ -1,12 +1,12 @@
-//! `validate_task` catches every broken contract clause and names it.
-
-mod common;
+//! `strata_core::compaction::validate_task`, the one task validator (the engine's and the
+//! conformance suite's), catches every broken contract clause of merges, moves and
+//! drops, and names it.
 
 use std::collections::HashSet;
 
-use common::{busy, empty, t};
-use strata_compaction_leveled::validate_task;
+use strata_core::compaction::{TaskKind, validate_task};
 use strata_core::{CompactionInput, CompactionTask, FileNo, LevelsView};
+use strata_harness::conformance::compaction::model::{busy, empty, t, tombstones};
 
 fn view() -> LevelsView {
     LevelsView {
@@ -34,7 +34,7 @@ fn input(level: usize, tables: &[u64]) -> CompactionInput {
 }
 
 fn task(inputs: Vec<CompactionInput>, output_level: usize) -> CompactionTask {
-    CompactionTask { inputs, output_level, target_file_size: 100, reason: "test".to_owned() }
+    CompactionTask::merge(inputs, output_level, 100, "test")
 }
 
 /// A valid L1 → L2 task: table 3 [g, i] overlaps L2 table 42 [d, k].
@@ -131,4 +131,106 @@ fn output_level_overlap_closure() {
     // The range is that of all inputs: L1 tables 1 [a, b] and 4 [m, n] span [a, n],
     // which covers L2 table 42 [d, k] although neither overlaps it on its own.
     expect_err(&task(vec![input(1, &[1, 4]), input(2, &[41])], 2), &none, "output overlap");
+}
+
+#[test]
+fn merges_give_up_every_level_they_pass() {
+    let none = HashSet::new();
+    // L0 and L2 inputs into L2 pass over L1: L1 tables 1, 2, 3 lie in [a, h] and would
+    // end up above data newer than theirs.
+    let passing = task(vec![input(0, &[30, 20, 10, 5]), input(2, &[41, 42])], 2);
+    expect_err(&passing, &none, "passed-over overlap");
+    let all = task(vec![input(0, &[30, 20, 10, 5]), input(1, &[1, 2, 3]), input(2, &[41, 42])], 2);
+    validate_task(&view(), &none, 3, &all).expect("L1's overlap taken along");
+    // L1 table 1 [a, b] alone into L3 would be a bad output level; into L2 with table
+    // 41 it is fine, and L0 is never "passed over" (it is above every input).
+    validate_task(&view(), &none, 3, &task(vec![input(1, &[1]), input(2, &[41])], 2))
+        .expect("L1 → L2");
+}
+
+fn moving(level: usize, tables: &[u64]) -> CompactionTask {
+    CompactionTask::moving(level, tables.iter().map(|&n| FileNo(n)).collect(), "move")
+}
+
+fn dropping(level: usize, tables: &[u64]) -> CompactionTask {
+    CompactionTask::dropping(level, tables.iter().map(|&n| FileNo(n)).collect(), "drop")
+}
+
+#[test]
+fn moves_land_only_on_free_ranges() {
+    let none = HashSet::new();
+    // L1 table 4 [m, n] overlaps nothing in L2: a legal move.
+    validate_task(&view(), &none, 3, &moving(1, &[4])).expect("free range");
+    // L1 table 3 [g, i] would land on L2 table 42 [d, k].
+    expect_err(&moving(1, &[3]), &none, "move overlap");
+    // L1 tables 1 [a, b] and 4 [m, n] are each judged alone: 1 lands on 41 [a, c].
+    expect_err(&moving(1, &[4, 1]), &none, "move overlap");
+    // From L0, every older table must move too, and moved tables must not overlap.
+    expect_err(&moving(0, &[20, 10, 5]), &none, "move overlap");
+    expect_err(&moving(0, &[30]), &none, "L0 order");
+    validate_task(&view(), &none, 3, &moving(0, &[5])).expect("an empty table covers nothing");
+    // Shape: one level, one level down, below the tree's depth, nothing busy.
+    let mut two_levels = moving(1, &[4]);
+    two_levels.inputs.push(input(2, &[43]));
+    expect_err(&two_levels, &none, "malformed move");
+    let mut far = moving(1, &[4]);
+    far.output_level = 1;
+    expect_err(&far, &none, "bad output level");
+    expect_err(&moving(2, &[43]), &none, "bad output level");
+    expect_err(&moving(1, &[4]), &busy(&[4]), "busy table");
+    assert_eq!(moving(1, &[4]).kind, TaskKind::Move);
+}
+
+fn drop_view() -> LevelsView {
+    LevelsView {
+        levels: vec![
+            vec![
+                tombstones(30, "a", "b", 10, 30),
+                tombstones(20, "x", "y", 10, 20),
+                t(10, "x", "z", 10, 10),
+            ],
+            vec![
+                tombstones(1, "c", "d", 10, 3),
+                tombstones(2, "m", "n", 10, 3),
+                t(3, "p", "q", 10, 3),
+            ],
+            vec![t(41, "n", "n", 10, 1)],
+        ],
+    }
+}
+
+#[test]
+fn drops_remove_only_tombstones_that_hide_nothing() {
+    let none = HashSet::new();
+    let check = |t: &CompactionTask| validate_task(&drop_view(), &none, 3, t);
+    check(&dropping(1, &[1])).expect("nothing below [c, d]");
+    check(&dropping(0, &[30])).expect("nothing older or deeper in [a, b]");
+    let clause = |t: &CompactionTask, want: &str| match check(t) {
+        Ok(()) => panic!("expected `{want}` for {t:?}"),
+        Err(msg) => assert!(msg.starts_with(want), "expected `{want}`, got: {msg}"),
+    };
+    // L2 table 41 holds key n, which table 2's tombstones hide.
+    clause(&dropping(1, &[2]), "drop overlap");
+    // The older L0 table 10 holds x..z, which table 20's tombstones hide.
+    clause(&dropping(0, &[20]), "drop overlap");
+    clause(&dropping(1, &[3]), "live data");
+    clause(&dropping(0, &[10]), "live data");
+    let mut two_levels = dropping(0, &[30]);
+    two_levels.inputs.push(input(1, &[1]));
+    clause(&two_levels, "malformed drop");
+    let mut elsewhere = dropping(1, &[1]);
+    elsewhere.output_level = 2;
+    clause(&elsewhere, "bad output level");
+    // The model's view agrees table by table.
+    let v = drop_view();
+    let droppable: Vec<u64> = v
+        .levels
+        .iter()
+        .enumerate()
+        .flat_map(|(l, ts)| {
+            ts.iter().filter(move |t| drop_view().is_droppable(l, t)).map(|t| t.file_no.0)
+        })
+        .collect();
+    assert_eq!(droppable, vec![30, 1]);
+    validate_task(&view(), &none, 3, &dropping(0, &[5])).expect("an empty table");
 }

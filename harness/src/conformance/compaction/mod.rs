@@ -1,6 +1,8 @@
 //! The [`CompactionPolicy`] conformance suite: random trees and busy sets, every answer
-//! checked with [`validate_task`], and a model tree the suite compacts with the policy's
-//! tasks until it says `None`.
+//! checked with [`validate_task`] (merges, moves and drops alike), a model tree the
+//! suite compacts with the policy's tasks until it says `None`, and a model tree with
+//! real entries on which every read must find the latest write after every task.
+//! [`model`] holds the scaffolding the policy crates' own tests share.
 //!
 //! | check | clause |
 //! |---|---|
@@ -10,6 +12,7 @@
 //! | `compaction::pick_is_deterministic` | the same view and busy set give the same answer |
 //! | `compaction::all_busy_yields_no_task` | with every table busy there is nothing to pick |
 //! | `compaction::converges_on_a_model_tree` | applying the tasks to a model tree (with flushes in between) reaches `None`, every task valid |
+//! | `compaction::tasks_keep_every_read` | on a model tree holding entries (random and sequential keys, puts and deletes), every read finds the latest write after every task: no merge, move or drop loses, resurrects or reorders a version |
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -19,8 +22,12 @@ use proptest::prelude::*;
 use strata_core::compaction::validate_task;
 use strata_core::{CompactionPolicy, CompactionTask, FileNo, LevelsView, SeqNo, TableMeta};
 
+use strata_core::compaction::TaskKind;
+
 use super::report::Report;
 use super::runner::{Check, CheckResult, ensure, mix, property, run_checks};
+
+pub mod model;
 
 /// What the policy under test supports.
 #[derive(Clone, Debug)]
@@ -80,6 +87,7 @@ pub fn run(policy: Arc<dyn CompactionPolicy>, caps: CompactionCaps) -> Report {
         Check::new("compaction::pick_is_deterministic", deterministic),
         Check::new("compaction::all_busy_yields_no_task", all_busy),
         Check::when(conv, "convergence", "compaction::converges_on_a_model_tree", converges),
+        Check::when(conv, "convergence", "compaction::tasks_keep_every_read", keeps_reads),
     ];
     run_checks("compaction", name, &subject, checks)
 }
@@ -145,7 +153,13 @@ impl TreeGen {
                 if let [lo, hi] = pair {
                     let size = (1u64 << (10 + next() % 26)) + next() % 4096;
                     let s0 = band + next() % 400_000;
-                    tables.push(self.table(*lo, *hi, s0, s0 + next() % 500_000, size));
+                    let mut t = self.table(*lo, *hi, s0, s0 + next() % 500_000, size);
+                    // Some tables hold only tombstones: candidates for drops (or not,
+                    // when something below overlaps them).
+                    if next() % 6 == 0 {
+                        t.tombstones = t.entries;
+                    }
+                    tables.push(t);
                 }
             }
             if let Some(slot) = view.levels.get_mut(level) {
@@ -159,7 +173,11 @@ impl TreeGen {
             let hi = lo + next() % (KEY_SPACE / 4);
             let s0 = base + i as u64 * 1000;
             let size = (1u64 << (10 + next() % 24)) + next() % 4096;
-            l0_tables.push(self.table(lo, hi, s0, s0 + 999, size));
+            let mut t = self.table(lo, hi, s0, s0 + 999, size);
+            if next() % 8 == 0 {
+                t.tombstones = t.entries;
+            }
+            l0_tables.push(t);
         }
         l0_tables.reverse(); // newest first
         if let Some(slot) = view.levels.get_mut(0) {
@@ -244,7 +262,10 @@ fn check_task(
             describe(view)
         )
     })?;
-    ensure!(task.target_file_size > 0, "task has target_file_size 0: {task:?}");
+    ensure!(
+        task.kind != TaskKind::Merge || task.target_file_size > 0,
+        "merge has target_file_size 0: {task:?}"
+    );
     Ok(())
 }
 
@@ -298,15 +319,24 @@ fn all_busy(s: &Subject) -> CheckResult {
     })
 }
 
-/// Applies a validated task to the model tree: inputs go, the merged range comes back
-/// in `output_level` cut into files of about `target_file_size`.
+/// Applies a validated task to the model tree: inputs go; for a merge the merged range
+/// comes back in `output_level` cut into files of about `target_file_size`, for a move
+/// the same tables come back there, for a drop nothing comes back.
 fn apply(view: &mut LevelsView, task: &CompactionTask, g: &mut TreeGen) -> CheckResult {
-    let names: HashSet<FileNo> =
-        task.inputs.iter().flat_map(|i| i.tables.iter().copied()).collect();
+    let names: HashSet<FileNo> = task.tables().collect();
     let inputs: Vec<TableMeta> =
         all_tables(view).filter(|t| names.contains(&t.file_no)).cloned().collect();
     for level in &mut view.levels {
         level.retain(|t| !names.contains(&t.file_no));
+    }
+    match task.kind {
+        TaskKind::Drop => return Ok(()),
+        TaskKind::Move => {
+            let out = view.levels.get_mut(task.output_level).ok_or("output level out of range")?;
+            out.extend(inputs);
+            return check_disjoint(out, task);
+        }
+        TaskKind::Merge => {}
     }
     let lo = inputs.iter().map(|t| key_num(&t.smallest_key)).min().unwrap_or(0);
     let hi = inputs.iter().map(|t| key_num(&t.largest_key)).max().unwrap_or(0);
@@ -327,18 +357,23 @@ fn apply(view: &mut LevelsView, task: &CompactionTask, g: &mut TreeGen) -> Check
     }
     if task.output_level == 0 {
         out.sort_by_key(|t| std::cmp::Reverse(t.max_seq));
-    } else {
-        out.sort_by(|x, y| x.smallest_key.cmp(&y.smallest_key));
-        for pair in out.windows(2) {
-            if let [x, y] = pair {
-                ensure!(
-                    x.largest_key < y.smallest_key,
-                    "after applying {task:?}, L{} holds overlapping tables {} and {}",
-                    task.output_level,
-                    x.file_no,
-                    y.file_no
-                );
-            }
+        return Ok(());
+    }
+    check_disjoint(out, task)
+}
+
+/// Sorts an L1+ level and checks its tables are disjoint.
+fn check_disjoint(out: &mut [TableMeta], task: &CompactionTask) -> CheckResult {
+    out.sort_by(|x, y| x.smallest_key.cmp(&y.smallest_key));
+    for pair in out.windows(2) {
+        if let [x, y] = pair {
+            ensure!(
+                x.entries == 0 || x.largest_key < y.smallest_key,
+                "after applying {task:?}, L{} holds overlapping tables {} and {}",
+                task.output_level,
+                x.file_no,
+                y.file_no
+            );
         }
     }
     Ok(())
@@ -378,4 +413,64 @@ fn converges(s: &Subject) -> CheckResult {
         }
         Ok(())
     })
+}
+
+/// Runs `workload` on a [`model::ModelTree`]: after every flush the policy's tasks are
+/// applied until it has none, and every read is checked after every task.
+fn keeps_reads(s: &Subject) -> CheckResult {
+    use model::{ModelTree, Rng};
+    let levels = s.policy.levels();
+    let max = s.caps.max_tasks_per_settle;
+    const KEYS: u32 = 4_000;
+    for (name, sequential) in [("random keys", false), ("sequential ids", true)] {
+        let mut rng = Rng(0x5eed ^ u64::from(sequential));
+        let mut tree = ModelTree::new(levels, KEYS, 16);
+        let mut next_id = 0u32;
+        for flush in 0..120u32 {
+            let n = rng.range(20, 80) as u32;
+            let ops: Vec<(u32, bool)> = (0..n)
+                .map(|_| {
+                    if sequential {
+                        // New ids in order; now and then a delete of an old id, or a
+                        // whole flush of deletes (tables of tombstones).
+                        if (flush % 9 == 8 || rng.chance(1, 10)) && next_id > 0 {
+                            (rng.range(0, u64::from(next_id)) as u32, true)
+                        } else {
+                            next_id = (next_id + 1) % KEYS;
+                            (next_id, false)
+                        }
+                    } else {
+                        (rng.range(0, u64::from(KEYS)) as u32, rng.chance(1, 6))
+                    }
+                })
+                .collect();
+            tree.flush_ops(&ops);
+            let mut steps = 0usize;
+            loop {
+                let view = tree.view();
+                let Some(task) = s.policy.pick(&view, &HashSet::new()) else { break };
+                check_task(&view, &HashSet::new(), levels, &task)?;
+                let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    tree.apply(&task);
+                    tree.check_reads(1);
+                }));
+                if let Err(panic) = applied {
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "clause `the task keeps every read` broken ({name}, flush {flush}): {why}\n    task: {task:?}"
+                    ));
+                }
+                steps += 1;
+                ensure!(
+                    steps <= max,
+                    "clause `pick returns None when the tree is within its targets`: still picking after {max} tasks ({name}, flush {flush})"
+                );
+            }
+        }
+    }
+    Ok(())
 }
