@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::types::SeqNo;
+use crate::types::{Epoch, SeqNo};
 
 /// Result alias used across Strata.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,6 +102,41 @@ pub enum Error {
         /// The topic.
         topic: String,
         /// Why.
+        reason: String,
+    },
+    /// A client write reached a node that is not the primary.
+    #[error("this node is a replica and does not accept writes; write to the primary at {primary}")]
+    NotPrimary {
+        /// Where the primary is (an address, or `"unknown"`).
+        primary: String,
+    },
+    /// A replicated batch does not continue the log: it starts after a gap.
+    #[error(
+        "replicated batch starts at sequence {got} but the log continues at {expected}: \
+         batches are missing in between; resume shipping from {expected}"
+    )]
+    SequenceGap {
+        /// The sequence the log expects next.
+        expected: SeqNo,
+        /// The first sequence of the batch that arrived.
+        got: SeqNo,
+    },
+    /// A replicated batch (or a promotion) names an epoch older than one the log already
+    /// holds: it comes from a deposed primary.
+    #[error("epoch {got} is older than epoch {newest} this log already holds; refusing it")]
+    StaleEpoch {
+        /// The epoch that arrived.
+        got: Epoch,
+        /// The newest epoch the log holds.
+        newest: Epoch,
+    },
+    /// The log holds other data at a sequence than the primary sends for it (a tail the
+    /// primary's history does not have), or a truncation cannot be carried out.
+    #[error("log diverged from the primary at sequence {seq}: {reason}")]
+    Diverged {
+        /// The first sequence that differs.
+        seq: SeqNo,
+        /// What differs and what to do.
         reason: String,
     },
 }

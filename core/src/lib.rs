@@ -24,7 +24,7 @@ pub use batch::{BatchIter, BatchOp, WriteBatch};
 pub use compaction::{CompactionInput, CompactionPolicy, CompactionTask, LevelsView};
 pub use db::{
     DEFAULT_MEMTABLE_SIZE_BYTES, Db, DbBuilder, DbIter, DbOptions, DbStats, LOCK_FILE, LevelStats,
-    LogBound, OpenReport, PeriodicCheckpoint, Snapshot,
+    LogBound, OpenReport, PeriodicCheckpoint, Role, Snapshot,
 };
 pub use error::{Error, Result};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};

@@ -46,6 +46,9 @@ pub struct WalRecovery {
     pub dropped_unsynced_records: u64,
     /// The epoch this incarnation writes in.
     pub epoch: Epoch,
+    /// Set when open found a truncation that a crash interrupted: the log ends after
+    /// this sequence (the cut is finished at the first append).
+    pub pending_truncation: Option<SeqNo>,
 }
 
 /// Where one epoch's batches start: the log's durable epoch history is a list of these,
@@ -138,11 +141,26 @@ pub fn history_check(
 ///   `checkpoint` keeps what it still has to read, up to the log's retention limit for
 ///   readers; a reader cut off past that limit gets `Error::SequenceUnavailable`.
 /// - `durable_seq()` is the last sequence known to be on stable storage; it never
-///   exceeds `last_seq()` and never decreases.
+///   exceeds `last_seq()` and never decreases (except through `truncate_after`).
 /// - Every batch carries the epoch it was written in; each opening of the log for
 ///   writing starts a new epoch, recorded durably (in [`epoch_history`](Wal::epoch_history))
 ///   before the first batch of that epoch is written, so an epoch is never reused,
 ///   also across crashes.
+/// - Replication (a replica's log holds the primary's batches at the primary's
+///   sequences and epochs): `append_replicated(batch)` appends a batch that starts at
+///   exactly `last_seq() + 1` with its own epoch; a batch that starts later is
+///   `Error::SequenceGap` (nothing written); a batch already held with the same epoch,
+///   count and bytes is accepted again without writing (a reconnect re-sends what the
+///   replica has); one held differently is `Error::Diverged`; an epoch older than the
+///   newest in the history is `Error::StaleEpoch`. A batch of a newer epoch first
+///   records that epoch in the history, durably, at the batch's first sequence.
+/// - `truncate_after(seq)` removes every batch after `seq` (a batch boundary) and every
+///   history entry that starts after it, so that a diverged tail can be replaced by
+///   the primary's; a power loss at any point during it leaves either the old log or
+///   the truncated one, never a mix and never a refusal to open.
+/// - `start_epoch(epoch)` makes later local appends write in `epoch` (promotion): it
+///   must be newer than every epoch in the history and is recorded durably before the
+///   call returns, so a restart never hands it out again.
 /// - `checkpoint(seq)` declares that everything `<= seq` is persisted elsewhere; whole
 ///   segments at or below it may be deleted, but only as far as the retention setting
 ///   also allows. It never deletes a batch `> seq`.
@@ -171,6 +189,27 @@ pub trait Wal: Send + Sync + fmt::Debug {
     fn recovery(&self) -> WalRecovery;
     /// The files holding the log right now, oldest first (for `strata inspect`).
     fn files(&self) -> Result<Vec<PathBuf>>;
+
+    /// Appends a batch shipped from a primary at its own sequence and epoch; see the
+    /// trait contract. The default refuses: a log that cannot hold another log's
+    /// sequences cannot serve as a replica.
+    fn append_replicated(&self, batch: &WalBatch, durability: Durability) -> Result<()> {
+        let _ = (batch, durability);
+        Err(crate::error::Error::Unsupported { component: "wal", capability: "replicated appends" })
+    }
+
+    /// Removes every batch after `seq`; see the trait contract. The default refuses.
+    fn truncate_after(&self, seq: SeqNo) -> Result<()> {
+        let _ = seq;
+        Err(crate::error::Error::Unsupported { component: "wal", capability: "truncation" })
+    }
+
+    /// Makes later appends write in `epoch`, recorded durably; see the trait contract.
+    /// The default refuses.
+    fn start_epoch(&self, epoch: Epoch) -> Result<()> {
+        let _ = epoch;
+        Err(crate::error::Error::Unsupported { component: "wal", capability: "starting an epoch" })
+    }
 
     /// Copies the log into `dir` (a store checkpoint's directory) as it stood at one
     /// moment during the call: every batch appended before the call, no part of a

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_harness::conformance::Report;
 use strata_harness::conformance::broken::{
-    AckBeforeSyncWal, BusyIgnoringPolicy, DropLastEntryTableFormat, EpochReusingWal,
-    FutureVersionMemTable, HidesCorruptionTableFormat, LosesFilePolicy, ReorderingWal,
+    AckBeforeSyncWal, BusyIgnoringPolicy, DivergenceIgnoringWal, DropLastEntryTableFormat,
+    EpochReusingWal, FutureVersionMemTable, HidesCorruptionTableFormat, LosesFilePolicy,
+    ReorderingWal,
 };
 use strata_harness::conformance::compaction::{self, CompactionCaps};
 use strata_harness::conformance::engine::{self, EngineCaps};
@@ -63,14 +64,24 @@ fn wal_acknowledging_sync_before_syncing_fails_the_durability_checks() {
             "wal::fsync_failure_poisons_the_log",
             "wal::concurrent_appends_are_dense_and_ordered",
             "wal::durable_seq_tracks_syncs",
+            "wal::truncation_leaves_the_old_or_the_new_log",
         ],
     );
 }
 
 #[test]
+fn wal_accepting_diverged_batches_fails_the_replication_check() {
+    let report = wal::run(Arc::new(DivergenceIgnoringWal(file_wal())), WalCaps::default());
+    assert_fails_exactly(&report, &["wal::replicated_appends_continue_the_primary_log"]);
+}
+
+#[test]
 fn wal_reusing_epochs_fails_the_epoch_check() {
     let report = wal::run(Arc::new(EpochReusingWal(file_wal())), WalCaps::default());
-    assert_fails_exactly(&report, &["wal::epochs_are_never_reused"]);
+    assert_fails_exactly(
+        &report,
+        &["wal::epochs_are_never_reused", "wal::replicated_appends_continue_the_primary_log"],
+    );
 }
 
 #[test]
@@ -90,6 +101,8 @@ fn wal_reordering_batches_on_read_fails_the_ordering_checks() {
             "wal::concurrent_appends_are_dense_and_ordered",
             "wal::checkpoint_never_deletes_newer_batches",
             "wal::copy_to_is_a_consistent_copy",
+            "wal::replicated_appends_continue_the_primary_log",
+            "wal::truncation_leaves_the_old_or_the_new_log",
         ],
     );
 }

@@ -282,6 +282,7 @@ impl StackConfig {
                         compaction_threads: e.compaction_threads,
                         max_manifest_bytes: e.max_manifest_bytes,
                         periodic_checkpoint: None,
+                        replica_of: None,
                     };
                     engine.validate().map_err(PluginError::Engine)?;
                     config.engine = engine;

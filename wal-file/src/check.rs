@@ -41,6 +41,14 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
         .filter_map(|n| parse_segment_file_name(&n).map(|s| (s, n)))
         .collect();
     segments.sort();
+    // A truncation interrupted by a crash: the log ends at the sequence it keeps (open
+    // finishes the cut), so segments past it are not part of the log.
+    let keep = crate::truncation::load(fs, dir)?;
+    if let Some(k) = keep {
+        while segments.len() > 1 && segments.last().is_some_and(|(s, _)| s.0 > k.0 + 1) {
+            segments.pop();
+        }
+    }
     let mut out = Vec::with_capacity(segments.len());
     let mut expected: Option<SeqNo> = None;
     let count = segments.len();
@@ -88,7 +96,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
             }
         };
         if i + 1 == count {
-            match scan_last_segment(&*file, &path, header) {
+            match scan_last_segment(&*file, &path, header, keep) {
                 Ok(tail) => {
                     check.used_bytes = tail.end;
                     check.last_seq = tail.last_seq;

@@ -22,6 +22,7 @@ mod notify;
 mod options;
 mod reader;
 mod recovery;
+pub mod truncation;
 mod wal;
 
 pub use options::{

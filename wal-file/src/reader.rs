@@ -170,6 +170,32 @@ impl FileWalReader {
         Some(RECORD_PREFIX_LEN + len.min(crate::format::MAX_BODY_LEN))
     }
 
+    /// `truncate_after(keep)` ran since the last call: a reader that already read past
+    /// `keep` handed out batches that no longer exist and fails; one that did not drops
+    /// what it buffered (the bytes past the cut changed) and carries on.
+    fn after_truncation(&mut self, keep: SeqNo) -> Result<()> {
+        if self.expected.0 > keep.0 + 1 {
+            return Err(Error::Diverged {
+                seq: keep.next(),
+                reason: format!(
+                    "the log was truncated after sequence {keep} while this reader was at {}: \
+                     what it read past {keep} no longer exists; read again from {}",
+                    self.expected,
+                    keep.next()
+                ),
+            });
+        }
+        let refreshed =
+            self.inner.segments.lock().iter().find(|s| s.start == self.segment.start).cloned();
+        if let Some(segment) = refreshed {
+            self.segment = segment;
+        }
+        self.file = None;
+        self.buf = Bytes::new();
+        self.buf_at = 0;
+        Ok(())
+    }
+
     /// Moves to the segment that starts at `self.expected`.
     fn next_segment(&mut self) -> Result<()> {
         // NOTE: never the current segment: one whose data ends before its first record
@@ -208,6 +234,10 @@ impl FileWalReader {
 impl WalReader for FileWalReader {
     fn next_batch(&mut self) -> Result<Option<WalBatch>> {
         loop {
+            let truncated = self.pin.truncated_at.swap(u64::MAX, Ordering::AcqRel);
+            if truncated != u64::MAX {
+                self.after_truncation(SeqNo(truncated))?;
+            }
             if self.pin.cut.load(Ordering::Acquire) {
                 // Cut off by `checkpoint`: the segments it needed are gone.
                 return Err(Error::SequenceUnavailable {

@@ -205,10 +205,15 @@ fn find_followers(
 }
 
 /// Scans the last segment, whose header is `header`, from its first record.
+///
+/// With `keep` (a pending truncation, see [`crate::truncation`]) the log ends after
+/// sequence `keep`: the scan stops before the first record past it, and reports the
+/// bytes from there on as the tail to clear.
 pub(crate) fn scan_last_segment(
     file: &dyn File,
     path: &Path,
     header: SegmentHeader,
+    keep: Option<SeqNo>,
 ) -> Result<TailScan> {
     let len = file.len()?;
     if header.min_len > 0 && len < header.min_len {
@@ -236,7 +241,30 @@ pub(crate) fn scan_last_segment(
     };
     let mut expected = header.start;
     let reason = loop {
+        if keep.is_some_and(|k| expected.0 > k.0) {
+            // The pending truncation ends the log here.
+            scan.end = off;
+            scan.last_seq = SeqNo(expected.0 - 1);
+            scan.torn_bytes = w.nonzero_end_from(off)?.map(|e| e - off);
+            return Ok(scan);
+        }
         match w.record_at(off, header.version)? {
+            RecordAt::Valid { first, count, .. }
+                if first == expected
+                    && keep.is_some_and(|k| first.0 + u64::from(count).max(1) - 1 > k.0) =>
+            {
+                return Err(Error::corruption(
+                    path,
+                    off,
+                    format!(
+                        "the pending truncation keeps sequence {} but the batch at this offset \
+                         holds {first} to {}: the marker does not match the log; restore the \
+                         log from a backup or re-bootstrap this replica",
+                        keep.unwrap_or(SeqNo::ZERO),
+                        first.0 + u64::from(count).max(1) - 1
+                    ),
+                ));
+            }
             RecordAt::Valid { first, count, meta, size, .. } if first == expected => {
                 expected = SeqNo(first.0 + u64::from(count));
                 off += size as u64;

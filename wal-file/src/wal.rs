@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use strata_core::fs::{File, FileSystem, OpenMode, WritebackPacer, read_exact_at};
 use strata_core::{
-    Durability, Epoch, EpochStart, Error, Result, SeqNo, Wal, WalFactory, WalReader, WalRecovery,
-    batch::MAX_BATCH_BYTES,
+    Durability, Epoch, EpochStart, Error, Result, SeqNo, Wal, WalBatch, WalFactory, WalReader,
+    WalRecovery, batch::MAX_BATCH_BYTES,
 };
 
 use crate::epochs;
@@ -62,6 +62,10 @@ struct Writer {
 struct OpenPrep {
     /// Offset and length of bytes past the end of the log that are not zero.
     torn: Option<(u64, u64)>,
+    /// A truncation a crash interrupted (see [`crate::truncation`]): the segments past
+    /// it to delete (newest first); the history in memory is already cut, and the
+    /// marker is removed once the files agree.
+    truncation: Option<Vec<PathBuf>>,
 }
 
 impl Writer {
@@ -138,8 +142,8 @@ pub(crate) struct Inner {
     checkpoint: AtomicU64,
     pub tail: TailNotify,
     recovery: WalRecovery,
-    /// The epoch this incarnation writes in.
-    epoch: Epoch,
+    /// The epoch local appends write in (a promotion moves it on).
+    epoch: AtomicU64,
     /// The durable epoch history (see [`crate::epochs`]).
     history: Mutex<Vec<EpochStart>>,
     /// Positions of live readers (see [`FileWalOptions::reader_retention_bytes`]).
@@ -156,6 +160,9 @@ pub(crate) struct ReaderPin {
     pub next: AtomicU64,
     /// Set when `checkpoint` deleted segments the reader still needed.
     pub cut: AtomicBool,
+    /// The lowest sequence a `truncate_after` kept since the reader last looked
+    /// (`u64::MAX`: none): what the reader buffered past it is gone.
+    pub truncated_at: AtomicU64,
 }
 
 /// The segmented file WAL. See the crate docs for its guarantees.
@@ -207,7 +214,19 @@ impl FileWal {
             }
         }
         starts.sort();
-        let history = epochs::load(&*fs, dir)?;
+        let mut history = epochs::load(&*fs, dir)?;
+        // A truncation a crash interrupted: the log is the truncated one (the marker is
+        // the cut's commit point); the files are brought in line at the first append.
+        let keep = crate::truncation::load(&*fs, dir)?;
+        let mut cut_segments = Vec::new();
+        if let Some(k) = keep {
+            while starts.len() > 1 && starts.last().is_some_and(|s| s.0 > k.0 + 1) {
+                if let Some(s) = starts.pop() {
+                    cut_segments.push(dir.join(segment_file_name(s)));
+                }
+            }
+            history.retain(|e| e.first_seq.0 <= k.0);
+        }
 
         let mut segments = Vec::with_capacity(starts.len());
         let mut headers = Vec::with_capacity(starts.len());
@@ -241,7 +260,7 @@ impl FileWal {
         let writer = match (segments.last_mut(), headers.last()) {
             (Some(last), Some(header)) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
-                let scan = scan_last_segment(&*file, &last.path, *header)?;
+                let scan = scan_last_segment(&*file, &last.path, *header, keep)?;
                 if let Some(next) = scan.sealed {
                     return Err(Error::corruption(
                         &last.path,
@@ -257,10 +276,13 @@ impl FileWal {
                     ));
                 }
                 max_epoch = max_epoch.max(scan.max_epoch);
-                if let Some(torn) = scan.torn_bytes {
+                if let Some(torn) = scan.torn_bytes
+                    && keep.is_none()
+                {
                     recovery.truncated_tail = Some((last.path.clone(), scan.end, torn));
                     recovery.dropped_unsynced_records = scan.dropped_unsynced;
                 }
+                recovery.pending_truncation = keep;
                 // Whatever a crashed process left in the page cache becomes durable now,
                 // so "written" and "synced" agree from the start. (This changes no byte.)
                 file.sync_data()?;
@@ -277,6 +299,7 @@ impl FileWal {
                     version: header.version,
                     prep: Some(OpenPrep {
                         torn: scan.torn_bytes.filter(|n| *n > 0).map(|n| (scan.end, n)),
+                        truncation: keep.map(|_| std::mem::take(&mut cut_segments)),
                     }),
                     epoch_recorded: false,
                 }
@@ -307,7 +330,7 @@ impl FileWal {
                 checkpoint: AtomicU64::new(0),
                 tail: TailNotify::default(),
                 recovery,
-                epoch,
+                epoch: AtomicU64::new(epoch.0),
                 history: Mutex::new(history),
                 pins: Mutex::new(Vec::new()),
                 readers_cut_off: AtomicU64::new(0),
@@ -363,7 +386,10 @@ impl Inner {
         let mut sealed_end = w.offset;
         if w.version == VERSION {
             let mut seal = Vec::with_capacity(RECORD_PREFIX_LEN + BODY_PREFIX_LEN);
-            let meta = RecordMeta { epoch: self.epoch, synced_through: SeqNo(w.next_seq - 1) };
+            let meta = RecordMeta {
+                epoch: Epoch(self.epoch.load(Ordering::Acquire)),
+                synced_through: SeqNo(w.next_seq - 1),
+            };
             encode_seal(&mut seal, next, meta);
             w.file.write_all_at(&seal, w.offset)?;
             w.file.sync_data()?;
@@ -414,39 +440,99 @@ impl Inner {
         Ok(())
     }
 
-    /// The first append of an incarnation: clears a torn tail that open found (so no
-    /// stale bytes survive behind the new records), preallocates the segment again and
-    /// records the epoch durably, all before the first record is written. A failure
-    /// fails the append before anything is written; the next append tries again.
-    fn prepare_first_append(&self, w: &mut Writer) -> Result<()> {
-        if let Some(prep) = &w.prep {
-            if let Some((at, len)) = prep.torn {
-                write_zeros(&*w.file, at, at + len)?;
-                w.zeroed_to = w.zeroed_to.max(at + len);
+    /// The first write of an incarnation: finishes a truncation a crash interrupted,
+    /// clears a torn tail that open found (so no stale bytes survive behind the new
+    /// records) and preallocates the segment again, all before the first record is
+    /// written. A failure fails the append before anything is written; the next append
+    /// tries again.
+    fn prepare_open(&self, w: &mut Writer) -> Result<()> {
+        let Some(prep) = &w.prep else { return Ok(()) };
+        if let Some(cut) = &prep.truncation {
+            for path in cut {
+                if self.fs.exists(path)? {
+                    self.fs.remove_file(path)?;
+                }
             }
-            if self.options.preallocate {
-                w.file.allocate(self.options.segment_size_bytes)?;
-            }
-            w.file.sync_data()?;
-            w.prep = None;
+            self.fs.sync_dir(&self.dir)?;
         }
-        if !w.epoch_recorded {
-            let mut history = self.history.lock();
-            let mut next = history.clone();
-            next.push(EpochStart { epoch: self.epoch, first_seq: SeqNo(w.next_seq) });
-            epochs::store(&*self.fs, &self.dir, &next)?;
-            *history = next;
-            w.epoch_recorded = true;
+        if let Some((at, len)) = prep.torn {
+            write_zeros(&*w.file, at, at + len)?;
+            w.zeroed_to = w.zeroed_to.max(at + len);
         }
+        if self.options.preallocate {
+            w.file.allocate(self.options.segment_size_bytes)?;
+        }
+        w.file.sync_data()?;
+        if prep.truncation.is_some() {
+            epochs::store(&*self.fs, &self.dir, &self.history.lock())?;
+            crate::truncation::remove(&*self.fs, &self.dir)?;
+        }
+        w.prep = None;
         Ok(())
     }
 
-    fn write_record(&self, payload: &[u8], count: u32) -> Result<(SeqNo, u64)> {
+    /// Adds `epoch` starting at `first` to the durable history (replacing a last entry
+    /// that wrote nothing). Called with the writer lock held.
+    fn record_epoch(&self, epoch: Epoch, first: SeqNo) -> Result<()> {
+        let mut history = self.history.lock();
+        let mut next = history.clone();
+        if next.last().is_some_and(|e| e.first_seq == first) {
+            next.pop();
+        }
+        next.push(EpochStart { epoch, first_seq: first });
+        epochs::store(&*self.fs, &self.dir, &next)?;
+        *history = next;
+        Ok(())
+    }
+
+    /// The newest epoch in the history.
+    fn newest_epoch(&self) -> Epoch {
+        self.history.lock().last().map_or(Epoch::ZERO, |e| e.epoch)
+    }
+
+    /// Writes one record; `at` is `None` for a local append (next sequence, this
+    /// incarnation's epoch) or the first sequence and epoch of a replicated batch.
+    fn write_record(
+        &self,
+        payload: &[u8],
+        count: u32,
+        at: Option<(SeqNo, Epoch)>,
+    ) -> Result<(SeqNo, u64)> {
         let mut w = self.writer.lock();
         self.check_poison()?;
-        if w.prep.is_some() || !w.epoch_recorded {
-            self.prepare_first_append(&mut w)?;
+        if w.prep.is_some() {
+            self.prepare_open(&mut w)?;
         }
+        let epoch = match at {
+            None => {
+                let newest = self.newest_epoch();
+                let mut epoch = Epoch(self.epoch.load(Ordering::Acquire));
+                if !w.epoch_recorded || epoch < newest {
+                    // Batches of a newer epoch arrived since open (this log followed a
+                    // primary): local writes must not reuse or precede that epoch.
+                    if epoch <= newest {
+                        epoch = Epoch(newest.0 + 1);
+                    }
+                    self.record_epoch(epoch, SeqNo(w.next_seq))?;
+                    self.epoch.store(epoch.0, Ordering::Release);
+                    w.epoch_recorded = true;
+                }
+                epoch
+            }
+            Some((first, epoch)) => {
+                if first.0 != w.next_seq {
+                    return Err(Error::SequenceGap { expected: SeqNo(w.next_seq), got: first });
+                }
+                let newest = self.newest_epoch();
+                if epoch < newest {
+                    return Err(Error::StaleEpoch { got: epoch, newest });
+                }
+                if epoch > newest || self.history.lock().is_empty() {
+                    self.record_epoch(epoch, first)?;
+                }
+                epoch
+            }
+        };
         let record_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN + payload.len()) as u64;
         let seal_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64;
         if (w.version != VERSION
@@ -465,10 +551,8 @@ impl Inner {
         let first = SeqNo(w.next_seq);
         let mut scratch = std::mem::take(&mut w.scratch);
         scratch.clear();
-        let meta = RecordMeta {
-            epoch: self.epoch,
-            synced_through: SeqNo(self.synced_seq.load(Ordering::Acquire)),
-        };
+        let meta =
+            RecordMeta { epoch, synced_through: SeqNo(self.synced_seq.load(Ordering::Acquire)) };
         encode_record(&mut scratch, first, count, meta, payload);
         let written = w.file.write_all_at(&scratch, w.offset);
         if scratch.capacity() <= KEEP_SCRATCH_BYTES {
@@ -485,6 +569,83 @@ impl Inner {
         drop(w);
         self.tail.notify();
         Ok((first, last))
+    }
+
+    /// See [`Wal::truncate_after`]. The steps, each a sync point: sync what is kept;
+    /// write the marker (the commit point, see [`crate::truncation`]); delete later
+    /// segments; zero the holding segment's tail; rewrite the history; remove the
+    /// marker. A failure after the marker poisons the log; reopening finishes the cut.
+    fn truncate_after(&self, keep: SeqNo) -> Result<()> {
+        let mut w = self.writer.lock();
+        self.check_poison()?;
+        if keep.0 >= w.next_seq - 1 {
+            return Ok(());
+        }
+        if w.prep.is_some() {
+            self.prepare_open(&mut w)?;
+        }
+        if let Err(e) = w.file.sync_data() {
+            self.poison("WAL fdatasync before a truncation failed", &e);
+            return Err(e);
+        }
+        let segments = self.segments.lock().clone();
+        let oldest = segments.first().map_or(SeqNo(1), |s| s.start);
+        if keep.0 + 1 < oldest.0 {
+            return Err(Error::SequenceUnavailable { requested: keep.next(), oldest });
+        }
+        let Some(h) = segments.iter().rposition(|s| s.start.0 <= keep.0 + 1) else {
+            return Err(Error::SequenceUnavailable { requested: keep.next(), oldest });
+        };
+        let hold = &segments[h];
+        let current = h + 1 == segments.len();
+        let old_end = if current { w.offset } else { hold.size_bytes };
+        let file = if current {
+            Arc::clone(&w.file)
+        } else {
+            self.fs.open(&hold.path, OpenMode::ReadWrite)?
+        };
+        let cut = find_cut(&*file, hold, keep, old_end)?;
+        crate::truncation::store(&*self.fs, &self.dir, keep)?;
+        let kept_history: Vec<EpochStart> =
+            self.history.lock().iter().copied().filter(|e| e.first_seq.0 <= keep.0).collect();
+        let done = (|| {
+            for s in segments[h + 1..].iter().rev() {
+                self.fs.remove_file(&s.path)?;
+            }
+            self.fs.sync_dir(&self.dir)?;
+            write_zeros(&*file, cut, old_end)?;
+            file.sync_data()?;
+            epochs::store(&*self.fs, &self.dir, &kept_history)?;
+            crate::truncation::remove(&*self.fs, &self.dir)
+        })();
+        if let Err(e) = done {
+            self.poison("WAL truncation failed (reopening finishes it)", &e);
+            return Err(e);
+        }
+        *self.history.lock() = kept_history;
+        {
+            let mut list = self.segments.lock();
+            list.truncate(h + 1);
+            if let Some(last) = list.last_mut() {
+                last.size_bytes = cut;
+            }
+            let mut pins = self.pins.lock();
+            pins.retain(|p| p.strong_count() > 0);
+            for pin in pins.iter().filter_map(std::sync::Weak::upgrade) {
+                pin.truncated_at.fetch_min(keep.0, Ordering::AcqRel);
+            }
+        }
+        let zeroed_to = if current { w.zeroed_to.max(old_end) } else { old_end };
+        w.file = file;
+        w.offset = cut;
+        w.next_seq = keep.0 + 1;
+        w.zeroed_to = zeroed_to;
+        w.writeback = WritebackPacer::new(self.options.writeback_bytes, cut);
+        w.version = hold.version;
+        self.written_seq.store(keep.0, Ordering::Release);
+        self.synced_seq.store(keep.0, Ordering::Release);
+        tracing::info!(dir = %self.dir.display(), %keep, "WAL truncated");
+        Ok(())
     }
 
     /// Group commit: returns once everything up to `target` is durable.
@@ -573,21 +734,62 @@ impl Inner {
     }
 }
 
+/// Refuses batches no record may hold.
+fn check_batch(payload: &[u8], count: u32) -> Result<()> {
+    if count == 0 {
+        return Err(Error::InvalidArgument("a WAL batch must hold at least one operation".into()));
+    }
+    if payload.len() > MAX_BATCH_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
+            payload.len()
+        )));
+    }
+    Ok(())
+}
+
+impl FileWal {
+    /// A replicated batch at or below the log's end: accepted again when the log holds
+    /// exactly that batch, `Error::Diverged` otherwise.
+    fn check_held(&self, batch: &WalBatch, durability: Durability) -> Result<()> {
+        let mut reader = self.read_from(batch.first_seq)?;
+        let held = reader.next_batch()?;
+        match held {
+            Some(held) if held == *batch => {
+                if durability == Durability::Sync {
+                    self.inner.sync_up_to(held.last_seq().0)?;
+                }
+                Ok(())
+            }
+            Some(held) => Err(Error::Diverged {
+                seq: batch.first_seq,
+                reason: format!(
+                    "the log holds sequences {} to {} in epoch {} ({} bytes) where the primary \
+                     sends {} to {} in epoch {} ({} bytes): truncate after {} and resume",
+                    held.first_seq,
+                    held.last_seq(),
+                    held.epoch,
+                    held.payload.len(),
+                    batch.first_seq,
+                    batch.last_seq(),
+                    batch.epoch,
+                    batch.payload.len(),
+                    SeqNo(held.first_seq.0.saturating_sub(1)),
+                ),
+            }),
+            None => Err(Error::Diverged {
+                seq: batch.first_seq,
+                reason: "the log ended while the batch was being compared".into(),
+            }),
+        }
+    }
+}
+
 impl Wal for FileWal {
     fn append(&self, payload: &[u8], count: u32, durability: Durability) -> Result<SeqNo> {
-        if count == 0 {
-            return Err(Error::InvalidArgument(
-                "a WAL batch must hold at least one operation".into(),
-            ));
-        }
-        if payload.len() > MAX_BATCH_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "batch of {} bytes exceeds the {MAX_BATCH_BYTES}-byte limit",
-                payload.len()
-            )));
-        }
+        check_batch(payload, count)?;
         self.inner.check_poison()?;
-        let (first, last) = self.inner.write_record(payload, count)?;
+        let (first, last) = self.inner.write_record(payload, count, None)?;
         if durability == Durability::Sync {
             self.inner.sync_up_to(last)?;
         }
@@ -608,11 +810,49 @@ impl Wal for FileWal {
     }
 
     fn epoch(&self) -> Epoch {
-        self.inner.epoch
+        Epoch(self.inner.epoch.load(Ordering::Acquire))
     }
 
     fn epoch_history(&self) -> Vec<EpochStart> {
         self.inner.history.lock().clone()
+    }
+
+    fn append_replicated(&self, batch: &WalBatch, durability: Durability) -> Result<()> {
+        check_batch(&batch.payload, batch.count)?;
+        self.inner.check_poison()?;
+        if batch.first_seq.0 <= self.inner.written_seq.load(Ordering::Acquire) {
+            return self.check_held(batch, durability);
+        }
+        let (_, last) = self.inner.write_record(
+            &batch.payload,
+            batch.count,
+            Some((batch.first_seq, batch.epoch)),
+        )?;
+        if durability == Durability::Sync {
+            self.inner.sync_up_to(last)?;
+        }
+        Ok(())
+    }
+
+    fn truncate_after(&self, seq: SeqNo) -> Result<()> {
+        self.inner.truncate_after(seq)
+    }
+
+    fn start_epoch(&self, epoch: Epoch) -> Result<()> {
+        let inner = &self.inner;
+        let mut w = inner.writer.lock();
+        inner.check_poison()?;
+        if w.prep.is_some() {
+            inner.prepare_open(&mut w)?;
+        }
+        let newest = inner.newest_epoch();
+        if epoch <= newest {
+            return Err(Error::StaleEpoch { got: epoch, newest });
+        }
+        inner.record_epoch(epoch, SeqNo(w.next_seq))?;
+        inner.epoch.store(epoch.0, Ordering::Release);
+        w.epoch_recorded = true;
+        Ok(())
     }
 
     fn read_from(&self, from: SeqNo) -> Result<Box<dyn WalReader>> {
@@ -628,7 +868,11 @@ impl Wal for FileWal {
             .find(|s| s.start <= from)
             .cloned()
             .ok_or(Error::SequenceUnavailable { requested: from, oldest })?;
-        let pin = Arc::new(ReaderPin { next: AtomicU64::new(from.0), cut: AtomicBool::new(false) });
+        let pin = Arc::new(ReaderPin {
+            next: AtomicU64::new(from.0),
+            cut: AtomicBool::new(false),
+            truncated_at: AtomicU64::new(u64::MAX),
+        });
         {
             // Registered while `segments` is still the list the reader starts from, so
             // no checkpoint can delete its first segment unseen.
@@ -734,6 +978,38 @@ impl Wal for FileWal {
         files.extend(self.inner.segments.lock().iter().map(|s| s.path.clone()));
         Ok(files)
     }
+}
+
+/// Offset in `segment` (whose records end at `end`) where the batch after `keep`
+/// starts; `keep` must end a batch.
+fn find_cut(file: &dyn File, segment: &SegmentInfo, keep: SeqNo, end: u64) -> Result<u64> {
+    let mut window = crate::recovery::Window::new(file, end);
+    let mut off = HEADER_LEN as u64;
+    let mut next = segment.start;
+    while next.0 <= keep.0 {
+        match window.record_at(off, segment.version)? {
+            crate::format::RecordAt::Valid { first, count, size, .. } if first == next => {
+                next = SeqNo(first.0 + u64::from(count));
+                off += size as u64;
+            }
+            _ => {
+                return Err(Error::corruption(
+                    &segment.path,
+                    off,
+                    format!(
+                        "no intact record for sequence {next} while looking for the end of {keep}"
+                    ),
+                ));
+            }
+        }
+    }
+    if next.0 != keep.0 + 1 {
+        return Err(Error::InvalidArgument(format!(
+            "cannot truncate after sequence {keep}: it lies inside the batch that ends at {}",
+            next.0 - 1
+        )));
+    }
+    Ok(off)
 }
 
 /// Creates a segment durably: header into a temporary file, preallocate, zero the first

@@ -58,6 +58,11 @@ pub struct DbOptions {
     pub max_manifest_bytes: u64,
     /// Optional periodic checkpoints. Default: off.
     pub periodic_checkpoint: Option<PeriodicCheckpoint>,
+    /// Open as a replica of the primary at this address: client writes fail with
+    /// `Error::NotPrimary` naming it, and batches arrive through
+    /// [`Db::apply_replicated`](crate::Db::apply_replicated) until
+    /// [`Db::promote`](crate::Db::promote). Default: `None` (a primary).
+    pub replica_of: Option<String>,
 }
 
 impl Default for DbOptions {
@@ -73,6 +78,7 @@ impl Default for DbOptions {
                 .clamp(1, 4),
             max_manifest_bytes: 16 << 20,
             periodic_checkpoint: None,
+            replica_of: None,
         }
     }
 }

@@ -17,6 +17,7 @@ mod install;
 mod iter;
 mod log_reader;
 mod open;
+mod replica;
 mod snapshots;
 mod version;
 mod visibility;
@@ -34,6 +35,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use builder::{DEFAULT_MEMTABLE_SIZE_BYTES, DbBuilder, DbOptions, PeriodicCheckpoint};
 pub use iter::DbIter;
 pub use log_reader::LogBound;
+pub use replica::Role;
 use snapshots::{SnapshotGuard, SnapshotList};
 use version::Version;
 use visibility::Visibility;
@@ -264,6 +266,8 @@ struct Shared {
     poison: Mutex<Option<String>>,
     poisoned: AtomicBool,
     counters: Counters,
+    /// Primary or replica (see [`Role`]).
+    role: replica::RoleCell,
     options: DbOptions,
     open_report: OpenReport,
     _lock: Box<dyn FileLock>,
@@ -328,6 +332,7 @@ impl Db {
         }
         batch.validate().map_err(Error::InvalidArgument)?;
         self.check_poison()?;
+        self.shared.role.check_primary()?;
         self.stall_if_needed()?;
         let gate = self.shared.gate.read();
         let first = match self.shared.wal.append(batch.as_bytes(), batch.count(), durability) {

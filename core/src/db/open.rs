@@ -213,6 +213,7 @@ impl Db {
             poison: Mutex::new(None),
             poisoned: AtomicBool::new(false),
             counters: Counters { rotations: AtomicU64::new(rotations), ..Counters::default() },
+            role: super::replica::RoleCell::new(options.replica_of.clone()),
             options,
             open_report: report,
             _lock: lock,

@@ -66,6 +66,14 @@ impl Visibility {
         self.wait_visible(last.0)
     }
 
+    /// Sets the visible sequence back to `to` (a replica's truncation, with no writer
+    /// running: the caller holds the write gate and is the only applier).
+    pub(crate) fn reset(&self, to: SeqNo) {
+        let mut pending = self.pending.lock();
+        pending.clear();
+        self.seq.store(to.0, Ordering::SeqCst);
+    }
+
     /// Wakes every waiter and makes them fail: a batch that took a sequence will never
     /// be published.
     pub(crate) fn break_chain(&self) {

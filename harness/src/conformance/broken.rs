@@ -53,6 +53,7 @@ enum WalFault {
     AckBeforeSync,
     Reorder,
     ReuseEpoch,
+    AcceptAnything,
 }
 
 impl WalFactory for EpochReusingWal {
@@ -81,6 +82,21 @@ impl WalReader for EpochOneReader {
 struct FaultyWal {
     inner: Arc<dyn Wal>,
     fault: WalFault,
+}
+
+/// A log that, as a replica, reports success for batches that diverge from what it
+/// holds or come from an older epoch (and keeps its own). Breaks: "a held sequence with
+/// other bytes is `Error::Diverged`", "an older epoch is `Error::StaleEpoch`".
+#[derive(Debug)]
+pub struct DivergenceIgnoringWal(pub Arc<dyn WalFactory>);
+
+impl WalFactory for DivergenceIgnoringWal {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::AcceptAnything }))
+    }
+    fn name(&self) -> &'static str {
+        "broken-divergence-ignoring"
+    }
 }
 
 impl WalFactory for AckBeforeSyncWal {
@@ -132,7 +148,7 @@ impl Wal for FaultyWal {
         match self.fault {
             WalFault::Reorder => Ok(Box::new(SwappingReader { inner, held: None })),
             WalFault::ReuseEpoch => Ok(Box::new(EpochOneReader(inner))),
-            WalFault::AckBeforeSync => Ok(inner),
+            WalFault::AckBeforeSync | WalFault::AcceptAnything => Ok(inner),
         }
     }
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {
@@ -146,6 +162,23 @@ impl Wal for FaultyWal {
     }
     fn copy_to(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
         self.inner.copy_to(fs, dir)
+    }
+    fn append_replicated(&self, batch: &WalBatch, durability: Durability) -> Result<()> {
+        match self.inner.append_replicated(batch, durability) {
+            // Takes whatever the primary sends, as a replica without checks would.
+            Err(strata_core::Error::Diverged { .. } | strata_core::Error::StaleEpoch { .. })
+                if self.fault == WalFault::AcceptAnything =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+    fn truncate_after(&self, seq: SeqNo) -> Result<()> {
+        self.inner.truncate_after(seq)
+    }
+    fn start_epoch(&self, epoch: Epoch) -> Result<()> {
+        self.inner.start_epoch(epoch)
     }
 }
 

@@ -23,6 +23,8 @@
 //! | `wal::durable_seq_tracks_syncs` | `durable_seq()` never exceeds `last_seq()`, never decreases, covers every `Sync` append and everything after `sync()` |
 //! | `wal::copy_to_is_a_consistent_copy` | `copy_to`, called while a writer appends, gives a log that opens and holds every batch appended before the call, densely |
 //! | `wal::epochs_are_never_reused` | each opening starts an epoch greater than every epoch that wrote before, also across power losses; batches carry it; the history ends with it |
+//! | `wal::replicated_appends_continue_the_primary_log` | `append_replicated` keeps the primary's sequences, epochs and bytes; re-sent batches are accepted without writing; gaps, other bytes at a held sequence and older epochs are refused with typed errors and write nothing; Sync replicated appends survive a power loss; `start_epoch` refuses an old epoch and local appends then write in the new one |
+//! | `wal::truncation_leaves_the_old_or_the_new_log` | a power loss after any number of sync points inside `truncate_after` leaves the old log or the truncated one (never a refusal to open), `Ok` means durable, appends continue densely, a cut inside a batch is refused, a reader past the cut gets an error |
 //! | `wal::missing_tailing_is_unsupported_error` | (tailing off) `wait_next` answers like `next_batch` or is `Error::Unsupported`, never another error |
 //! | `wal::missing_checkpoint_is_unsupported_error` | (checkpoint off) `checkpoint` is `Ok` (keeps everything) or `Error::Unsupported`, and deletes nothing |
 
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use proptest::prelude::*;
 use strata_core::{Durability, Error, SeqNo, Wal, WalBatch, WalFactory};
 
@@ -37,11 +40,13 @@ mod basics;
 mod damage;
 mod durability;
 mod epochs;
+mod replication;
 
 use basics::*;
 use damage::*;
 use durability::*;
 use epochs::*;
+use replication::*;
 
 use super::report::Report;
 use super::runner::{Check, CheckResult, Ctx, bytes_from, ensure, find, property, run_checks};
@@ -196,6 +201,18 @@ pub fn run(factory: Arc<dyn WalFactory>, caps: WalCaps) -> Report {
             copy_to_is_a_consistent_copy,
         ),
         Check::when(c.durable, "durable", "wal::epochs_are_never_reused", epochs_are_never_reused),
+        Check::when(
+            c.durable,
+            "durable",
+            "wal::replicated_appends_continue_the_primary_log",
+            replicated_appends,
+        ),
+        Check::when(
+            c.durable,
+            "durable",
+            "wal::truncation_leaves_the_old_or_the_new_log",
+            truncation_is_old_or_new,
+        ),
         Check::when(
             !c.tailing,
             "tailing is on",

@@ -1,0 +1,267 @@
+//! Primary → replica shipping on loopback TCP with real stores on disk.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_core::fs::OsFileSystem;
+use strata_core::{Db, DbOptions, SeqNo, WalBatch, WriteBatch};
+use strata_harness::stack::tiny_builder;
+use strata_replication::{Error, Mode, Node, NodeConfig, OpenStore, RoleConfig};
+
+fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+fn opener(dir: &Path, memtable: usize) -> OpenStore {
+    let dir = dir.to_path_buf();
+    Arc::new(move |replica_of: Option<String>| {
+        let mut b = tiny_builder(&dir, OsFileSystem::shared(), memtable, 64 * 1024);
+        let o: &mut DbOptions = b.options_mut();
+        o.replica_of = replica_of;
+        b.open()
+    })
+}
+
+fn primary(dir: &Path, mode: Mode, memtable: usize, tweak: impl FnOnce(&mut NodeConfig)) -> Node {
+    let mut c = NodeConfig::new("p", any_port(), RoleConfig::Primary);
+    c.mode = mode;
+    c.heartbeat = Duration::from_millis(20);
+    tweak(&mut c);
+    Node::start(c, dir, opener(dir, memtable)).expect("primary starts")
+}
+
+fn replica(name: &str, dir: &Path, primary: SocketAddr, memtable: usize) -> Node {
+    let mut c =
+        NodeConfig::new(name, any_port(), RoleConfig::Replica { primary: primary.to_string() });
+    c.reconnect = Duration::from_millis(50);
+    Node::start(c, dir, opener(dir, memtable)).expect("replica starts")
+}
+
+fn put(node: &Node, i: u64) -> Result<SeqNo, Error> {
+    let mut b = WriteBatch::new();
+    b.put(format!("key-{:06}", i % 700), format!("value-{i}-{}", "x".repeat((i % 50) as usize)));
+    if i.is_multiple_of(3) {
+        b.delete(format!("key-{:06}", (i * 7) % 700));
+    }
+    node.write(&b)
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn caught_up(node: &Node, seq: SeqNo) -> bool {
+    node.db().is_some_and(|db| db.visible_seq() >= seq)
+}
+
+fn log_of(db: &Db) -> Vec<WalBatch> {
+    let mut r = db.read_log_from(SeqNo(1)).expect("read log");
+    let mut out = Vec::new();
+    while let Some(b) = r.next_batch().expect("next batch") {
+        out.push(b);
+    }
+    out
+}
+
+fn contents(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
+    db.iter().map(|kv| kv.expect("scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+}
+
+fn dirs(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let v = (0..n).map(|i| root.path().join(format!("node{i}"))).collect();
+    (root, v)
+}
+
+#[test]
+fn replicas_hold_the_primary_log_byte_for_byte_across_restarts() {
+    let (_root, d) = dirs(3);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Async, big, |_| {});
+    let r1 = replica("r1", &d[1], p.local_addr(), big);
+    let mut r2 = replica("r2", &d[2], p.local_addr(), big);
+    let mut last = SeqNo::ZERO;
+    for i in 0..900u64 {
+        last = put(&p, i).expect("write");
+        if i == 300 {
+            // A replica restarts mid-stream and resumes from what it holds.
+            drop(r2);
+            r2 = replica("r2", &d[2], p.local_addr(), big);
+        }
+    }
+    wait_for("both replicas to catch up", || caught_up(&r1, last) && caught_up(&r2, last));
+    let (pdb, db1, db2) = (p.db().expect("db"), r1.db().expect("db"), r2.db().expect("db"));
+    let want = log_of(&pdb);
+    assert_eq!(want.last().map(WalBatch::last_seq), Some(last));
+    assert_eq!(log_of(&db1), want, "replica 1's log differs from the primary's");
+    assert_eq!(log_of(&db2), want, "replica 2's log differs from the primary's");
+    assert_eq!(contents(&db1), contents(&pdb));
+    assert_eq!(db2.epoch_history(), pdb.epoch_history());
+    // Client writes to a replica name the primary.
+    match db1.put(b"k", b"v", strata_core::Durability::Sync) {
+        Err(strata_core::Error::NotPrimary { primary }) => {
+            assert_eq!(primary, p.local_addr().to_string());
+        }
+        other => panic!("a write to a replica must be NotPrimary, got {other:?}"),
+    }
+    let status = p.status();
+    assert_eq!(status.role, "primary");
+    assert_eq!(status.replicas.len(), 2, "{status:?}");
+    let rs = r1.status();
+    assert_eq!((rs.role.as_str(), rs.last_seq, rs.lag_seqs), ("replica", last.0, 0), "{rs:?}");
+}
+
+#[test]
+fn sync_mode_acknowledges_only_what_the_in_sync_set_holds() {
+    let (_root, d) = dirs(2);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Sync, big, |c| {
+        c.sync_timeout = Some(Duration::from_millis(300));
+    });
+    // No replica yet: min_in_sync 1 cannot hold, the write is durable but not acknowledged.
+    match put(&p, 0) {
+        Err(Error::NotReplicated { .. }) => {}
+        other => panic!("expected NotReplicated without replicas, got {other:?}"),
+    }
+    let r = replica("r1", &d[1], p.local_addr(), big);
+    wait_for("the replica to join the in-sync set", || p.status().in_sync == ["r1"]);
+    for i in 1..200u64 {
+        let seq = put(&p, i).expect("a sync write with an in-sync replica");
+        // Acknowledged means durable on the replica.
+        let rdb = r.db().expect("db");
+        assert!(
+            rdb.durable_seq() >= seq,
+            "acknowledged {seq}, replica durable {}",
+            rdb.durable_seq()
+        );
+    }
+    // The in-sync replica goes away: the primary stops acknowledging...
+    drop(r);
+    match put(&p, 500) {
+        Err(Error::NotReplicated { reason, .. }) => assert!(reason.contains("r1"), "{reason}"),
+        other => panic!("expected NotReplicated with the in-sync replica gone, got {other:?}"),
+    }
+    // ...until an operator removes it; with min_in_sync 1 and nobody left it still
+    // refuses, saying why.
+    p.remove_replica("r1").expect("remove");
+    match put(&p, 501) {
+        Err(Error::NotReplicated { reason, .. }) => {
+            assert!(reason.contains("min_in_sync"), "{reason}")
+        }
+        other => panic!("expected NotReplicated below min_in_sync, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_replica_the_log_no_longer_covers_bootstraps_from_a_checkpoint() {
+    let (_root, d) = dirs(2);
+    // Small memtables: the primary flushes and deletes old WAL segments.
+    let p = primary(&d[0], Mode::Async, 16 * 1024, |_| {});
+    for i in 0..3000u64 {
+        put(&p, i).expect("write");
+    }
+    let pdb = p.db().expect("db");
+    pdb.flush().expect("flush");
+    pdb.wait_for_background().expect("background");
+    assert!(pdb.read_log_from(SeqNo(1)).is_err(), "the primary should have dropped early WAL");
+    let r = replica("r1", &d[1], p.local_addr(), 16 * 1024);
+    // Writes continue while the replica bootstraps.
+    let mut last = SeqNo::ZERO;
+    for i in 3000..3500u64 {
+        last = put(&p, i).expect("write");
+    }
+    wait_for("the bootstrapped replica to catch up", || caught_up(&r, last));
+    assert_eq!(p.status().bootstraps, 1);
+    let rdb = r.db().expect("db");
+    assert_eq!(contents(&rdb), contents(&pdb), "the replica's data differs after bootstrap");
+    for i in 3500..3600u64 {
+        last = put(&p, i).expect("write");
+    }
+    wait_for("the replica to follow after bootstrap", || caught_up(&r, last));
+    assert_eq!(contents(&r.db().expect("db")), contents(&pdb));
+}
+
+#[test]
+fn a_diverged_tail_is_truncated_when_the_old_primary_rejoins() {
+    let (_root, d) = dirs(2);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Async, big, |_| {});
+    let r = replica("r1", &d[1], p.local_addr(), big);
+    let mut last = SeqNo::ZERO;
+    for i in 0..10u64 {
+        last = put(&p, i).expect("write");
+    }
+    wait_for("the replica", || caught_up(&r, last));
+    r.stop();
+    drop(r);
+    // Batches only the old primary has: async, never shipped.
+    let mut b = WriteBatch::new();
+    b.put("lost-key", "lost");
+    let lost = p.write(&b).expect("write");
+    assert!(lost > last);
+    p.stop();
+    drop(p);
+    // The replica becomes primary (its old primary is gone) and writes a new epoch.
+    let mut c =
+        NodeConfig::new("r1", any_port(), RoleConfig::Replica { primary: "127.0.0.1:9".into() });
+    c.reconnect = Duration::from_secs(60);
+    let newp = Node::start(c, &d[1], opener(&d[1], big)).expect("start");
+    let epoch = newp.promote().expect("promote");
+    let mut b = WriteBatch::new();
+    b.put("new-key", "new");
+    let new_last = newp.write(&b).expect("write on the new primary");
+    assert_eq!(new_last, last.next(), "the new epoch starts right after the replica's last");
+    // The old primary rejoins as a replica: its tail is truncated, then it follows.
+    let old = replica("p", &d[0], newp.local_addr(), big);
+    wait_for("the old primary to follow", || {
+        old.db().is_some_and(|db| {
+            db.visible_seq() == new_last
+                && db.epoch_history().last().map(|e| e.epoch) == Some(epoch)
+        })
+    });
+    let odb = old.db().expect("db");
+    assert_eq!(odb.get(b"lost-key").expect("get"), None, "the diverged write must be gone");
+    assert_eq!(odb.get(b"new-key").expect("get").as_deref(), Some(&b"new"[..]));
+    assert_eq!(log_of(&odb), log_of(&newp.db().expect("db")));
+}
+
+#[test]
+fn garbage_and_foreign_clusters_drop_the_connection_not_the_primary() {
+    let (_root, d) = dirs(3);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Async, big, |_| {});
+    let r = replica("r1", &d[1], p.local_addr(), big);
+    // Garbage, an oversized length and a truncated frame from other clients.
+    for junk in [
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        u32::MAX.to_le_bytes().to_vec(),
+        vec![50, 0, 0, 0, 1, b'{'],
+    ] {
+        let mut s = TcpStream::connect(p.local_addr()).expect("connect");
+        s.write_all(&junk).expect("write junk");
+        drop(s);
+    }
+    // A store of another cluster asks to follow: refused, with the reason.
+    let foreign = primary(&d[2], Mode::Async, big, |_| {});
+    put(&foreign, 1).expect("write");
+    foreign.stop();
+    drop(foreign);
+    let f = replica("f", &d[2], p.local_addr(), big);
+    wait_for("the foreign replica to be refused", || {
+        f.status().last_error.is_some_and(|e| e.contains("cluster id mismatch"))
+    });
+    // The real replica is unaffected.
+    let mut last = SeqNo::ZERO;
+    for i in 0..50u64 {
+        last = put(&p, i).expect("write");
+    }
+    wait_for("the replica", || caught_up(&r, last));
+    assert_eq!(f.db().expect("db").visible_seq(), SeqNo(1), "the foreign store must not change");
+}
