@@ -263,29 +263,25 @@ impl LeveledPolicy {
             return None;
         }
         let l0_bytes = total(take.iter().map(|t| t.size_bytes));
-        if overlap.is_empty() && pairwise_disjoint(&take) {
-            let reason = format!(
-                "L0 has {} tables (trigger {}) and {} (max {}), score {score:.2}: moving {} L0 tables ({}) that overlap neither each other nor L1 into L1",
-                view.level_len(0),
-                self.opts.l0_trigger_files,
-                show_bytes(view.level_bytes(0)),
-                show_bytes(self.opts.l0_max_bytes),
-                take.len(),
-                show_bytes(l0_bytes),
-            );
-            return Some(CompactionTask::moving(
-                0,
-                take.iter().map(|t| t.file_no).collect(),
-                reason,
-            ));
-        }
-        let l1_bytes = total(overlap.iter().map(|&i| l1.tables()[i].size_bytes));
-        let reason = format!(
-            "L0 has {} tables (trigger {}) and {} (max {}), score {score:.2}: merging {} L0 tables ({}) with {} overlapping L1 tables ({}) into L1",
+        let why = format!(
+            "L0 has {} tables (trigger {}) and {} (max {}), score {score:.2}",
             view.level_len(0),
             self.opts.l0_trigger_files,
             show_bytes(view.level_bytes(0)),
             show_bytes(self.opts.l0_max_bytes),
+        );
+        if overlap.is_empty() && pairwise_disjoint(&take) {
+            let reason = format!(
+                "{why}: moving {} L0 tables ({}) that overlap neither each other nor L1 into L1",
+                take.len(),
+                show_bytes(l0_bytes),
+            );
+            let tables = take.iter().map(|t| t.file_no).collect();
+            return Some(CompactionTask::moving(0, tables, reason));
+        }
+        let l1_bytes = total(overlap.iter().map(|&i| l1.tables()[i].size_bytes));
+        let reason = format!(
+            "{why}: merging {} L0 tables ({}) with {} overlapping L1 tables ({}) into L1",
             take.len(),
             show_bytes(l0_bytes),
             overlap.len(),

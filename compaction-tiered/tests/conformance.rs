@@ -5,22 +5,18 @@
 use std::sync::Arc;
 
 use strata_compaction_tiered::{TieredOptions, TieredPolicy};
-use strata_harness::conformance::compaction::{self, CompactionCaps};
+use strata_harness::conformance::compaction::assert_conforms;
 
 #[test]
-fn tiered_policy_with_default_options_conforms() {
-    compaction::run(Arc::new(TieredPolicy::default()), CompactionCaps::default()).assert_ok();
-}
-
-#[test]
-fn tiered_policy_with_eager_options_conforms() {
-    let options = TieredOptions {
+fn tiered_policy_with_default_and_eager_options_conforms() {
+    let eager = TieredOptions {
         levels: 3,
         min_merge_width: 2,
         size_ratio_percent: 50,
         max_space_amplification_percent: 50,
         target_file_size: 16 * 1024,
     };
-    let policy = TieredPolicy::new(options).expect("eager options are valid");
-    compaction::run(Arc::new(policy), CompactionCaps::default()).assert_ok();
+    for options in [TieredOptions::default(), eager] {
+        assert_conforms(Arc::new(TieredPolicy::new(options).expect("valid options")));
+    }
 }

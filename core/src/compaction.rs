@@ -419,18 +419,27 @@ fn validate_merge(
     Ok(())
 }
 
+/// The one input of a move or a drop (`what`), or the `"malformed …"` clause.
+fn single_level<'a>(
+    task: &'a CompactionTask,
+    what: &str,
+) -> std::result::Result<&'a CompactionInput, String> {
+    match task.inputs.as_slice() {
+        [input] => Ok(input),
+        more => Err(format!(
+            "malformed {what}: a {what} names tables of one level, this one of {} levels",
+            more.len()
+        )),
+    }
+}
+
 fn validate_move(
     view: &LevelsView,
     task: &CompactionTask,
     named: &HashSet<FileNo>,
     inputs: &[(usize, &TableMeta)],
 ) -> std::result::Result<(), String> {
-    let [input] = task.inputs.as_slice() else {
-        return Err(format!(
-            "malformed move: a move names tables of one level, this one of {} levels",
-            task.inputs.len()
-        ));
-    };
+    let input = single_level(task, "move")?;
     let out = task.output_level;
     if out != input.level + 1 {
         return Err(format!(
@@ -474,12 +483,7 @@ fn validate_drop(
     named: &HashSet<FileNo>,
     inputs: &[(usize, &TableMeta)],
 ) -> std::result::Result<(), String> {
-    let [input] = task.inputs.as_slice() else {
-        return Err(format!(
-            "malformed drop: a drop names tables of one level, this one of {} levels",
-            task.inputs.len()
-        ));
-    };
+    let input = single_level(task, "drop")?;
     if task.output_level != input.level {
         return Err(format!(
             "bad output level: a drop from L{} names L{} as its level",

@@ -2,7 +2,9 @@
 //! go through tables and writes race flushes and compactions.
 //!
 //! Keys are `user` + 16 hex digits drawn uniformly from a key space half the size of
-//! the load, so each key is written about twice (overwrite-heavy, as account state is).
+//! the load, so each key is written about twice (overwrite-heavy, as account state is);
+//! with `--load-order sequential` they are ids in increasing order, each written once
+//! (as the exchange's order and trade ids are).
 //! Measured: load throughput and write latency under background work; write latency
 //! while compaction runs next to the same store idle; point reads (hits, misses);
 //! seek + 100-entry scans; space and write amplification once settled; compaction
@@ -22,9 +24,21 @@ use super::phases::progress;
 use super::report::Latency;
 use super::{BenchArgs, Stack};
 
+/// The key order of the LSM load (`--load-order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadOrder {
+    /// Ids drawn uniformly from a key space half the load: most writes overwrite.
+    Random,
+    /// Ids in increasing order over a key space the size of the load: each written once
+    /// (the probe writes after the load wrap around to the oldest ids).
+    Sequential,
+}
+
 /// Results of the LSM phases.
 #[derive(Debug, Clone, Serialize)]
 pub struct LsmReport {
+    pub load_order: LoadOrder,
     pub load_ops: u64,
     pub key_space: u64,
     pub memtable_mib: u64,
@@ -47,6 +61,11 @@ pub struct LsmReport {
     pub write_amplification: f64,
     pub flushes: u64,
     pub compactions: u64,
+    /// Tables moved one level down without a rewrite (trivial moves).
+    pub compaction_moves: u64,
+    pub compaction_moved_mib: f64,
+    /// Tables of tombstones dropped without a rewrite.
+    pub compaction_drops: u64,
     pub compaction_read_mib: f64,
     pub compaction_mib_per_sec_per_thread: f64,
     pub stall_slowdowns: u64,
@@ -90,6 +109,8 @@ struct Writer<'a> {
     args: &'a BenchArgs,
     key_space: u64,
     user_bytes: u64,
+    /// The next id of a sequential load.
+    next_id: u64,
 }
 
 impl Writer<'_> {
@@ -110,7 +131,13 @@ impl Writer<'_> {
         let mut compacting = histogram()?;
         let mut quiet = histogram()?;
         for i in 0..n {
-            let id = self.rng.gen_range(0..self.key_space);
+            let id = match self.args.load_order {
+                LoadOrder::Random => self.rng.gen_range(0..self.key_space),
+                LoadOrder::Sequential => {
+                    self.next_id += 1;
+                    (self.next_id - 1) % self.key_space
+                }
+            };
             let len = self.value_len();
             self.rng.fill(&mut self.value[..len]);
             let k = key(id);
@@ -173,7 +200,10 @@ fn wait_background(db: &Db, what: &str) -> anyhow::Result<f64> {
 
 /// Runs every LSM phase in `dir`.
 pub fn run(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<LsmReport> {
-    let key_space = (args.load_keys / 2).max(1);
+    let key_space = match args.load_order {
+        LoadOrder::Random => (args.load_keys / 2).max(1),
+        LoadOrder::Sequential => args.load_keys.max(1),
+    };
     let mut model = Model { value_len: vec![0; key_space as usize] };
     let db = open(dir, args, stack)?;
     let mut w = Writer {
@@ -183,9 +213,16 @@ pub fn run(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<LsmRep
         args,
         key_space,
         user_bytes: 0,
+        next_id: 0,
     };
 
-    let bar = progress(args.load_keys, "load (overwrites)");
+    let bar = progress(
+        args.load_keys,
+        match args.load_order {
+            LoadOrder::Random => "load (overwrites)",
+            LoadOrder::Sequential => "load (sequential ids)",
+        },
+    );
     let started = Instant::now();
     let (hist, compacting, quiet) = w.run(&mut model, args.load_keys, &bar)?;
     let elapsed = started.elapsed();
@@ -292,6 +329,7 @@ pub fn run(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<LsmRep
     drop(db);
 
     Ok(LsmReport {
+        load_order: args.load_order,
         load_ops: args.load_keys,
         key_space,
         memtable_mib: args.memtable_mib,
@@ -315,6 +353,9 @@ pub fn run(dir: &Path, args: &BenchArgs, stack: &Stack) -> anyhow::Result<LsmRep
             / user_bytes.max(1) as f64,
         flushes: stats.flushes,
         compactions: stats.compactions,
+        compaction_moves: stats.compaction_moves,
+        compaction_moved_mib: mib(stats.compaction_moved_bytes),
+        compaction_drops: stats.compaction_drops,
         compaction_read_mib: mib(stats.compaction_read_bytes),
         compaction_mib_per_sec_per_thread: if compaction_secs > 0.0 {
             mib(stats.compaction_read_bytes) / compaction_secs
@@ -336,8 +377,15 @@ impl LsmReport {
     pub fn print(&self) {
         println!();
         println!(
-            "LSM: {} overwrites over {} keys ({:.0} MiB of keys+values written), memtable {} MiB",
-            self.load_ops, self.key_space, self.user_mib_written, self.memtable_mib
+            "LSM: {} {} over {} keys ({:.0} MiB of keys+values written), memtable {} MiB",
+            self.load_ops,
+            match self.load_order {
+                LoadOrder::Random => "random writes",
+                LoadOrder::Sequential => "sequential writes",
+            },
+            self.key_space,
+            self.user_mib_written,
+            self.memtable_mib
         );
         for l in [
             &self.load,
@@ -366,9 +414,12 @@ impl LsmReport {
             self.write_amplification
         );
         println!(
-            "background: {} flushes, {} compactions reading {:.0} MiB at {:.0} MiB/s per thread; stalls: {} slowdowns, {} stops, {:.0} ms; settle {:.1} s",
+            "background: {} flushes, {} compactions ({} tables / {:.0} MiB moved down without a rewrite, {} dropped) reading {:.0} MiB at {:.0} MiB/s per thread; stalls: {} slowdowns, {} stops, {:.0} ms; settle {:.1} s",
             self.flushes,
             self.compactions,
+            self.compaction_moves,
+            self.compaction_moved_mib,
+            self.compaction_drops,
             self.compaction_read_mib,
             self.compaction_mib_per_sec_per_thread,
             self.stall_slowdowns,

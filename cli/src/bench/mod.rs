@@ -118,6 +118,10 @@ pub struct BenchArgs {
     /// 0 skips the LSM phases.
     #[arg(long, default_value_t = 3_000_000)]
     pub load_keys: u64,
+    /// Key order of the LSM load: `random` (overwrite-heavy, the default) or
+    /// `sequential` (increasing ids, each written once, as the exchange's order ids).
+    #[arg(long, value_enum, default_value_t = lsm::LoadOrder::Random)]
+    pub load_order: lsm::LoadOrder,
     /// Writes in each of the LSM "while compacting" and "idle" write-latency probes.
     #[arg(long, default_value_t = 200_000)]
     pub probe_ops: u64,

@@ -92,6 +92,13 @@ pub fn run(policy: Arc<dyn CompactionPolicy>, caps: CompactionCaps) -> Report {
     run_checks("compaction", name, &subject, checks)
 }
 
+/// Runs the suite against `policy` with [`CompactionCaps::default`] and panics with the
+/// report when a check fails: the one line a policy crate's conformance test needs.
+#[track_caller]
+pub fn assert_conforms(policy: Arc<dyn CompactionPolicy>) {
+    run(policy, CompactionCaps::default()).assert_ok();
+}
+
 /// Keys are numbers in a fixed-width text form, so ranges can be split arithmetically.
 fn key(n: u64) -> Bytes {
     Bytes::from(format!("k{n:010}"))
