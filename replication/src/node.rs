@@ -17,6 +17,9 @@ use crate::replica::ReplicaState;
 use crate::status::Status;
 use crate::wire::{self, AdminRequest, Control, Msg};
 
+/// How long a write to a peer may block before the connection is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// When a primary acknowledges a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -280,6 +283,9 @@ fn serve_connection(inner: &Arc<NodeInner>, stream: TcpStream, peer: &str) -> Re
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| Error::io("configure", peer, e))?;
+    // A replica that stops reading (paused, its network gone) fails the shipping
+    // thread's write instead of holding it (and its WAL pin) forever.
+    stream.set_write_timeout(Some(WRITE_TIMEOUT)).map_err(|e| Error::io("configure", peer, e))?;
     let mut reader = BufReader::new(stream.try_clone().map_err(|e| Error::io("clone", peer, e))?);
     let mut writer = stream;
     let first = wire::read_msg(&mut reader, peer)?;

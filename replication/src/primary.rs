@@ -37,6 +37,7 @@ pub(crate) struct PrimaryState {
     join_lag: u64,
     pub cut_off: AtomicU64,
     pub bootstraps: AtomicU64,
+    pub bootstraps_resumed: AtomicU64,
     pub holds: crate::bootstrap::Holds,
     stop: AtomicBool,
 }
@@ -51,6 +52,7 @@ impl PrimaryState {
             join_lag: config.join_lag,
             cut_off: AtomicU64::new(0),
             bootstraps: AtomicU64::new(0),
+            bootstraps_resumed: AtomicU64::new(0),
             holds: crate::bootstrap::Holds::default(),
             stop: AtomicBool::new(false),
         })
@@ -154,6 +156,7 @@ impl PrimaryState {
         }
         s.cut_off = self.cut_off.load(Ordering::Relaxed);
         s.bootstraps = self.bootstraps.load(Ordering::Relaxed);
+        s.bootstraps_resumed = self.bootstraps_resumed.load(Ordering::Relaxed);
     }
 
     /// One replica's connection, from its `Hello` to its end.
@@ -201,6 +204,7 @@ impl PrimaryState {
         if let Some(resume) = &hello.resume
             && let Some(hold) = self.holds.get(resume.id)
         {
+            self.bootstraps_resumed.fetch_add(1, Ordering::Relaxed);
             return crate::bootstrap::send(node, self, &hold, resume, cluster, &mut out, peer);
         }
         let last = SeqNo(hello.last_seq);
@@ -242,7 +246,9 @@ impl PrimaryState {
         };
         let epoch = db.epoch().0;
         wire::send(&mut out, peer, Control::Welcome { cluster, epoch, plan })?;
-        let start_ack = from.0 - 1;
+        // What the replica holds durably: its log up to the plan's start, as far as it
+        // has synced it.
+        let start_ack = (from.0 - 1).min(hello.durable);
         {
             let mut sets = self.sets.lock();
             let p = sets.peers.entry(hello.node.clone()).or_default();

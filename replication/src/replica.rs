@@ -185,6 +185,7 @@ fn follow_once(node: &Arc<NodeInner>, state: &ReplicaState) -> Result<()> {
         node: node.config.name.clone(),
         epoch: db.epoch_history().last().map_or(0, |e| e.epoch.0),
         last_seq: last.0,
+        durable: db.durable_seq().0,
         resume: read_resume(&staging)?,
     };
     wire::send(&mut writer, peer, Control::Hello(hello))?;

@@ -52,6 +52,8 @@ pub struct Status {
     pub cut_off: u64,
     /// Checkpoints a primary sent to bootstrap replicas.
     pub bootstraps: u64,
+    /// Of those, transfers that resumed where a broken connection left them.
+    pub bootstraps_resumed: u64,
     /// The last error the node's replication met, if any.
     pub last_error: Option<String>,
 }

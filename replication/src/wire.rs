@@ -37,6 +37,8 @@ pub struct Hello {
     pub epoch: u64,
     /// The last sequence it holds.
     pub last_seq: u64,
+    /// The last sequence it holds durably (what it acknowledges until it syncs more).
+    pub durable: u64,
     /// A bootstrap to resume: its id and the bytes already held of each file.
     pub resume: Option<Resume>,
 }
