@@ -16,7 +16,7 @@
 //!
 //! | | tiered | leveled |
 //! |---|---|---|
-//! | write amplification | low (≈ log₂ of data / L0 batch, and ≈ 1 for keys that only grow) | high (≈ 5–10 per level) |
+//! | write amplification | low (≈ log₂ of data / L0 batch, and ≈ 2 for keys that only grow) | high (≈ 5–10 per level) for random keys; 1 for keys that only grow (tables move down without a rewrite) |
 //! | space amplification | up to `1 + max_space_amplification_percent / 100` (3× by default) before a full merge | ≈ 1.1× |
 //! | read amplification | up to `min_merge_width − 1` L0 tables + one run per level | L0 tables + one table per level |
 //! | compaction I/O | bursty: occasional full merges rewrite the whole tree | steady, small tasks |
@@ -24,7 +24,8 @@
 //! Prefer **tiered** for write-heavy data that is read rarely or mostly recently:
 //! event logs, trade and order archives, audit trails, metrics — especially with
 //! monotonically increasing keys (order ids, timestamps), where new runs do not
-//! overlap old ones and are placed below without rewriting them. Prefer **leveled**
+//! overlap old ones and are placed below without rewriting them (leveled moves such
+//! tables down without a rewrite too, and writes them exactly once). Prefer **leveled**
 //! when reads dominate, when keys are updated in place at random (so duplicates pile
 //! up in the runs), or when disk space is tight: a full merge needs free space for a
 //! second copy of the tree while it runs.
