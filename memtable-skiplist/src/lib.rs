@@ -55,7 +55,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![forbid(unsafe_code)]
 
-
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::VecDeque;

@@ -21,14 +21,21 @@ use crate::registry::{
     BuildError, CompactionPlugin, MemTablePlugin, PluginOptions, TablePlugin, WalPlugin, inventory,
 };
 
-/// Every build function of this module, for [`crate::lookup`] to reference so that
-/// a linker keeps the registrations.
-pub(crate) const BUILD_FNS: (
-    fn(&PluginOptions) -> Result<Arc<dyn WalFactory>, BuildError>,
-    [fn(&PluginOptions) -> Result<Arc<dyn MemTableFactory>, BuildError>; 2],
-    fn(&PluginOptions) -> Result<Arc<dyn TableFormat>, BuildError>,
-    [fn(&PluginOptions) -> Result<Arc<dyn CompactionPolicy>, BuildError>; 2],
-) = (file_wal, [skiplist, vector], mmap_table, [leveled, tiered]);
+/// A registration's build function, building a factory of type `F`.
+type Build<F> = fn(&PluginOptions) -> Result<Arc<F>, BuildError>;
+
+/// Takes the address of every build function of this module, so that a linker keeps
+/// them and the registrations beside them (see `lookup::link_defaults`).
+pub(crate) fn link() {
+    std::hint::black_box((
+        file_wal as Build<dyn WalFactory>,
+        skiplist as Build<dyn MemTableFactory>,
+        vector as Build<dyn MemTableFactory>,
+        mmap_table as Build<dyn TableFormat>,
+        leveled as Build<dyn CompactionPolicy>,
+        tiered as Build<dyn CompactionPolicy>,
+    ));
+}
 
 /// `wal = "file"`: options are the fields of [`FileWalOptions`]
 /// (`segment_size_bytes`, `preallocate`, `retention_bytes`).

@@ -7,24 +7,17 @@
 //! nothing can prove none does, so the `Library` handle is leaked on purpose and the
 //! library stays mapped for the life of the process.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 
 use crate::PluginError;
 use crate::ffi;
 use crate::lookup::{self, PluginInfo, PluginSource};
-use crate::registry::{AbiStamp, PluginDeclaration};
+use crate::registry::AbiStamp;
 
-/// Libraries loaded so far (canonical path, declaration).
-static LOADED: RwLock<Vec<(PathBuf, &'static PluginDeclaration)>> = RwLock::new(Vec::new());
 /// Serialises loads, so a library is checked and registered at most once.
 static LOADING: Mutex<()> = Mutex::new(());
-
-/// The libraries loaded so far.
-pub(crate) fn loaded() -> Vec<(PathBuf, &'static PluginDeclaration)> {
-    LOADED.read().clone()
-}
 
 /// Loads the plugin library at `path` and registers its plugins; returns them.
 ///
@@ -45,8 +38,7 @@ pub fn load_library(path: impl AsRef<Path>) -> Result<Vec<PluginInfo>, PluginErr
     let canonical = std::fs::canonicalize(path)
         .map_err(|e| PluginError::Load { path: path.to_path_buf(), reason: e.to_string() })?;
     let _serial = LOADING.lock();
-    let existing = LOADED.read().iter().find(|(p, _)| *p == canonical).map(|(_, d)| *d);
-    let decl = match existing {
+    let decl = match lookup::loaded_library(&canonical) {
         Some(decl) => decl,
         None => {
             let load_err = |reason: String| PluginError::Load { path: canonical.clone(), reason };
@@ -62,7 +54,7 @@ pub fn load_library(path: impl AsRef<Path>) -> Result<Vec<PluginInfo>, PluginErr
             ffi::lend_allocator(library).map_err(load_err)?;
             let decl = ffi::declaration(library).map_err(load_err)?;
             lookup::check_new_declaration(&canonical, decl)?;
-            LOADED.write().push((canonical.clone(), decl));
+            lookup::add_library(canonical.clone(), decl);
             decl
         }
     };

@@ -1,16 +1,17 @@
 //! Finding registrations by kind and name: the ones linked into the binary
 //! ([`inventory`](crate::registry::inventory)) first, then those of loaded libraries.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+use strata_core::{CompactionPolicy, MemTableFactory, TableFormat, WalFactory};
+
+use crate::PluginError;
 use crate::registry::{
     self, BuildError, CompactionPlugin, MemTablePlugin, PluginDeclaration, PluginKind,
     PluginOptions, TablePlugin, WalPlugin,
 };
-use strata_core::{CompactionPolicy, MemTableFactory, TableFormat, WalFactory};
-
-use crate::PluginError;
-use crate::dynamic;
 
 /// Where a registration comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub struct PluginInfo {
 /// reference: without this, a binary could lose the `wal = "file"` registration. Every
 /// public entry point of this crate calls it.
 pub(crate) fn link_defaults() {
-    std::hint::black_box(crate::builtin::BUILD_FNS);
+    crate::builtin::link();
 }
 
 /// A registration struct of one kind, seen generically.
@@ -91,12 +92,26 @@ registration!(MemTablePlugin, dyn MemTableFactory, registry::memtable_plugins, m
 registration!(TablePlugin, dyn TableFormat, registry::table_plugins, table);
 registration!(CompactionPlugin, dyn CompactionPolicy, registry::compaction_plugins, compaction);
 
+/// Libraries loaded so far (canonical path, declaration), added by
+/// [`load_library`](crate::load_library) once their declaration was checked.
+static LOADED: RwLock<Vec<(PathBuf, &'static PluginDeclaration)>> = RwLock::new(Vec::new());
+
+/// The declaration of the library loaded from `path` (canonical), if it was.
+pub(crate) fn loaded_library(path: &Path) -> Option<&'static PluginDeclaration> {
+    LOADED.read().iter().find(|(p, _)| p == path).map(|(_, d)| *d)
+}
+
+/// Registers a loaded library's plugins (checked with [`check_new_declaration`]).
+pub(crate) fn add_library(path: PathBuf, decl: &'static PluginDeclaration) {
+    LOADED.write().push((path, decl));
+}
+
 /// Every registration of kind `R` with its source, linked ones first.
 pub(crate) fn all<R: Registration>() -> Vec<(&'static R, PluginSource)> {
     link_defaults();
     let mut out: Vec<(&'static R, PluginSource)> =
         R::linked().into_iter().map(|r| (r, PluginSource::Linked)).collect();
-    for (path, decl) in dynamic::loaded() {
+    for (path, decl) in LOADED.read().iter() {
         out.extend(R::declared(decl).iter().map(|r| (r, PluginSource::Library(path.clone()))));
     }
     out

@@ -63,7 +63,8 @@ pub struct AbiStamp {
     pub stamp_version: u32,
     /// strata-core's version ([`strata_core::VERSION`]).
     pub core_version: [u8; 32],
-    /// `rustc --version` and the target triple of the compiler that built strata-core.
+    /// `rustc --version` and the target triple of the compiler that built strata-plugins
+    /// (and strata-core, in the same build).
     pub rustc: [u8; 128],
     /// [`ABI_FINGERPRINT`]-derived text.
     pub fingerprint: [u8; 64],
@@ -127,7 +128,7 @@ pub const fn fingerprint_of(source_hash: u64) -> u64 {
 pub const ABI_FINGERPRINT: u64 = fingerprint_of(ABI_SOURCE_HASH);
 
 impl AbiStamp {
-    /// The stamp of this build of strata-core.
+    /// The stamp of this build (of strata-core and strata-plugins).
     pub const CURRENT: AbiStamp = AbiStamp {
         magic: ABI_MAGIC,
         stamp_version: ABI_STAMP_VERSION,

@@ -38,7 +38,7 @@ pub struct HostAllocator {
         unsafe extern "C" fn(ptr: *mut u8, size: usize, align: usize, new_size: usize) -> *mut u8,
 }
 
-/// The global allocator of the binary this copy of strata-core is linked into, as a
+/// The global allocator of the binary this copy of strata-plugins is linked into, as a
 /// [`HostAllocator`]. The loader lends this one.
 pub static HOST_ALLOCATOR: HostAllocator = HostAllocator {
     alloc: host_alloc,

@@ -416,7 +416,8 @@ fn extreme_sequences(s: &Subject) -> CheckResult {
     );
     let (a_max, a_zero, b_max, b_zero) =
         ((b(b"a"), u64::MAX), (b(b"a"), 0), (b(b"b"), u64::MAX), (b(b"b"), 0));
-    let cases: [(KeyRange, SeqNo, Vec<(Bytes, u64)>); 5] = [
+    type Scan = (KeyRange, SeqNo, Vec<(Bytes, u64)>);
+    let cases: [Scan; 5] = [
         (
             (Bound::Unbounded, Bound::Unbounded),
             SeqNo::MAX,

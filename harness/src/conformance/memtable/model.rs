@@ -5,17 +5,14 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use proptest::prelude::*;
+//! use proptest::test_runner::{Config, TestRunner};
 //! use strata_harness::conformance::memtable::model::{check_model, random_case};
+//! use strata_memtable_skiplist::SkipListMemTable;
 //!
-//! proptest! {
-//!     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
-//!     #[test]
-//!     fn matches_the_model(case in random_case()) {
-//!         check_model(Arc::new(strata_memtable_skiplist::SkipListMemTable::new()), &case)?;
-//!     }
-//! }
-//! # fn main() {}
+//! let mut runner = TestRunner::new(Config { cases: 8, ..Config::default() });
+//! runner
+//!     .run(&random_case(), |case| check_model(Arc::new(SkipListMemTable::new()), &case))
+//!     .expect("the skiplist memtable matches the model");
 //! ```
 
 use std::collections::BTreeMap;
