@@ -20,6 +20,7 @@ mod lsm;
 mod peers;
 mod peers_report;
 mod phases;
+mod replication;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -71,6 +72,9 @@ pub enum BenchCommand {
     /// batched throughput, TCP loopback latency and throughput, and the per-message
     /// cost of each subscriber tier.
     Distribution(distribution::DistributionArgs),
+    /// Replication on loopback: async lag, sync-mode write latency and group commit
+    /// against a single store, catch-up of a new replica from a checkpoint.
+    Replication(replication::ReplicationArgs),
 }
 
 /// Options of `strata bench`.
@@ -183,6 +187,9 @@ pub struct BenchArgs {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if let Some(BenchCommand::Distribution(d)) = &args.command {
         return distribution::run(d);
+    }
+    if let Some(BenchCommand::Replication(r)) = &args.command {
+        return replication::run(r);
     }
     if !args.peers.is_empty() {
         return peers::run(args);
