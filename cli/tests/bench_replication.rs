@@ -39,6 +39,7 @@ fn bench_replication_reports_every_row_as_json() {
         assert!(l["lag"]["ops"].as_u64().expect("ops") > 0, "{l}");
         assert_eq!(l["lag"]["ops"], l["primary_write"]["ops"], "a lag per write: {l}");
         assert_eq!(l["lag"]["entries_per_op"].as_u64(), Some(4), "{l}");
+        assert_eq!(l["watch"], "poll", "{l}");
         let (p50, max) = (l["lag"]["p50_us"].as_f64(), l["lag"]["max_us"].as_f64());
         assert!(p50.zip(max).is_some_and(|(a, b)| 0.0 < a && a <= b), "{l}");
     }
@@ -62,7 +63,7 @@ fn bench_replication_reports_every_row_as_json() {
 #[test]
 fn bench_replication_prints_a_table_with_every_row() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = bench(dir.path(), &[]);
+    let out = bench(dir.path(), &["--lag-watch", "log"]);
     let table = String::from_utf8_lossy(&out.stdout);
     for row in [
         "async write (primary)",
@@ -71,6 +72,7 @@ fn bench_replication_prints_a_table_with_every_row() {
         "sync-mode node write",
         "async lag, 1 writer(s): p99",
         "async lag, 3 writer(s): p99",
+        "watched by commit-log tail",
         "sync write, 1 writer: node p50",
         "group commit, 3 writers × 4 entries",
         "catch-up from a checkpoint",
