@@ -2,11 +2,11 @@
 //! the primary's WAL retention, a primary that sends garbage, gaps and stale epochs, a
 //! replica whose disk fills up.
 
-use std::io::{BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +14,9 @@ use strata_core::fs::{FileSystem, OsFileSystem};
 use strata_core::{Db, Epoch, SeqNo, WalBatch, WriteBatch};
 use strata_harness::sim_fs::SimFileSystem;
 use strata_harness::stack::{builder_with, tiny_builder};
+mod common;
+
+use common::Proxy;
 use strata_replication::wire::{self, Control, Msg, Plan};
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 use strata_wal_file::FileWalOptions;
@@ -65,73 +68,6 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 fn contents(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
     db.iter().map(|kv| kv.expect("scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
-}
-
-/// Forwards connections to `upstream`. The first connection's primary→replica
-/// direction is cut after `cut_after` bytes; every chunk towards the replica waits
-/// `delay` (a slow link).
-struct Proxy {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(upstream: SocketAddr, cut_after: Option<u64>, delay: Duration) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let mut first = true;
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::Acquire) {
-                    return;
-                }
-                let Ok(down) = conn else { continue };
-                let Ok(up) = TcpStream::connect(upstream) else { continue };
-                let (cut, delay) = if first { (cut_after, delay) } else { (None, Duration::ZERO) };
-                first = false;
-                let (d2, u2) = (down.try_clone().expect("clone"), up.try_clone().expect("clone"));
-                std::thread::spawn(move || pump(d2, u2, None, Duration::ZERO));
-                std::thread::spawn(move || pump(up, down, cut, delay));
-            }
-        });
-        Proxy { addr, stop }
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        let _ = TcpStream::connect(self.addr);
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<u64>, delay: Duration) {
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut sent = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let n = match cut {
-            Some(c) if sent + n as u64 >= c => {
-                let _ = to.write_all(&buf[..(c - sent) as usize]);
-                break;
-            }
-            _ => n,
-        };
-        if !delay.is_zero() {
-            std::thread::sleep(delay);
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        sent += n as u64;
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
 }
 
 #[test]
