@@ -84,7 +84,7 @@ impl FileWalReader {
     /// Reads at least `want` bytes (if the file has them) starting at `self.offset`.
     fn refill(&mut self, want: usize) -> Result<()> {
         let file = self.file()?;
-        let mut chunk = vec![0u8; want.max(CHUNK_BYTES)];
+        let mut chunk = vec![0u8; want.max(self.chunk_len())];
         let mut filled = 0;
         while filled < chunk.len() {
             let n = file.read_at(&mut chunk[filled..], self.offset + filled as u64)?;
@@ -97,6 +97,20 @@ impl FileWalReader {
         self.buf = Bytes::from(chunk);
         self.buf_at = self.offset;
         Ok(())
+    }
+
+    /// How much to read at once: a chunk, or in the segment being appended to only up
+    /// to where its records end (so a reader at the tail does not read a megabyte of
+    /// preallocated zeros for every batch).
+    fn chunk_len(&self) -> usize {
+        let inner = &self.inner;
+        let before = inner.tail_segment.load(Ordering::SeqCst);
+        let end = inner.tail_end.load(Ordering::SeqCst);
+        let after = inner.tail_segment.load(Ordering::SeqCst);
+        if before != after || before != self.segment.start.0 {
+            return CHUNK_BYTES;
+        }
+        usize::try_from(end.saturating_sub(self.offset)).map_or(CHUNK_BYTES, |n| n.min(CHUNK_BYTES))
     }
 
     fn buffered(&self) -> &[u8] {

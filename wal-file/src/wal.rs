@@ -134,6 +134,11 @@ pub(crate) struct Inner {
     sync_queue: Mutex<SyncQueue>,
     /// Last sequence whose bytes the OS holds; readers never look past it.
     pub written_seq: AtomicU64,
+    /// Start sequence of the segment being appended to, and the offset where its
+    /// records end: a reader at the tail reads only up to there instead of a whole
+    /// chunk of preallocated zeros. Updated before `written_seq`.
+    pub tail_segment: AtomicU64,
+    pub tail_end: AtomicU64,
     synced_seq: AtomicU64,
     poisoned: AtomicBool,
     poison_reason: Mutex<Option<String>>,
@@ -312,6 +317,8 @@ impl FileWal {
         };
         let epoch = Epoch(max_epoch.0 + 1);
         recovery.epoch = epoch;
+        let tail_segment = segments.last().map_or(1, |s| s.start.0);
+        let tail_end = writer.offset;
         let last_seq = writer.next_seq - 1;
         recovery.last_seq = SeqNo(last_seq);
         tracing::debug!(dir = %dir.display(), segments = segments.len(), last_seq, "WAL opened");
@@ -323,6 +330,8 @@ impl FileWal {
                 writer: Mutex::new(writer),
                 sync_queue: Mutex::new(SyncQueue::default()),
                 written_seq: AtomicU64::new(last_seq),
+                tail_segment: AtomicU64::new(tail_segment),
+                tail_end: AtomicU64::new(tail_end),
                 synced_seq: AtomicU64::new(last_seq),
                 poisoned: AtomicBool::new(false),
                 poison_reason: Mutex::new(None),
@@ -409,6 +418,10 @@ impl Inner {
             }
         }
         let scratch = std::mem::take(&mut w.scratch);
+        // The new segment's start first: a reader that sees the old start around its
+        // read of `tail_end` knows the end belongs to the old segment.
+        self.tail_segment.store(next.0, Ordering::SeqCst);
+        self.tail_end.store(HEADER_LEN as u64, Ordering::SeqCst);
         *w = Writer {
             scratch,
             epoch_recorded: w.epoch_recorded,
@@ -563,6 +576,7 @@ impl Inner {
             return Err(e);
         }
         w.offset += record_len;
+        self.tail_end.store(w.offset, Ordering::SeqCst);
         w.next_seq += u64::from(count);
         let last = w.next_seq - 1;
         self.written_seq.store(last, Ordering::Release);
@@ -638,6 +652,8 @@ impl Inner {
         let zeroed_to = if current { w.zeroed_to.max(old_end) } else { old_end };
         w.file = file;
         w.offset = cut;
+        self.tail_segment.store(hold.start.0, Ordering::SeqCst);
+        self.tail_end.store(cut, Ordering::SeqCst);
         w.next_seq = keep.0 + 1;
         w.zeroed_to = zeroed_to;
         w.writeback = WritebackPacer::new(self.options.writeback_bytes, cut);
