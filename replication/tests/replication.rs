@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use strata_core::fs::OsFileSystem;
 use strata_core::{Db, DbOptions, SeqNo, WalBatch, WriteBatch};
 use strata_harness::stack::tiny_builder;
+mod common;
+
+use common::Proxy;
 use strata_replication::{Error, Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
 fn any_port() -> SocketAddr {
@@ -264,4 +267,54 @@ fn garbage_and_foreign_clusters_drop_the_connection_not_the_primary() {
     }
     wait_for("the replica", || caught_up(&r, last));
     assert_eq!(f.db().expect("db").visible_seq(), SeqNo(1), "the foreign store must not change");
+}
+
+#[test]
+fn random_workload_with_restarts_slow_and_flapping_links_keeps_identical_logs() {
+    let (_root, d) = dirs(4);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Async, big, |_| {});
+    // r1 direct; r2 over a link cut every 2-48 KiB; r3 over a slow link, restarted
+    // every few hundred writes.
+    let flapping = Proxy::flapping(p.local_addr(), 2048, 48 * 1024, 7);
+    let slow = Proxy::start(p.local_addr(), None, std::time::Duration::from_millis(3));
+    let r1 = replica("r1", &d[1], p.local_addr(), big);
+    let r2 = replica("r2", &d[2], flapping.addr, big);
+    let mut r3 = replica("r3", &d[3], slow.addr, big);
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut last = SeqNo::ZERO;
+    for i in 0..1500u64 {
+        let mut b = WriteBatch::new();
+        for _ in 0..1 + next() % 4 {
+            let k = next() % 500;
+            if next().is_multiple_of(5) {
+                b.delete(format!("k{k:04}"));
+            } else {
+                b.put(
+                    format!("k{k:04}"),
+                    vec![b'a' + (next() % 26) as u8; (next() % 300) as usize],
+                );
+            }
+        }
+        last = p.write(&b).expect("write");
+        if i % 400 == 399 {
+            drop(r3);
+            r3 = replica("r3", &d[3], slow.addr, big);
+        }
+    }
+    wait_for("every replica to converge", || [&r1, &r2, &r3].iter().all(|r| caught_up(r, last)));
+    assert!(r2.status().last_error.is_some(), "the flapping link never cut r2's connection");
+    let want = log_of(&p.db().expect("db"));
+    for (name, r) in [("r1", &r1), ("r2", &r2), ("r3", &r3)] {
+        let db = r.db().expect("db");
+        assert_eq!(log_of(&db), want, "{name}'s log differs from the primary's");
+        assert_eq!(contents(&db), contents(&p.db().expect("db")), "{name}'s data differs");
+    }
+    drop(flapping);
 }

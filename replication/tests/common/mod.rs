@@ -20,7 +20,30 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy that cuts every connection towards the replica after a pseudo-random
+    /// number of bytes between `min` and `max` (a flapping link).
+    pub fn flapping(upstream: SocketAddr, min: u64, max: u64, seed: u64) -> Proxy {
+        Self::start_with(upstream, move |n| {
+            let x = (seed ^ (n + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            (Some(min + (x >> 7) % (max - min + 1)), Duration::ZERO)
+        })
+    }
+
     pub fn start(upstream: SocketAddr, cut_after: Option<u64>, delay: Duration) -> Proxy {
+        Self::start_with(
+            upstream,
+            move |n| {
+                if n == 0 { (cut_after, delay) } else { (None, Duration::ZERO) }
+            },
+        )
+    }
+
+    /// `plan(n)` gives the n-th connection's cut point and per-chunk delay.
+    fn start_with(
+        upstream: SocketAddr,
+        plan: impl Fn(u64) -> (Option<u64>, Duration) + Send + 'static,
+    ) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
@@ -28,7 +51,7 @@ impl Proxy {
         let conns = Arc::new(Mutex::new(Vec::new()));
         let conns2 = Arc::clone(&conns);
         std::thread::spawn(move || {
-            let mut first = true;
+            let mut n = 0u64;
             for conn in listener.incoming() {
                 if stop2.load(Ordering::Acquire) {
                     return;
@@ -38,8 +61,8 @@ impl Proxy {
                 if let (Ok(a), Ok(b)) = (down.try_clone(), up.try_clone()) {
                     conns2.lock().extend([a, b]);
                 }
-                let (cut, delay) = if first { (cut_after, delay) } else { (None, Duration::ZERO) };
-                first = false;
+                let (cut, delay) = plan(n);
+                n += 1;
                 let (d2, u2) = (down.try_clone().expect("clone"), up.try_clone().expect("clone"));
                 std::thread::spawn(move || pump(d2, u2, None, Duration::ZERO));
                 std::thread::spawn(move || pump(up, down, cut, delay));
