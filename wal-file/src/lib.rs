@@ -3,7 +3,7 @@
 //! The segmented file write-ahead log: the default [`strata_core::Wal`].
 //!
 //! - Segments `wal_{start_seq:020}.log`, each with a checksummed header; records carry a
-//!   CRC32 over their length and body (byte layout in [`format`]).
+//!   CRC32 over their length and body (byte layout in [`format`](mod@format)).
 //! - Group commit: appends write under a short lock; `Sync` appenders then queue on a
 //!   sync lock, and whoever holds it fdatasyncs everything written so far, so one
 //!   fdatasync acknowledges every writer that was waiting.
