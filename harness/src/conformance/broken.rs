@@ -420,9 +420,10 @@ impl CompactionPolicy for DropsCoveringTablesPolicy {
     }
     fn pick(&self, view: &LevelsView, busy: &HashSet<FileNo>) -> Option<CompactionTask> {
         for (l, tables) in view.levels.iter().enumerate().take(self.levels()) {
-            if let Some(t) = tables.iter().find(|t| {
-                t.entries > 0 && t.tombstones == t.entries && !busy.contains(&t.file_no)
-            }) {
+            if let Some(t) = tables
+                .iter()
+                .find(|t| t.entries > 0 && t.tombstones == t.entries && !busy.contains(&t.file_no))
+            {
                 return Some(CompactionTask::dropping(l, vec![t.file_no], "drop tombstones"));
             }
         }
