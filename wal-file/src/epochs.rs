@@ -114,16 +114,26 @@ pub fn encode(history: &[EpochStart]) -> Vec<u8> {
 
 /// Replaces the history of `dir` durably.
 pub fn store(fs: &dyn FileSystem, dir: &Path, history: &[EpochStart]) -> Result<()> {
-    let path = epochs_path(dir);
-    let tmp = dir.join(format!("{EPOCHS_FILE}.tmp"));
+    replace_file(fs, dir, EPOCHS_FILE, &encode(history))
+}
+
+/// Replaces `dir/name` with `bytes` atomically and durably: a temporary file, fsync,
+/// rename, directory fsync. A crash leaves the old file or the new one.
+pub(crate) fn replace_file(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     if fs.exists(&tmp)? {
         fs.remove_file(&tmp)?;
     }
     let file = fs.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(&encode(history), 0)?;
+    file.write_all_at(bytes, 0)?;
     file.sync_data()?;
     drop(file);
-    fs.rename(&tmp, &path)?;
+    fs.rename(&tmp, &dir.join(name))?;
     fs.sync_dir(dir)
 }
 

@@ -78,17 +78,7 @@ pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Option<SeqNo>> {
 
 /// Writes the marker durably (temporary file, fsync, rename, directory fsync).
 pub fn store(fs: &dyn FileSystem, dir: &Path, keep: SeqNo) -> Result<()> {
-    let path = marker_path(dir);
-    let tmp = dir.join(format!("{TRUNCATE_FILE}.tmp"));
-    if fs.exists(&tmp)? {
-        fs.remove_file(&tmp)?;
-    }
-    let file = fs.open(&tmp, OpenMode::CreateNew)?;
-    file.write_all_at(&encode(keep), 0)?;
-    file.sync_data()?;
-    drop(file);
-    fs.rename(&tmp, &path)?;
-    fs.sync_dir(dir)
+    crate::epochs::replace_file(fs, dir, TRUNCATE_FILE, &encode(keep))
 }
 
 /// Removes the marker durably: the truncation is complete.
