@@ -131,7 +131,7 @@ fn list_plugins(args: &PluginsArgs) -> anyhow::Result<()> {
     }
     println!("{:<11} {:<16} description", "kind", "name");
     for p in strata_plugins::plugins() {
-        let default = if p.kind.default_plugin() == p.name { "*" } else { "" };
+        let default = if strata_plugins::default_plugin(p.kind) == p.name { "*" } else { "" };
         let source = match &p.source {
             strata_plugins::PluginSource::Linked => String::new(),
             other => format!(" (from {other})"),

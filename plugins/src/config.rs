@@ -28,6 +28,7 @@ use std::time::Duration;
 use strata_core::{DbBuilder, DbOptions, MemTableFactory};
 
 use crate::PluginError;
+use crate::default_stack::default_plugin;
 use crate::dynamic::load_library;
 use crate::lookup;
 use crate::registry::{
@@ -101,7 +102,7 @@ pub struct ComponentConfig {
 impl ComponentConfig {
     /// The default plugin of `kind` with default options.
     pub fn default_for(kind: PluginKind) -> Self {
-        Self { kind, plugin: kind.default_plugin().to_owned(), options: PluginOptions::new() }
+        Self { kind, plugin: default_plugin(kind).to_owned(), options: PluginOptions::new() }
     }
 }
 
@@ -123,7 +124,8 @@ pub struct StackConfig {
 }
 
 impl Default for StackConfig {
-    /// The default stack: `file`, `skiplist`, `mmap`, `leveled`, default options.
+    /// The default stack ([`DefaultStack`](crate::DefaultStack)) by its plugin names:
+    /// `file`, `skiplist`, `mmap`, `leveled`, default options.
     fn default() -> Self {
         Self {
             wal: ComponentConfig::default_for(PluginKind::Wal),
@@ -244,7 +246,7 @@ impl StackConfig {
                         )));
                     };
                     let plugin = match table.remove("kind") {
-                        None => kind.default_plugin().to_owned(),
+                        None => default_plugin(kind).to_owned(),
                         Some(toml::Value::String(name)) => name,
                         Some(other) => {
                             return Err(PluginError::Option {

@@ -6,6 +6,9 @@
 //!   (this crate registers the ones that come with Strata: `wal = "file"`,
 //!   `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
 //!   and `"tiered"`); [`plugins`] lists them, together with those of loaded libraries.
+//! - **The default stack.** [`DefaultStack`] is its one definition (file WAL,
+//!   skiplist memtable, mmap tables, leveled compaction); [`default_builder`] assembles
+//!   it, and [`StackConfig::default`] and [`default_stack_toml`] name the same thing.
 //! - **Stacks from TOML.** [`StackConfig`] reads `[wal]`, `[memtable]`, `[table]`,
 //!   `[compaction]` (each `kind = "<plugin>"` plus that plugin's options), `[engine]`
 //!   ([`strata_core::DbOptions`]) and `[[load]]` sections, and
@@ -31,6 +34,7 @@
 
 mod builtin;
 mod config;
+mod default_stack;
 mod dynamic;
 mod error;
 mod ffi;
@@ -38,6 +42,7 @@ mod lookup;
 pub mod registry;
 
 pub use config::{ComponentConfig, StackConfig, default_stack_toml};
+pub use default_stack::{DefaultStack, default_builder, default_plugin};
 pub use dynamic::load_library;
 pub use error::PluginError;
 pub use lookup::{PluginInfo, PluginSource, plugin_names, plugins};

@@ -31,6 +31,7 @@ fn the_default_plugins_are_registered_and_linked() {
             .unwrap_or_else(|| panic!("{kind} plugin {name} is not registered"));
         assert_eq!(found.source, PluginSource::Linked);
         assert!(!found.description.is_empty());
+        assert_eq!(strata_plugins::default_plugin(kind), name);
         assert_eq!(kind.default_plugin(), name);
     }
 }
@@ -52,6 +53,28 @@ fn the_default_stack_file_spells_out_the_defaults() {
     // to the machine in both).
     assert_eq!(format!("{:?}", config.engine), format!("{defaults:?}"));
     assert!(config.load.is_empty());
+}
+
+#[test]
+fn the_default_stack_file_is_the_default_stack() {
+    // `DefaultStack` is the one definition; the file, `StackConfig::default` and
+    // `default_builder` must all assemble exactly it.
+    let stack = strata_plugins::DefaultStack::new();
+    let config = StackConfig::from_toml_str(default_stack_toml()).expect("default stack parses");
+    let wal: FileWalOptions = config.wal.options.parse().expect("wal options");
+    assert_eq!(wal, stack.wal);
+    let table: MmapTableOptions = config.table.options.parse().expect("table options");
+    assert_eq!(table, stack.table);
+    let leveled: LeveledOptions = config.compaction.options.parse().expect("leveled options");
+    assert_eq!(leveled, stack.compaction);
+    assert_eq!(format!("{:?}", config.engine), format!("{:?}", stack.engine));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typed = format!("{:?}", stack.builder(dir.path()).expect("builder"));
+    assert_eq!(typed, format!("{:?}", strata_plugins::default_builder(dir.path())));
+    let named = StackConfig::default().builder(dir.path()).expect("builder");
+    assert_eq!(typed, format!("{named:?}"));
+    let from_file = config.builder(dir.path()).expect("builder");
+    assert_eq!(typed, format!("{from_file:?}"));
 }
 
 #[test]

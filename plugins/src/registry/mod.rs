@@ -106,14 +106,11 @@ impl PluginKind {
         }
     }
 
-    /// The name of the plugin used when the configuration does not choose one.
-    pub const fn default_plugin(self) -> &'static str {
-        match self {
-            PluginKind::Wal => "file",
-            PluginKind::MemTable => "skiplist",
-            PluginKind::Table => "mmap",
-            PluginKind::Compaction => "leveled",
-        }
+    /// The name of the plugin used when the configuration does not choose one: the
+    /// component of the default stack ([`crate::default_plugin`], from
+    /// [`DefaultStack`](crate::DefaultStack)).
+    pub fn default_plugin(self) -> &'static str {
+        crate::default_stack::default_plugin(self)
     }
 }
 
