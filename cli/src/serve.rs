@@ -809,9 +809,12 @@ fn run_feed(store: Store, feed: Feed, stop: Arc<AtomicBool>) -> anyhow::Result<u
                 price: 6_500_000 + (trade_id % 1000) as i64,
                 qty: 1 + trade_id % 7,
                 side: if trade_id.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+                buy_order_id: 2 * trade_id,
+                sell_order_id: 2 * trade_id + 1,
                 buy_account: (trade_id % 97) as u32,
                 sell_account: (trade_id % 89) as u32,
                 ts_nanos: now_nanos(),
+                venue_ref: String::new(),
             });
             let value = trade.encode().context("encode a trade")?;
             batch.put(format!("trade/{trade_id:020}"), value.as_slice());

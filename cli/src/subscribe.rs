@@ -163,6 +163,7 @@ impl Stats {
 
 fn message_ts(m: &Message) -> u64 {
     match m {
+        Message::Order(o) => o.ts_nanos,
         Message::Trade(t) => t.ts_nanos,
         Message::Account(a) => a.ts_nanos,
         Message::L2(l) => l.ts_nanos,

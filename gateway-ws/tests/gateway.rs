@@ -133,7 +133,7 @@ async fn frames_arrive_in_order_as_json_and_binary() {
 }
 
 fn open_db(dir: &std::path::Path) -> Db {
-    strata_harness::stack::default_builder(dir).open().unwrap()
+    strata_plugins::default_builder(dir).open().unwrap()
 }
 
 fn commit(db: &Db, n: u64, ops: u64) -> u64 {

@@ -126,7 +126,7 @@ async fn resume_from_before_the_logs_start_replays_what_the_log_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_beyond_the_live_edge_is_closed_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let db = strata_harness::stack::default_builder(dir.path()).open().unwrap();
+    let db = strata_plugins::default_builder(dir.path()).open().unwrap();
     let mut last = 0;
     for n in 0..20 {
         last = commit(&db, n);

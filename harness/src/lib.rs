@@ -1,13 +1,12 @@
 //! # strata-harness
 //!
-//! Test support and workloads for Strata: the exchange schema and its seeded workload
-//! generator, the fault-injecting in-memory file system used by power-loss tests, and
-//! the default stack used by tests and `strata bench`.
+//! Strata's test kit, used as a dev-dependency: the conformance suites every component
+//! runs ([`conformance`]), the fault-injecting in-memory file system of the power-loss
+//! tests ([`sim_fs`]), the crash-test writer ([`crash`]) and the small-sized variant of
+//! the default stack tests use ([`stack`]). Workloads and peer engines live in the
+//! `strata-bench` crate.
 
 pub mod conformance;
 pub mod crash;
-pub mod exchange;
-pub mod peers;
 pub mod sim_fs;
 pub mod stack;
-pub mod workload;

@@ -1,25 +1,16 @@
-//! The default embedded stack: file WAL, skiplist memtable, mmap'd SSTables and leveled
-//! compaction on the OS file system — plus the small-sized variants tests use.
+//! The default stack's small-sized variant for tests. The default stack itself is
+//! defined once, by [`strata_plugins::DefaultStack`] (`strata::open` and
+//! [`strata_plugins::default_builder`] assemble it); the builders here start from it.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
+use strata_compaction_leveled::LeveledOptions;
 use strata_core::fs::FileSystem;
 use strata_core::{DbBuilder, DbOptions};
-use strata_memtable_skiplist::SkipListFactory;
-use strata_sstable_mmap::{MmapTableFormat, MmapTableOptions};
-use strata_wal_file::{FileWalFactory, FileWalOptions};
-
-/// A builder for the default stack in `dir`: `wal = "file"`, `memtable = "skiplist"`,
-/// `table = "mmap"`, `compaction = "leveled"`, every option at its default.
-pub fn default_builder(dir: impl AsRef<Path>) -> DbBuilder {
-    DbBuilder::new(dir.as_ref())
-        .with_wal(Arc::new(FileWalFactory::default()))
-        .with_memtable(Arc::new(SkipListFactory))
-        .with_table_format(Arc::new(MmapTableFormat::default()))
-        .with_compaction_policy(Arc::new(leveled(LeveledOptions::default())))
-}
+use strata_plugins::DefaultStack;
+use strata_sstable_mmap::MmapTableOptions;
+use strata_wal_file::FileWalOptions;
 
 /// The default stack with explicit WAL options and file system.
 pub fn builder_with(
@@ -27,7 +18,7 @@ pub fn builder_with(
     fs: Arc<dyn FileSystem>,
     wal: FileWalOptions,
 ) -> DbBuilder {
-    default_builder(dir).with_file_system(fs).with_wal(Arc::new(FileWalFactory::new(wal)))
+    build(DefaultStack::new().with_wal(wal), dir).with_file_system(fs)
 }
 
 /// Leveled options scaled down so that a few kilobytes of writes flush and compact
@@ -52,23 +43,23 @@ pub fn tiny_builder(
     memtable: usize,
     base: u64,
 ) -> DbBuilder {
-    builder_with(dir, fs, FileWalOptions::default().with_segment_size_bytes(16 * 1024))
-        .with_compaction_policy(Arc::new(leveled(tiny_leveled(base))))
-        .with_table_format(Arc::new(MmapTableFormat::new(MmapTableOptions {
-            block_size: 256,
-            ..MmapTableOptions::default()
-        })))
-        .with_options(DbOptions {
+    let stack = DefaultStack::new()
+        .with_wal(FileWalOptions::default().with_segment_size_bytes(16 * 1024))
+        .with_table(MmapTableOptions { block_size: 256, ..MmapTableOptions::default() })
+        .with_compaction(tiny_leveled(base))
+        .with_engine(DbOptions {
             memtable_size_bytes: memtable,
             compaction_threads: 1,
             ..DbOptions::default()
-        })
+        });
+    build(stack, dir).with_file_system(fs)
 }
 
-fn leveled(options: LeveledOptions) -> LeveledPolicy {
-    match LeveledPolicy::new(options) {
-        Ok(p) => p,
-        // The options above are constants that validate; a failure is a bug here.
-        Err(e) => panic!("built-in leveled options are invalid: {e}"),
+fn build(stack: DefaultStack, dir: impl AsRef<Path>) -> DbBuilder {
+    match stack.builder(dir) {
+        Ok(builder) => builder,
+        // The options above are derived from constants; a refusal is a bug in this kit
+        // (or a `base` too small for any leveled layout), not an input error.
+        Err(e) => panic!("the test kit's stack options are invalid: {e}"),
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 fn second_process_gets_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let _db = strata_harness::stack::default_builder(&store).open().expect("open");
+    let _db = strata_plugins::default_builder(&store).open().expect("open");
     let out = Command::new(env!("CARGO_BIN_EXE_crash_writer"))
         .arg(&store)
         .arg(dir.path().join("expected"))

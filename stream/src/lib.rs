@@ -1,4 +1,5 @@
-//! Strata's distribution layer: the exchange messages, a publisher with its own dense
+//! Strata's distribution layer: the exchange schema ([`messages`]: the records an
+//! exchange stores and streams, their keys and encodings), a publisher with its own dense
 //! sequence and heartbeats, subscriber tiers (real-time, delayed, historical,
 //! resumable), an in-process transport, a reliable publisher with acknowledgements and
 //! redelivery, and the commit stream that publishes every batch the store commits.
@@ -18,8 +19,8 @@ pub use commit::{CommitStream, CommittedOp, decode_batch};
 pub use error::{Error, Result};
 pub use local::LocalTransport;
 pub use messages::{
-    AccountUpdate, ArchivedMessage, Heartbeat, MarketL2, Message, MessageFrame, Position,
-    PriceLevel, Side, TradeEvent,
+    AccountUpdate, ArchivedMessage, ExchangeKey, Heartbeat, MarketL2, Message, MessageFrame,
+    OrderInsert, Position, PriceLevel, Side, TimeInForce, TradeEvent,
 };
 pub use publisher::{Publisher, PublisherConfig};
 pub use reliable::{

@@ -6,7 +6,8 @@
 use proptest::prelude::*;
 use strata_stream::messages::{self, MessageFrame, encode_frame};
 use strata_stream::{
-    AccountUpdate, Heartbeat, MarketL2, Message, Position, PriceLevel, Side, TradeEvent,
+    AccountUpdate, Heartbeat, MarketL2, Message, OrderInsert, Position, PriceLevel, Side,
+    TimeInForce, TradeEvent,
 };
 
 fn level() -> impl Strategy<Value = PriceLevel> {
@@ -16,39 +17,68 @@ fn level() -> impl Strategy<Value = PriceLevel> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (
-            any::<u64>(),
-            ".{0,12}",
-            any::<i64>(),
-            any::<u64>(),
-            any::<bool>(),
-            any::<u32>(),
-            any::<u32>(),
-            any::<u64>()
+            (any::<u64>(), any::<u32>(), "[A-Z]{0,10}", any::<bool>()),
+            (any::<i64>(), any::<u64>(), 0u8..4, any::<u64>(), ".{0,40}")
         )
-            .prop_map(|(trade_id, symbol, price, qty, buy, b, s, ts)| Message::Trade(
-                TradeEvent {
-                    trade_id,
-                    symbol,
-                    price,
-                    qty,
-                    side: if buy { Side::Buy } else { Side::Sell },
-                    buy_account: b,
-                    sell_account: s,
-                    ts_nanos: ts,
+            .prop_map(
+                |((order_id, account, symbol, buy), (price, qty, tif, ts, client))| {
+                    Message::Order(OrderInsert {
+                        order_id,
+                        account,
+                        symbol,
+                        side: if buy { Side::Buy } else { Side::Sell },
+                        price,
+                        qty,
+                        time_in_force: match tif {
+                            0 => TimeInForce::Day,
+                            1 => TimeInForce::GoodTillCancel,
+                            2 => TimeInForce::ImmediateOrCancel,
+                            _ => TimeInForce::FillOrKill,
+                        },
+                        ts_nanos: ts,
+                        client_order_id: client,
+                    })
                 }
-            )),
+            ),
         (
-            any::<u32>(),
-            any::<i64>(),
+            (any::<u64>(), ".{0,12}", any::<i64>(), any::<u64>(), any::<bool>()),
+            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u64>(), ".{0,20}")
+        )
+            .prop_map(
+                |((trade_id, symbol, price, qty, buy), (bo, so, b, s, ts, venue))| {
+                    Message::Trade(TradeEvent {
+                        trade_id,
+                        symbol,
+                        price,
+                        qty,
+                        side: if buy { Side::Buy } else { Side::Sell },
+                        buy_order_id: bo,
+                        sell_order_id: so,
+                        buy_account: b,
+                        sell_account: s,
+                        ts_nanos: ts,
+                        venue_ref: venue,
+                    })
+                }
+            ),
+        (
+            (any::<u32>(), any::<i64>(), any::<i64>(), any::<u32>()),
             proptest::collection::vec(("[A-Z]{1,6}", any::<i64>()), 0..5),
             any::<u64>()
         )
-            .prop_map(|(account, balance, pos, ts)| Message::Account(AccountUpdate {
-                account,
-                balance,
-                positions: pos.into_iter().map(|(symbol, qty)| Position { symbol, qty }).collect(),
-                ts_nanos: ts,
-            })),
+            .prop_map(|((account, balance, available, open_orders), pos, ts)| {
+                Message::Account(AccountUpdate {
+                    account,
+                    balance,
+                    available,
+                    open_orders,
+                    positions: pos
+                        .into_iter()
+                        .map(|(symbol, qty)| Position { symbol, qty })
+                        .collect(),
+                    ts_nanos: ts,
+                })
+            }),
         (
             "[A-Z]{0,8}",
             proptest::collection::vec(level(), 0..10),
@@ -76,6 +106,18 @@ proptest! {
         prop_assert_eq!(&Message::decode(&bytes).unwrap(), &m);
         prop_assert_eq!(&messages::access(&bytes).unwrap().to_owned_message().unwrap(), &m);
         prop_assert_eq!(&Message::from_json(&m.to_json().unwrap()).unwrap(), &m);
+    }
+
+    #[test]
+    fn arbitrary_messages_padded_to_any_length_round_trip(m in message(), extra in 0usize..100) {
+        let plain = m.encoded_len().unwrap();
+        let bytes = m.encode_to_len(plain + extra).unwrap();
+        prop_assert_eq!(bytes.len(), plain + extra);
+        prop_assert_eq!(&Message::decode(&bytes).unwrap(), &m);
+        prop_assert_eq!(&messages::access(&bytes).unwrap().to_owned_message().unwrap(), &m);
+        if let Some(key) = m.key() {
+            prop_assert_eq!(messages::ExchangeKey::parse(&key), m.exchange_key());
+        }
     }
 
     #[test]

@@ -21,9 +21,12 @@ fn trade(id: u64) -> Message {
         price: 100 + id as i64,
         qty: id,
         side: if id.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        buy_order_id: 2 * id,
+        sell_order_id: 2 * id + 1,
         buy_account: 1,
         sell_account: 2,
         ts_nanos: id,
+        venue_ref: String::new(),
     })
 }
 

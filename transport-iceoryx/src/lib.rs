@@ -30,6 +30,7 @@
 //! `wire.rs` (the frame header in shared memory and the service layout every endpoint
 //! agrees on), `config.rs` (set-up and dead-node cleanup).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 mod config;
 mod publisher;

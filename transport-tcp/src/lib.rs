@@ -32,6 +32,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "bench")]
 pub mod bench;
 mod client;
 pub mod format;

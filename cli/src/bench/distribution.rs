@@ -460,9 +460,12 @@ fn trade(i: u64) -> Message {
         price: 6_500_000 + (i % 100) as i64,
         qty: 1 + i % 7,
         side: if i.is_multiple_of(2) { Side::Buy } else { Side::Sell },
+        buy_order_id: 2 * i,
+        sell_order_id: 2 * i + 1,
         buy_account: (i % 1000) as u32,
         sell_account: (i % 997) as u32,
         ts_nanos: i,
+        venue_ref: String::new(),
     })
 }
 

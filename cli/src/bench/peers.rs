@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde::Serialize;
-use strata_harness::peers::workloads::{self, Measurement, Sizes, Workload};
-use strata_harness::peers::{self, EngineKind, PeerConfig};
+use strata_bench::peers::workloads::{self, Measurement, Sizes, Workload};
+use strata_bench::peers::{self, EngineKind, PeerConfig};
 
 use super::report::{Latency, machine_description};
 use super::{BenchArgs, bench_root, peers_report};

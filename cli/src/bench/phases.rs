@@ -11,9 +11,9 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngCore, SeedableRng};
+use strata_bench::workload::{ExchangeWorkload, WorkloadConfig};
 use strata_core::fs::OsFileSystem;
 use strata_core::{Db, Durability, MemTableFactory, SeqNo, ValueKind, Wal, WriteBatch};
-use strata_harness::workload::{ExchangeWorkload, WorkloadConfig};
 use strata_wal_file::{FileWal, FileWalOptions};
 
 use super::report::{Latency, Reopen, Replay, StoreStats};

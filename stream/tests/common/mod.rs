@@ -1,5 +1,5 @@
-//! Test support: the default store stack (the same components as
-//! `strata_harness::stack::default_builder`).
+//! Test support: the default store stack (`strata_plugins::DefaultStack`) with the WAL
+//! settings the subscriber tests need.
 
 #![allow(clippy::unwrap_used)]
 #![allow(dead_code)]
@@ -7,30 +7,29 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_core::{Db, DbBuilder};
-use strata_memtable_skiplist::SkipListFactory;
-use strata_sstable_mmap::MmapTableFormat;
-use strata_wal_file::{FileWalFactory, FileWalOptions};
+use strata_plugins::DefaultStack;
+use strata_wal_file::FileWalOptions;
 
 pub fn builder(dir: &Path) -> DbBuilder {
-    DbBuilder::new(dir)
-        .with_wal(Arc::new(FileWalFactory::default()))
-        .with_memtable(Arc::new(SkipListFactory))
-        .with_table_format(Arc::new(MmapTableFormat::default()))
-        .with_compaction_policy(Arc::new(LeveledPolicy::new(LeveledOptions::default()).unwrap()))
+    strata_plugins::default_builder(dir)
+}
+
+fn with_wal(dir: &Path, wal: FileWalOptions) -> DbBuilder {
+    DefaultStack::new().with_wal(wal).builder(dir).unwrap()
 }
 
 /// The default stack, keeping up to 1 GiB of checkpointed WAL segments so that
 /// subscribers can resume from the log after the store flushed.
 pub fn builder_retaining(dir: &Path) -> DbBuilder {
-    builder(dir).with_wal(Arc::new(FileWalFactory::new(
+    with_wal(
+        dir,
         FileWalOptions::default()
             .with_retention_bytes(1 << 30)
             // Preallocated (the default), so tailing readers meet zeroed, half-written
             // records while writers append — the case the file WAL's reader must re-read.
             .with_segment_size_bytes(1 << 20),
-    )))
+    )
 }
 
 pub fn open(dir: &Path) -> Arc<Db> {
@@ -40,13 +39,14 @@ pub fn open(dir: &Path) -> Arc<Db> {
 /// The default stack with small WAL segments deleted as soon as a flush checkpoints
 /// them, so the log's start moves forward (for resumes from before it).
 pub fn builder_pruning(dir: &Path) -> DbBuilder {
-    builder(dir).with_wal(Arc::new(FileWalFactory::new(
+    with_wal(
+        dir,
         FileWalOptions::default()
             .with_retention_bytes(0)
             .with_preallocate(false)
             .with_zero_ahead_bytes(0)
             .with_segment_size_bytes(16 << 10),
-    )))
+    )
 }
 
 /// The oldest sequence the store's log still holds (1 while nothing was deleted).

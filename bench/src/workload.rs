@@ -1,5 +1,6 @@
 //! A seeded, deterministic exchange workload: the puts an exchange makes, with
-//! realistic keys and rkyv-encoded values (see [`crate::exchange`]).
+//! realistic keys and rkyv-encoded values of the exchange schema
+//! ([`strata_stream::messages`]).
 //!
 //! # Mix
 //!
@@ -26,10 +27,12 @@
 //!
 //! By default each value's length is drawn uniformly from 100..=300 bytes. With
 //! [`WorkloadConfig::value_size`] set to `Some(n)`, every value is exactly `n` bytes when
-//! `n` is at least [`ExchangeWorkload::min_value_size`] (88 bytes with rkyv 0.8's default
+//! `n` is at least [`ExchangeWorkload::min_value_size`] (96 bytes with rkyv 0.8's default
 //! format), and exactly that minimum otherwise. Lengths are reached by sizing the free-text
 //! field (`client_order_id`, `venue_ref`) or the number of positions of an account, and
-//! the last few bytes by [`exchange::encode_to_len`]'s padding. `n` is capped at
+//! the last few bytes by [`Message::encode_to_len`]'s padding. Instruments are named
+//! `I` + their id in base 36 (at most 8 bytes, which rkyv stores inline, so a record's
+//! size does not depend on its instrument). `n` is capped at
 //! [`strata_core::batch::MAX_VALUE_BYTES`].
 
 use std::collections::HashSet;
@@ -40,8 +43,8 @@ use rand::{Rng, SeedableRng};
 use strata_core::WriteBatch;
 use strata_core::batch::MAX_VALUE_BYTES;
 
-use crate::exchange::{
-    self, AccountUpdate, ExchangeRecord, OrderInsert, Position, Side, TimeInForce, TradeExecuted,
+use strata_stream::messages::{
+    ARCHIVE_ALIGN, AccountUpdate, Message, OrderInsert, Position, Side, TimeInForce, TradeEvent,
     account_key, order_key, trade_key,
 };
 
@@ -90,7 +93,7 @@ impl Default for WorkloadConfig {
 pub enum OpKind {
     /// An [`OrderInsert`] under an order key.
     OrderInsert,
-    /// A [`TradeExecuted`] under a trade key.
+    /// A [`TradeEvent`] under a trade key.
     Trade,
     /// An [`AccountUpdate`] under an account key (overwrites).
     AccountUpdate,
@@ -99,10 +102,9 @@ pub enum OpKind {
 /// One generated put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Op {
-    /// The key ([`exchange::order_key`], [`exchange::trade_key`] or
-    /// [`exchange::account_key`]).
+    /// The key ([`order_key`], [`trade_key`] or [`account_key`]).
     pub key: Vec<u8>,
-    /// The value, decodable with [`exchange::decode`].
+    /// The value, decodable with [`Message::decode`].
     pub value: Vec<u8>,
     /// Which record the value holds.
     pub kind: OpKind,
@@ -148,10 +150,11 @@ impl ExchangeWorkload {
         let writer_index = (writer_index & usize::from(u16::MAX)) as u16;
         let stream = u64::from(writer_index).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let seed = config.seed.wrapping_add(stream);
-        let min_value_len = exchange::encoded_len(&account_record(0, Vec::new()))
-            .unwrap_or(*DEFAULT_VALUE_SIZES.start());
-        let one_position = vec![Position { instrument_id: 0, quantity: 0 }];
-        let position_len = exchange::encoded_len(&account_record(0, one_position))
+        let min_value_len =
+            account_record(0, Vec::new()).encoded_len().unwrap_or(*DEFAULT_VALUE_SIZES.start());
+        let one_position = vec![Position { symbol: symbol(u32::MAX), qty: 0 }];
+        let position_len = account_record(0, one_position)
+            .encoded_len()
             .ok()
             .and_then(|len| len.checked_sub(min_value_len))
             .filter(|&len| len > 0)
@@ -222,7 +225,7 @@ impl ExchangeWorkload {
         // Bytes the archive may take (padding covers `target % ARCHIVE_ALIGN`) beyond the
         // minimum; free text shorter than INLINE_STRING costs nothing, longer text costs
         // its length rounded up to the alignment.
-        let budget = target - target % exchange::ARCHIVE_ALIGN;
+        let budget = target - target % ARCHIVE_ALIGN;
         let spare = budget.saturating_sub(self.min_value_len);
         let text_len = if spare > INLINE_STRING { spare } else { INLINE_STRING.min(spare) };
         let (kind, record) = match self.rng.gen_range(0..100u32) {
@@ -230,10 +233,11 @@ impl ExchangeWorkload {
             50..70 => (OpKind::Trade, self.trade(text_len)),
             _ => (OpKind::AccountUpdate, self.account(spare / self.position_len)),
         };
-        let key = record.key();
+        // Orders, trades and accounts always have a key.
+        let key = record.key().unwrap_or_default();
         // Encoding cannot fail: every length involved is below MAX_VALUE_BYTES, far
         // below rkyv's 32-bit offsets. Should it ever, the empty value fails `decode`.
-        let value = exchange::encode_to_len(&record, target).map(|v| v.to_vec());
+        let value = record.encode_to_len(target).map(|v| v.to_vec());
         debug_assert!(value.is_ok(), "encoding failed: {value:?}");
         Op { key, value: value.unwrap_or_default(), kind }
     }
@@ -329,7 +333,7 @@ impl ExchangeWorkload {
         String::from_utf8(bytes).unwrap_or_default()
     }
 
-    fn order(&mut self, text_len: usize) -> ExchangeRecord {
+    fn order(&mut self, text_len: usize) -> Message {
         let counter = self.orders;
         self.orders += 1;
         let order_id = self.id_base | counter;
@@ -345,20 +349,20 @@ impl ExchangeWorkload {
         let price_ticks = self.price_near(instrument_id);
         let quantity = self.rng.gen_range(1..=1_000);
         let client_order_id = self.text(format_args!("C{account_id}-{counter}-"), text_len);
-        ExchangeRecord::Order(OrderInsert {
-            account_id,
+        Message::Order(OrderInsert {
             order_id,
-            instrument_id,
+            account: account_id,
+            symbol: symbol(instrument_id),
             side,
-            price_ticks,
-            quantity,
+            price: price_ticks,
+            qty: quantity,
             time_in_force,
-            timestamp_ns: self.clock_ns,
+            ts_nanos: self.clock_ns,
             client_order_id,
         })
     }
 
-    fn trade(&mut self, text_len: usize) -> ExchangeRecord {
+    fn trade(&mut self, text_len: usize) -> Message {
         let counter = self.trades;
         self.trades += 1;
         let trade_seq = self.id_base | counter;
@@ -368,22 +372,24 @@ impl ExchangeWorkload {
         let instrument_id = self.rng.gen_range(0..self.instruments);
         let price_ticks = self.price_near(instrument_id);
         let quantity = self.rng.gen_range(1..=500);
+        let side = if self.rng.gen_bool(0.5) { Side::Buy } else { Side::Sell };
         let venue_ref = self.text(format_args!("XSTR-{trade_seq:x}-"), text_len);
-        ExchangeRecord::Trade(TradeExecuted {
-            trade_seq,
-            instrument_id,
-            price_ticks,
-            quantity,
+        Message::Trade(TradeEvent {
+            trade_id: trade_seq,
+            symbol: symbol(instrument_id),
+            price: price_ticks,
+            qty: quantity,
+            side,
             buy_order_id,
             sell_order_id,
             buy_account: self.account_of(buy_order_id),
             sell_account: self.account_of(sell_order_id),
-            timestamp_ns: self.clock_ns,
+            ts_nanos: self.clock_ns,
             venue_ref,
         })
     }
 
-    fn account(&mut self, max_positions: usize) -> ExchangeRecord {
+    fn account(&mut self, max_positions: usize) -> Message {
         let account_id = self.rng.gen_range(0..self.accounts);
         if self.touched_set.insert(account_id) {
             self.touched.push(account_id);
@@ -396,32 +402,51 @@ impl ExchangeWorkload {
         let positions = instruments
             .into_iter()
             .map(|instrument_id| Position {
-                instrument_id,
-                quantity: self.rng.gen_range(-10_000..=10_000),
+                symbol: symbol(instrument_id),
+                qty: self.rng.gen_range(-10_000..=10_000),
             })
             .collect();
         let balance_ticks = self.rng.gen_range(0..1_000_000_000_000);
         let mut record = account_record(account_id, positions);
-        if let ExchangeRecord::Account(update) = &mut record {
-            update.balance_ticks = balance_ticks;
-            update.available_ticks = balance_ticks - self.rng.gen_range(0..=balance_ticks);
+        if let Message::Account(update) = &mut record {
+            update.balance = balance_ticks;
+            update.available = balance_ticks - self.rng.gen_range(0..=balance_ticks);
             update.open_orders = self.rng.gen_range(0..64);
-            update.timestamp_ns = self.clock_ns;
+            update.ts_nanos = self.clock_ns;
         }
         record
     }
 }
 
 /// An account update with everything but the id and positions zero.
-fn account_record(account_id: u32, positions: Vec<Position>) -> ExchangeRecord {
-    ExchangeRecord::Account(AccountUpdate {
-        account_id,
-        balance_ticks: 0,
-        available_ticks: 0,
+fn account_record(account: u32, positions: Vec<Position>) -> Message {
+    Message::Account(AccountUpdate {
+        account,
+        balance: 0,
+        available: 0,
         open_orders: 0,
         positions,
-        timestamp_ns: 0,
+        ts_nanos: 0,
     })
+}
+
+/// The symbol of instrument `id`: `I` and the id in base 36 — at most 8 bytes, which
+/// rkyv stores inline, so a record's archived size does not depend on the instrument.
+fn symbol(id: u32) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut digits = Vec::with_capacity(7);
+    let mut rest = id;
+    loop {
+        digits.push(DIGITS[(rest % 36) as usize]);
+        rest /= 36;
+        if rest == 0 {
+            break;
+        }
+    }
+    digits.push(b'I');
+    digits.reverse();
+    // All ASCII, so this never falls back.
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 /// SplitMix64's output function: a fast, well-mixing 64-bit hash.
@@ -437,7 +462,11 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::exchange::{ExchangeKey, decode};
+    use strata_stream::messages::ExchangeKey;
+
+    fn decode(bytes: &[u8]) -> strata_stream::Result<Message> {
+        Message::decode(bytes)
+    }
 
     fn config(seed: u64) -> WorkloadConfig {
         WorkloadConfig { seed, ..WorkloadConfig::default() }
@@ -534,9 +563,10 @@ mod tests {
         for op in ops(&mut w, 300) {
             let spare = 256 - w.min_value_size();
             match decode(&op.value).expect("decodes") {
-                ExchangeRecord::Order(o) => assert_eq!(o.client_order_id.len(), spare),
-                ExchangeRecord::Trade(t) => assert_eq!(t.venue_ref.len(), spare),
-                ExchangeRecord::Account(a) => assert!(!a.positions.is_empty()),
+                Message::Order(o) => assert_eq!(o.client_order_id.len(), spare),
+                Message::Trade(t) => assert_eq!(t.venue_ref.len(), spare),
+                Message::Account(a) => assert!(!a.positions.is_empty()),
+                other => panic!("generated a {}", other.kind()),
             }
         }
     }
@@ -549,15 +579,15 @@ mod tests {
             let expected_kind = match parsed {
                 ExchangeKey::Order { .. } => OpKind::OrderInsert,
                 ExchangeKey::Trade { .. } => OpKind::Trade,
-                ExchangeKey::Account { account_id } => {
-                    assert!(account_id < 10_000);
+                ExchangeKey::Account { account } => {
+                    assert!(account < 10_000);
                     OpKind::AccountUpdate
                 }
             };
             assert_eq!(op.kind, expected_kind);
             let record = decode(&op.value).expect("value decodes");
-            assert_eq!(record.exchange_key(), parsed);
-            assert_eq!(record.key(), op.key);
+            assert_eq!(record.exchange_key(), Some(parsed));
+            assert_eq!(record.key(), Some(op.key));
         }
     }
 
@@ -568,7 +598,7 @@ mod tests {
         for op in ops(&mut w, 2_000) {
             match ExchangeKey::parse(&op.key).expect("key parses") {
                 ExchangeKey::Order { order_id, .. } => orders.push(order_id),
-                ExchangeKey::Trade { trade_seq } => trades.push(trade_seq),
+                ExchangeKey::Trade { trade_id } => trades.push(trade_id),
                 ExchangeKey::Account { .. } => {}
             }
         }
@@ -644,6 +674,16 @@ mod tests {
                 assert!(!misses.contains(&op.key));
             }
         }
+    }
+
+    #[test]
+    fn symbols_fit_inline_and_are_distinct() {
+        assert_eq!(symbol(0), "I0");
+        assert_eq!(symbol(35), "IZ");
+        assert_eq!(symbol(36), "I10");
+        assert_eq!(symbol(u32::MAX).len(), 8);
+        let all: HashSet<_> = (0..5_000).map(symbol).collect();
+        assert_eq!(all.len(), 5_000);
     }
 
     #[test]

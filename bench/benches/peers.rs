@@ -14,8 +14,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use strata_harness::peers::workloads::{Sizes, key, miss_key, preload};
-use strata_harness::peers::{Engine, EngineKind, PeerConfig, open};
+use strata_bench::peers::workloads::{Sizes, key, miss_key, preload};
+use strata_bench::peers::{Engine, EngineKind, PeerConfig, open};
 
 /// The allocator of the `strata` binary, so these figures match `strata bench --peers`
 /// (every engine in this process uses it alike; see the README's allocator note).

@@ -23,7 +23,7 @@ fn open(dir: &std::path::Path) -> Db {
         ..LeveledOptions::default()
     })
     .expect("options");
-    strata_harness::stack::default_builder(dir)
+    strata_plugins::default_builder(dir)
         .with_compaction_policy(Arc::new(policy))
         .with_options(DbOptions {
             memtable_size_bytes: MEMTABLE,

@@ -24,7 +24,7 @@ impl StrataEngine {
             .with_block_size(config.block_size)
             .with_bloom_bits_per_key(config.bloom_bits_per_key);
         let leveled = LeveledPolicy::new(LeveledOptions::default())?;
-        let db = crate::stack::default_builder(dir)
+        let db = strata_plugins::default_builder(dir)
             .with_table_format(Arc::new(MmapTableFormat::new(table)))
             .with_compaction_policy(Arc::new(leveled))
             .with_options(DbOptions {
