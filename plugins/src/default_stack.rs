@@ -15,8 +15,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use crate::registry::PluginKind;
+use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_core::{
     CompactionPolicy, Db, DbBuilder, DbOptions, MemTableFactory, Result, TableFormat, WalFactory,
 };

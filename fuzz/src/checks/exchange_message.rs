@@ -65,8 +65,8 @@ pub(crate) fn round_trip_message(message: &Message, len: usize) {
 
 pub(crate) fn exchange_seeds() -> Vec<Vec<u8>> {
     use strata_stream::messages::{
-        AccountUpdate, Heartbeat, MarketL2, OrderInsert, Position, PriceLevel, Side,
-        TimeInForce, TradeEvent,
+        AccountUpdate, Heartbeat, MarketL2, OrderInsert, Position, PriceLevel, Side, TimeInForce,
+        TradeEvent,
     };
     let records = [
         Message::Order(OrderInsert {
