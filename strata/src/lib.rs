@@ -7,8 +7,8 @@
 //! snapshots; the commit log is the stream, readable live, from history and resumably.
 //!
 //! It is **not** a server or a SQL database: it is a library in your process, one
-//! process per store directory (a `LOCK` file enforces it). Replication to standbys is
-//! not there yet.
+//! process per store directory (a `LOCK` file enforces it). Standbys follow a primary
+//! through WAL shipping (feature `replication`); failover is manual.
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
@@ -77,6 +77,7 @@
 //! | `tcp` | no | `tcp`: the TCP transport |
 //! | `iceoryx` | no | `iceoryx`: the iceoryx2 shared-memory transport (Linux) |
 //! | `websocket` | no | `websocket`: the WebSocket gateway (implies `stream`) |
+//! | `replication` | no | `replication`: WAL shipping to replicas, sync or async |
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -185,4 +186,10 @@ pub mod iceoryx {
 #[cfg(feature = "websocket")]
 pub mod websocket {
     pub use strata_gateway_ws::*;
+}
+
+/// WAL shipping to replicas (feature `replication`). See [`strata_replication`].
+#[cfg(feature = "replication")]
+pub mod replication {
+    pub use strata_replication::*;
 }
