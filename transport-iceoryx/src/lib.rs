@@ -49,6 +49,7 @@ pub use publisher::IceoryxPublisher;
 pub use subscriber::IceoryxSubscriber;
 pub use transport::IceoryxTransport;
 pub use wire::WireHeader;
+#[cfg(feature = "bench")]
 pub(crate) use wire::alignment;
 
 /// The iceoryx2 service flavour the transport uses: inter-process, single-threaded
