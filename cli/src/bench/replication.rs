@@ -33,8 +33,8 @@ use anyhow::Context;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use serde::Serialize;
+use strata_bench::workload::{ExchangeWorkload, WorkloadConfig};
 use strata_core::{Db, Durability, LogBound, SeqNo, WriteBatch};
-use strata_harness::workload::{ExchangeWorkload, WorkloadConfig};
 use strata_plugins::OptionValue;
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
