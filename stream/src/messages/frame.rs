@@ -103,7 +103,7 @@ impl<'a> MessageFrame<'a> {
     }
 
     /// The encoded bytes of each message, in order (decode them with
-    /// [`Message::decode`], [`access`] or [`access_or_copy`]).
+    /// [`Message::decode`], [`access`](super::access) or [`access_or_copy`](super::access_or_copy)).
     pub fn messages(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         let bytes = self.bytes;
         let mut at = self.header;
