@@ -7,23 +7,19 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use strata_core::fs::{FileSystem, OsFileSystem};
-use strata_core::{Db, Epoch, SeqNo, WalBatch, WriteBatch};
+use strata_core::{Epoch, SeqNo, WalBatch, WriteBatch};
 use strata_harness::sim_fs::SimFileSystem;
 use strata_harness::stack::{builder_with, tiny_builder};
 mod common;
 
-use common::Proxy;
+use common::{Proxy, any_port, contents, wait_for};
 use strata_replication::wire::{self, Control, Msg, Plan};
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 use strata_wal_file::FileWalOptions;
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("addr")
-}
 
 fn opener_on(
     dir: &Path,
@@ -56,18 +52,6 @@ fn put(node: &Node, i: u64) -> SeqNo {
     let mut b = WriteBatch::new();
     b.put(format!("key-{:06}", i % 900), format!("value-{i}-{}", "y".repeat(40)));
     node.write(&b).expect("write")
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn contents(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
-    db.iter().map(|kv| kv.expect("scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
 }
 
 #[test]

@@ -7,6 +7,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+mod common;
+
+use common::log_of;
 use strata_core::fs::FileSystem;
 use strata_core::{Db, Durability, SeqNo, WalBatch, WriteBatch};
 use strata_harness::sim_fs::SimFileSystem;
@@ -18,15 +21,6 @@ fn open(fs: Arc<dyn FileSystem>, dir: &str, replica: bool) -> strata_core::Resul
     let mut b = tiny_builder(Path::new(dir), fs, 4 * 1024, 16 * 1024);
     b.options_mut().replica_of = replica.then(|| "primary".to_owned());
     b.open()
-}
-
-fn log_of(db: &Db) -> Vec<WalBatch> {
-    let mut r = db.read_log_from(SeqNo(1)).expect("read");
-    let mut out = Vec::new();
-    while let Some(b) = r.next_batch().expect("next") {
-        out.push(b);
-    }
-    out
 }
 
 /// 150 batches as a primary writes them (its log from sequence 1).

@@ -4,19 +4,15 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use strata_core::fs::OsFileSystem;
-use strata_core::{Db, DbOptions, SeqNo, WalBatch, WriteBatch};
+use strata_core::{DbOptions, SeqNo, WalBatch, WriteBatch};
 use strata_harness::stack::tiny_builder;
 mod common;
 
-use common::Proxy;
+use common::{Proxy, any_port, contents, log_of, wait_for};
 use strata_replication::{Error, Mode, Node, NodeConfig, OpenStore, RoleConfig};
-
-fn any_port() -> SocketAddr {
-    "127.0.0.1:0".parse().expect("addr")
-}
 
 fn opener(dir: &Path, memtable: usize) -> OpenStore {
     let dir = dir.to_path_buf();
@@ -52,29 +48,8 @@ fn put(node: &Node, i: u64) -> Result<SeqNo, Error> {
     node.write(&b)
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn caught_up(node: &Node, seq: SeqNo) -> bool {
     node.db().is_some_and(|db| db.visible_seq() >= seq)
-}
-
-fn log_of(db: &Db) -> Vec<WalBatch> {
-    let mut r = db.read_log_from(SeqNo(1)).expect("read log");
-    let mut out = Vec::new();
-    while let Some(b) = r.next_batch().expect("next batch") {
-        out.push(b);
-    }
-    out
-}
-
-fn contents(db: &Db) -> Vec<(Vec<u8>, Vec<u8>)> {
-    db.iter().map(|kv| kv.expect("scan")).map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
 }
 
 fn dirs(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
