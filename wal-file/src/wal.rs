@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     epoch: AtomicU64,
     /// The durable epoch history (see [`crate::epochs`]).
     history: Mutex<Vec<EpochStart>>,
+    /// The newest epoch of `history`, read on every append without its lock.
+    newest: AtomicU64,
     /// Positions of live readers (see [`FileWalOptions::reader_retention_bytes`]).
     /// Locked inside `segments` only.
     pins: Mutex<Vec<std::sync::Weak<ReaderPin>>>,
@@ -340,6 +342,7 @@ impl FileWal {
                 tail: TailNotify::default(),
                 recovery,
                 epoch: AtomicU64::new(epoch.0),
+                newest: AtomicU64::new(history.last().map_or(0, |e| e.epoch.0)),
                 history: Mutex::new(history),
                 pins: Mutex::new(Vec::new()),
                 readers_cut_off: AtomicU64::new(0),
@@ -495,12 +498,13 @@ impl Inner {
         next.push(EpochStart { epoch, first_seq: first });
         epochs::store(&*self.fs, &self.dir, &next)?;
         *history = next;
+        self.newest.store(epoch.0, Ordering::Release);
         Ok(())
     }
 
     /// The newest epoch in the history.
     fn newest_epoch(&self) -> Epoch {
-        self.history.lock().last().map_or(Epoch::ZERO, |e| e.epoch)
+        Epoch(self.newest.load(Ordering::Acquire))
     }
 
     /// Writes one record; `at` is `None` for a local append (next sequence, this
@@ -540,7 +544,7 @@ impl Inner {
                 if epoch < newest {
                     return Err(Error::StaleEpoch { got: epoch, newest });
                 }
-                if epoch > newest || self.history.lock().is_empty() {
+                if epoch > newest || (epoch == Epoch::ZERO && self.history.lock().is_empty()) {
                     self.record_epoch(epoch, first)?;
                 }
                 epoch
@@ -636,6 +640,7 @@ impl Inner {
             self.poison("WAL truncation failed (reopening finishes it)", &e);
             return Err(e);
         }
+        self.newest.store(kept_history.last().map_or(0, |e| e.epoch.0), Ordering::Release);
         *self.history.lock() = kept_history;
         {
             let mut list = self.segments.lock();
