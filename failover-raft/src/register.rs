@@ -130,6 +130,20 @@ impl RaftRegister {
             Raft::new(config.node_id, raft_config, network, opened.log, opened.state_machine)
                 .await
                 .map_err(|e| Error::Stopped { reason: format!("raft failed to start: {e}") })?;
+        // The metrics start out blank and are filled by the raft task; wait until they
+        // show the term loaded from disk, so `status()` right after a restart is not
+        // mistaken for a node that forgot its vote.
+        let fatal = |e: openraft::error::Fatal<NodeId>| Error::Stopped {
+            reason: format!("raft failed to start: {e}"),
+        };
+        let term =
+            raft.with_raft_state(|st| st.vote_ref().leader_id().get_term()).await.map_err(fatal)?;
+        raft.wait(Some(config.request_timeout))
+            .metrics(|m| m.current_term >= term, "metrics report the state loaded from disk")
+            .await
+            .map_err(|e| Error::Stopped {
+                reason: format!("raft did not report its loaded state: {e}"),
+            })?;
         let core = Core {
             raft,
             node_id: config.node_id,

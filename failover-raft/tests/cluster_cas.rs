@@ -77,7 +77,9 @@ fn of_two_racing_compare_and_sets_exactly_one_wins_per_version() {
                     .map(|round| {
                         barrier.wait();
                         let value = format!("client {i} round {round}").into_bytes();
-                        n.run(n.reg().compare_and_set(round, value))
+                        // Retried across elections (a busy 2-core machine can delay a
+                        // heartbeat); a retry never turns a loss into a win.
+                        cas(n, round, &value)
                     })
                     .collect::<Vec<_>>()
             })
