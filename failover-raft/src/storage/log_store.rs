@@ -332,3 +332,64 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         blocking(ErrorSubject::Logs, ErrorVerb::Delete, move || inner.lock().purge(log_id)).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use openraft::{SnapshotMeta, StoredMembership};
+    use strata_core::fs::OsFileSystem;
+
+    use super::*;
+    use crate::storage::log_format::tests::entry;
+    use crate::storage::open;
+    use crate::storage::state_machine::{StoredSnapshot, store_snapshot};
+
+    fn indexes(store: &LogStore) -> Vec<u64> {
+        store.inner.lock().entries.keys().copied().collect()
+    }
+
+    #[test]
+    fn appends_truncates_and_purges_survive_a_reopen_and_the_file_is_rewritten() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fs = OsFileSystem::shared();
+        let dir = tmp.path().join("raft");
+        {
+            let opened = open(fs.clone(), &dir).expect("a new directory opens");
+            let mut log = opened.log.inner.lock();
+            log.append((0..40).map(|i| entry(i, 4096)).collect()).expect("append");
+            assert!(log.append(vec![entry(41, 1)]).is_err(), "a gap is refused");
+        }
+        // The refused append poisoned nothing on disk; reopen and go on.
+        let opened = open(fs.clone(), &dir).expect("reopen");
+        assert_eq!(indexes(&opened.log), (0..40).collect::<Vec<_>>());
+        {
+            let mut log = opened.log.inner.lock();
+            log.truncate(35).expect("truncate a conflicting suffix");
+            log.append(vec![entry(35, 10)]).expect("append after truncate");
+            let before = log.end;
+            // Purged entries need a snapshot that covers them before the log can reopen.
+            let purged = entry(30, 0).log_id;
+            let snap = StoredSnapshot {
+                meta: SnapshotMeta {
+                    last_log_id: Some(purged),
+                    last_membership: StoredMembership::default(),
+                    snapshot_id: "t".into(),
+                },
+                data: serde_json::to_vec(&crate::types::Versioned::default()).expect("encodes"),
+            };
+            store_snapshot(&*fs, &dir, &snap).expect("snapshot");
+            log.purge(purged).expect("purge");
+            assert!(log.end < before, "purging most of the file rewrites it");
+            let mut meta = log.meta.clone();
+            meta.committed = Some(entry(35, 0).log_id);
+            log.store_meta(meta).expect("save committed");
+        }
+        drop(opened);
+        let again = open(fs, &dir).expect("reopen after the rewrite");
+        assert_eq!(indexes(&again.log), (31..=35).collect::<Vec<_>>());
+        let log = again.log.inner.lock();
+        assert_eq!(log.meta.purged.map(|p| p.index), Some(30));
+        assert_eq!(log.meta.committed.map(|p| p.index), Some(35));
+        assert_eq!(log.entries.get(&35).map(|(e, _)| e.clone()), Some(entry(35, 10)));
+        assert_eq!(log.next_index(), 36);
+    }
+}

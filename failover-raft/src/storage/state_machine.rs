@@ -76,7 +76,7 @@ fn decode_value(data: &[u8]) -> std::result::Result<Versioned, serde_json::Error
     serde_json::from_slice(data)
 }
 
-fn store_snapshot(fs: &dyn FileSystem, dir: &Path, snap: &StoredSnapshot) -> Result<()> {
+pub(crate) fn store_snapshot(fs: &dyn FileSystem, dir: &Path, snap: &StoredSnapshot) -> Result<()> {
     let body = serde_json::to_vec(snap)
         .map_err(|e| Error::InvalidArgument(format!("snapshot does not encode: {e}")))?;
     blob::replace_file(fs, dir, SNAPSHOT_FILE, &blob::encode(&MAGIC, &body)?)
