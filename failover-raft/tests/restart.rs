@@ -36,6 +36,14 @@ fn a_restarted_follower_keeps_its_state_and_catches_up_by_snapshot() {
     wait_applied(n, 20);
     assert_eq!(n.reg().local().value, Versioned { version: 20, value: b"v20".to_vec() });
     assert_eq!(read(n).expect("read through the restarted follower").version, 20);
+
+    // What it received after the snapshot (log entries following the purged range)
+    // reopens as a log without gaps.
+    cas(c.node(leader), 20, b"v21").expect("cas after the catch-up");
+    wait_applied(c.node(follower), 21);
+    c.node_mut(follower).stop();
+    c.node_mut(follower).restart().expect("the follower restarts again");
+    assert!(c.node(follower).reg().local().value.version >= 21);
 }
 
 #[test]

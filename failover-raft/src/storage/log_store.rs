@@ -135,6 +135,13 @@ impl LogFile {
     /// Writes and fsyncs `entries` at the end of the log.
     fn append(&mut self, entries: Vec<Entry>) -> Result<()> {
         self.guarded(|s| {
+            // IMPORTANT: with no live entry left (everything purged, e.g. after a snapshot
+            // was installed past the log's end) the next entry follows the purged id, not
+            // the stale records still in the file: drop them first, or the reopened log
+            // would show a gap.
+            if s.entries.is_empty() && s.dead_bytes > 0 {
+                s.rewrite()?;
+            }
             let mut buf = Vec::new();
             let mut staged = Vec::with_capacity(entries.len());
             for (expect, e) in (s.next_index()..).zip(entries) {
