@@ -2,10 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::lease::LeaseSettings;
+use super::lease::{Lease, LeaseSettings};
 use super::node::NodeId;
 use crate::error::{Error, Result};
 use crate::types::{Epoch, SeqNo};
@@ -146,6 +147,33 @@ impl AuthorityRecord {
             }
         }
         Ok(next)
+    }
+
+    /// The lease `node`, writing in `epoch`, gets from this record for a renewal that
+    /// started at `started`: the rules of
+    /// [`FailoverPolicy::renew_lease`](super::FailoverPolicy::renew_lease). A lower
+    /// epoch is `Error::Fenced` (checked first: a deposed primary is told so, whoever
+    /// is primary now), a node other than the primary `Error::NotEligible`, a higher
+    /// epoch `Error::WrongEpoch`. The lease ends `lease.lease` after `started` and names
+    /// this record's version and in-sync set.
+    pub fn grant_lease(&self, node: &NodeId, epoch: Epoch, started: Instant) -> Result<Lease> {
+        if epoch < self.epoch {
+            return Err(self.fenced(epoch));
+        }
+        if *node != self.primary {
+            return Err(self.not_eligible(
+                node,
+                &format!("only the primary holds a lease, and the primary is {}", self.primary),
+            ));
+        }
+        self.check_current_epoch(epoch)?;
+        Ok(Lease {
+            holder: node.clone(),
+            epoch,
+            version: self.version,
+            in_sync: self.in_sync.clone(),
+            expires_at: started + self.lease.lease,
+        })
     }
 
     fn promote(&mut self, node: &NodeId, epoch: Epoch, first_seq: SeqNo) {
@@ -359,6 +387,21 @@ mod tests {
         assert_eq!(r.apply(&join).expect("join").in_sync.len(), 3);
         let primary = Change::JoinInSync { node: "p".into(), epoch: Epoch(3) };
         assert!(matches!(r.apply(&primary), Err(Error::NotEligible { .. })));
+    }
+
+    #[test]
+    fn leases_go_to_the_primary_in_its_epoch_only() {
+        let r = record();
+        let now = Instant::now();
+        let lease = r.grant_lease(&"p".into(), Epoch(3), now).expect("primary");
+        assert_eq!(lease.expires_at, now + r.lease.lease);
+        assert_eq!((lease.version, &lease.in_sync), (r.version, &r.in_sync));
+        assert!(matches!(
+            r.grant_lease(&"a".into(), Epoch(3), now),
+            Err(Error::NotEligible { .. })
+        ));
+        assert!(matches!(r.grant_lease(&"a".into(), Epoch(2), now), Err(Error::Fenced { .. })));
+        assert!(matches!(r.grant_lease(&"p".into(), Epoch(4), now), Err(Error::WrongEpoch { .. })));
     }
 
     #[test]
