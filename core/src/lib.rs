@@ -30,8 +30,8 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use failover::{
-    AuthorityRecord, Change, ClusterView, Decision, FailoverPolicy, Lease, LeaseSettings, NodeId,
-    NodeReport, PossibleLoss,
+    AuthorityRecord, Change, ClusterView, Decision, FailoverFactory, FailoverPolicy, Lease,
+    LeaseSettings, NodeId, NodeReport, PossibleLoss,
 };
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};

@@ -41,4 +41,4 @@
 pub mod file;
 mod policy;
 
-pub use policy::ManualPolicy;
+pub use policy::{ManualFactory, ManualPolicy};

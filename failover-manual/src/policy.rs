@@ -8,8 +8,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use strata_core::fs::{FileLock, FileSystem};
 use strata_core::{
-    AuthorityRecord, Change, ClusterView, Decision, Epoch, Error, FailoverPolicy, Lease, NodeId,
-    Result,
+    AuthorityRecord, Change, ClusterView, Decision, Epoch, Error, FailoverFactory, FailoverPolicy,
+    Lease, NodeId, Result,
 };
 
 use crate::file;
@@ -176,5 +176,29 @@ fn tracing_change(change: &Change, next: &AuthorityRecord) {
         ),
         other => tracing::info!(version = next.version, epoch = %next.epoch, change = ?other,
             "authority record changed"),
+    }
+}
+
+/// Makes [`ManualPolicy`]s: the `failover = "manual"` plugin's factory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ManualFactory;
+
+#[async_trait::async_trait]
+impl FailoverFactory for ManualFactory {
+    fn name(&self) -> &'static str {
+        "manual"
+    }
+
+    async fn create(
+        &self,
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        initial: AuthorityRecord,
+    ) -> Result<Arc<dyn FailoverPolicy>> {
+        Ok(Arc::new(ManualPolicy::create(fs, dir, initial)?))
+    }
+
+    async fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn FailoverPolicy>> {
+        Ok(Arc::new(ManualPolicy::open(fs, dir)?))
     }
 }

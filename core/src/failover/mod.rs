@@ -26,6 +26,8 @@ mod node;
 mod record;
 
 use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
 
 pub use decide::{Decision, automatic_decision, plan_forced_promotion, promotion_candidate};
 pub use lease::{Lease, LeaseSettings};
@@ -33,6 +35,7 @@ pub use node::{ClusterView, NodeId, NodeReport};
 pub use record::{AuthorityRecord, Change, PossibleLoss};
 
 use crate::error::Result;
+use crate::fs::FileSystem;
 use crate::types::Epoch;
 
 /// Decides whether and to whom leadership moves, holds the authority record every
@@ -126,4 +129,28 @@ pub trait FailoverPolicy: Send + Sync + fmt::Debug {
     /// most the settings' `lease` after this call started, and names the committed
     /// record's version and in-sync set.
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> Result<Lease>;
+}
+
+/// Makes the authorities of one policy: what a stack configuration names
+/// (`[failover] kind = "manual"`) and what the conformance suite is handed.
+///
+/// An authority keeps whatever it stores locally (the `manual` policy's record file, a
+/// consensus group's log and vote) in `dir`, through `fs`.
+#[async_trait::async_trait]
+pub trait FailoverFactory: Send + Sync + fmt::Debug {
+    /// The policy's name (`"manual"`), as [`FailoverPolicy::name`] gives it.
+    fn name(&self) -> &'static str;
+
+    /// Starts a new authority in `dir` holding `initial` (checked with
+    /// [`AuthorityRecord::validate`]); refuses a `dir` that already holds one.
+    async fn create(
+        &self,
+        fs: Arc<dyn FileSystem>,
+        dir: &Path,
+        initial: AuthorityRecord,
+    ) -> Result<Arc<dyn FailoverPolicy>>;
+
+    /// Opens the authority kept in `dir` again (after a restart): its record is the
+    /// last one committed. A policy that keeps nothing returns `Error::Unsupported`.
+    async fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn FailoverPolicy>>;
 }

@@ -12,8 +12,9 @@ use strata_core::{
     PossibleLoss, Result,
 };
 
-use crate::conformance::failover::FailoverFactory;
 use crate::conformance::failover::memory::MemoryAuthority;
+use strata_core::FailoverFactory;
+use strata_core::fs::FileSystem;
 
 /// The one clause a [`FaultyFailoverPolicy`] breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,13 +63,7 @@ impl FaultyFailoverPolicy {
 #[async_trait::async_trait]
 impl FailoverPolicy for FaultyFailoverPolicy {
     fn name(&self) -> &'static str {
-        match self.fault {
-            FailoverFault::PromotesOutOfSync => "broken-promotes-out-of-sync",
-            FailoverFault::SkipsEpochBump => "broken-skips-epoch-bump",
-            FailoverFault::AcksBeforeShrinkCommitted => "broken-acks-before-shrink-committed",
-            FailoverFault::AcceptsLowerEpoch => "broken-accepts-lower-epoch",
-            FailoverFault::LeaseLongerThanGrace => "broken-lease-longer-than-grace",
-        }
+        fault_name(self.fault)
     }
 
     fn decide(&self, record: &AuthorityRecord, view: &ClusterView) -> Decision {
@@ -199,19 +194,30 @@ pub struct FaultyFailoverFactory(pub FailoverFault);
 
 #[async_trait::async_trait]
 impl FailoverFactory for FaultyFailoverFactory {
-    fn name(&self) -> String {
-        format!("broken-{:?}", self.0)
+    fn name(&self) -> &'static str {
+        fault_name(self.0)
     }
 
     async fn create(
         &self,
+        _fs: Arc<dyn FileSystem>,
         _dir: &Path,
         initial: AuthorityRecord,
     ) -> Result<Arc<dyn FailoverPolicy>> {
         Ok(Arc::new(FaultyFailoverPolicy::new(initial, self.0)?))
     }
 
-    async fn reopen(&self, _dir: &Path) -> Result<Arc<dyn FailoverPolicy>> {
+    async fn open(&self, _fs: Arc<dyn FileSystem>, _dir: &Path) -> Result<Arc<dyn FailoverPolicy>> {
         Err(strata_core::Error::Unsupported { component: "failover=broken", capability: "restart" })
+    }
+}
+
+fn fault_name(fault: FailoverFault) -> &'static str {
+    match fault {
+        FailoverFault::PromotesOutOfSync => "broken-promotes-out-of-sync",
+        FailoverFault::SkipsEpochBump => "broken-skips-epoch-bump",
+        FailoverFault::AcksBeforeShrinkCommitted => "broken-acks-before-shrink-committed",
+        FailoverFault::AcceptsLowerEpoch => "broken-accepts-lower-epoch",
+        FailoverFault::LeaseLongerThanGrace => "broken-lease-longer-than-grace",
     }
 }

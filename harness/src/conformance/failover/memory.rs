@@ -12,7 +12,8 @@ use strata_core::{
     Result,
 };
 
-use super::FailoverFactory;
+use strata_core::FailoverFactory;
+use strata_core::fs::FileSystem;
 
 /// A [`FailoverPolicy`] whose record lives in memory only (lost when dropped, so the
 /// suite's restart checks do not apply) and whose `decide` is
@@ -82,26 +83,27 @@ impl FailoverPolicy for MemoryAuthority {
     }
 }
 
-/// Creates [`MemoryAuthority`]s for the suite (`reopen` is `Error::Unsupported`: run
+/// Creates [`MemoryAuthority`]s for the suite (`open` is `Error::Unsupported`: run
 /// with [`FailoverCaps::restart`](super::FailoverCaps::restart) off).
 #[derive(Debug, Default)]
 pub struct MemoryFactory;
 
 #[async_trait::async_trait]
 impl FailoverFactory for MemoryFactory {
-    fn name(&self) -> String {
-        "memory".to_owned()
+    fn name(&self) -> &'static str {
+        "memory"
     }
 
     async fn create(
         &self,
+        _fs: Arc<dyn FileSystem>,
         _dir: &Path,
         initial: AuthorityRecord,
     ) -> Result<Arc<dyn FailoverPolicy>> {
         Ok(Arc::new(MemoryAuthority::new(initial)?))
     }
 
-    async fn reopen(&self, _dir: &Path) -> Result<Arc<dyn FailoverPolicy>> {
+    async fn open(&self, _fs: Arc<dyn FileSystem>, _dir: &Path) -> Result<Arc<dyn FailoverPolicy>> {
         Err(Error::Unsupported { component: "failover=memory", capability: "restart" })
     }
 }

@@ -36,29 +36,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_core::fs::{FileSystem, OsFileSystem};
 use strata_core::{
-    AuthorityRecord, Change, Epoch, Error, FailoverPolicy, LeaseSettings, NodeId, PossibleLoss,
-    Result, SeqNo,
+    AuthorityRecord, Change, Epoch, Error, FailoverFactory, FailoverPolicy, LeaseSettings, NodeId,
+    PossibleLoss, Result, SeqNo,
 };
 
 use super::report::Report;
 use super::runner::{Check, CheckResult, Ctx, ensure, run_checks};
-
-/// Makes the authorities the suite tests: each check creates one in an empty
-/// directory of its own.
-#[async_trait::async_trait]
-pub trait FailoverFactory: Send + Sync {
-    /// The implementation's name, for the report.
-    fn name(&self) -> String;
-
-    /// A new authority in `dir` (empty, created by the suite) holding `initial`.
-    async fn create(&self, dir: &Path, initial: AuthorityRecord)
-    -> Result<Arc<dyn FailoverPolicy>>;
-
-    /// The authority in `dir` again, as after a restart (the previous handle was
-    /// dropped). Only called with [`FailoverCaps::restart`] on.
-    async fn reopen(&self, dir: &Path) -> Result<Arc<dyn FailoverPolicy>>;
-}
 
 /// What the policy under test does.
 #[derive(Clone, Debug)]
@@ -71,7 +56,7 @@ pub struct FailoverCaps {
     /// `decide` fails over and drops silent members on its own (off for a policy
     /// where an operator decides, like `manual`): switches the liveness check on.
     pub automatic: bool,
-    /// The authority keeps its record across [`FailoverFactory::reopen`]: switches the
+    /// The authority keeps its record across [`FailoverFactory::open`]: switches the
     /// restart check on.
     pub restart: bool,
 }
@@ -106,6 +91,7 @@ impl FailoverCaps {
 
 pub(crate) struct Subject {
     factory: Arc<dyn FailoverFactory>,
+    fs: Arc<dyn FileSystem>,
     caps: FailoverCaps,
     rt: tokio::runtime::Runtime,
     /// One authority whose `decide` the decision checks call (decide takes its record
@@ -114,10 +100,12 @@ pub(crate) struct Subject {
     _decider_dir: tempfile::TempDir,
 }
 
-/// Runs the failover suite against the authorities `factory` makes. A factory that
-/// cannot even create one fails every check with that error.
+/// Runs the failover suite against the authorities `factory` makes, each in a
+/// temporary directory of its own on the OS file system. A factory that cannot even
+/// create one fails the suite's `failover::setup` check with that error.
 pub fn run(factory: Arc<dyn FailoverFactory>, caps: FailoverCaps) -> Report {
     let name = format!("failover={}", factory.name());
+    let fs: Arc<dyn FileSystem> = Arc::new(OsFileSystem);
     let setup = || -> std::result::Result<Subject, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -125,9 +113,11 @@ pub fn run(factory: Arc<dyn FailoverFactory>, caps: FailoverCaps) -> Report {
             .build()
             .ctx("tokio runtime")?;
         let dir = tempfile::tempdir().ctx("tempdir")?;
-        let decider = rt.block_on(factory.create(dir.path(), initial())).ctx("create")?;
+        let decider =
+            rt.block_on(factory.create(Arc::clone(&fs), dir.path(), initial())).ctx("create")?;
         Ok(Subject {
             factory: Arc::clone(&factory),
+            fs: Arc::clone(&fs),
             caps: caps.clone(),
             rt,
             decider,
@@ -202,7 +192,7 @@ fn fresh(
     dir: &Path,
     initial: AuthorityRecord,
 ) -> std::result::Result<Arc<dyn FailoverPolicy>, String> {
-    s.rt.block_on(s.factory.create(dir, initial)).ctx("creating an authority")
+    s.rt.block_on(s.factory.create(Arc::clone(&s.fs), dir, initial)).ctx("creating an authority")
 }
 
 /// Runs `f` on a fresh authority holding [`initial`].
@@ -466,7 +456,7 @@ fn survives_restart(s: &Subject) -> CheckResult {
     let promote = Change::Promote { node: n("b"), epoch: Epoch(5), first_seq: SeqNo(130) };
     let committed = cas(s, &p, 2, promote).ctx("promotion")?;
     drop(p);
-    let p = s.rt.block_on(s.factory.reopen(dir.path())).ctx("reopen")?;
+    let p = s.rt.block_on(s.factory.open(Arc::clone(&s.fs), dir.path())).ctx("reopen")?;
     let now = record(s, &p)?;
     ensure!(now == committed, "after a restart the record is {now:?}, {committed:?} was committed");
     let lease = s.rt.block_on(p.renew_lease(&n("p"), Epoch(4)));
