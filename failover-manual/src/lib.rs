@@ -8,7 +8,7 @@
 //!
 //! The authority record is one checksummed file in a directory, written through the
 //! [`FileSystem`](strata_core::fs::FileSystem) seam (temporary file, sync, rename,
-//! directory sync); [`file`] gives its byte layout. It is the truth for whoever opens
+//! directory sync); [`file`](mod@file) gives its byte layout. It is the truth for whoever opens
 //! that directory: one process holds it (the directory is locked), and it is not
 //! replicated — a consensus-backed policy is what removes that single point.
 //!

@@ -24,7 +24,7 @@ use crate::file;
 /// under the same rules as any policy ([`AuthorityRecord::apply`]): epoch + 1 per
 /// promotion, lower epochs fenced, leases only for the primary, shorter than the grace.
 ///
-/// The record lives in one file in `dir` ([`crate::file`]), replaced atomically and
+/// The record lives in one file in `dir` ([`crate::file`](mod@crate::file)), replaced atomically and
 /// durably through the [`FileSystem`] seam before a change is reported committed. The
 /// directory is locked while the policy is open. The file I/O (a few small writes, only
 /// when the record changes) runs on the calling thread; lease renewals read the record
