@@ -3,6 +3,9 @@
 use std::io;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
+use crate::failover::NodeId;
 use crate::types::{Epoch, SeqNo};
 
 /// Result alias used across Strata.
@@ -138,6 +141,66 @@ pub enum Error {
         seq: SeqNo,
         /// What differs and what to do.
         reason: String,
+    },
+    /// A compare-and-set on the failover authority record expected another version
+    /// than the committed one: someone changed it in between. Re-read the record and
+    /// decide again.
+    #[error(
+        "the authority record is at version {found}, not {expected}: it changed since it \
+         was read; re-read it and decide again"
+    )]
+    StaleAuthority {
+        /// The version the change was based on.
+        expected: u64,
+        /// The committed version.
+        found: u64,
+    },
+    /// A request carries an epoch older than the authority's: it comes from a deposed
+    /// primary, which must stop acknowledging writes.
+    #[error(
+        "epoch {epoch} is older than the authority's epoch {current} (primary {primary}): \
+         the request comes from a deposed primary and is refused; write to {primary}"
+    )]
+    Fenced {
+        /// The epoch the request carried.
+        epoch: Epoch,
+        /// The authority's epoch.
+        current: Epoch,
+        /// The authority's primary.
+        primary: NodeId,
+    },
+    /// A request names an epoch the authority does not expect: a promotion not at the
+    /// current epoch + 1, or a request in an epoch the authority never granted.
+    #[error(
+        "epoch {got} is not the expected {expected}: a promotion takes exactly the next epoch, every other request the current one"
+    )]
+    WrongEpoch {
+        /// The epoch the request named.
+        got: Epoch,
+        /// The one the authority expects.
+        expected: Epoch,
+    },
+    /// A node may not take the role or place a request asked for (promote a replica
+    /// outside the in-sync set, grant a lease to a replica...).
+    #[error("node {node} is not eligible: {reason}")]
+    NotEligible {
+        /// The node.
+        node: NodeId,
+        /// Why, in words an operator can act on.
+        reason: String,
+    },
+    /// The primary's lease ran out: it must not acknowledge writes until it renews it.
+    #[error(
+        "the lease of {node} in epoch {epoch} expired {expired_for:?} ago: not acknowledging \
+         writes until it is renewed"
+    )]
+    LeaseExpired {
+        /// The lease holder.
+        node: NodeId,
+        /// The epoch it was granted in.
+        epoch: Epoch,
+        /// How long ago it expired.
+        expired_for: Duration,
     },
 }
 

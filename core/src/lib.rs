@@ -1,7 +1,8 @@
 //! # strata-core
 //!
 //! The traits every Strata component implements, the shared types and error, the I/O
-//! seam ([`fs::FileSystem`]) and the engine ([`Db`]) that composes the components.
+//! seam ([`fs::FileSystem`]) and the engine ([`Db`]) that composes the components, and
+//! the failover contract ([`FailoverPolicy`]).
 //! No default implementation lives here: the file WAL, the skiplist memtable and the
 //! others are crates of their own, assembled by [`DbBuilder`].
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -12,6 +13,7 @@ pub mod batch;
 pub mod compaction;
 mod db;
 pub mod error;
+pub mod failover;
 pub mod fs;
 pub mod manifest;
 pub mod memtable;
@@ -27,6 +29,10 @@ pub use db::{
     LogBound, OpenReport, PeriodicCheckpoint, Role, Snapshot,
 };
 pub use error::{Error, Result};
+pub use failover::{
+    AuthorityRecord, Change, ClusterView, Decision, FailoverFactory, FailoverPolicy, Lease,
+    LeaseSettings, NodeId, NodeReport, PossibleLoss,
+};
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
 pub use transport::{

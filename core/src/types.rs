@@ -5,8 +5,22 @@ use std::fmt;
 
 /// A sequence number: the position of one operation in the store's total commit order.
 ///
-/// Sequences are dense and start at 1; `SeqNo(0)` means "nothing yet".
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Sequences are dense and start at 1; `SeqNo(0)` means "nothing yet". Serialized as
+/// the bare number.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct SeqNo(pub u64);
 
 impl SeqNo {
@@ -40,8 +54,21 @@ impl fmt::Display for SeqNo {
 /// so sequences that a crash lost and the next incarnation reused belong to a different
 /// epoch than the ones a subscriber may have seen: `(epoch, sequence)` names a batch
 /// unambiguously, a bare sequence does not. `Epoch(0)` is the epoch of logs written
-/// before epochs existed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// before epochs existed. Serialized as the bare number.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Epoch(pub u64);
 
 impl Epoch {
@@ -51,6 +78,15 @@ impl Epoch {
     /// The raw number.
     pub const fn get(self) -> u64 {
         self.0
+    }
+
+    /// The epoch after this one; `None` past `u64::MAX` (an epoch is never reused, so
+    /// there is no wrapping around).
+    pub const fn checked_next(self) -> Option<Epoch> {
+        match self.0.checked_add(1) {
+            Some(n) => Some(Epoch(n)),
+            None => None,
+        }
     }
 }
 

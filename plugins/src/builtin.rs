@@ -1,6 +1,6 @@
 //! The components that come with Strata, registered by name: `wal = "file"`,
 //! `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
-//! and `"tiered"`.
+//! and `"tiered"`, `failover = "manual"`.
 //!
 //! They are registered here rather than in their own crates so that those depend on
 //! `strata-core` alone (the registry lives in this crate, which depends on them).
@@ -11,14 +11,16 @@ use std::sync::Arc;
 
 use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_compaction_tiered::{TieredOptions, TieredPolicy};
-use strata_core::{CompactionPolicy, MemTableFactory, TableFormat, WalFactory};
+use strata_core::{CompactionPolicy, FailoverFactory, MemTableFactory, TableFormat, WalFactory};
+use strata_failover_manual::ManualFactory;
 use strata_memtable_skiplist::SkipListFactory;
 use strata_memtable_vector::VectorFactory;
 use strata_sstable_mmap::{MmapTableFormat, MmapTableOptions};
 use strata_wal_file::{FileWalFactory, FileWalOptions};
 
 use crate::registry::{
-    BuildError, CompactionPlugin, MemTablePlugin, PluginOptions, TablePlugin, WalPlugin, inventory,
+    BuildError, CompactionPlugin, FailoverPlugin, MemTablePlugin, PluginOptions, TablePlugin,
+    WalPlugin, inventory,
 };
 
 /// A registration's build function, building a factory of type `F`.
@@ -34,6 +36,7 @@ pub(crate) fn link() {
         mmap_table as Build<dyn TableFormat>,
         leveled as Build<dyn CompactionPolicy>,
         tiered as Build<dyn CompactionPolicy>,
+        manual as Build<dyn FailoverFactory>,
     ));
 }
 
@@ -137,5 +140,25 @@ inventory::submit! {
         name: "tiered",
         description: "Size-tiered (universal) compaction: low write amplification for write-heavy, rarely-read data.",
         build: tiered,
+    }
+}
+
+/// `failover = "manual"`: no options (where the record lives is the directory the
+/// factory is handed).
+fn manual(options: &PluginOptions) -> Result<Arc<dyn FailoverFactory>, BuildError> {
+    if let Some((key, _)) = options.iter().next() {
+        return Err(BuildError::Option {
+            key: key.to_owned(),
+            message: "unknown option: the manual failover policy takes no options".to_owned(),
+        });
+    }
+    Ok(Arc::new(ManualFactory))
+}
+
+inventory::submit! {
+    FailoverPlugin {
+        name: "manual",
+        description: "Manual failover: an operator promotes; the authority record is one checksummed local file.",
+        build: manual,
     }
 }

@@ -17,7 +17,8 @@
 //!
 //! A missing section (or a section without `kind`) selects the default plugin of its
 //! kind: `wal = "file"`, `memtable = "skiplist"`, `table = "mmap"`,
-//! `compaction = "leveled"`.
+//! `compaction = "leveled"`. `[failover]` is the exception: without it the stack has
+//! no failover policy (a single node); with it but without `kind` it is `"manual"`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,19 +26,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_core::{DbBuilder, DbOptions, MemTableFactory};
+use strata_core::{DbBuilder, DbOptions, FailoverFactory, MemTableFactory};
 
 use crate::PluginError;
 use crate::default_stack::default_plugin;
 use crate::dynamic::load_library;
 use crate::lookup;
 use crate::registry::{
-    BuildError, CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions,
-    TablePlugin, WalPlugin,
+    BuildError, CompactionPlugin, FailoverPlugin, MemTablePlugin, OptionValue, PluginKind,
+    PluginOptions, TablePlugin, WalPlugin,
 };
 
 /// The sections a stack configuration may hold.
-const SECTIONS: &str = "wal, memtable, table, compaction, engine, load";
+const SECTIONS: &str = "wal, memtable, table, compaction, failover, engine, load";
 
 /// The default stack, as a configuration file with every option spelled out at its
 /// default value. [`StackConfig::from_toml_str`] of it equals [`StackConfig::default`]
@@ -117,6 +118,9 @@ pub struct StackConfig {
     pub table: ComponentConfig,
     /// `[compaction]`.
     pub compaction: ComponentConfig,
+    /// `[failover]`: the failover policy of a replicated deployment; `None` (no
+    /// section) for a single node.
+    pub failover: Option<ComponentConfig>,
     /// `[engine]`.
     pub engine: DbOptions,
     /// `[[load]]` libraries, resolved against the configuration file's directory.
@@ -132,6 +136,7 @@ impl Default for StackConfig {
             memtable: ComponentConfig::default_for(PluginKind::MemTable),
             table: ComponentConfig::default_for(PluginKind::Table),
             compaction: ComponentConfig::default_for(PluginKind::Compaction),
+            failover: None,
             engine: DbOptions::default(),
             load: Vec::new(),
         }
@@ -232,11 +237,12 @@ impl StackConfig {
         let mut config = StackConfig::default();
         for (section, value) in doc {
             match section.as_str() {
-                "wal" | "memtable" | "table" | "compaction" => {
+                "wal" | "memtable" | "table" | "compaction" | "failover" => {
                     let kind = match section.as_str() {
                         "wal" => PluginKind::Wal,
                         "memtable" => PluginKind::MemTable,
                         "table" => PluginKind::Table,
+                        "failover" => PluginKind::Failover,
                         _ => PluginKind::Compaction,
                     };
                     let toml::Value::Table(mut table) = value else {
@@ -265,6 +271,7 @@ impl StackConfig {
                         PluginKind::MemTable => config.memtable = component,
                         PluginKind::Table => config.table = component,
                         PluginKind::Compaction => config.compaction = component,
+                        PluginKind::Failover => config.failover = Some(component),
                     }
                 }
                 "engine" => {
@@ -339,6 +346,16 @@ impl StackConfig {
             .with_options(self.engine.clone()))
     }
 
+    /// Loads the `[[load]]` libraries and builds the `[failover]` policy's factory;
+    /// `None` when the configuration has no `[failover]` section.
+    pub fn failover_factory(&self) -> Result<Option<Arc<dyn FailoverFactory>>, PluginError> {
+        let Some(failover) = &self.failover else { return Ok(None) };
+        for lib in &self.load {
+            load_library(lib)?;
+        }
+        lookup::build::<FailoverPlugin>(&failover.plugin, &failover.options).map(Some)
+    }
+
     /// Loads the `[[load]]` libraries and builds the memtable factory alone (for
     /// benchmarks that drive a memtable directly).
     pub fn memtable_factory(&self) -> Result<Arc<dyn MemTableFactory>, PluginError> {
@@ -349,7 +366,7 @@ impl StackConfig {
     }
 
     /// The component choice in one line: `wal=file memtable=skiplist table=mmap
-    /// compaction=leveled`.
+    /// compaction=leveled` (and ` failover=manual` when a policy is configured).
     pub fn summary(&self) -> String {
         self.to_string()
     }
@@ -361,6 +378,10 @@ impl fmt::Display for StackConfig {
             f,
             "wal={} memtable={} table={} compaction={}",
             self.wal.plugin, self.memtable.plugin, self.table.plugin, self.compaction.plugin
-        )
+        )?;
+        match &self.failover {
+            Some(failover) => write!(f, " failover={}", failover.plugin),
+            None => Ok(()),
+        }
     }
 }

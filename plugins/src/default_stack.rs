@@ -20,6 +20,7 @@ use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_core::{
     CompactionPolicy, Db, DbBuilder, DbOptions, MemTableFactory, Result, TableFormat, WalFactory,
 };
+use strata_failover_manual::ManualFactory;
 use strata_memtable_skiplist::SkipListFactory;
 use strata_sstable_mmap::{MmapTableFormat, MmapTableOptions};
 use strata_wal_file::{FileWalFactory, FileWalOptions};
@@ -124,6 +125,9 @@ pub fn default_plugin(kind: PluginKind) -> &'static str {
         PluginKind::MemTable => default_memtable().name(),
         PluginKind::Table => default_table(MmapTableOptions::default()).name(),
         PluginKind::Compaction => LeveledPolicy::default().name(),
+        // Not part of a store's stack (a single node runs no failover); the policy a
+        // `[failover]` section without `kind` selects. Only `manual` exists so far.
+        PluginKind::Failover => strata_core::FailoverFactory::name(&ManualFactory),
     }
 }
 

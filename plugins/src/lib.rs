@@ -5,13 +5,15 @@
 //! - **Registry.** Components register their factories by name through [`registry`]
 //!   (this crate registers the ones that come with Strata: `wal = "file"`,
 //!   `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
-//!   and `"tiered"`); [`plugins`] lists them, together with those of loaded libraries.
+//!   and `"tiered"`, `failover = "manual"`); [`plugins`] lists them, together with
+//!   those of loaded libraries.
 //! - **The default stack.** [`DefaultStack`] is its one definition (file WAL,
 //!   skiplist memtable, mmap tables, leveled compaction); [`default_builder`] assembles
 //!   it, and [`StackConfig::default`] and [`default_stack_toml`] name the same thing.
 //! - **Stacks from TOML.** [`StackConfig`] reads `[wal]`, `[memtable]`, `[table]`,
 //!   `[compaction]` (each `kind = "<plugin>"` plus that plugin's options), `[engine]`
-//!   ([`strata_core::DbOptions`]) and `[[load]]` sections, and
+//!   ([`strata_core::DbOptions`]), an optional `[failover]` (the failover policy of a
+//!   replicated deployment, [`StackConfig::failover_factory`]) and `[[load]]` sections, and
 //!   [`StackConfig::builder`] turns them into a [`strata_core::DbBuilder`]. Unknown
 //!   plugins, unknown or ill-typed options are errors naming the section and key;
 //!   [`default_stack_toml`] spells out the default stack.
@@ -47,6 +49,6 @@ pub use dynamic::load_library;
 pub use error::PluginError;
 pub use lookup::{PluginInfo, PluginSource, plugin_names, plugins};
 pub use registry::{
-    BuildError, CompactionPlugin, MemTablePlugin, OptionValue, PluginKind, PluginOptions,
-    TablePlugin, WalPlugin,
+    BuildError, CompactionPlugin, FailoverPlugin, MemTablePlugin, OptionValue, PluginKind,
+    PluginOptions, TablePlugin, WalPlugin,
 };

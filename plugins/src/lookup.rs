@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use strata_core::{CompactionPolicy, MemTableFactory, TableFormat, WalFactory};
+use strata_core::{CompactionPolicy, FailoverFactory, MemTableFactory, TableFormat, WalFactory};
 
 use crate::PluginError;
 use crate::registry::{
-    self, BuildError, CompactionPlugin, MemTablePlugin, PluginDeclaration, PluginKind,
-    PluginOptions, TablePlugin, WalPlugin,
+    self, BuildError, CompactionPlugin, FailoverPlugin, MemTablePlugin, PluginDeclaration,
+    PluginKind, PluginOptions, TablePlugin, WalPlugin,
 };
 
 /// Where a registration comes from.
@@ -91,6 +91,7 @@ registration!(WalPlugin, dyn WalFactory, registry::wal_plugins, wal);
 registration!(MemTablePlugin, dyn MemTableFactory, registry::memtable_plugins, memtable);
 registration!(TablePlugin, dyn TableFormat, registry::table_plugins, table);
 registration!(CompactionPlugin, dyn CompactionPolicy, registry::compaction_plugins, compaction);
+registration!(FailoverPlugin, dyn FailoverFactory, registry::failover_plugins, failover);
 
 /// Libraries loaded so far (canonical path, declaration), added by
 /// [`load_library`](crate::load_library) once their declaration was checked.
@@ -171,6 +172,7 @@ pub fn plugins() -> Vec<PluginInfo> {
         .chain(infos::<MemTablePlugin>())
         .chain(infos::<TablePlugin>())
         .chain(infos::<CompactionPlugin>())
+        .chain(infos::<FailoverPlugin>())
         .collect();
     out.sort_by(|a, b| (a.kind, a.name).cmp(&(b.kind, b.name)));
     out
@@ -216,5 +218,6 @@ pub(crate) fn check_new_declaration(
     check::<WalPlugin>(path, decl)?;
     check::<MemTablePlugin>(path, decl)?;
     check::<TablePlugin>(path, decl)?;
-    check::<CompactionPlugin>(path, decl)
+    check::<CompactionPlugin>(path, decl)?;
+    check::<FailoverPlugin>(path, decl)
 }

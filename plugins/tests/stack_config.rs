@@ -24,6 +24,7 @@ fn the_default_plugins_are_registered_and_linked() {
         (PluginKind::MemTable, "skiplist"),
         (PluginKind::Table, "mmap"),
         (PluginKind::Compaction, "leveled"),
+        (PluginKind::Failover, "manual"),
     ] {
         let found = strata_plugins::plugins()
             .into_iter()
@@ -231,4 +232,37 @@ fn the_second_implementations_are_chosen_by_name() {
     assert_eq!(db.get(b"order00001234").expect("get").as_deref(), Some(&[3u8; 64][..]));
     let e = err("[compaction]\nkind = \"tiered\"\nmin_merge_width = 1\n");
     assert!(e.to_string().contains("min_merge_width"), "{e}");
+}
+
+#[test]
+fn a_failover_section_selects_the_manual_policy_by_name() {
+    let none = StackConfig::from_toml_str("").expect("empty config");
+    assert!(none.failover_factory().expect("no failover").is_none());
+
+    let config = StackConfig::from_toml_str("[failover]\nkind = \"manual\"\n").expect("parses");
+    assert_eq!(
+        config.to_string(),
+        "wal=file memtable=skiplist table=mmap compaction=leveled failover=manual"
+    );
+    let factory = config.failover_factory().expect("builds").expect("configured");
+    assert_eq!(factory.name(), "manual");
+    let default = StackConfig::from_toml_str("[failover]\n").expect("parses");
+    assert_eq!(default.failover.expect("section").plugin, "manual");
+
+    let unknown = StackConfig::from_toml_str("[failover]\nkind = \"raft\"\n")
+        .expect("parses")
+        .failover_factory()
+        .expect_err("no raft plugin yet");
+    assert!(
+        matches!(unknown, PluginError::UnknownPlugin { kind: PluginKind::Failover, .. }),
+        "{unknown}"
+    );
+    let option = StackConfig::from_toml_str("[failover]\nkind = \"manual\"\nlease_ms = 5\n")
+        .expect("parses")
+        .failover_factory()
+        .expect_err("manual takes no options");
+    assert!(
+        matches!(option, PluginError::Option { ref section, ref key, .. } if section == "failover" && key == "lease_ms"),
+        "{option}"
+    );
 }

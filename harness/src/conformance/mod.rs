@@ -28,6 +28,7 @@
 pub mod broken;
 pub mod compaction;
 pub mod engine;
+pub mod failover;
 pub mod memtable;
 pub mod table;
 pub mod transport;

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::fingerprint::fnv1a;
 use super::options::{BuildError, OptionValue, PluginOptions};
-use super::{CompactionPlugin, MemTablePlugin, PluginDeclaration, TablePlugin, WalPlugin};
+use super::{
+    CompactionPlugin, FailoverPlugin, MemTablePlugin, PluginDeclaration, TablePlugin, WalPlugin,
+};
 use strata_core::WalFactory;
 
 /// Name of the `#[repr(C)]` [`AbiStamp`] static a plugin library exports.
@@ -101,6 +103,7 @@ pub const fn fingerprint_of(source_hash: u64) -> u64 {
         MemTablePlugin,
         TablePlugin,
         CompactionPlugin,
+        FailoverPlugin,
         PluginOptions,
         OptionValue,
         BuildError,

@@ -17,13 +17,19 @@ use std::io;
 use std::path::Path;
 
 /// The files of strata-core (relative to its `src/`) whose definitions cross the
-/// library boundary: the four component traits and their factories, the `FileSystem`
+/// library boundary: the component traits and their factories (the failover policy's
+/// included), the `FileSystem`
 /// and `File` seam handed to them, the error, the shared types, and the batch
 /// encoding a WAL stores.
 pub const CORE_ABI_FILES: &[&str] = &[
     "batch.rs",
     "compaction.rs",
     "error.rs",
+    "failover/decide.rs",
+    "failover/lease.rs",
+    "failover/mod.rs",
+    "failover/node.rs",
+    "failover/record.rs",
     "fs/mod.rs",
     "memtable.rs",
     "table.rs",

@@ -70,6 +70,7 @@ pub use host_alloc::{HOST_ALLOCATOR, HostAllocator, PluginAllocator, USE_HOST_AL
 pub use options::{BuildError, OptionValue, PluginOptions};
 
 use strata_core::CompactionPolicy;
+use strata_core::FailoverFactory;
 use strata_core::MemTableFactory;
 use strata_core::TableFormat;
 use strata_core::WalFactory;
@@ -88,21 +89,30 @@ pub enum PluginKind {
     Table,
     /// A [`CompactionPolicy`] (`[compaction]`).
     Compaction,
+    /// A [`FailoverFactory`] (`[failover]`): which failover policy a replicated
+    /// deployment runs. Not part of a store's stack: a single node has none.
+    Failover,
 }
 
 impl PluginKind {
     /// Every kind, in configuration order.
-    pub const ALL: [PluginKind; 4] =
-        [PluginKind::Wal, PluginKind::MemTable, PluginKind::Table, PluginKind::Compaction];
+    pub const ALL: [PluginKind; 5] = [
+        PluginKind::Wal,
+        PluginKind::MemTable,
+        PluginKind::Table,
+        PluginKind::Compaction,
+        PluginKind::Failover,
+    ];
 
     /// The configuration section (and report) name: `wal`, `memtable`, `table`,
-    /// `compaction`.
+    /// `compaction`, `failover`.
     pub const fn section(self) -> &'static str {
         match self {
             PluginKind::Wal => "wal",
             PluginKind::MemTable => "memtable",
             PluginKind::Table => "table",
             PluginKind::Compaction => "compaction",
+            PluginKind::Failover => "failover",
         }
     }
 
@@ -177,6 +187,12 @@ registration!(
     PluginKind::Compaction,
     dyn CompactionPolicy
 );
+registration!(
+    /// Registers a [`FailoverFactory`] under a name (`[failover] kind = "<name>"`).
+    FailoverPlugin,
+    PluginKind::Failover,
+    dyn FailoverFactory
+);
 
 /// Every plugin a library exports, as returned by its `strata_plugin_entry` (see
 /// [`declare_plugin!`](crate::declare_plugin)). Only read by a host whose
@@ -191,6 +207,8 @@ pub struct PluginDeclaration {
     pub table: &'static [TablePlugin],
     /// Compaction policy plugins.
     pub compaction: &'static [CompactionPlugin],
+    /// Failover policy plugins.
+    pub failover: &'static [FailoverPlugin],
 }
 
 /// Exports a plugin library's registrations to hosts that load it at run time, and
@@ -214,7 +232,7 @@ pub struct PluginDeclaration {
 /// ```
 ///
 /// Lists may be omitted but must come in the order `wal`, `memtable`, `table`,
-/// `compaction`. The macro defines two exported symbols — the `#[repr(C)]`
+/// `compaction`, `failover`. The macro defines two exported symbols — the `#[repr(C)]`
 /// [`AbiStamp`] static `STRATA_PLUGIN_ABI` and `extern "C" fn strata_plugin_entry()` —
 /// so it may be used once per crate, and two plugin crates that use it cannot both be
 /// linked statically into one binary (their symbols would clash): link at most one
@@ -227,6 +245,7 @@ macro_rules! declare_plugin {
         $( memtable: [ $($mem:expr),* $(,)? ] $(,)? )?
         $( table: [ $($tab:expr),* $(,)? ] $(,)? )?
         $( compaction: [ $($cmp:expr),* $(,)? ] $(,)? )?
+        $( failover: [ $($fo:expr),* $(,)? ] $(,)? )?
     ) => {
         /// The ABI stamp the Strata loader checks before calling anything in this library.
         #[unsafe(no_mangle)]
@@ -239,6 +258,7 @@ macro_rules! declare_plugin {
                 memtable: &[$($($mem),*)?],
                 table: &[$($($tab),*)?],
                 compaction: &[$($($cmp),*)?],
+                failover: &[$($($fo),*)?],
             };
 
         /// The library's registrations: a `*const PluginDeclaration`, only to be read by a
@@ -252,6 +272,7 @@ macro_rules! declare_plugin {
         $($( $crate::registry::inventory::submit! { $mem } )*)?
         $($( $crate::registry::inventory::submit! { $tab } )*)?
         $($( $crate::registry::inventory::submit! { $cmp } )*)?
+        $($( $crate::registry::inventory::submit! { $fo } )*)?
     };
 }
 
@@ -273,4 +294,9 @@ pub fn table_plugins() -> impl Iterator<Item = &'static TablePlugin> {
 /// Every statically linked compaction policy plugin.
 pub fn compaction_plugins() -> impl Iterator<Item = &'static CompactionPlugin> {
     inventory::iter::<CompactionPlugin>.into_iter()
+}
+
+/// Every statically linked failover policy plugin.
+pub fn failover_plugins() -> impl Iterator<Item = &'static FailoverPlugin> {
+    inventory::iter::<FailoverPlugin>.into_iter()
 }

@@ -16,6 +16,9 @@
 //! | [`BusyIgnoringPolicy`] | tasks name tables that are already being compacted |
 //! | [`MovesOntoOverlapPolicy`] | a trivial move lands on tables of the next level it overlaps (`harness/tests/compaction_moves.rs`) |
 //! | [`DropsCoveringTablesPolicy`] | a table of tombstones is dropped although it hides data below it (`harness/tests/compaction_moves.rs`) |
+//! | [`FaultyFailoverPolicy`] with a [`FailoverFault`] | one fence of the failover contract, named by the fault: promotes an out-of-sync node, skips the epoch bump, lets the primary acknowledge before an in-sync shrink is committed, accepts a lower epoch, grants a lease longer than the grace (`harness/tests/conformance_failover.rs`) |
+
+mod failover;
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -25,6 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_core::fs::{File, FileSystem};
+
+pub use failover::{FailoverFault, FaultyFailoverFactory, FaultyFailoverPolicy};
 use strata_core::{
     CompactionPolicy, CompactionTask, Durability, EntryIter, Epoch, EpochStart, FileNo, KeyRange,
     LevelsView, Lookup, MemTable, MemTableFactory, Result, SeqNo, Table, TableBuilder, TableFormat,
