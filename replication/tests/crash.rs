@@ -15,7 +15,8 @@ use strata_core::{SeqNo, WriteBatch};
 use strata_harness::stack::tiny_builder;
 mod common;
 
-use common::Proxy;
+use common::start_proxy;
+use strata_harness::proxy::Direction;
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
 const CHILD_ENV: &str = "STRATA_REPL_CHILD";
@@ -79,12 +80,13 @@ fn run(mode: &str) {
     };
     // The replica hears the primary over a slow link (2 ms per chunk), so it lags, and
     // at the kill the link goes with the primary's host: what it had not delivered is lost.
-    let proxy = Proxy::start(addr.parse().expect("addr"), None, Duration::from_millis(2));
+    let proxy = start_proxy(addr.parse().expect("addr"));
+    proxy.delay(Direction::Down, Duration::from_millis(2));
     let rdir = root.path().join("replica");
     let mut c = NodeConfig::new(
         "r1",
         "127.0.0.1:0".parse().expect("addr"),
-        RoleConfig::Replica { primary: proxy.addr.to_string() },
+        RoleConfig::Replica { primary: proxy.addr().to_string() },
     );
     c.reconnect = Duration::from_millis(20);
     let replica = Node::start(c, &rdir, opener(&rdir)).expect("replica");
@@ -99,6 +101,7 @@ fn run(mode: &str) {
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().expect("kill -9 the primary");
+    proxy.refuse(true);
     proxy.sever();
     child.wait().expect("reap");
     // Let the replica apply whatever reached it, then close and reopen its store: only

@@ -16,7 +16,8 @@ use strata_harness::sim_fs::SimFileSystem;
 use strata_harness::stack::{builder_with, tiny_builder};
 mod common;
 
-use common::{Proxy, any_port, contents, wait_for};
+use common::{any_port, contents, start_proxy, wait_for};
+use strata_harness::proxy::Direction;
 use strata_replication::wire::{self, Control, Msg, Plan};
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 use strata_wal_file::FileWalOptions;
@@ -74,11 +75,12 @@ fn a_bootstrap_cut_mid_transfer_resumes_where_it_stopped() {
     let store_bytes = pdb.stats().table_bytes();
     assert!(store_bytes > 100_000, "the checkpoint should be big enough to cut: {store_bytes}");
     // The first connection dies after 60 KB of the checkpoint.
-    let proxy = Proxy::start(p.local_addr(), Some(60_000), Duration::ZERO);
+    let proxy = start_proxy(p.local_addr());
+    proxy.sever_after(60_000);
     let r = start(
         "r",
         &rd,
-        RoleConfig::Replica { primary: proxy.addr.to_string() },
+        RoleConfig::Replica { primary: proxy.addr().to_string() },
         opener_on(&rd, os, 16 * 1024, small_wal()),
     );
     let last = put(&p, 7000);
@@ -98,12 +100,13 @@ fn a_replica_slower_than_the_retention_is_cut_off_and_bootstraps() {
     let retention = small_wal().with_reader_retention_bytes(64 * 1024);
     let p =
         start("p", &pd, RoleConfig::Primary, opener_on(&pd, Arc::clone(&os), 16 * 1024, retention));
-    // A link that delivers 16 KiB per 20 ms towards the replica.
-    let proxy = Proxy::start(p.local_addr(), None, Duration::from_millis(200));
+    // A link that delivers 16 KiB per 200 ms towards the replica.
+    let proxy = start_proxy(p.local_addr());
+    proxy.delay(Direction::Down, Duration::from_millis(200));
     let r = start(
         "r",
         &rd,
-        RoleConfig::Replica { primary: proxy.addr.to_string() },
+        RoleConfig::Replica { primary: proxy.addr().to_string() },
         opener_on(&rd, os, 16 * 1024, small_wal()),
     );
     // 4 KiB values: far more than the socket buffers between the two can hold.
@@ -117,6 +120,8 @@ fn a_replica_slower_than_the_retention_is_cut_off_and_bootstraps() {
         }
     }
     wait_for("the primary to cut the slow replica off", || p.status().cut_off >= 1);
+    // The link recovers: the checkpoint of the bootstrap would crawl through it.
+    proxy.heal();
     for i in 0..100u64 {
         last = put(&p, i);
     }

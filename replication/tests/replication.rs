@@ -11,7 +11,8 @@ use strata_core::{DbOptions, SeqNo, WalBatch, WriteBatch};
 use strata_harness::stack::tiny_builder;
 mod common;
 
-use common::{Proxy, any_port, contents, log_of, wait_for};
+use common::{any_port, contents, log_of, start_proxy, wait_for};
+use strata_harness::proxy::Direction;
 use strata_replication::{Error, Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
 fn opener(dir: &Path, memtable: usize) -> OpenStore {
@@ -251,11 +252,13 @@ fn random_workload_with_restarts_slow_and_flapping_links_keeps_identical_logs() 
     let p = primary(&d[0], Mode::Async, big, |_| {});
     // r1 direct; r2 over a link cut every 2-48 KiB; r3 over a slow link, restarted
     // every few hundred writes.
-    let flapping = Proxy::flapping(p.local_addr(), 2048, 48 * 1024, 7);
-    let slow = Proxy::start(p.local_addr(), None, std::time::Duration::from_millis(3));
+    let flapping = start_proxy(p.local_addr());
+    flapping.flapping(2048, 48 * 1024, 7);
+    let slow = start_proxy(p.local_addr());
+    slow.delay(Direction::Down, std::time::Duration::from_millis(3));
     let r1 = replica("r1", &d[1], p.local_addr(), big);
-    let r2 = replica("r2", &d[2], flapping.addr, big);
-    let mut r3 = replica("r3", &d[3], slow.addr, big);
+    let r2 = replica("r2", &d[2], flapping.addr(), big);
+    let mut r3 = replica("r3", &d[3], slow.addr(), big);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut next = move || {
         state ^= state << 13;
@@ -280,7 +283,7 @@ fn random_workload_with_restarts_slow_and_flapping_links_keeps_identical_logs() 
         last = p.write(&b).expect("write");
         if i % 400 == 399 {
             drop(r3);
-            r3 = replica("r3", &d[3], slow.addr, big);
+            r3 = replica("r3", &d[3], slow.addr(), big);
         }
     }
     wait_for("every replica to converge", || [&r1, &r2, &r3].iter().all(|r| caught_up(r, last)));
