@@ -4,6 +4,9 @@
 //!   10 000 versions into a fresh table per iteration (throughput in elements).
 //! - `memtable_get`: point lookups that hit, on a table of 100 000 entries.
 //! - `memtable_range`: 1 000-entry scans from random start keys on the same table.
+//! - `memtable_drop`: dropping a table of 100 000 entries (what a flush does once the
+//!   table is on disk; with per-entry buffers, one free per value), with the
+//!   allocator the bench binary links (the system one).
 #![expect(missing_docs, reason = "criterion_group! generates an undocumented pub fn")]
 
 use std::hint::black_box;
@@ -64,6 +67,19 @@ fn bench_insert(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_drop(c: &mut Criterion) {
+    let mut rng = SmallRng::seed_from_u64(0xd50);
+    let keys = random_keys(&mut rng, TABLE_ENTRIES);
+    let value = [0x5au8; VALUE_LEN];
+    let mut group = c.benchmark_group("memtable_drop");
+    group.throughput(Throughput::Elements(TABLE_ENTRIES as u64));
+    group.sample_size(10);
+    group.bench_function("100k_entries_200B_values", |b| {
+        b.iter_batched(|| filled_table(&keys, &value), drop, BatchSize::PerIteration);
+    });
+    group.finish();
+}
+
 fn bench_get(c: &mut Criterion) {
     let mut rng = SmallRng::seed_from_u64(0x6e7);
     let keys = random_keys(&mut rng, TABLE_ENTRIES);
@@ -118,5 +134,5 @@ fn bench_range(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_insert, bench_get, bench_range);
+criterion_group!(benches, bench_insert, bench_get, bench_range, bench_drop);
 criterion_main!(benches);

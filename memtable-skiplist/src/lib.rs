@@ -19,9 +19,15 @@
 //!
 //! ## Allocation
 //!
-//! Keys and values are copied once on insert into [`bytes::Bytes`]
-//! ([`Bytes::copy_from_slice`]); [`MemTable::get`] and [`MemTable::range`] hand out clones
-//! of those buffers (a reference-count increment, never a copy of the bytes). Point lookups
+//! Values of up to [`ARENA_MAX_ITEM_BYTES`] are copied once on insert into the table's
+//! arena: shared chunks of [`ARENA_CHUNK_BYTES`], each handed out as
+//! [`bytes::Bytes`] slices, so an insert asks the allocator for nothing but the skiplist
+//! node (and a buffer for a key longer than the node's 16-byte inline head), and a flushed table returns its values to the allocator a chunk at a time
+//! instead of one free per entry (glibc's malloc serialises those frees against the
+//! writers' allocations; the arena makes the table much less sensitive to the
+//! embedder's allocator). Larger items get a buffer of their own. [`MemTable::get`] and
+//! [`MemTable::range`] hand out clones of the stored buffers (a reference-count
+//! increment, never a copy of the bytes); a value handed out keeps its chunk alive. Point lookups
 //! do not allocate a probe key: the map is searched through a borrowed view of
 //! `(&[u8], SeqNo)` (the `Borrow<dyn KeyView>` technique).
 //!
@@ -69,6 +75,43 @@ use crossbeam_skiplist::SkipMap;
 use strata_core::{
     Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory, SeqNo, ValueKind,
 };
+
+/// Values up to this size go into the arena; larger ones get their own
+/// buffer (so one large value does not retire a chunk early).
+pub const ARENA_MAX_ITEM_BYTES: usize = 4096;
+
+/// Size of one arena chunk.
+pub const ARENA_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The table's arena: the chunk being filled. Filled parts are split off as `Bytes`
+/// that share the chunk's buffer; the buffer is freed when the last of them drops.
+#[derive(Default)]
+struct Arena {
+    chunk: std::sync::Mutex<bytes::BytesMut>,
+}
+
+impl Arena {
+    /// `data` as stored bytes, and the bytes of a chunk this copy retired unused (the
+    /// tail that was too short for it), which the table's accounting adds.
+    fn copy(&self, data: &[u8]) -> (Bytes, usize) {
+        if data.is_empty() {
+            return (Bytes::new(), 0);
+        }
+        if data.len() > ARENA_MAX_ITEM_BYTES {
+            return (Bytes::copy_from_slice(data), 0);
+        }
+        // A panic elsewhere cannot leave the chunk half-updated: the guard's state is
+        // always a valid (possibly empty) chunk.
+        let mut chunk = self.chunk.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut retired = 0;
+        if chunk.capacity() - chunk.len() < data.len() {
+            retired = chunk.capacity() - chunk.len();
+            *chunk = bytes::BytesMut::with_capacity(ARENA_CHUNK_BYTES);
+        }
+        chunk.extend_from_slice(data);
+        (chunk.split().freeze(), retired)
+    }
+}
 
 /// Visible entries a range cursor buffers per refill.
 const SCAN_BATCH: usize = 64;
@@ -290,9 +333,11 @@ struct StoredValue {
 ///
 /// [`MemTable::memory_bytes`] is computed from the sizes actually stored. Each inserted
 /// version adds exactly `spilled key + value.len() +`
-/// [`SkipListMemTable::ENTRY_OVERHEAD_BYTES`], where the two lengths are the heap buffers
-/// of the stored key and value ([`Bytes::copy_from_slice`] allocates exactly that many
-/// bytes; an empty slice allocates nothing). A key of up to 16 bytes is stored inside the
+/// [`SkipListMemTable::ENTRY_OVERHEAD_BYTES`], where the two lengths are the bytes of the
+/// stored key and value (a value in an arena chunk or a buffer of its own; an empty
+/// slice stores nothing). When an arena chunk is retired, the unused tail it leaves behind is
+/// added too, so every byte of a retired chunk is counted; the unused part of the chunk
+/// being filled is not (yet) held for any entry and is not counted. A key of up to 16 bytes is stored inside the
 /// node's inline key head and spills nothing; a longer key spills `key.len()` bytes. The
 /// overhead is the fixed part of the
 /// skiplist node that holds them; see [`SkipListMemTable::ENTRY_OVERHEAD_BYTES`] for what
@@ -305,6 +350,7 @@ struct StoredValue {
 /// ignored (not counted in `len` or `memory_bytes`).
 pub struct SkipListMemTable {
     map: SkipMap<InternalKey, StoredValue>,
+    arena: Arena,
     memory: AtomicUsize,
     len: AtomicUsize,
     max_seq: AtomicU64,
@@ -334,6 +380,7 @@ impl SkipListMemTable {
     pub fn new() -> SkipListMemTable {
         SkipListMemTable {
             map: SkipMap::new(),
+            arena: Arena::default(),
             memory: AtomicUsize::new(0),
             len: AtomicUsize::new(0),
             max_seq: AtomicU64::new(SeqNo::ZERO.get()),
@@ -360,18 +407,21 @@ impl fmt::Debug for SkipListMemTable {
 impl MemTable for SkipListMemTable {
     fn insert(&self, key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
         let internal = InternalKey::new(key, seq);
-        let mut inserted = false;
+        // The value is copied only once the version is known to be new, so a duplicate
+        // costs the arena nothing.
+        let mut inserted = None;
         self.map.get_or_insert_with(internal, || {
-            inserted = true;
-            StoredValue { kind, value: Bytes::copy_from_slice(value) }
+            let (value, retired) = self.arena.copy(value);
+            inserted = Some(retired);
+            StoredValue { kind, value }
         });
-        if !inserted {
+        let Some(retired) = inserted else {
             // Contract violation (duplicate `(key, seq)`): the first version stays.
             return;
-        }
+        };
         let spilled = if key.len() > KeyHead::INLINE { key.len() } else { 0 };
         self.memory.fetch_add(
-            spilled + value.len() + Self::ENTRY_OVERHEAD_BYTES,
+            spilled + value.len() + Self::ENTRY_OVERHEAD_BYTES + retired,
             atomic::Ordering::Relaxed,
         );
         self.len.fetch_add(1, atomic::Ordering::Release);
