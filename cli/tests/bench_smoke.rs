@@ -38,6 +38,7 @@ fn bench_runs_and_reports_every_phase_as_json() {
         ("write sync", 4),
         ("read hit", 1),
         ("read miss", 1),
+        ("read miss in range", 1),
     ] {
         assert!(names.contains(&expected), "missing phase {expected:?} in {names:?}");
     }
@@ -57,6 +58,7 @@ fn bench_runs_and_reports_every_phase_as_json() {
         ("write buffered", 4, 2000),
         ("read hit", 1, 500),
         ("read miss", 1, 500),
+        ("read miss in range", 1, 500),
     ] {
         assert_eq!(ops(phase(name, threads)), want, "{name} {threads}w: {}", phase(name, threads));
     }

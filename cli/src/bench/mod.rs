@@ -30,6 +30,7 @@ use anyhow::Context;
 use strata_core::{DbBuilder, Durability};
 use strata_plugins::StackConfig;
 
+use phases::Reads;
 use report::Report;
 
 /// One stack under test: its configuration and where it came from.
@@ -258,8 +259,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     )?);
     let floor_after = floor::fdatasync_floor(&root, args.floor_samples - args.floor_samples / 2)?;
     report.floor = Some(floor::merge(floor_before, floor_after)?);
-    report.phases.push(runner.reads("read hit", true)?);
-    report.phases.push(runner.reads("read miss", false)?);
+    report.phases.push(runner.reads("read hit", Reads::Hit)?);
+    report.phases.push(runner.reads("read miss", Reads::Miss)?);
+    report.phases.push(runner.reads("read miss in range", Reads::MissInRange)?);
     report.store = Some(runner.store_stats());
     report.reopen = Some(runner.reopen(&store)?);
     drop(runner);

@@ -186,8 +186,8 @@ impl Runner {
         Ok(Latency::from_hist(name, threads, batch, &hist, ops, elapsed))
     }
 
-    /// Point reads of written keys (`hit`) or of keys never written.
-    pub fn reads(&mut self, name: &str, hit: bool) -> anyhow::Result<Latency> {
+    /// Point reads of written keys ([`Reads::Hit`]) or of keys never written.
+    pub fn reads(&mut self, name: &str, kind: Reads) -> anyhow::Result<Latency> {
         let db = self.db()?.clone();
         anyhow::ensure!(!self.read_keys.is_empty(), "no keys were written to read back");
         let n = self.args.reads;
@@ -196,18 +196,34 @@ impl Runner {
         let bar = progress(n, name);
         let mut miss = [0u8; 13];
         miss[0] = b'z'; // no exchange key starts with 'z'
+        let mut in_range = Vec::with_capacity(64);
         let started = Instant::now();
         let mut found = 0u64;
         for i in 0..n {
             let t0;
-            let got = if hit {
-                let key = &self.read_keys[rng.gen_range(0..self.read_keys.len())];
-                t0 = Instant::now();
-                db.get(key)?
-            } else {
-                rng.fill_bytes(&mut miss[1..]);
-                t0 = Instant::now();
-                db.get(&miss)?
+            let got = match kind {
+                Reads::Hit => {
+                    let key = &self.read_keys[rng.gen_range(0..self.read_keys.len())];
+                    t0 = Instant::now();
+                    db.get(key)?
+                }
+                Reads::Miss => {
+                    rng.fill_bytes(&mut miss[1..]);
+                    t0 = Instant::now();
+                    db.get(&miss)?
+                }
+                Reads::MissInRange => {
+                    // A written key plus one zero byte sorts right after it, before the
+                    // next written key: inside the key range of the tables holding it,
+                    // so only the filter (or a block search) can reject it. Exchange
+                    // keys of one kind all have one length, so it was never written.
+                    let key = &self.read_keys[rng.gen_range(0..self.read_keys.len())];
+                    in_range.clear();
+                    in_range.extend_from_slice(key);
+                    in_range.push(0);
+                    t0 = Instant::now();
+                    db.get(&in_range)?
+                }
             };
             hist.record(t0.elapsed().as_nanos() as u64)?;
             found += u64::from(got.is_some());
@@ -217,7 +233,7 @@ impl Runner {
         }
         let elapsed = started.elapsed();
         bar.finish_and_clear();
-        if hit {
+        if kind == Reads::Hit {
             anyhow::ensure!(found == n, "{} of {n} written keys were not found", n - found);
         } else {
             anyhow::ensure!(found == 0, "{found} keys that were never written were found");
@@ -341,4 +357,15 @@ pub fn wal_replay(dir: &Path, mib: u64) -> anyhow::Result<Replay> {
         read_mib_per_sec: log_mib / read_seconds.max(1e-9),
         batches,
     })
+}
+
+/// Which keys a read phase asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Keys that were written.
+    Hit,
+    /// Keys outside every written key range (the key bounds alone reject them).
+    Miss,
+    /// Unwritten keys inside the written key ranges (only the filter rejects them).
+    MissInRange,
 }
