@@ -213,10 +213,6 @@ impl Node {
     /// Writes `batch` on a primary and returns its last sequence once the mode's
     /// acknowledgement condition holds. On a replica: `Error::NotPrimary`.
     pub fn write(&self, batch: &WriteBatch) -> Result<SeqNo> {
-        self.write_inner(batch).map_err(|e| redirect(&self.inner, e))
-    }
-
-    fn write_inner(&self, batch: &WriteBatch) -> Result<SeqNo> {
         let primary = match &*self.inner.role.lock() {
             RoleState::Primary(p) => Arc::clone(p),
             RoleState::Replica(r) => {
@@ -228,17 +224,31 @@ impl Node {
         // With an authority: nothing is written without a lease, and nothing is
         // acknowledged after it ran out.
         if let Some(ctl) = ctl {
-            ctl.before_write()?;
+            ctl.before_write().map_err(|e| redirect(&self.inner, e))?;
         }
         let seq = match self.inner.config.mode {
-            Mode::Async => db.write(batch, Durability::Sync)?,
+            // Refused before anything is written if the node stepped down meanwhile.
+            Mode::Async => {
+                db.write(batch, Durability::Sync).map_err(|e| redirect(&self.inner, e.into()))?
+            }
             Mode::Sync => {
                 // Replicas receive the batch as soon as it is written; the local
                 // fdatasync runs while they write theirs.
-                let seq = db.write(batch, Durability::Buffered)?;
+                let seq = db
+                    .write(batch, Durability::Buffered)
+                    .map_err(|e| redirect(&self.inner, e.into()))?;
                 db.sync_wal()?;
                 let gate = || ctl.map_or(Ok(()), Ctl::lease_ok);
-                primary.wait_in_sync(seq, &self.inner, &gate)?;
+                primary.wait_in_sync(seq, &self.inner, &gate).map_err(|e| match e {
+                    // Written, not acknowledged: the outcome is unknown to the client.
+                    Error::Stopped if !self.inner.stopped() => Error::NotReplicated {
+                        seq,
+                        reason: "this node stepped down from primary while the write \
+                                 waited for the in-sync set"
+                            .into(),
+                    },
+                    e => e,
+                })?;
                 seq
             }
         };
@@ -440,8 +450,8 @@ fn status(inner: &Arc<NodeInner>) -> Status {
     s
 }
 
-/// A write that failed because the node stopped being the primary meanwhile says
-/// where the primary is now.
+/// A write refused before anything was written, because the node stopped being the
+/// primary meanwhile, says where the primary is now.
 fn redirect(inner: &NodeInner, e: Error) -> Error {
     if matches!(e, Error::Store(strata_core::Error::NotPrimary { .. })) {
         return e;
