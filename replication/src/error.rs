@@ -71,6 +71,14 @@ pub enum Error {
         /// Who is missing.
         reason: String,
     },
+    /// The failover authority did not answer in time (it is unreachable from this
+    /// node, or slow): nothing was changed by this node's request, or its outcome is
+    /// unknown and the next read of the record tells.
+    #[error("the failover authority did not answer: {reason}")]
+    AuthorityUnavailable {
+        /// What was asked and how long it was waited for.
+        reason: String,
+    },
     /// The node was stopped.
     #[error("the replication node is stopped")]
     Stopped,

@@ -20,6 +20,10 @@
 //!   refused.
 //! - Every node answers operator requests ([`AdminRequest`]) on its listener: status,
 //!   remove a replica, promote.
+//! - With a [`FailoverConfig`] (an authority, [`strata_core::FailoverPolicy`]) failover
+//!   is automatic and fenced: the authority record says who is primary, the primary
+//!   acknowledges only under its lease, the in-sync set lives in the record, and
+//!   replicas promote an in-sync member when the primary goes silent ([`failover`]).
 //!
 //! Framing and messages: [`wire`].
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -27,6 +31,7 @@
 
 mod bootstrap;
 mod error;
+pub mod failover;
 pub mod files;
 mod node;
 mod primary;
@@ -35,6 +40,7 @@ mod status;
 pub mod wire;
 
 pub use error::{Error, Result};
+pub use failover::FailoverConfig;
 pub use node::{Mode, Node, NodeConfig, OpenStore, RoleConfig, admin_request};
 pub use status::{ReplicaStatus, Status};
 pub use wire::AdminRequest;

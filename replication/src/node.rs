@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use strata_core::{Db, Durability, Epoch, SeqNo, WriteBatch};
 
 use crate::error::{Error, Result};
+use crate::failover::{Ctl, FailoverConfig};
 use crate::primary::PrimaryState;
 use crate::replica::ReplicaState;
 use crate::status::Status;
@@ -64,6 +65,10 @@ pub struct NodeConfig {
     pub sync_timeout: Option<Duration>,
     /// A replica joins the in-sync set once it is at most this many sequences behind.
     pub join_lag: u64,
+    /// Automatic, fenced failover through an authority (`None`: the role comes from
+    /// `role` and a primary change is an operator's action). With it, `role` is
+    /// ignored: the authority record says who is primary ([`crate::failover`]).
+    pub failover: Option<FailoverConfig>,
 }
 
 impl NodeConfig {
@@ -79,6 +84,7 @@ impl NodeConfig {
             reconnect: Duration::from_millis(200),
             sync_timeout: None,
             join_lag: 0,
+            failover: None,
         }
     }
 }
@@ -102,6 +108,9 @@ pub(crate) struct NodeInner {
     pub stop: AtomicBool,
     pub local: SocketAddr,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// With a failover authority: the node's side of it, and its thread.
+    pub failover: Option<Arc<Ctl>>,
+    pub failover_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl NodeInner {
@@ -131,15 +140,29 @@ impl Node {
     pub fn start(config: NodeConfig, dir: impl Into<PathBuf>, open: OpenStore) -> Result<Node> {
         let dir = dir.into();
         crate::replica::recover_install(&dir)?;
-        let replica_of = match &config.role {
-            RoleConfig::Primary => None,
-            RoleConfig::Replica { primary } => Some(primary.clone()),
+        let ctl = match &config.failover {
+            Some(f) => Some(Arc::new(Ctl::new(f, &config.name)?)),
+            None => None,
         };
-        let db = open(replica_of.clone())?;
         let listener = TcpListener::bind(config.listen)
             .map_err(|e| Error::io("bind", config.listen.to_string(), e))?;
         let local =
             listener.local_addr().map_err(|e| Error::io("bind", config.listen.to_string(), e))?;
+        let replica_of = match (&ctl, &config.role) {
+            // With an authority the store opens as a replica (of the record's primary)
+            // and becomes primary only at the epoch the authority grants.
+            (Some(ctl), _) => {
+                let record = ctl.record();
+                if record.primary.as_str() == config.name {
+                    Some(local.to_string())
+                } else {
+                    Some(ctl.addr_of(&record.primary)?)
+                }
+            }
+            (None, RoleConfig::Primary) => None,
+            (None, RoleConfig::Replica { primary }) => Some(primary.clone()),
+        };
+        let db = open(replica_of.clone())?;
         let role = match &replica_of {
             None => RoleState::Primary(Arc::new(PrimaryState::new(&dir, &config)?)),
             Some(p) => RoleState::Replica(Arc::new(ReplicaState::new(p.clone()))),
@@ -153,6 +176,8 @@ impl Node {
             stop: AtomicBool::new(false),
             local,
             threads: Mutex::new(Vec::new()),
+            failover: ctl.clone(),
+            failover_thread: Mutex::new(None),
         });
         if let RoleState::Primary(p) = &*inner.role.lock() {
             p.ensure_cluster(&inner.dir)?;
@@ -165,10 +190,13 @@ impl Node {
                 .map_err(|e| Error::io("spawn", "accept thread", e))?
         };
         inner.threads.lock().push(accept);
-        if replica_of.is_some() {
-            crate::replica::start_follower(&inner)?;
+        let node = Node { inner };
+        match &ctl {
+            Some(ctl) => crate::failover::start(&node.inner, ctl)?,
+            None if replica_of.is_some() => crate::replica::start_follower(&node.inner)?,
+            None => {}
         }
-        Ok(Node { inner })
+        Ok(node)
     }
 
     /// The address the node listens on.
@@ -192,16 +220,57 @@ impl Node {
             }
         };
         let db = self.inner.db()?;
-        match self.inner.config.mode {
-            Mode::Async => Ok(db.write(batch, Durability::Sync)?),
+        let ctl = self.inner.failover.as_deref();
+        // With an authority: nothing is written without a lease, and nothing is
+        // acknowledged after it ran out.
+        if let Some(ctl) = ctl {
+            ctl.before_write().map_err(|e| redirect(&self.inner, e))?;
+        }
+        let seq = match self.inner.config.mode {
+            // Refused before anything is written if the node stepped down meanwhile.
+            Mode::Async => {
+                db.write(batch, Durability::Sync).map_err(|e| redirect(&self.inner, e.into()))?
+            }
             Mode::Sync => {
                 // Replicas receive the batch as soon as it is written; the local
                 // fdatasync runs while they write theirs.
-                let seq = db.write(batch, Durability::Buffered)?;
+                let seq = db
+                    .write(batch, Durability::Buffered)
+                    .map_err(|e| redirect(&self.inner, e.into()))?;
                 db.sync_wal()?;
-                primary.wait_in_sync(seq, &self.inner)?;
-                Ok(seq)
+                let gate = || ctl.map_or(Ok(()), Ctl::lease_ok);
+                primary.wait_in_sync(seq, &self.inner, &gate).map_err(|e| match e {
+                    // Written, not acknowledged: the outcome is unknown to the client.
+                    Error::Stopped if !self.inner.stopped() => Error::NotReplicated {
+                        seq,
+                        reason: "this node stepped down from primary while the write \
+                                 waited for the in-sync set"
+                            .into(),
+                    },
+                    e => e,
+                })?;
+                seq
             }
+        };
+        if let Some(ctl) = ctl {
+            ctl.lease_ok()?;
+        }
+        Ok(seq)
+    }
+
+    /// Promotes this node, out of sync or not, through the authority (a
+    /// [`Change::ForcePromote`](strata_core::Change::ForcePromote) planned by
+    /// [`plan_forced_promotion`](strata_core::failover::plan_forced_promotion)), and
+    /// returns the new epoch and what the promotion may have lost. Only with a failover
+    /// authority; an operator's last resort when no in-sync member is reachable.
+    pub fn force_promote(&self) -> Result<(Epoch, strata_core::PossibleLoss)> {
+        match &self.inner.failover {
+            Some(ctl) => crate::failover::force_promote(&self.inner, ctl),
+            None => Err(Error::Refused {
+                peer: self.inner.config.name.clone(),
+                reason: "a forced promotion goes through a failover authority; without one,                          promote"
+                    .into(),
+            }),
         }
     }
 
@@ -210,12 +279,15 @@ impl Node {
         status(&self.inner)
     }
 
-    /// Removes `replica` from the in-sync set (a primary only).
+    /// Removes `replica` from the in-sync set (a primary only; with a failover
+    /// authority, through it).
     pub fn remove_replica(&self, replica: &str) -> Result<()> {
         remove_replica(&self.inner, replica)
     }
 
-    /// Promotes a replica to primary at a new epoch (stops following first).
+    /// Promotes a replica to primary at a new epoch (stops following first). With a
+    /// failover authority: only an in-sync member, by a committed `Promote` (see
+    /// [`force_promote`](Self::force_promote) otherwise).
     pub fn promote(&self) -> Result<Epoch> {
         promote(&self.inner)
     }
@@ -226,6 +298,13 @@ impl Node {
     pub fn stop(&self) {
         if self.inner.stop.swap(true, Ordering::AcqRel) {
             return;
+        }
+        // First the failover thread, so that no role change starts after this.
+        let failover = self.inner.failover_thread.lock().take();
+        if let Some(t) = failover
+            && t.join().is_err()
+        {
+            tracing::error!("the failover thread panicked");
         }
         let replica = match &*self.inner.role.lock() {
             RoleState::Primary(p) => {
@@ -355,20 +434,45 @@ fn status(inner: &Arc<NodeInner>) -> Status {
             };
             s.min_in_sync = inner.config.min_in_sync;
             p.fill_status(&mut s);
+            if let Some(ctl) = &inner.failover {
+                ctl.fill_status(&mut s, true);
+            }
         }
         RoleState::Replica(r) => {
             s.role = "replica".into();
             s.primary = Some(r.primary.clone());
             r.fill_status(&mut s);
+            if let Some(ctl) = &inner.failover {
+                ctl.fill_status(&mut s, false);
+            }
         }
     }
     s
 }
 
-fn remove_replica(inner: &Arc<NodeInner>, replica: &str) -> Result<()> {
+/// A write refused before anything was written, because the node stopped being the
+/// primary meanwhile, says where the primary is now.
+fn redirect(inner: &NodeInner, e: Error) -> Error {
+    if matches!(e, Error::Store(strata_core::Error::NotPrimary { .. })) {
+        return e;
+    }
     match &*inner.role.lock() {
-        RoleState::Primary(p) => p.remove_replica(&inner.dir, replica),
-        RoleState::Replica(_) => Err(Error::Refused {
+        RoleState::Replica(r) if !inner.stopped() => {
+            strata_core::Error::NotPrimary { primary: r.primary.clone() }.into()
+        }
+        _ => e,
+    }
+}
+
+fn remove_replica(inner: &Arc<NodeInner>, replica: &str) -> Result<()> {
+    let role = match &*inner.role.lock() {
+        RoleState::Primary(p) => Some(Arc::clone(p)),
+        RoleState::Replica(_) => None,
+    };
+    match (role, &inner.failover) {
+        (Some(p), Some(ctl)) => crate::failover::remove_replica(&p, ctl, replica),
+        (Some(p), None) => p.remove_replica(&inner.dir, replica),
+        (None, _) => Err(Error::Refused {
             peer: inner.config.name.clone(),
             reason: "remove-replica goes to the primary; this node is a replica".into(),
         }),
@@ -376,6 +480,9 @@ fn remove_replica(inner: &Arc<NodeInner>, replica: &str) -> Result<()> {
 }
 
 fn promote(inner: &Arc<NodeInner>) -> Result<Epoch> {
+    if let Some(ctl) = &inner.failover {
+        return crate::failover::operator_promote(inner, ctl);
+    }
     let replica = match &*inner.role.lock() {
         RoleState::Replica(r) => Arc::clone(r),
         RoleState::Primary(_) => {

@@ -22,11 +22,27 @@ struct Peer {
     addr: String,
     connected: bool,
     acked: u64,
+    /// When the replica last connected or acknowledged (`None`: never since this
+    /// primary started).
+    heard_at: Option<Instant>,
+}
+
+/// What the primary knows of one replica, for the failover thread.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerView {
+    pub name: String,
+    pub connected: bool,
+    pub acked: u64,
+    pub heard_at: Option<Instant>,
 }
 
 #[derive(Default)]
 struct Sets {
     peers: BTreeMap<String, Peer>,
+    /// The replicas synchronous writes wait for. Without an authority it is the
+    /// in-sync set itself (kept in [`crate::files::IN_SYNC_FILE`]); with one it is the
+    /// in-sync set of the lease the primary holds plus the replicas it asked the
+    /// authority to let join (set by the failover thread, [`PrimaryState::set_waited`]).
     in_sync: BTreeSet<String>,
 }
 
@@ -40,11 +56,14 @@ pub(crate) struct PrimaryState {
     pub bootstraps_resumed: AtomicU64,
     pub holds: crate::bootstrap::Holds,
     stop: AtomicBool,
+    /// The in-sync set belongs to an authority: acknowledgements never change it here.
+    authority: bool,
 }
 
 impl PrimaryState {
     pub fn new(dir: &Path, config: &NodeConfig) -> Result<Self> {
-        let in_sync = crate::files::load_in_sync(dir)?;
+        let authority = config.failover.is_some();
+        let in_sync = if authority { BTreeSet::new() } else { crate::files::load_in_sync(dir)? };
         Ok(Self {
             sets: Mutex::new(Sets { peers: BTreeMap::new(), in_sync }),
             acked: Condvar::new(),
@@ -55,7 +74,38 @@ impl PrimaryState {
             bootstraps_resumed: AtomicU64::new(0),
             holds: crate::bootstrap::Holds::default(),
             stop: AtomicBool::new(false),
+            authority,
         })
+    }
+
+    /// With an authority: the replicas synchronous writes wait for from now on.
+    pub fn set_waited(&self, set: BTreeSet<String>) {
+        let mut sets = self.sets.lock();
+        if sets.in_sync != set {
+            tracing::info!(waited = ?set, "synchronous writes wait for a new set of replicas");
+            sets.in_sync = set;
+        }
+        self.acked.notify_all();
+    }
+
+    /// Wakes writers waiting for acknowledgements so they re-check their lease.
+    pub fn nudge(&self) {
+        let _g = self.sets.lock();
+        self.acked.notify_all();
+    }
+
+    /// Every replica this primary has heard from.
+    pub fn peers(&self) -> Vec<PeerView> {
+        let sets = self.sets.lock();
+        sets.peers
+            .iter()
+            .map(|(name, p)| PeerView {
+                name: name.clone(),
+                connected: p.connected,
+                acked: p.acked,
+                heard_at: p.heard_at,
+            })
+            .collect()
     }
 
     /// Gives a store without a cluster id a new one.
@@ -75,11 +125,18 @@ impl PrimaryState {
     }
 
     /// Returns once every member of the in-sync set (at least `min_in_sync` of them)
-    /// has `seq` durable.
-    pub fn wait_in_sync(&self, seq: SeqNo, node: &NodeInner) -> Result<()> {
+    /// has `seq` durable. `gate` is asked before every wait and its error ends the wait
+    /// (a lapsed lease).
+    pub fn wait_in_sync(
+        &self,
+        seq: SeqNo,
+        node: &NodeInner,
+        gate: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
         let deadline = node.config.sync_timeout.map(|t| Instant::now() + t);
         let mut sets = self.sets.lock();
         loop {
+            gate()?;
             let missing: Vec<&String> = sets
                 .in_sync
                 .iter()
@@ -107,13 +164,19 @@ impl PrimaryState {
                     }
                 }
                 None => {
-                    self.acked.wait_for(&mut sets, Duration::from_millis(200));
+                    self.acked.wait_for(&mut sets, Duration::from_millis(50));
                 }
             }
         }
     }
 
     pub fn remove_replica(&self, dir: &Path, replica: &str) -> Result<()> {
+        if self.authority {
+            return Err(Error::Refused {
+                peer: replica.to_owned(),
+                reason: "the in-sync set belongs to the failover authority".into(),
+            });
+        }
         let mut sets = self.sets.lock();
         if !sets.in_sync.contains(replica) {
             return Err(Error::Refused {
@@ -255,6 +318,7 @@ impl PrimaryState {
             p.addr = peer.to_owned();
             p.connected = true;
             p.acked = start_ack;
+            p.heard_at = Some(Instant::now());
         }
         tracing::info!(replica = %hello.node, %peer, from = %from, "replica following");
         let done = Arc::new(AtomicBool::new(false));
@@ -341,7 +405,8 @@ impl PrimaryState {
         let mut sets = self.sets.lock();
         let p = sets.peers.entry(name.to_owned()).or_default();
         p.acked = p.acked.max(durable);
-        if !sets.in_sync.contains(name) {
+        p.heard_at = Some(Instant::now());
+        if !self.authority && !sets.in_sync.contains(name) {
             let last = node.db()?.visible_seq().0;
             if durable.saturating_add(self.join_lag) >= last {
                 let mut next = sets.in_sync.clone();

@@ -31,6 +31,9 @@ pub(crate) struct ReplicaState {
     caught_up_at: Mutex<Instant>,
     last_error: Mutex<Option<String>>,
     follower: Mutex<Option<JoinHandle<()>>>,
+    /// When the primary was last heard from (its welcome, a batch, a heartbeat); the
+    /// start of following counts as hearing from it.
+    heard_at: Mutex<Instant>,
 }
 
 impl ReplicaState {
@@ -44,7 +47,17 @@ impl ReplicaState {
             caught_up_at: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
             follower: Mutex::new(None),
+            heard_at: Mutex::new(Instant::now()),
         }
+    }
+
+    /// How long the primary has been silent.
+    pub fn primary_silent_for(&self) -> Duration {
+        self.heard_at.lock().elapsed()
+    }
+
+    fn heard(&self) {
+        *self.heard_at.lock() = Instant::now();
     }
 
     /// Stops following: closes the connection and waits for the follower thread.
@@ -190,7 +203,10 @@ fn follow_once(node: &Arc<NodeInner>, state: &ReplicaState) -> Result<()> {
     };
     wire::send(&mut writer, peer, Control::Hello(hello))?;
     let (theirs, plan) = match wire::read_msg(&mut reader, peer)? {
-        Some(Msg::Control(Control::Welcome { cluster, plan, .. })) => (cluster, plan),
+        Some(Msg::Control(Control::Welcome { cluster, plan, .. })) => {
+            state.heard();
+            (cluster, plan)
+        }
         Some(Msg::Control(Control::Refuse { reason })) => {
             return Err(Error::Refused { peer: peer.to_owned(), reason });
         }
@@ -301,6 +317,7 @@ fn follow(
                     if state.primary_last.fetch_max(last, Ordering::AcqRel) <= last {
                         *state.caught_up_at.lock() = Instant::now();
                     }
+                    state.heard();
                     wake.unpark();
                 }
                 Some(Msg::Control(Control::Heartbeat { last_seq, .. })) => {
@@ -308,6 +325,7 @@ fn follow(
                     if expected.0 > last_seq {
                         *state.caught_up_at.lock() = Instant::now();
                     }
+                    state.heard();
                     force.store(true, Ordering::Release);
                     wake.unpark();
                 }

@@ -21,6 +21,7 @@ pub struct ReplicaStatus {
 
 /// A node's state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Status {
     /// The node's name.
     pub node: String,
@@ -40,7 +41,8 @@ pub struct Status {
     pub mode: String,
     /// A primary's `min_in_sync`.
     pub min_in_sync: usize,
-    /// A primary's in-sync set.
+    /// A primary's in-sync set (with a failover authority, on every node: the
+    /// authority record's in-sync set as this node last read it).
     pub in_sync: Vec<String>,
     /// A primary's replicas.
     pub replicas: Vec<ReplicaStatus>,
@@ -56,4 +58,18 @@ pub struct Status {
     pub bootstraps_resumed: u64,
     /// The last error the node's replication met, if any.
     pub last_error: Option<String>,
+    /// With a failover authority: the policy's name (`None` without one).
+    pub policy: Option<String>,
+    /// The authority record as this node last read it: its version, ...
+    pub authority_version: u64,
+    /// ... its epoch (the primary's), ...
+    pub authority_epoch: u64,
+    /// ... and the primary it names (a node id).
+    pub authority_primary: Option<String>,
+    /// A primary's lease: milliseconds until it runs out (0: expired or none held);
+    /// `None` on a replica or without an authority.
+    pub lease_remaining_millis: Option<u64>,
+    /// The last error of the failover thread (reading the record, renewing the lease,
+    /// committing a change), if any.
+    pub failover_error: Option<String>,
 }

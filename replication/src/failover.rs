@@ -1,0 +1,674 @@
+//! Automatic, fenced failover through a [`FailoverPolicy`] (DESIGN.md §7).
+//!
+//! With a [`FailoverConfig`] a node takes its role from the authority record, not from
+//! its configuration:
+//!
+//! - The record's primary writes in the record's epoch. A node that finds itself named
+//!   primary but whose store already wrote in that epoch (a restart) first takes a new
+//!   epoch through the authority (a [`Change::Promote`] of itself), so the WAL's epoch
+//!   and the record agree and never go down.
+//! - The primary renews its lease every `heartbeat` and acknowledges a write only under
+//!   an unexpired lease, in synchronous mode once every member of the lease's in-sync
+//!   set (and every replica it asked to join) has it durable. A renewal refused as
+//!   `Fenced` makes it step down and follow the record's primary.
+//! - In-sync changes go through the authority: a member silent for longer than
+//!   `grace` is removed ([`Change::ShrinkInSync`], when the policy decides so), a
+//!   caught-up replica joins ([`Change::JoinInSync`]); writes wait meanwhile and
+//!   continue under the next lease.
+//! - A replica that has not heard from its primary for `grace` builds a
+//!   [`ClusterView`] (its own report and the other nodes' status, asked for with a
+//!   short timeout), asks the policy, and commits a [`Decision::Promote`] by
+//!   compare-and-set. The node named primary by the record becomes primary at exactly
+//!   the record's epoch; every node reads the record each heartbeat and follows a new
+//!   primary.
+//! - A new primary acknowledges nothing until a lease granted to its predecessor
+//!   before the promotion must have run out (`lease` after the promotion committed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use strata_core::failover::plan_forced_promotion;
+use strata_core::{
+    AuthorityRecord, Change, ClusterView, Decision, Epoch, FailoverPolicy, Lease, NodeId,
+    NodeReport, PossibleLoss, SeqNo,
+};
+
+use crate::error::{Error, Result};
+use crate::node::{NodeInner, RoleState};
+use crate::primary::PrimaryState;
+use crate::replica::ReplicaState;
+use crate::status::Status;
+use crate::wire::AdminRequest;
+
+/// How a node fails over: the authority it asks and where its peers listen.
+#[derive(Clone, Debug)]
+pub struct FailoverConfig {
+    /// The authority and its decisions (shared by every node of the cluster: a
+    /// consensus-backed policy, or one every node reaches).
+    pub policy: Arc<dyn FailoverPolicy>,
+    /// Every node's replication address by its id (the node names of
+    /// [`NodeConfig::name`](crate::NodeConfig::name)); the node's own entry may be
+    /// present.
+    pub peers: BTreeMap<NodeId, String>,
+    /// How long a replica waits for another node's status when it builds a view.
+    pub status_timeout: Duration,
+}
+
+impl FailoverConfig {
+    /// A failover setting with a 200 ms status timeout.
+    pub fn new(policy: Arc<dyn FailoverPolicy>, peers: BTreeMap<NodeId, String>) -> Self {
+        Self { policy, peers, status_timeout: Duration::from_millis(200) }
+    }
+}
+
+/// The node's side of the authority: the record it last read, the lease it holds.
+pub(crate) struct Ctl {
+    policy: Arc<dyn FailoverPolicy>,
+    me: NodeId,
+    peers: BTreeMap<NodeId, String>,
+    status_timeout: Duration,
+    rt: tokio::runtime::Runtime,
+    record: Mutex<AuthorityRecord>,
+    lease: Mutex<Option<Lease>>,
+    /// As primary: the epoch it writes in, when it became primary, and the moment
+    /// before which it acknowledges nothing.
+    primary_epoch: Mutex<Option<(Epoch, Instant, Instant)>>,
+    /// Replicas this primary asked the authority to let join (it waits for them).
+    joining: Mutex<BTreeSet<String>>,
+    last_error: Mutex<Option<String>>,
+    /// Serialises role changes (the failover thread, operator requests).
+    transition: Mutex<()>,
+}
+
+impl Ctl {
+    /// Reads the record once: a node does not start without it.
+    pub fn new(config: &FailoverConfig, me: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("start", "the failover runtime", e))?;
+        let policy = Arc::clone(&config.policy);
+        let first = block_on(&rt, Duration::from_secs(5), "read the record", policy.record())?;
+        first.validate()?;
+        Ok(Self {
+            policy,
+            me: NodeId::new(me),
+            peers: config.peers.clone(),
+            status_timeout: config.status_timeout,
+            rt,
+            record: Mutex::new(first),
+            lease: Mutex::new(None),
+            primary_epoch: Mutex::new(None),
+            joining: Mutex::new(BTreeSet::new()),
+            last_error: Mutex::new(None),
+            transition: Mutex::new(()),
+        })
+    }
+
+    /// The record as last read.
+    pub fn record(&self) -> AuthorityRecord {
+        self.record.lock().clone()
+    }
+
+    fn set_record(&self, r: AuthorityRecord) {
+        let mut cur = self.record.lock();
+        if r.version >= cur.version {
+            *cur = r;
+        }
+    }
+
+    /// The replication address of `node`.
+    pub fn addr_of(&self, node: &NodeId) -> Result<String> {
+        self.peers.get(node).cloned().ok_or_else(|| {
+            Error::Store(strata_core::Error::Config(format!(
+                "the authority names {node}, whose replication address is not among the \
+                 failover peers"
+            )))
+        })
+    }
+
+    /// Runs one authority call, bounded by the lease duration (a node cut off from the
+    /// authority must not sit in a call past its lease).
+    fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = strata_core::Result<T>> + Send,
+    ) -> Result<T>
+    where
+        T: Send,
+    {
+        let limit = self.record.lock().lease.lease.max(Duration::from_millis(100));
+        block_on(&self.rt, limit, what, fut)
+    }
+
+    fn read_record(&self) -> Result<AuthorityRecord> {
+        let r = self.call("read the record", self.policy.record())?;
+        self.set_record(r.clone());
+        Ok(r)
+    }
+
+    fn cas(&self, expected: u64, change: Change) -> Result<AuthorityRecord> {
+        let r = self.call("commit a change", self.policy.compare_and_set(expected, change))?;
+        tracing::info!(node = %self.me, version = r.version, epoch = %r.epoch, primary = %r.primary,
+            in_sync = ?r.in_sync, "authority record changed");
+        self.set_record(r.clone());
+        Ok(r)
+    }
+
+    /// Before a primary writes: it holds an unexpired lease, and its predecessor's
+    /// lease has run out (waits for that, at most `lease`).
+    pub fn before_write(&self) -> Result<()> {
+        let ack_after = self.primary_epoch.lock().map(|(_, _, a)| a);
+        if let Some(at) = ack_after {
+            let now = Instant::now();
+            if now < at {
+                std::thread::sleep(at - now);
+            }
+        }
+        self.lease_ok()
+    }
+
+    /// `Ok` while the node holds an unexpired lease in the epoch it writes in:
+    /// the condition of every acknowledgement.
+    pub fn lease_ok(&self) -> Result<()> {
+        let epoch = self.primary_epoch.lock().map(|(e, _, _)| e);
+        let lease = self.lease.lock();
+        match (&*lease, epoch) {
+            (Some(l), Some(e)) if l.epoch == e => Ok(l.check(Instant::now())?),
+            (l, e) => Err(Error::Store(strata_core::Error::LeaseExpired {
+                node: self.me.clone(),
+                epoch: e.or(l.as_ref().map(|l| l.epoch)).unwrap_or(Epoch::ZERO),
+                expired_for: Duration::ZERO,
+            })),
+        }
+    }
+
+    fn note(&self, e: &Error) {
+        tracing::warn!(node = %self.me, error = %e, "failover");
+        *self.last_error.lock() = Some(e.to_string());
+    }
+
+    pub fn fill_status(&self, s: &mut Status, primary: bool) {
+        let r = self.record();
+        s.policy = Some(self.policy.name().to_owned());
+        s.authority_version = r.version;
+        s.authority_epoch = r.epoch.0;
+        s.authority_primary = Some(r.primary.to_string());
+        s.in_sync = r.in_sync.iter().map(ToString::to_string).collect();
+        if primary {
+            let now = Instant::now();
+            let left = self.lease.lock().as_ref().map_or(0, |l| l.remaining(now).as_millis());
+            s.lease_remaining_millis = Some(u64::try_from(left).unwrap_or(u64::MAX));
+        }
+        s.failover_error = self.last_error.lock().clone();
+    }
+
+    /// Installs a renewed lease: synchronous writes wait for its in-sync set and the
+    /// replicas asked to join.
+    fn install_lease(&self, p: &PrimaryState, lease: Lease) {
+        let mut waited: BTreeSet<String> = lease.in_sync.iter().map(ToString::to_string).collect();
+        waited.extend(self.joining.lock().iter().cloned());
+        *self.lease.lock() = Some(lease);
+        p.set_waited(waited);
+    }
+
+    fn renew(&self, p: &PrimaryState, epoch: Epoch) -> Result<()> {
+        let lease = self.call("renew the lease", self.policy.renew_lease(&self.me, epoch))?;
+        self.install_lease(p, lease);
+        Ok(())
+    }
+}
+
+/// Runs `fut` to completion on `rt`, at most `limit`. From inside another async
+/// runtime (where blocking on one is refused) it runs on a helper thread.
+fn block_on<T: Send>(
+    rt: &tokio::runtime::Runtime,
+    limit: Duration,
+    what: &str,
+    fut: impl Future<Output = strata_core::Result<T>> + Send,
+) -> Result<T> {
+    let run = || rt.block_on(async { tokio::time::timeout(limit, fut).await });
+    let out = if tokio::runtime::Handle::try_current().is_ok() {
+        std::thread::scope(|s| s.spawn(run).join())
+            .map_err(|_| Error::AuthorityUnavailable { reason: format!("{what}: panicked") })?
+    } else {
+        run()
+    };
+    match out {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(Error::AuthorityUnavailable {
+            reason: format!("{what}: no answer within {limit:?}"),
+        }),
+    }
+}
+
+/// The newest epoch the node's log holds.
+fn newest_epoch(db: &strata_core::Db) -> Epoch {
+    db.epoch_history().last().map_or(Epoch::ZERO, |e| e.epoch)
+}
+
+/// Takes the role the record gives at start, then runs the failover thread.
+pub(crate) fn start(node: &Arc<NodeInner>, ctl: &Arc<Ctl>) -> Result<()> {
+    let record = ctl.record();
+    let cluster = crate::files::load_cluster(&node.dir)?;
+    match cluster {
+        Some(c) if c != record.cluster => {
+            return Err(Error::ClusterMismatch { ours: c, theirs: record.cluster });
+        }
+        None if record.primary == ctl.me => crate::files::store_cluster(&node.dir, record.cluster)?,
+        _ => {}
+    }
+    if record.primary == ctl.me {
+        let _t = ctl.transition.lock();
+        become_primary(node, ctl, &record)?;
+    } else {
+        crate::replica::start_follower(node)?;
+    }
+    let thread = {
+        let (node, ctl) = (Arc::clone(node), Arc::clone(ctl));
+        std::thread::Builder::new()
+            .name("strata-failover".into())
+            .spawn(move || run(&node, &ctl))
+            .map_err(|e| Error::io("spawn", "failover thread", e))?
+    };
+    *node.failover_thread.lock() = Some(thread);
+    Ok(())
+}
+
+fn run(node: &Arc<NodeInner>, ctl: &Ctl) {
+    while !node.stopped() {
+        let started = Instant::now();
+        if let Err(e) = tick(node, ctl)
+            && !node.stopped()
+        {
+            ctl.note(&e);
+        }
+        let heartbeat = ctl.record.lock().lease.heartbeat;
+        while started.elapsed() < heartbeat && !node.stopped() {
+            std::thread::sleep(Duration::from_millis(5).min(heartbeat));
+        }
+    }
+}
+
+fn tick(node: &Arc<NodeInner>, ctl: &Ctl) -> Result<()> {
+    // A node cut off from the authority keeps its last record; as primary its lease
+    // runs out below, as replica it cannot commit anything anyway.
+    let read = ctl.read_record();
+    let record = ctl.record();
+    {
+        let _t = ctl.transition.lock();
+        reconcile(node, ctl, &record)?;
+    }
+    let role = match &*node.role.lock() {
+        RoleState::Primary(p) => Ok(Arc::clone(p)),
+        RoleState::Replica(r) => Err(Arc::clone(r)),
+    };
+    match role {
+        Ok(p) => primary_tick(node, ctl, &p),
+        Err(r) => {
+            read?;
+            replica_tick(node, ctl, &r)
+        }
+    }
+}
+
+/// Brings the node's role in line with `record`. Called with `transition` held.
+fn reconcile(node: &Arc<NodeInner>, ctl: &Ctl, record: &AuthorityRecord) -> Result<()> {
+    let current = match &*node.role.lock() {
+        RoleState::Primary(_) => None,
+        RoleState::Replica(r) => Some(r.primary.clone()),
+    };
+    if record.primary == ctl.me {
+        match current {
+            Some(_) => become_primary(node, ctl, record),
+            None => {
+                let epoch = ctl.primary_epoch.lock().map(|(e, _, _)| e);
+                if epoch.is_some_and(|e| e < record.epoch) {
+                    // Promoted again while primary (an operator): write in the new epoch.
+                    *ctl.lease.lock() = None;
+                    *ctl.primary_epoch.lock() = None;
+                    let me = node.local.to_string();
+                    node.db()?.demote(me.clone());
+                    let old = std::mem::replace(
+                        &mut *node.role.lock(),
+                        RoleState::Replica(Arc::new(ReplicaState::new(me))),
+                    );
+                    if let RoleState::Primary(p) = old {
+                        p.wake_all();
+                    }
+                    become_primary(node, ctl, record)?;
+                }
+                Ok(())
+            }
+        }
+    } else {
+        let addr = ctl.addr_of(&record.primary)?;
+        match current {
+            None => step_down(node, ctl, addr),
+            Some(a) if a != addr => follow(node, addr),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+/// Makes this node the primary the record names. A store that already wrote in the
+/// record's epoch takes the next one through the authority first.
+fn become_primary(node: &Arc<NodeInner>, ctl: &Ctl, record: &AuthorityRecord) -> Result<()> {
+    let db = node.db()?;
+    let replica = match &*node.role.lock() {
+        RoleState::Replica(r) => Some(Arc::clone(r)),
+        RoleState::Primary(_) => None,
+    };
+    // Nothing arrives from the old primary from here on: what the log holds now is
+    // what the new epoch continues.
+    if let Some(r) = &replica {
+        r.stop_following();
+    }
+    let resume_following = |e: Error| -> Error {
+        if let Some(r) = &replica
+            && let Err(again) = follow(node, r.primary.clone())
+        {
+            ctl.note(&again);
+        }
+        e
+    };
+    let newest = newest_epoch(&db);
+    if newest > record.epoch {
+        return Err(resume_following(Error::Refused {
+            peer: ctl.me.to_string(),
+            reason: format!(
+                "this store holds epoch {newest}, which the authority (at {}) never granted",
+                record.epoch
+            ),
+        }));
+    }
+    let record = if newest == record.epoch {
+        // This store already wrote in the record's epoch (it is the primary, restarted,
+        // or a new cluster's first primary at epoch 0): a new epoch, through the
+        // authority.
+        let epoch = record.epoch.checked_next().ok_or_else(|| {
+            Error::Store(strata_core::Error::InvalidArgument("epochs are exhausted".into()))
+        })?;
+        let change =
+            Change::Promote { node: ctl.me.clone(), epoch, first_seq: db.visible_seq().next() };
+        ctl.cas(record.version, change).map_err(resume_following)?
+    } else {
+        record.clone()
+    };
+    let keep = SeqNo(record.epoch_first_seq.0.saturating_sub(1));
+    if db.visible_seq() < keep {
+        return Err(resume_following(Error::Refused {
+            peer: ctl.me.to_string(),
+            reason: format!(
+                "the authority makes this node primary at epoch {} from sequence {}, but its \
+                 log ends at {}",
+                record.epoch,
+                record.epoch_first_seq,
+                db.visible_seq()
+            ),
+        }));
+    }
+    if crate::files::load_cluster(&node.dir)?.is_none() {
+        crate::files::store_cluster(&node.dir, record.cluster)?;
+    }
+    // The new epoch starts after everything this log holds (at or after the record's
+    // first sequence): batches of the old epoch it holds beyond that are history the
+    // old primary wrote, kept, and may have been acknowledged with this node's ack.
+    db.promote(Some(record.epoch)).map_err(|e| resume_following(e.into()))?;
+    let primary = Arc::new(PrimaryState::new(&node.dir, &node.config)?);
+    let now = Instant::now();
+    *ctl.lease.lock() = None;
+    ctl.joining.lock().clear();
+    *ctl.primary_epoch.lock() = Some((record.epoch, now, now + record.lease.lease));
+    *node.role.lock() = RoleState::Primary(Arc::clone(&primary));
+    tracing::info!(node = %ctl.me, epoch = %record.epoch, last = %db.visible_seq(), "primary by the authority");
+    if let Err(e) = ctl.renew(&primary, record.epoch) {
+        ctl.note(&e);
+    }
+    Ok(())
+}
+
+/// Stops acknowledging and follows the primary at `addr`.
+fn step_down(node: &Arc<NodeInner>, ctl: &Ctl, addr: String) -> Result<()> {
+    *ctl.lease.lock() = None;
+    *ctl.primary_epoch.lock() = None;
+    ctl.joining.lock().clear();
+    let db = node.db()?;
+    db.demote(addr.clone());
+    let old = std::mem::replace(
+        &mut *node.role.lock(),
+        RoleState::Replica(Arc::new(ReplicaState::new(addr.clone()))),
+    );
+    if let RoleState::Primary(p) = old {
+        p.wake_all();
+    }
+    tracing::warn!(node = %ctl.me, primary = %addr, "stepped down: following the authority's primary");
+    crate::replica::start_follower(node)
+}
+
+/// Follows the primary at `addr` instead of the current one.
+fn follow(node: &Arc<NodeInner>, addr: String) -> Result<()> {
+    let old = std::mem::replace(
+        &mut *node.role.lock(),
+        RoleState::Replica(Arc::new(ReplicaState::new(addr.clone()))),
+    );
+    if let RoleState::Replica(r) = old {
+        r.stop_following();
+    }
+    node.db()?.set_primary(addr.clone());
+    tracing::info!(primary = %addr, "following the authority's new primary");
+    crate::replica::start_follower(node)
+}
+
+fn primary_tick(node: &Arc<NodeInner>, ctl: &Ctl, p: &Arc<PrimaryState>) -> Result<()> {
+    let Some((epoch, since, _)) = *ctl.primary_epoch.lock() else { return Ok(()) };
+    match ctl.renew(p, epoch) {
+        Ok(()) => {}
+        Err(Error::Store(strata_core::Error::Fenced { primary, current, .. })) => {
+            tracing::warn!(node = %ctl.me, %epoch, %current, new_primary = %primary, "fenced");
+            *ctl.lease.lock() = None;
+            p.nudge();
+            let record = ctl.read_record()?;
+            let _t = ctl.transition.lock();
+            return reconcile(node, ctl, &record);
+        }
+        Err(e) => {
+            p.nudge();
+            return Err(e);
+        }
+    }
+    let record = ctl.record();
+    let db = node.db()?;
+    let last = db.visible_seq();
+    let peers = p.peers();
+    // The view from here: this node, and each replica as its acknowledgements tell.
+    let mut view = ClusterView::new().with(
+        ctl.me.clone(),
+        NodeReport {
+            epoch,
+            last_seq: last,
+            durable_seq: db.durable_seq(),
+            silent_for: Duration::ZERO,
+        },
+    );
+    for m in &record.in_sync {
+        let peer = peers.iter().find(|v| v.name == m.as_str());
+        let heard = peer.and_then(|v| v.heard_at).map_or(since, |h| h.max(since));
+        let acked = SeqNo(peer.map_or(0, |v| v.acked));
+        view = view.with(
+            m.clone(),
+            NodeReport { epoch, last_seq: acked, durable_seq: acked, silent_for: heard.elapsed() },
+        );
+    }
+    if let Decision::ShrinkInSync { node: gone, .. } = ctl.policy.decide(&record, &view) {
+        let change = Change::ShrinkInSync { node: gone.clone(), epoch };
+        tracing::warn!(node = %ctl.me, replica = %gone, "in-sync member silent past the grace: removing it");
+        ctl.cas(record.version, change)?;
+        ctl.renew(p, epoch)?;
+        return Ok(());
+    }
+    // Caught-up replicas join: waited for first, then committed.
+    let join_lag = node.config.join_lag;
+    let grace = record.lease.grace;
+    for v in peers {
+        let id = NodeId::new(v.name.clone());
+        if record.in_sync.contains(&id) || id == ctl.me {
+            ctl.joining.lock().remove(&v.name);
+            continue;
+        }
+        let fresh = v.heard_at.is_some_and(|h| h.elapsed() < grace);
+        if !v.connected || !fresh || v.acked.saturating_add(join_lag) < last.0 {
+            ctl.joining.lock().remove(&v.name);
+            continue;
+        }
+        ctl.joining.lock().insert(v.name.clone());
+        if let Some(l) = ctl.lease.lock().clone() {
+            let mut waited: BTreeSet<String> = l.in_sync.iter().map(ToString::to_string).collect();
+            waited.extend(ctl.joining.lock().iter().cloned());
+            p.set_waited(waited);
+        }
+        let record = ctl.record();
+        match ctl.cas(record.version, Change::JoinInSync { node: id, epoch }) {
+            Ok(_) => {
+                tracing::info!(replica = %v.name, "replica caught up and joined the in-sync set");
+                ctl.renew(p, epoch)?;
+            }
+            Err(e) => ctl.note(&e),
+        }
+    }
+    Ok(())
+}
+
+/// This node's report.
+fn own_report(node: &NodeInner) -> Result<NodeReport> {
+    let db = node.db()?;
+    Ok(NodeReport {
+        epoch: newest_epoch(&db),
+        last_seq: db.visible_seq(),
+        durable_seq: db.durable_seq(),
+        silent_for: Duration::ZERO,
+    })
+}
+
+/// What this node sees of the cluster now: itself, and every peer that answers a
+/// status request within the timeout.
+fn gather_view(node: &NodeInner, ctl: &Ctl) -> Result<ClusterView> {
+    let mut view = ClusterView::new().with(ctl.me.clone(), own_report(node)?);
+    for (id, addr) in &ctl.peers {
+        if *id == ctl.me {
+            continue;
+        }
+        let Ok(text) = crate::node::admin_request(addr, AdminRequest::Status, ctl.status_timeout)
+        else {
+            continue;
+        };
+        let Ok(s) = serde_json::from_str::<Status>(&text) else { continue };
+        view = view.with(
+            id.clone(),
+            NodeReport {
+                epoch: Epoch(s.epoch),
+                last_seq: SeqNo(s.last_seq),
+                durable_seq: SeqNo(s.durable_seq),
+                silent_for: Duration::ZERO,
+            },
+        );
+    }
+    Ok(view)
+}
+
+fn replica_tick(node: &Arc<NodeInner>, ctl: &Ctl, r: &ReplicaState) -> Result<()> {
+    let record = ctl.record();
+    if r.primary_silent_for() < record.lease.grace {
+        return Ok(());
+    }
+    let view = gather_view(node, ctl)?;
+    match ctl.policy.decide(&record, &view) {
+        Decision::Promote { node: chosen, epoch, first_seq } => {
+            tracing::warn!(node = %ctl.me, primary = %record.primary, %chosen, %epoch,
+                "primary silent past the grace: promoting");
+            let change = Change::Promote { node: chosen, epoch, first_seq };
+            match ctl.cas(record.version, change) {
+                Ok(next) => {
+                    let _t = ctl.transition.lock();
+                    reconcile(node, ctl, &next)
+                }
+                // Another node committed first (or the rules refused): the next read
+                // of the record says what happened.
+                Err(e) => Err(e),
+            }
+        }
+        Decision::Unavailable { reason } => {
+            Err(Error::Refused { peer: ctl.me.to_string(), reason })
+        }
+        Decision::Nothing | Decision::ShrinkInSync { .. } => Ok(()),
+    }
+}
+
+/// An operator's promotion of this node: a `Promote` of an in-sync member through the
+/// authority.
+pub(crate) fn operator_promote(node: &Arc<NodeInner>, ctl: &Ctl) -> Result<Epoch> {
+    let record = ctl.read_record()?;
+    if record.primary == ctl.me {
+        return Err(Error::Refused {
+            peer: ctl.me.to_string(),
+            reason: "this node is already the primary".into(),
+        });
+    }
+    if !record.in_sync.contains(&ctl.me) {
+        return Err(Error::Store(strata_core::Error::NotEligible {
+            node: ctl.me.clone(),
+            reason: format!(
+                "it is not in the in-sync set {:?}, so it may lack acknowledged writes; a \
+                 forced promotion (Node::force_promote) reports what may be lost",
+                record.in_sync
+            ),
+        }));
+    }
+    let _t = ctl.transition.lock();
+    let epoch = record.epoch.checked_next().ok_or_else(|| {
+        Error::Store(strata_core::Error::InvalidArgument("epochs are exhausted".into()))
+    })?;
+    let last = node.db()?.visible_seq();
+    let next = ctl.cas(
+        record.version,
+        Change::Promote { node: ctl.me.clone(), epoch, first_seq: last.next() },
+    )?;
+    reconcile(node, ctl, &next)?;
+    Ok(next.epoch)
+}
+
+/// An operator's forced promotion of this node, in sync or not: commits
+/// [`plan_forced_promotion`]'s change and returns what it may have lost.
+pub(crate) fn force_promote(node: &Arc<NodeInner>, ctl: &Ctl) -> Result<(Epoch, PossibleLoss)> {
+    let record = ctl.read_record()?;
+    if record.primary == ctl.me {
+        return Err(Error::Refused {
+            peer: ctl.me.to_string(),
+            reason: "this node is already the primary".into(),
+        });
+    }
+    let _t = ctl.transition.lock();
+    let view = gather_view(node, ctl)?;
+    let (change, loss) = plan_forced_promotion(&record, &view, &ctl.me)?;
+    tracing::warn!(node = %ctl.me, %loss, "forced promotion");
+    let next = ctl.cas(record.version, change)?;
+    reconcile(node, ctl, &next)?;
+    Ok((next.epoch, loss))
+}
+
+/// An operator's removal of `replica` from the in-sync set, through the authority
+/// (on the primary, in its epoch).
+pub(crate) fn remove_replica(p: &PrimaryState, ctl: &Ctl, replica: &str) -> Result<()> {
+    let Some((epoch, _, _)) = *ctl.primary_epoch.lock() else {
+        return Err(Error::Refused {
+            peer: ctl.me.to_string(),
+            reason: "remove-replica goes to the primary".into(),
+        });
+    };
+    let record = ctl.read_record()?;
+    ctl.cas(record.version, Change::ShrinkInSync { node: NodeId::new(replica), epoch })?;
+    ctl.renew(p, epoch)
+}
