@@ -23,7 +23,7 @@ use strata_harness::stack::tiny_builder;
 use strata_replication::{Error, FailoverConfig, Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
 mod common;
-use common::{Proxy, log_of, wait_for};
+use common::{log_of, start_proxy, wait_for};
 
 const CLUSTER: u64 = 0xC1A5;
 
@@ -356,9 +356,9 @@ fn a_primary_cut_off_from_the_authority_stops_acknowledging_when_its_lease_lapse
 fn a_partitioned_primary_is_fenced_redirects_writes_and_truncates_its_diverged_tail() {
     let mut c = Cluster::new(3, Mode::Async, memory("n1"));
     // n2 and n3 reach n1 only through a proxy that the test severs.
-    let proxy = Proxy::start(c.addrs[0], None, Duration::ZERO);
+    let proxy = start_proxy(c.addrs[0]);
     for i in 1..3 {
-        c.peers[i].insert(NodeId::new("n1"), proxy.addr.to_string());
+        c.peers[i].insert(NodeId::new("n1"), proxy.addr().to_string());
     }
     c.start(0);
     c.start(1);
@@ -373,6 +373,8 @@ fn a_partitioned_primary_is_fenced_redirects_writes_and_truncates_its_diverged_t
     wait_for("the replicas to catch up", || {
         (1..3).all(|i| c.node(i).db().is_some_and(|db| db.visible_seq() >= last))
     });
+    // A partition: no new connection gets through, and the live ones break.
+    proxy.refuse(true);
     proxy.sever();
     // n1 keeps its lease (the authority is in reach) and acknowledges writes the
     // replicas never receive, until a replica is promoted and n1's renewal is fenced.
