@@ -435,6 +435,9 @@ fn core_error(op: &'static str) -> impl Fn(crate::Error) -> Error {
                 "the change may or may not have committed: re-read the record before deciding \
                  again"
             }
+            "compare_and_set (reading the record)" => {
+                "nothing was proposed: the record is unchanged"
+            }
             _ => "the authority could not be asked",
         };
         match e {
@@ -521,7 +524,7 @@ impl FailoverPolicy for RaftPolicy {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let current = bounded("compare_and_set", left, read_retrying(&register, every))
                     .await
-                    .map_err(core_error("compare_and_set"))?;
+                    .map_err(core_error("compare_and_set (reading the record)"))?;
                 if current.version == 0 {
                     return Err(Error::InvalidArgument(format!(
                         "the raft group of {} holds no authority record to change",
