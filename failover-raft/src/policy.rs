@@ -67,10 +67,10 @@ const COMPONENT: &str = "failover=raft";
 ///    the request is sent, so a slow network, a slow quorum or a pause of P (GC, SIGSTOP)
 ///    after sending only shortens the lease P can use; it never lengthens it.
 /// 3. **Replicas wait `grace` > `lease` before promoting.** An automatic promotion
-///    ([`automatic_decision`]) needs the primary silent for `grace`; P reports and renews
-///    on the same heartbeat, so a P that is dead, paused or cut off from the replicas and
-///    the raft group alike started its last successful renewal no later than about its
-///    last report (+ one heartbeat). Its lease therefore runs out before `grace` has passed
+///    ([`automatic_decision`]) needs the primary silent for `grace`. The node's side of
+///    the contract is that P reports and renews on the same heartbeat, so a P that is
+///    dead, paused or cut off from the replicas and the raft group alike started its last
+///    successful renewal no later than about its last report (+ one heartbeat). Its lease therefore runs out before `grace` has passed
 ///    since the replicas last heard it — before Q can be promoted — as long as
 ///    `grace − lease` covers one heartbeat, message delay and clock drift
 ///    ([`LeaseSettings`](strata_core::LeaseSettings) keeps `heartbeat < lease < grace`;
@@ -243,7 +243,7 @@ impl RaftPolicy {
         }
         let policy = Self::start(&settings, fs, dir).await?;
         let register = policy.node.register()?;
-        let bootstrap = bootstrap(register, settings, initial);
+        let bootstrap = bootstrap(register, settings, initial, dir.to_path_buf());
         policy.node.run(bootstrap).await?;
         Ok(policy)
     }
@@ -331,6 +331,7 @@ async fn bootstrap(
     register: Arc<RaftRegister>,
     settings: RaftSettings,
     initial: AuthorityRecord,
+    dir: PathBuf,
 ) -> Result<()> {
     if settings.initializer() == Some(settings.node_id) {
         match register.initialize(settings.voters.clone()).await {
@@ -364,7 +365,7 @@ async fn bootstrap(
                     Err(e) => return Err(core_error("writing the initial record")(e)),
                 },
                 Ok(v) => {
-                    let existing = decode(Path::new("raft register"), &v)?;
+                    let existing = decode(&dir, &v)?;
                     if existing.cluster != initial.cluster {
                         return Err(Error::Config(format!(
                             "{COMPONENT}: the raft group already holds the authority record of \
@@ -435,7 +436,7 @@ fn core_error(op: &'static str) -> impl Fn(crate::Error) -> Error {
                 "the change may or may not have committed: re-read the record before deciding \
                  again"
             }
-            "compare_and_set (reading the record)" => {
+            "compare_and_set (reading the record)" | "compare_and_set (not proposed)" => {
                 "nothing was proposed: the record is unchanged"
             }
             _ => "the authority could not be asked",
@@ -567,6 +568,9 @@ impl FailoverPolicy for RaftPolicy {
                     {
                         tracing::debug!("compare_and_set retried: {e}");
                         tokio::time::sleep(every).await;
+                    }
+                    Err(e @ (crate::Error::NotLeader { .. } | crate::Error::Network { .. })) => {
+                        return Err(core_error("compare_and_set (not proposed)")(e));
                     }
                     Err(e) => return Err(core_error("compare_and_set")(e)),
                 }
