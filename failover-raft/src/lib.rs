@@ -2,7 +2,7 @@
 //! [openraft](https://docs.rs/openraft/0.9.25).
 //!
 //! **What it is.** Every voter runs a [`RaftRegister`]. Together they hold one
-//! [`Versioned`] value — opaque bytes (later: the encoded authority record {cluster id,
+//! [`Versioned`] value — opaque bytes (for the policy: the encoded authority record {cluster id,
 //! epoch, primary, in-sync set, lease settings}) and a version — that changes only by
 //! [`compare_and_set`](RaftRegister::compare_and_set) through the raft leader, and is read
 //! linearizably by [`read`](RaftRegister::read). A group of 2f+1 voters survives f
@@ -15,11 +15,20 @@
 //! anywhere else refused with the file and offset. Nodes talk over plain TCP with
 //! length-prefixed, checksummed frames.
 //!
-//! **What it is not.** It is not on the write path and holds no user data. It is not
-//! yet connected to the replication node or to a `FailoverPolicy`: nothing here detects
-//! failures, holds leases or promotes replicas; it only decides, durably and once, which
-//! compare-and-set wins. It does not change membership after `initialize`, and its
-//! network has no authentication or encryption (run it on a trusted network).
+//! **The `raft` failover policy.** [`RaftPolicy`] is Strata's default automatic
+//! [`FailoverPolicy`](strata_core::FailoverPolicy): the register holds the encoded
+//! [`AuthorityRecord`](strata_core::AuthorityRecord), every change is a read, the rules of
+//! [`AuthorityRecord::apply`](strata_core::AuthorityRecord::apply) and a compare-and-set
+//! of the register, and leases are granted from linearizable reads (the type's
+//! documentation gives the safety argument and its clock assumption). [`RaftFactory`]
+//! makes it from one voter's [`RaftSettings`] (or the stack configuration's
+//! [`RaftOptions`]).
+//!
+//! **What it is not.** It is not on the write path and holds no user data. The
+//! replication node does not use it yet: nothing here sends heartbeats, builds the
+//! [`ClusterView`](strata_core::ClusterView) or runs the detect → decide → commit loop.
+//! It does not change membership after the group is formed, and its network has no
+//! authentication or encryption (run it on a trusted network).
 //!
 //! ```no_run
 //! # async fn demo() -> strata_failover_raft::Result<()> {
@@ -44,11 +53,15 @@ mod config;
 mod core;
 mod error;
 mod network;
+mod policy;
 mod register;
+mod settings;
 mod storage;
 mod types;
 
 pub use config::{MIN_FRAME_BYTES, RegisterConfig};
 pub use error::{Error, Result};
+pub use policy::{RaftFactory, RaftPolicy};
 pub use register::{LocalView, NodeState, RaftRegister, Status};
+pub use settings::{RaftOptions, RaftSettings, VoterOptions, VoterRole};
 pub use types::{MAX_VALUE_BYTES, Member, NodeId, Role, Versioned};

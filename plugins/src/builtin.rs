@@ -1,6 +1,6 @@
 //! The components that come with Strata, registered by name: `wal = "file"`,
 //! `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
-//! and `"tiered"`, `failover = "manual"`.
+//! and `"tiered"`, `failover = "manual"` and `"raft"`.
 //!
 //! They are registered here rather than in their own crates so that those depend on
 //! `strata-core` alone (the registry lives in this crate, which depends on them).
@@ -13,6 +13,7 @@ use strata_compaction_leveled::{LeveledOptions, LeveledPolicy};
 use strata_compaction_tiered::{TieredOptions, TieredPolicy};
 use strata_core::{CompactionPolicy, FailoverFactory, MemTableFactory, TableFormat, WalFactory};
 use strata_failover_manual::ManualFactory;
+use strata_failover_raft::{RaftFactory, RaftOptions};
 use strata_memtable_skiplist::SkipListFactory;
 use strata_memtable_vector::VectorFactory;
 use strata_sstable_mmap::{MmapTableFormat, MmapTableOptions};
@@ -37,6 +38,7 @@ pub(crate) fn link() {
         leveled as Build<dyn CompactionPolicy>,
         tiered as Build<dyn CompactionPolicy>,
         manual as Build<dyn FailoverFactory>,
+        raft as Build<dyn FailoverFactory>,
     ));
 }
 
@@ -160,5 +162,24 @@ inventory::submit! {
         name: "manual",
         description: "Manual failover: an operator promotes; the authority record is one checksummed local file.",
         build: manual,
+    }
+}
+
+/// `failover = "raft"`: the voter's settings, the fields of [`RaftOptions`] —
+/// `node_id`, `listen`, `voters = [{ id, addr, role = "data" | "witness" }]` and the
+/// optional timings `heartbeat_ms`, `election_timeout_min_ms`,
+/// `election_timeout_max_ms`, `request_timeout_ms`, `bootstrap_timeout_ms` — checked by
+/// [`RaftOptions::settings`]. (Where the raft log and vote live is the directory the
+/// factory is handed.)
+fn raft(options: &PluginOptions) -> Result<Arc<dyn FailoverFactory>, BuildError> {
+    let options: RaftOptions = options.parse()?;
+    Ok(Arc::new(RaftFactory::new(options.settings()?)))
+}
+
+inventory::submit! {
+    FailoverPlugin {
+        name: "raft",
+        description: "Automatic failover: the authority record in an openraft group of the voters; leases from linearizable reads.",
+        build: raft,
     }
 }

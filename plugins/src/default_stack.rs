@@ -126,7 +126,8 @@ pub fn default_plugin(kind: PluginKind) -> &'static str {
         PluginKind::Table => default_table(MmapTableOptions::default()).name(),
         PluginKind::Compaction => LeveledPolicy::default().name(),
         // Not part of a store's stack (a single node runs no failover); the policy a
-        // `[failover]` section without `kind` selects. Only `manual` exists so far.
+        // `[failover]` section without `kind` selects. `raft` needs the voter settings
+        // (node id, voters), which have no defaults, so it is chosen by name.
         PluginKind::Failover => strata_core::FailoverFactory::name(&ManualFactory),
     }
 }

@@ -5,7 +5,7 @@
 //! - **Registry.** Components register their factories by name through [`registry`]
 //!   (this crate registers the ones that come with Strata: `wal = "file"`,
 //!   `memtable = "skiplist"` and `"vector"`, `table = "mmap"`, `compaction = "leveled"`
-//!   and `"tiered"`, `failover = "manual"`); [`plugins`] lists them, together with
+//!   and `"tiered"`, `failover = "manual"` and `"raft"`); [`plugins`] lists them, together with
 //!   those of loaded libraries.
 //! - **The default stack.** [`DefaultStack`] is its one definition (file WAL,
 //!   skiplist memtable, mmap tables, leveled compaction); [`default_builder`] assembles

@@ -249,10 +249,10 @@ fn a_failover_section_selects_the_manual_policy_by_name() {
     let default = StackConfig::from_toml_str("[failover]\n").expect("parses");
     assert_eq!(default.failover.expect("section").plugin, "manual");
 
-    let unknown = StackConfig::from_toml_str("[failover]\nkind = \"raft\"\n")
+    let unknown = StackConfig::from_toml_str("[failover]\nkind = \"paxos\"\n")
         .expect("parses")
         .failover_factory()
-        .expect_err("no raft plugin yet");
+        .expect_err("no paxos plugin");
     assert!(
         matches!(unknown, PluginError::UnknownPlugin { kind: PluginKind::Failover, .. }),
         "{unknown}"
@@ -264,5 +264,62 @@ fn a_failover_section_selects_the_manual_policy_by_name() {
     assert!(
         matches!(option, PluginError::Option { ref section, ref key, .. } if section == "failover" && key == "lease_ms"),
         "{option}"
+    );
+}
+
+const RAFT: &str = r#"
+[failover]
+kind = "raft"
+node_id = 2
+listen = "127.0.0.1:7302"
+voters = [
+    { id = 1, addr = "127.0.0.1:7301" },
+    { id = 2, addr = "127.0.0.1:7302" },
+    { id = 3, addr = "127.0.0.1:7303", role = "witness" },
+]
+request_timeout_ms = 2000
+"#;
+
+#[test]
+fn a_failover_section_selects_the_raft_policy_with_its_group_settings() {
+    let config = StackConfig::from_toml_str(RAFT).expect("parses");
+    assert!(config.to_string().ends_with(" failover=raft"), "{config}");
+    let factory = config.failover_factory().expect("builds").expect("configured");
+    assert_eq!(factory.name(), "raft");
+    assert!(
+        strata_plugins::plugins()
+            .into_iter()
+            .any(|p| p.kind == PluginKind::Failover && p.name == "raft"),
+        "raft is listed"
+    );
+    // The default stays `manual`: raft's settings have no defaults.
+    assert_eq!(strata_plugins::default_plugin(PluginKind::Failover), "manual");
+
+    let build = |toml: &str| {
+        StackConfig::from_toml_str(toml)
+            .expect("parses")
+            .failover_factory()
+            .expect_err("a bad raft section")
+    };
+    let missing = build("[failover]\nkind = \"raft\"\n");
+    assert!(
+        matches!(missing, PluginError::Option { ref section, ref message, .. } if section == "failover" && message.contains("node_id")),
+        "{missing}"
+    );
+    let stranger = build(&RAFT.replace("node_id = 2", "node_id = 9"));
+    assert!(
+        matches!(stranger, PluginError::Build { kind: PluginKind::Failover, .. })
+            && stranger.to_string().contains("not among the voters"),
+        "{stranger}"
+    );
+    let role = build(&RAFT.replace("\"witness\"", "\"observer\""));
+    assert!(
+        matches!(role, PluginError::Option { ref key, .. } if key.starts_with("voters")),
+        "{role}"
+    );
+    let typo = build(&RAFT.replace("request_timeout_ms", "request_timeout"));
+    assert!(
+        matches!(typo, PluginError::Option { ref key, .. } if key == "request_timeout"),
+        "{typo}"
     );
 }

@@ -35,6 +35,20 @@ pub(crate) struct Opened {
     pub state_machine: StateMachine,
 }
 
+/// True when `dir` holds the raft state of a node that took part in a group (a saved
+/// vote or log ids, or a log without metadata): what `create` refuses and `open` needs.
+/// A missing directory, or one a node was started in but never heard of a group, holds
+/// none.
+pub(crate) fn holds_state(fs: &dyn FileSystem, dir: &Path) -> Result<bool> {
+    if !fs.exists(dir)? {
+        return Ok(false);
+    }
+    Ok(match meta::load(fs, dir)? {
+        Some(meta) => meta != Meta::default(),
+        None => fs.exists(&dir.join(LOG_FILE))?,
+    })
+}
+
 /// Opens (creating it when empty) the raft directory `dir`.
 ///
 /// Everything is checked before anything is changed: a failed open leaves the directory

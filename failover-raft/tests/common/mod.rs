@@ -4,6 +4,8 @@
 
 #![allow(dead_code, reason = "each test file uses a part of the kit")]
 
+pub mod group;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
