@@ -948,6 +948,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(plan.gateway_addr.as_str()))
         .with_context(|| format!("cannot listen on {}", plan.gateway_addr))?;
     let addr = listener.local_addr().context("the gateway's address")?;
+    // The Ctrl-C handler is installed before the address is printed: whoever starts
+    // serve and waits for that line may interrupt it at once, and a SIGINT arriving
+    // before the handler exists would kill the process instead of stopping it cleanly.
+    let mut interrupt = {
+        let _runtime = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot install the Ctrl-C handler")?
+    };
     println!("gateway: ws://{addr}/ws?topic={}", plan.topic);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -1004,8 +1012,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         // Whichever comes first: Ctrl-C (with or without --duration), the end of
         // --duration, or a failed feed.
         let ctrl_c = async {
-            if let Err(e) = tokio::signal::ctrl_c().await {
-                tracing::error!(error = %e, "cannot wait for Ctrl-C");
+            if interrupt.recv().await.is_none() {
+                tracing::error!("the Ctrl-C handler stopped; serving until the other ends");
                 std::future::pending::<()>().await;
             }
         };
