@@ -353,7 +353,9 @@ pub fn witness_plan(path: &Path) -> anyhow::Result<FailoverPlan> {
     let config: WitnessConfig = toml::from_str(&text)
         .with_context(|| format!("invalid witness configuration {}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new(""));
-    let plan = plan(&config.failover, None, &base.join(&config.dir), base)
+    let state =
+        if config.dir == Path::new(".") { base.to_path_buf() } else { base.join(&config.dir) };
+    let plan = plan(&config.failover, None, &state, base)
         .with_context(|| format!("invalid witness configuration {}", path.display()))?;
     let Authority::Raft(settings) = &plan.authority else {
         bail!("{}: a witness runs a raft voter: [failover] policy must be \"raft\"", path.display())

@@ -34,7 +34,9 @@ pub struct UpArgs {
     #[arg(long)]
     pub dir: PathBuf,
     /// When the primary acknowledges a write: `sync` (once every in-sync replica has
-    /// it durable: no acknowledged write is lost by a failover) or `async`.
+    /// it durable: no acknowledged write is lost by a failover) or `async`. The nodes
+    /// get `min_in_sync = nodes - 2`, so writes are still acknowledged with one node
+    /// gone (with two nodes, by the survivor alone).
     #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
     pub mode: String,
     /// Ports from here on (node i uses base + 10·i + 0..3: replication, raft, client,
@@ -225,10 +227,12 @@ fn write_configs(args: &UpArgs) -> anyhow::Result<ClusterFile> {
         let text = format!(
             "# Written by `strata cluster up`: node {nm} of a local cluster.\n\
              [store]\ndir = \"store\"\n\n[gateway]\naddr = \"{gateway}\"\n\n\
-             [replication]\nname = \"{nm}\"\nlisten = \"{repl}\"\nmode = \"{mode}\"\n\n\
+             [replication]\nname = \"{nm}\"\nlisten = \"{repl}\"\nmode = \"{mode}\"\n\
+             min_in_sync = {min_in_sync}\n\n\
              [client]\nlisten = \"{client}\"\n\n{failover}",
             nm = name(i),
             mode = args.mode,
+            min_in_sync = n - 2,
             failover = failover(i + 1, &raft),
         );
         let config = node_dir.join("serve.toml");

@@ -108,6 +108,8 @@ fn run() -> anyhow::Result<()> {
             EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in a log file (`strata cluster up` sends each node's there).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     strata_transport_iceoryx::quiet_iceoryx_logs();
     let cli = Cli::parse();
