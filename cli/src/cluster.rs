@@ -28,6 +28,14 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Clone, clap::Subcommand)]
 enum ClusterCommand {
+    /// Start a local cluster on loopback to try failover with: N `strata serve` nodes
+    /// (sync replication, raft failover authority; or two nodes plus a witness), each a
+    /// background process; waits until a primary acknowledges a write and prints the
+    /// addresses and what to try.
+    Up(crate::local_cluster::UpArgs),
+    /// Stop the processes of a local cluster started by `strata cluster up` (SIGTERM,
+    /// SIGKILL after a grace period); the data stays.
+    Down(crate::local_cluster::DownArgs),
     /// Remove a replica from a sync primary's in-sync set, so the primary acknowledges
     /// writes again without it (ADDR is the primary's replication address). The replica
     /// rejoins the set on its own once it has caught up.
@@ -81,6 +89,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<()> {
 /// Runs `strata cluster ...`.
 pub fn cluster(args: &ClusterArgs) -> anyhow::Result<()> {
     let answer = match &args.command {
+        ClusterCommand::Up(up) => return crate::local_cluster::up(up),
+        ClusterCommand::Down(down) => return crate::local_cluster::down(down),
         ClusterCommand::RemoveReplica { addr, name, timeout_ms } => {
             request(addr, AdminRequest::RemoveReplica { node: name.clone() }, *timeout_ms)?
         }
@@ -122,6 +132,29 @@ fn render(s: &Status) -> String {
         row("lag", format!("{} seqs, {} ms", s.lag_seqs, s.lag_millis));
     }
     row("last error", s.last_error.clone().unwrap_or_else(|| "-".into()));
+    if let Some(policy) = &s.policy {
+        // The authority record as this node last read it (every node has one).
+        row("failover", format!("policy {policy}, record version {}", s.authority_version));
+        row(
+            "authority",
+            format!(
+                "primary {} at epoch {}",
+                s.authority_primary.as_deref().unwrap_or("-"),
+                s.authority_epoch
+            ),
+        );
+        if s.role != "primary" {
+            let set =
+                if s.in_sync.is_empty() { "(empty)".to_owned() } else { s.in_sync.join(", ") };
+            row("in-sync", set);
+        }
+        if let Some(ms) = s.lease_remaining_millis {
+            let lease =
+                if ms == 0 { "expired or none held".to_owned() } else { format!("{ms} ms left") };
+            row("lease", lease);
+        }
+        row("failover err", s.failover_error.clone().unwrap_or_else(|| "-".into()));
+    }
     if s.role == "primary" {
         let _ = writeln!(out);
         if s.replicas.is_empty() {
@@ -207,5 +240,26 @@ mod tests {
         assert!(text.contains("replica of 127.0.0.1:7400"), "{text}");
         assert!(text.contains("4 seqs, 12 ms"), "{text}");
         assert!(!text.contains("in-sync"), "{text}");
+        assert!(!text.contains("failover"), "{text}");
+
+        let with_authority = Status {
+            node: "n2".into(),
+            role: "replica".into(),
+            primary: Some("127.0.0.1:7400".into()),
+            in_sync: vec!["n2".into(), "n3".into()],
+            policy: Some("raft".into()),
+            authority_version: 5,
+            authority_epoch: 2,
+            authority_primary: Some("n1".into()),
+            ..Status::default()
+        };
+        let text = render(&with_authority);
+        assert!(text.contains("policy raft, record version 5"), "{text}");
+        assert!(text.contains("primary n1 at epoch 2"), "{text}");
+        assert!(text.contains("in-sync      n2, n3"), "{text}");
+        assert!(!text.contains("lease"), "{text}");
+        let primary =
+            Status { role: "primary".into(), lease_remaining_millis: Some(740), ..with_authority };
+        assert!(render(&primary).contains("lease        740 ms left"), "{}", render(&primary));
     }
 }

@@ -3,8 +3,11 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod client;
 mod cluster;
+mod failover;
 mod inspect;
+mod local_cluster;
 mod serve;
 mod subscribe;
 
@@ -45,8 +48,18 @@ enum Command {
     /// epoch, last and durable sequence, mode, in-sync set, each replica's position
     /// and lag. ADDR is its replication address; exits 1 when it does not answer.
     Status(cluster::StatusArgs),
-    /// Operator commands to replication nodes: remove-replica, promote.
+    /// Local clusters and operator commands to replication nodes: up, down,
+    /// remove-replica, promote.
     Cluster(cluster::ClusterArgs),
+    /// Run only a raft voter of the failover authority, with no store: the witness of a
+    /// two-data-node cluster (`[failover]` as the nodes have it), until SIGTERM or Ctrl-C.
+    Witness(failover::WitnessArgs),
+    /// Write one key through a node's client address (`strata serve` with [client]);
+    /// prints the sequence once the write is acknowledged.
+    Put(client::PutArgs),
+    /// Read one key from a node's client address (a replica answers from its applied
+    /// state); exits 1 when the key is absent.
+    Get(client::GetArgs),
 }
 
 /// mimalloc instead of glibc's malloc. A store's flush thread drops each flushed
@@ -95,6 +108,8 @@ fn run() -> anyhow::Result<()> {
             EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in a log file (`strata cluster up` sends each node's there).
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     strata_transport_iceoryx::quiet_iceoryx_logs();
     let cli = Cli::parse();
@@ -107,6 +122,9 @@ fn run() -> anyhow::Result<()> {
         Command::Subscribe(args) => subscribe::run(&args),
         Command::Status(args) => cluster::status(&args),
         Command::Cluster(args) => cluster::cluster(&args),
+        Command::Witness(args) => failover::witness(&args),
+        Command::Put(args) => client::put(&args),
+        Command::Get(args) => client::get(&args),
     }
 }
 

@@ -31,6 +31,12 @@
 //! listen = "127.0.0.1:7400"      # replicas and operator requests (`strata status`)
 //! mode = "async"                 # or "sync"; a primary's acknowledgement rule
 //! min_in_sync = 1
+//!
+//! [client]                       # optional: PUT/GET single keys (`strata put`/`get`)
+//! listen = "127.0.0.1:7402"
+//!
+//! [failover]                     # optional, with [replication]: automatic failover
+//! policy = "raft"                # (see `crate::failover` for every key)
 //! ```
 //!
 //! With `[replication]`, the store is opened by a [`strata_replication::Node`]: a
@@ -52,6 +58,8 @@ use strata_core::{
 use strata_gateway_ws::{CommitLog, Gateway, GatewayConfig, PayloadFormat, TopicSpec};
 use strata_plugins::StackConfig;
 use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
+
+use crate::failover::{FailoverPlan, FailoverSection};
 use strata_stream::{CommitStream, LocalTransport, Message, Side, TradeEvent};
 use strata_transport_iceoryx::{IceoryxConfig, IceoryxTransport};
 use strata_transport_tcp::TcpTransport;
@@ -91,6 +99,18 @@ pub struct ServeConfig {
     pub feed: Option<FeedSection>,
     /// `[replication]`.
     pub replication: Option<ReplicationSection>,
+    /// `[client]`.
+    pub client: Option<ClientSection>,
+    /// `[failover]`.
+    pub failover: Option<FailoverSection>,
+}
+
+/// `[client]`: the key/value line protocol (`strata put`, `strata get`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSection {
+    /// Listen address (port 0 picks one; it is printed).
+    pub listen: String,
 }
 
 /// `[store]`.
@@ -255,8 +275,9 @@ pub struct FeedSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicationSection {
-    /// `primary` or `replica`.
-    pub role: String,
+    /// `primary` or `replica` (required without `[failover]`; with it the authority
+    /// record says who is primary).
+    pub role: Option<String>,
     /// The node's name; replicas are known by it in the primary's in-sync set, so it
     /// must stay the same across restarts. Default: `<hostname>-<listen port>`.
     pub name: Option<String>,
@@ -313,6 +334,8 @@ struct Plan {
     iceoryx: Option<(String, PublisherOptions)>,
     feed: Option<Feed>,
     replication: Option<NodeConfig>,
+    failover: Option<FailoverPlan>,
+    client: Option<String>,
     /// Why a configured feed does not run (a replica takes no writes).
     feed_disabled: Option<String>,
 }
@@ -447,8 +470,28 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
     feed.take_if(|f| f.rate == 0);
     let replication = match &config.replication {
         None => None,
-        Some(r) => Some(replication(r)?),
+        Some(r) => Some(replication(r, config.failover.is_some())?),
     };
+    let dir = base.join(&config.store.dir);
+    let failover = match (&config.failover, &replication) {
+        (None, _) => None,
+        (Some(_), None) => bail!(
+            "[failover] needs [replication]: failover moves the primary role between \
+             replication nodes"
+        ),
+        (Some(f), Some(r)) => Some(crate::failover::plan(f, Some(&r.name), &dir, base)?),
+    };
+    if failover.is_some() && feed.is_some() {
+        bail!(
+            "[feed] is not supported with [failover] (the feed would have to follow the \
+             primary role): write through [client] (`strata put`) instead"
+        );
+    }
+    if let Some(c) = &config.client
+        && c.listen.trim().is_empty()
+    {
+        bail!("[client] listen must be an address, e.g. \"127.0.0.1:7402\"");
+    }
     let mut feed_disabled = None;
     if let Some(NodeConfig { role: RoleConfig::Replica { primary }, .. }) = &replication
         && feed.take().is_some()
@@ -459,7 +502,7 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         ));
     }
     Ok(Plan {
-        dir: base.join(&config.store.dir),
+        dir,
         stack,
         gateway,
         gateway_addr: config.gateway.addr.clone(),
@@ -472,6 +515,8 @@ fn plan(path: &Path, config: ServeConfig, feed_rate: Option<u64>) -> anyhow::Res
         iceoryx,
         feed,
         replication,
+        failover,
+        client: config.client.as_ref().map(|c| c.listen.clone()),
         feed_disabled,
     })
 }
@@ -487,7 +532,7 @@ fn host_name() -> String {
 }
 
 /// Checks `[replication]` and turns it into a node configuration.
-fn replication(r: &ReplicationSection) -> anyhow::Result<NodeConfig> {
+fn replication(r: &ReplicationSection, failover: bool) -> anyhow::Result<NodeConfig> {
     let listen = std::net::ToSocketAddrs::to_socket_addrs(r.listen.as_str())
         .ok()
         .and_then(|mut a| a.next())
@@ -498,16 +543,30 @@ fn replication(r: &ReplicationSection) -> anyhow::Result<NodeConfig> {
                 r.listen
             )
         })?;
-    let role = match (r.role.as_str(), &r.primary) {
-        ("primary", None) => RoleConfig::Primary,
-        ("primary", Some(p)) => bail!(
+    let role = match (r.role.as_deref(), &r.primary) {
+        // With an authority the role comes from its record; the configured one is unused.
+        (None, None) if failover => RoleConfig::Primary,
+        (Some(role), _) if failover => bail!(
+            "[replication] role = {role:?} does not apply with [failover]: the authority \
+             record says who is primary (set the initial one with [failover] primary)"
+        ),
+        (None, Some(_)) if failover => bail!(
+            "[replication] primary does not apply with [failover]: the authority record says \
+             who is primary"
+        ),
+        (None, _) => bail!(
+            "[replication] role is required (\"primary\" or \"replica\"), unless [failover] \
+             is configured"
+        ),
+        (Some("primary"), None) => RoleConfig::Primary,
+        (Some("primary"), Some(p)) => bail!(
             "[replication] primary = {p:?} is only for role = \"replica\"; a primary has none"
         ),
-        ("replica", None) => bail!(
+        (Some("replica"), None) => bail!(
             "[replication] primary is required for role = \"replica\": the primary's \
              replication address, e.g. primary = \"127.0.0.1:7400\""
         ),
-        ("replica", Some(p)) => {
+        (Some("replica"), Some(p)) => {
             let resolves = std::net::ToSocketAddrs::to_socket_addrs(p.as_str())
                 .is_ok_and(|mut a| a.next().is_some());
             if !resolves {
@@ -515,7 +574,7 @@ fn replication(r: &ReplicationSection) -> anyhow::Result<NodeConfig> {
             }
             RoleConfig::Replica { primary: p.clone() }
         }
-        (other, _) => {
+        (Some(other), _) => {
             bail!("[replication] role = {other:?}: expected \"primary\" or \"replica\"")
         }
     };
@@ -764,9 +823,20 @@ fn supervise_streams(node: &Node, streams: &std::sync::Mutex<Streams>, stop: &At
 }
 
 /// Opens the store through a replication node (as its primary or as a replica).
-fn start_node(plan: &Plan, config: NodeConfig) -> anyhow::Result<Node> {
+fn start_node(plan: &Plan, mut config: NodeConfig) -> anyhow::Result<Node> {
     // The stack's plugins are checked once here, so their errors read as they are.
     let _ = plan.stack.builder(&plan.dir)?;
+    if let Some(f) = &plan.failover {
+        // On first start this creates the authority with the initial record (a raft
+        // voter waits here for the other voters to form the group).
+        println!(
+            "failover: policy {}, authority in {}, starting",
+            f.policy_name(),
+            f.dir.display()
+        );
+        let policy = crate::failover::open_authority(f)?;
+        config.failover = Some(crate::failover::config(f, policy));
+    }
     let (stack, dir) = (plan.stack.clone(), plan.dir.clone());
     let open: OpenStore = Arc::new(move |replica_of| {
         let mut builder =
@@ -870,8 +940,29 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             ),
             RoleConfig::Replica { primary } => format!("replica of {primary}"),
         };
+        let role = match &plan.failover {
+            Some(f) => format!(
+                "failover policy {}, mode {}, role from the authority (now: {})",
+                f.policy_name(),
+                if config.mode == Mode::Sync { "sync" } else { "async" },
+                node.status().role
+            ),
+            None => role,
+        };
         println!("replication: {} node {}, {role}", node.local_addr(), config.name);
     }
+    let client = match &plan.client {
+        None => None,
+        Some(addr) => {
+            let target = match &store {
+                Store::Local(db) => crate::client::Target::Local(db.clone()),
+                Store::Replicated(node) => crate::client::Target::Node(Arc::clone(node)),
+            };
+            let server = crate::client::Server::start(addr, target)?;
+            println!("client: {} (strata put / strata get)", server.local_addr());
+            Some(server)
+        }
+    };
     if let Some(why) = &plan.feed_disabled {
         println!("{why}");
     }
@@ -948,13 +1039,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .block_on(tokio::net::TcpListener::bind(plan.gateway_addr.as_str()))
         .with_context(|| format!("cannot listen on {}", plan.gateway_addr))?;
     let addr = listener.local_addr().context("the gateway's address")?;
-    // The Ctrl-C handler is installed before the address is printed: whoever starts
+    // The signal handlers are installed before the address is printed: whoever starts
     // serve and waits for that line may interrupt it at once, and a SIGINT arriving
     // before the handler exists would kill the process instead of stopping it cleanly.
-    let mut interrupt = {
+    let signals = {
         let _runtime = runtime.enter();
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            .context("cannot install the Ctrl-C handler")?
+        StopSignals::install()?
     };
     println!("gateway: ws://{addr}/ws?topic={}", plan.topic);
 
@@ -1009,20 +1099,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
     let duration = args.duration.map(Duration::from_secs_f64);
     let served = runtime.block_on(gateway.serve(listener, async move {
-        // Whichever comes first: Ctrl-C (with or without --duration), the end of
-        // --duration, or a failed feed.
-        let ctrl_c = async {
-            if interrupt.recv().await.is_none() {
-                tracing::error!("the Ctrl-C handler stopped; serving until the other ends");
-                std::future::pending::<()>().await;
-            }
-        };
-        let timer = async {
-            match duration {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
+        // Whichever comes first: Ctrl-C or SIGTERM (with or without --duration), the
+        // end of --duration, or a failed feed.
         let failed = async {
             // An error means the feed ended well or there is none: nothing to stop for.
             if feed_failed.await.is_err() {
@@ -1030,12 +1108,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            () = ctrl_c => eprintln!("Ctrl-C: stopping"),
-            () = timer => {}
+            () = signals.wait(duration) => {}
             () = failed => {}
         }
     }));
     stop.store(true, Ordering::Release);
+    drop(client);
     gateway.shutdown();
     // The store as it ends (a stopped node lets go of its handle).
     let end = match &store {
@@ -1065,6 +1143,53 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let end = end.map_or(last, |db| db.visible_seq().0);
     eprintln!("stopped at seq {end}");
     outcome
+}
+
+/// Ctrl-C and SIGTERM, listened for from the moment they are installed: install them
+/// before telling anyone the process is up, so that a signal sent right after cannot
+/// kill it instead of stopping it cleanly.
+pub struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers; must run inside a tokio runtime (or with one entered).
+    pub fn install() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            interrupt: signal(SignalKind::interrupt())
+                .context("cannot install the Ctrl-C handler")?,
+            terminate: signal(SignalKind::terminate())
+                .context("cannot install the SIGTERM handler")?,
+        })
+    }
+
+    /// Returns on Ctrl-C, on SIGTERM or once `duration` (if any) has passed.
+    pub async fn wait(mut self, duration: Option<Duration>) {
+        let timer = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        // `recv` returns `None` only if the driver stopped; then the other ways remain.
+        let interrupt = async {
+            if self.interrupt.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let terminate = async {
+            if self.terminate.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = interrupt => eprintln!("Ctrl-C: stopping"),
+            () = terminate => eprintln!("SIGTERM: stopping"),
+            () = timer => {}
+        }
+    }
 }
 
 #[cfg(test)]
