@@ -227,6 +227,8 @@ fn write_configs(args: &UpArgs) -> anyhow::Result<ClusterFile> {
         let text = format!(
             "# Written by `strata cluster up`: node {nm} of a local cluster.\n\
              [store]\ndir = \"store\"\n\n[gateway]\naddr = \"{gateway}\"\n\n\
+             # `strata put` writes text, not encoded exchange messages\n\
+             [commits]\nvalues = \"raw\"\n\n\
              [replication]\nname = \"{nm}\"\nlisten = \"{repl}\"\nmode = \"{mode}\"\n\
              min_in_sync = {min_in_sync}\n\n\
              [client]\nlisten = \"{client}\"\n\n{failover}",

@@ -40,8 +40,14 @@ pub struct SubscribeArgs {
     #[arg(long, value_enum)]
     pub transport: Medium,
     /// The server: `host:port` (ws also accepts `ws://host:port`); tcp and ws only.
+    /// For ws, a comma-separated list of a cluster's gateways follows the cluster: when
+    /// the node goes away the subscription resumes on the next with no gap and no
+    /// duplicate, told of anything the new primary rewrote.
     #[arg(long, default_value = "")]
     pub addr: String,
+    /// With several ws addresses: give up when no node served a frame for this long.
+    #[arg(long, default_value_t = 30.0)]
+    pub follow_secs: f64,
     /// iceoryx2 service-name prefix (`[iceoryx] prefix` of `strata serve`).
     #[arg(long, default_value = "strata")]
     pub prefix: String,
@@ -218,15 +224,13 @@ pub fn run(args: &SubscribeArgs) -> anyhow::Result<()> {
             if args.addr.is_empty() {
                 bail!("--transport tcp needs --addr HOST:PORT");
             }
+            if args.addr.contains(',') {
+                bail!("--transport tcp takes one address; following a cluster is for ws");
+            }
             let transport = TcpTransport::client(args.addr.as_str())?;
             run_transport(args, deadline, &transport, &args.addr)
         }
-        Medium::Ws => {
-            if args.addr.is_empty() {
-                bail!("--transport ws needs --addr HOST:PORT");
-            }
-            run_ws(args, deadline)
-        }
+        Medium::Ws => run_ws(args, deadline),
         Medium::Iceoryx => {
             if args.from.is_some() {
                 bail!(
@@ -314,91 +318,242 @@ fn run_transport(
     Ok(())
 }
 
-fn ws_url(args: &SubscribeArgs) -> String {
-    let base = args.addr.trim_end_matches('/');
+/// The gateway addresses of `--addr` (comma-separated for ws: a cluster's nodes).
+fn ws_addrs(addr: &str) -> Vec<String> {
+    addr.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect()
+}
+
+fn ws_url(addr: &str, topic: &str, from: Option<u64>, epoch: Option<u64>) -> String {
+    let base = addr.trim_end_matches('/');
     let base = base.strip_suffix("/ws").unwrap_or(base);
     let base = if base.starts_with("ws://") || base.starts_with("wss://") {
         base.to_owned()
     } else {
         format!("ws://{base}")
     };
-    let mut url = format!("{base}/ws?topic={}", args.topic);
-    if let Some(from) = args.from {
+    let mut url = format!("{base}/ws?topic={topic}");
+    if let Some(from) = from {
         url.push_str(&format!("&from={from}"));
-        if let Some(epoch) = args.epoch {
+        if let Some(epoch) = epoch {
             url.push_str(&format!("&epoch={epoch}"));
         }
     }
     url
 }
 
+/// Where a ws subscription stands: the next sequence it expects, so that a frame it
+/// already printed (a resume's overlap on another node) is skipped and a hole nobody
+/// announced is reported.
+#[derive(Debug, Default)]
+struct Position {
+    next: Option<u64>,
+    duplicates: u64,
+    unannounced_holes: u64,
+}
+
+/// What one line from the gateway means for the subscription.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// Print it.
+    Print,
+    /// A frame already printed (sequences at or below the position): skip it.
+    Duplicate,
+}
+
+impl Position {
+    /// Moves the position by one gateway message; `stats` counts frames and gaps.
+    fn take(&mut self, v: &Value, stats: &mut Stats, timestamps: bool) -> Line {
+        let field = |outer: &str, inner: &str| {
+            v.get(outer).and_then(|o| o.get(inner)).and_then(Value::as_u64)
+        };
+        if v.get("gap").is_some() {
+            stats.gaps += 1;
+            if let Some(to) = field("gap", "to") {
+                self.next = Some(self.next.map_or(to, |n| n.max(to)));
+            }
+            return Line::Print;
+        }
+        if v.get("rewritten").is_some() {
+            // The node holds other batches than those printed from `from` on: they
+            // follow again, and are printed again.
+            if let Some(from) = field("rewritten", "from") {
+                self.next = Some(from);
+                stats.last_seq = from.saturating_sub(1);
+                if let Some(epoch) = field("rewritten", "epoch") {
+                    stats.last_epoch = Some(epoch);
+                }
+            }
+            return Line::Print;
+        }
+        if v.get("invalid").is_some() {
+            stats.invalid += 1;
+            if let (Some(seq), Some(span)) = (field("invalid", "seq"), field("invalid", "span")) {
+                self.next = Some(self.next.map_or(seq + span, |n| n.max(seq + span)));
+            }
+            return Line::Print;
+        }
+        let (Some(seq), Some(span)) =
+            (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
+        else {
+            return Line::Print;
+        };
+        let end = seq + span;
+        match self.next {
+            Some(next) if end <= next => {
+                self.duplicates += 1;
+                return Line::Duplicate;
+            }
+            Some(next) if seq > next => {
+                self.unannounced_holes += 1;
+                stats.gaps += 1;
+                eprintln!("subscribe: sequences {next}..{seq} were skipped without a gap notice");
+            }
+            _ => {}
+        }
+        self.next = Some(end);
+        if let Some(epoch) = v.get("epoch").and_then(Value::as_u64) {
+            stats.last_epoch = Some(epoch);
+        }
+        stats.last_seq = end - 1;
+        stats.frame(end, &if timestamps { json_timestamps(v) } else { Vec::new() });
+        Line::Print
+    }
+}
+
+/// How one connection to a gateway ended.
+enum Ended {
+    /// `--count` or `--duration` reached, or stdout closed.
+    Done,
+    /// The gateway closed or failed; the reason.
+    Lost(anyhow::Error),
+}
+
+/// Tails the topic through the WebSocket gateway. With several addresses (a cluster's
+/// nodes) it follows the cluster: when its node goes away (killed, stepped down,
+/// unreachable) it resumes on the next one from the sequence after the last frame it
+/// printed, with that frame's epoch, so the node tells it of anything rewritten since
+/// (`{"rewritten":..}`); overlap is skipped, holes are announced.
 fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()> {
+    let addrs = ws_addrs(&args.addr);
+    if addrs.is_empty() {
+        bail!("--transport ws needs --addr HOST:PORT[,HOST:PORT...]");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
+    let follow_limit = Duration::from_secs_f64(args.follow_secs.max(0.0));
     runtime.block_on(async {
-        let url = ws_url(args);
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .with_context(|| format!("cannot connect to {url}"))?;
         let mut stats = Stats::new(args.stats)?;
+        let mut position = Position { next: args.from, ..Position::default() };
         let mut out = std::io::stdout().lock();
-        // The last sequence is printed however the loop ends, also when the gateway
-        // goes away: it is where the user resumes from (`--from`).
-        let received = async {
-            while !done(args, &stats, deadline) {
-                let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
-                    Err(_) => {
-                        stats.tick();
-                        continue;
-                    }
-                    Ok(None) => bail!("the gateway closed the connection"),
-                    Ok(Some(m)) => m.context("receive from the gateway")?,
-                };
-                let text = match msg {
-                    Ws::Text(t) => t,
-                    Ws::Close(frame) => {
-                        let (code, reason) = frame
-                            .map(|f| (u16::from(f.code), f.reason.to_string()))
-                            .unwrap_or((1005, String::new()));
-                        bail!("the gateway closed the connection: {code} {reason}");
-                    }
-                    Ws::Binary(_) | Ws::Ping(_) | Ws::Pong(_) | Ws::Frame(_) => continue,
-                };
-                let v: Value = serde_json::from_str(text.as_str()).with_context(|| {
-                    format!("the gateway sent something that is not JSON: {text}")
-                })?;
-                if v.get("gap").is_some() {
-                    stats.gaps += 1;
-                } else if v.get("invalid").is_some() {
-                    stats.invalid += 1;
-                } else if let (Some(seq), Some(span)) =
-                    (v.get("seq").and_then(Value::as_u64), v.get("span").and_then(Value::as_u64))
-                {
-                    if let Some(epoch) = v.get("epoch").and_then(Value::as_u64) {
-                        stats.last_epoch = Some(epoch);
-                    }
-                    stats.frame(
-                        seq + span,
-                        &if args.stats { json_timestamps(&v) } else { Vec::new() },
-                    );
-                }
-                if !args.stats {
-                    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
-                        Err(e) => return Err(e).context("write to stdout"),
-                    }
-                }
-                stats.tick();
+        let (mut from, mut epoch) = (args.from, args.epoch);
+        let mut attempt = 0usize;
+        let mut progress_at = Instant::now();
+        let result = loop {
+            let addr = &addrs[attempt % addrs.len()];
+            let url = ws_url(addr, &args.topic, from, epoch);
+            let frames_before = stats.frames;
+            let ended = session(&url, args, deadline, &mut stats, &mut position, &mut out).await;
+            if stats.frames > frames_before {
+                progress_at = Instant::now();
             }
-            anyhow::Ok(())
+            match ended {
+                Ended::Done => break Ok(()),
+                Ended::Lost(e) if addrs.len() == 1 => break Err(e),
+                Ended::Lost(e) => {
+                    if done(args, &stats, deadline) {
+                        break Ok(());
+                    }
+                    if progress_at.elapsed() >= follow_limit {
+                        break Err(e.context(format!(
+                            "no node of {addrs:?} served topic {:?} for {:.0} s \
+                             (--follow-secs)",
+                            args.topic,
+                            follow_limit.as_secs_f64()
+                        )));
+                    }
+                    attempt += 1;
+                    let next = &addrs[attempt % addrs.len()];
+                    if let Some(n) = position.next {
+                        from = Some(n);
+                        epoch = stats.last_epoch.or(epoch);
+                    }
+                    eprintln!(
+                        "subscribe: {addr}: {e:#}; resuming on {next} from {}",
+                        from.map_or_else(|| "the live edge".to_owned(), |f| f.to_string())
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        if position.duplicates > 0 {
+            eprintln!("skipped {} frames already printed (resume overlap)", position.duplicates);
         }
-        .await;
         stats.print_last();
-        received
+        result
     })
+}
+
+/// One connection: prints what the gateway sends until `--count`/`--duration` or until
+/// the connection ends.
+async fn session(
+    url: &str,
+    args: &SubscribeArgs,
+    deadline: Option<Instant>,
+    stats: &mut Stats,
+    position: &mut Position,
+    out: &mut std::io::StdoutLock<'_>,
+) -> Ended {
+    let mut ws = match tokio_tungstenite::connect_async(url).await {
+        Ok((ws, _)) => ws,
+        Err(e) => {
+            return Ended::Lost(anyhow::Error::new(e).context(format!("cannot connect to {url}")));
+        }
+    };
+    while !done(args, stats, deadline) {
+        let msg = match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+            Err(_) => {
+                stats.tick();
+                continue;
+            }
+            Ok(None) => return Ended::Lost(anyhow::anyhow!("the gateway closed the connection")),
+            Ok(Some(Err(e))) => {
+                return Ended::Lost(anyhow::Error::new(e).context("receive from the gateway"));
+            }
+            Ok(Some(Ok(m))) => m,
+        };
+        let text = match msg {
+            Ws::Text(t) => t,
+            Ws::Close(frame) => {
+                let (code, reason) = frame
+                    .map(|f| (u16::from(f.code), f.reason.to_string()))
+                    .unwrap_or((1005, String::new()));
+                return Ended::Lost(anyhow::anyhow!(
+                    "the gateway closed the connection: {code} {reason}"
+                ));
+            }
+            Ws::Binary(_) | Ws::Ping(_) | Ws::Pong(_) | Ws::Frame(_) => continue,
+        };
+        let v: Value = match serde_json::from_str(text.as_str()) {
+            Ok(v) => v,
+            Err(_) => {
+                return Ended::Lost(anyhow::anyhow!(
+                    "the gateway sent something that is not JSON: {text}"
+                ));
+            }
+        };
+        let line = position.take(&v, stats, args.stats);
+        if !args.stats && line == Line::Print {
+            match writeln!(out, "{text}").and_then(|()| out.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ended::Done,
+                Err(e) => return Ended::Lost(anyhow::Error::new(e).context("write to stdout")),
+            }
+        }
+        stats.tick();
+    }
+    Ended::Done
 }
 
 #[cfg(test)]
@@ -406,27 +561,51 @@ fn run_ws(args: &SubscribeArgs, deadline: Option<Instant>) -> anyhow::Result<()>
 mod tests {
     use super::*;
 
-    fn args(addr: &str, from: Option<u64>) -> SubscribeArgs {
-        SubscribeArgs {
-            transport: Medium::Ws,
-            addr: addr.into(),
-            prefix: "strata".into(),
-            topic: "commits".into(),
-            from,
-            epoch: None,
-            payload: "commits".into(),
-            stats: false,
-            count: None,
-            duration: None,
-        }
+    fn frame(seq: u64, span: u64, epoch: u64) -> Value {
+        serde_json::json!({"stream": 1, "seq": seq, "span": span, "epoch": epoch, "ops": []})
+    }
+
+    #[test]
+    fn position_skips_overlap_reports_holes_and_rewinds_on_rewritten() {
+        let mut stats = Stats::new(false).unwrap();
+        let mut p = Position { next: Some(1), ..Position::default() };
+        assert_eq!(p.take(&frame(1, 3, 1), &mut stats, false), Line::Print);
+        assert_eq!(p.take(&frame(4, 1, 1), &mut stats, false), Line::Print);
+        assert_eq!((stats.last_seq, p.next), (4, Some(5)));
+        // A resume elsewhere that sends 3..=4 again: skipped, not printed twice.
+        assert_eq!(p.take(&frame(3, 2, 1), &mut stats, false), Line::Duplicate);
+        assert_eq!(p.duplicates, 1);
+        // A jump nobody announced is counted.
+        assert_eq!(p.take(&frame(7, 1, 1), &mut stats, false), Line::Print);
+        assert_eq!((p.unannounced_holes, stats.gaps), (1, 1));
+        // An announced gap moves the position without a hole.
+        let gap = serde_json::json!({"gap": {"stream": 1, "from": 8, "to": 10}});
+        assert_eq!(p.take(&gap, &mut stats, false), Line::Print);
+        assert_eq!(p.take(&frame(10, 1, 1), &mut stats, false), Line::Print);
+        assert_eq!(p.unannounced_holes, 1);
+        // The new primary rewrote 9.. in epoch 2: those follow again and are printed.
+        let rw = serde_json::json!({"rewritten": {"from": 9, "to": 11, "epoch": 2}});
+        assert_eq!(p.take(&rw, &mut stats, false), Line::Print);
+        assert_eq!((stats.last_seq, stats.last_epoch, p.next), (8, Some(2), Some(9)));
+        assert_eq!(p.take(&frame(9, 2, 2), &mut stats, false), Line::Print);
+        assert_eq!((stats.last_seq, p.next, p.unannounced_holes), (10, Some(11), 1));
     }
 
     #[test]
     fn ws_urls() {
-        assert_eq!(ws_url(&args("127.0.0.1:80", None)), "ws://127.0.0.1:80/ws?topic=commits");
-        assert_eq!(ws_url(&args("ws://h:1/ws/", Some(5))), "ws://h:1/ws?topic=commits&from=5");
-        let with_epoch = SubscribeArgs { epoch: Some(3), ..args("h:1", Some(5)) };
-        assert_eq!(ws_url(&with_epoch), "ws://h:1/ws?topic=commits&from=5&epoch=3");
+        assert_eq!(
+            ws_url("127.0.0.1:80", "commits", None, None),
+            "ws://127.0.0.1:80/ws?topic=commits"
+        );
+        assert_eq!(
+            ws_url("ws://h:1/ws/", "commits", Some(5), None),
+            "ws://h:1/ws?topic=commits&from=5"
+        );
+        assert_eq!(
+            ws_url("h:1", "commits", Some(5), Some(3)),
+            "ws://h:1/ws?topic=commits&from=5&epoch=3"
+        );
+        assert_eq!(ws_addrs(" a:1, b:2,,"), vec!["a:1".to_owned(), "b:2".to_owned()]);
     }
 
     #[test]

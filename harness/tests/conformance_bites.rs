@@ -10,7 +10,7 @@ use strata_harness::conformance::Report;
 use strata_harness::conformance::broken::{
     AckBeforeSyncWal, BusyIgnoringPolicy, DivergenceIgnoringWal, DropLastEntryTableFormat,
     EpochReusingWal, FutureVersionMemTable, HidesCorruptionTableFormat, LosesFilePolicy,
-    ReorderingWal,
+    ReorderingWal, SkipsSyncWal,
 };
 use strata_harness::conformance::compaction::{self, CompactionCaps};
 use strata_harness::conformance::engine::{self, EngineCaps};
@@ -179,9 +179,9 @@ fn compaction_policy_picking_busy_tables_fails_validation() {
 }
 
 #[test]
-fn engine_on_a_wal_acknowledging_sync_before_syncing_fails_power_loss() {
+fn engine_on_a_wal_skipping_its_sync_fails_power_loss() {
     let stack = |dir: &std::path::Path, fs| {
-        tiny_builder(dir, fs, 2048, 8 * 1024).with_wal(Arc::new(AckBeforeSyncWal(file_wal())))
+        tiny_builder(dir, fs, 2048, 8 * 1024).with_wal(Arc::new(SkipsSyncWal(file_wal())))
     };
     let report = engine::run(&stack, EngineCaps::default().with_model_cases(2));
     assert_fails_exactly(

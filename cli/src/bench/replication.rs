@@ -22,6 +22,10 @@
 //!    timed until it has received the primary's checkpoint (`Status::bootstraps`),
 //!    installed and opened it, and shows the primary's last sequence. The rate is the
 //!    size of the store the replica ends up with over that time.
+//!
+//! Before phase 2 a probe times `write + fdatasync` on the stores' disk alone and with
+//! a second one running at once on another file: both stores share that disk here, so
+//! its overlap ratio bounds what the sync-mode ratio can reach on this machine.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -159,6 +163,19 @@ pub struct CatchUp {
     pub segment_mib: u64,
 }
 
+/// What the one disk under both stores does with two fdatasyncs at once: on one
+/// machine the primary's and the replica's flushes meet in the same device queue,
+/// which two hosts would not share.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskOverlap {
+    /// p50 of `write(256 B) + fdatasync` on one preallocated file, alone.
+    pub alone_p50_us: f64,
+    /// The same, two threads on two files at once (p50 over both).
+    pub together_p50_us: f64,
+    /// together / alone: the least the sync-mode ratio can be on this disk.
+    pub ratio: f64,
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplicationReport {
@@ -179,6 +196,67 @@ pub struct ReplicationReport {
     pub group_commit: Comparison,
     /// Phase 4 (absent with `--catchup-mib 0`).
     pub catchup: Option<CatchUp>,
+    /// The disk's own overlap of two fdatasyncs, measured before phase 2.
+    pub disk_overlap: DiskOverlap,
+}
+
+/// `threads` threads, each on a file of its own in `dir`, time `write(256 B) +
+/// fdatasync` over and over for `secs`; the p50 over all of them, in µs.
+fn fdatasync_p50(dir: &Path, threads: usize, secs: f64) -> anyhow::Result<f64> {
+    use std::os::unix::fs::FileExt;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let hists = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> anyhow::Result<Histogram<u64>> {
+                    let path = dir.join(format!("fdatasync-probe-{t}"));
+                    let file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    // Preallocated and synced once, as the WAL's segments are, so each
+                    // fdatasync flushes data only.
+                    file.write_all_at(&vec![0u8; 4 << 20], 0)?;
+                    file.sync_all()?;
+                    let mut hist = histogram()?;
+                    let mut offset = 0u64;
+                    while Instant::now() < until {
+                        let t0 = Instant::now();
+                        file.write_all_at(&[0x5a; 256], offset)?;
+                        file.sync_data()?;
+                        hist.record(t0.elapsed().as_nanos().max(1) as u64)?;
+                        offset = (offset + 256) % (4 << 20);
+                    }
+                    drop(file);
+                    std::fs::remove_file(&path).ok();
+                    Ok(hist)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("fdatasync probe thread panicked"))?)
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let mut all = histogram()?;
+    for h in &hists {
+        all.add(h)?;
+    }
+    Ok(all.value_at_quantile(0.5) as f64 / 1000.0)
+}
+
+fn disk_overlap(dir: &Path) -> anyhow::Result<DiskOverlap> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let alone_p50_us = fdatasync_p50(dir, 1, 1.0)?;
+    let together_p50_us = fdatasync_p50(dir, 2, 1.0)?;
+    Ok(DiskOverlap {
+        alone_p50_us,
+        together_p50_us,
+        ratio: together_p50_us / alone_p50_us.max(0.001),
+    })
 }
 
 fn histogram() -> anyhow::Result<Histogram<u64>> {
@@ -657,6 +735,7 @@ pub fn run(args: &ReplicationArgs) -> anyhow::Result<()> {
         async_lag_runs.push(async_lag(&root, &stack, args, threads, 1 + i)?);
     }
 
+    let disk_overlap = disk_overlap(&root.join("disk-probe"))?;
     let single = stack.builder(&root.join("single"))?.open()?;
     let p = start_primary(&stack, &root.join("sync").join("primary"), Mode::Sync, None)?;
     let r = start_replica(&stack, &root.join("sync").join("replica"), p.local_addr(), None)?;
@@ -685,6 +764,7 @@ pub fn run(args: &ReplicationArgs) -> anyhow::Result<()> {
         sync_latency,
         group_commit,
         catchup,
+        disk_overlap,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -759,6 +839,11 @@ impl ReplicationReport {
             s.single.p50_us,
             s.p50_ratio,
             verdict(s.p50_ratio <= 1.3)
+        );
+        let d = &self.disk_overlap;
+        println!(
+            "  this disk: write+fdatasync p50 {:.1} µs alone, {:.1} µs with a second one at once on another file = {:.2}× — both stores share it here, so the primary's and the replica's fdatasyncs queue on one device; that ratio plus a loopback round trip is this machine's floor for the figure above",
+            d.alone_p50_us, d.together_p50_us, d.ratio
         );
         let g = &self.group_commit;
         println!(

@@ -334,19 +334,29 @@ impl Db {
         self.check_poison()?;
         self.shared.role.check_primary()?;
         self.stall_if_needed()?;
+        // The gate covers only the append and the choice of memtable (what rotation
+        // needs); a `Sync` writer's fdatasync runs after it, so a rotation — and every
+        // writer queued behind the rotation's write lock — never waits for a disk flush.
         let gate = self.shared.gate.read();
-        let first = match self.shared.wal.append(batch.as_bytes(), batch.count(), durability) {
+        let appended =
+            self.shared.wal.append(batch.as_bytes(), batch.count(), Durability::Buffered);
+        let state = self.shared.state.load();
+        drop(gate);
+        // IMPORTANT: on failure the WAL may have consumed sequences for this batch;
+        // poisoning releases later writers waiting for them to become visible.
+        let first = match appended {
             Ok(first) => first,
             Err(e) => {
-                drop(gate);
-                // IMPORTANT: the WAL may have consumed sequences for this batch; later
-                // writers waiting for them to become visible must be released.
                 self.poison(format!("WAL append failed: {e}"));
                 return Err(e);
             }
         };
-        let state = self.shared.state.load();
-        drop(gate);
+        if durability == Durability::Sync
+            && let Err(e) = self.shared.wal.sync()
+        {
+            self.poison(format!("WAL sync failed: {e}"));
+            return Err(e);
+        }
         let last = SeqNo(first.0 + u64::from(batch.count()) - 1);
         let mut seq = first;
         for op in batch.iter() {

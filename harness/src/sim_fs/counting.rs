@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use parking_lot::{Condvar, Mutex};
+
 use strata_core::Result;
 use strata_core::fs::{File, FileLock, FileSystem, OpenMode, OsFileSystem};
 
@@ -13,6 +15,10 @@ struct Counts {
     sync_dir: AtomicU64,
     writes: AtomicU64,
     writebacks: AtomicU64,
+    /// While true, `sync_data` calls wait (see [`CountingFileSystem::hold_syncs`]).
+    held: Mutex<bool>,
+    released: Condvar,
+    waiting: AtomicU64,
 }
 
 /// A [`FileSystem`] wrapper that counts `sync_data`, `sync_dir`, `write_all_at` and
@@ -63,6 +69,24 @@ impl CountingFileSystem {
     /// Number of `File::start_writeback` calls made through handles this wrapper opened.
     pub fn writeback_count(&self) -> u64 {
         self.counts.writebacks.load(Ordering::SeqCst)
+    }
+
+    /// From now on every `File::sync_data` waits inside the call until
+    /// [`release_syncs`](Self::release_syncs): a test holds an fdatasync "in flight" as
+    /// long as it likes, to show what does and does not wait for one.
+    pub fn hold_syncs(&self) {
+        *self.counts.held.lock() = true;
+    }
+
+    /// Lets every held and later `sync_data` through.
+    pub fn release_syncs(&self) {
+        *self.counts.held.lock() = false;
+        self.counts.released.notify_all();
+    }
+
+    /// Number of `sync_data` calls waiting in [`hold_syncs`](Self::hold_syncs) now.
+    pub fn held_syncs(&self) -> u64 {
+        self.counts.waiting.load(Ordering::SeqCst)
     }
 
     /// Sets every counter back to zero (for counting one phase of a test).
@@ -129,6 +153,16 @@ impl File for CountingFile {
 
     fn sync_data(&self) -> Result<()> {
         self.counts.sync_data.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut held = self.counts.held.lock();
+            if *held {
+                self.counts.waiting.fetch_add(1, Ordering::SeqCst);
+                while *held {
+                    self.counts.released.wait(&mut held);
+                }
+                self.counts.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.inner.sync_data()
     }
 

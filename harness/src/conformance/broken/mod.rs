@@ -7,6 +7,7 @@
 //! | fixture | broken clause |
 //! |---|---|
 //! | [`AckBeforeSyncWal`] | `append(Sync)` returns `Ok` without syncing |
+//! | [`SkipsSyncWal`] | `sync()` returns `Ok` without syncing (an engine on it loses acknowledged `Sync` writes) |
 //! | [`ReorderingWal`] | readers yield adjacent batches swapped (on-disk order ≠ sequence order) |
 //! | [`EpochReusingWal`] | every incarnation claims epoch 1 (a crash's lost batches and the next incarnation's share an epoch) |
 //! | [`FutureVersionMemTable`] | `get` ignores the snapshot and returns the newest version |
@@ -43,6 +44,13 @@ use strata_core::{
 #[derive(Debug)]
 pub struct AckBeforeSyncWal(pub Arc<dyn WalFactory>);
 
+/// A WAL factory whose logs answer `sync()` with `Ok` without syncing (`Sync` appends
+/// still sync). Breaks: "`sync()` makes every appended batch durable" — the engine
+/// makes a `Sync` write durable by an append and a `sync()`, so an engine on it loses
+/// acknowledged writes at a power loss.
+#[derive(Debug)]
+pub struct SkipsSyncWal(pub Arc<dyn WalFactory>);
+
 /// A WAL factory whose readers swap every pair of adjacent batches. Breaks: "`read_from`
 /// yields, in order, every committed batch".
 #[derive(Debug)]
@@ -56,6 +64,7 @@ pub struct EpochReusingWal(pub Arc<dyn WalFactory>);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum WalFault {
     AckBeforeSync,
+    SkipSync,
     Reorder,
     ReuseEpoch,
     AcceptAnything,
@@ -113,6 +122,15 @@ impl WalFactory for AckBeforeSyncWal {
     }
 }
 
+impl WalFactory for SkipsSyncWal {
+    fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
+        Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::SkipSync }))
+    }
+    fn name(&self) -> &'static str {
+        "broken-skips-sync"
+    }
+}
+
 impl WalFactory for ReorderingWal {
     fn open(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Arc<dyn Wal>> {
         Ok(Arc::new(FaultyWal { inner: self.0.open(fs, dir)?, fault: WalFault::Reorder }))
@@ -129,6 +147,9 @@ impl Wal for FaultyWal {
         self.inner.append(payload, count, d)
     }
     fn sync(&self) -> Result<()> {
+        if self.fault == WalFault::SkipSync {
+            return Ok(());
+        }
         self.inner.sync()
     }
     fn last_seq(&self) -> SeqNo {
@@ -153,7 +174,7 @@ impl Wal for FaultyWal {
         match self.fault {
             WalFault::Reorder => Ok(Box::new(SwappingReader { inner, held: None })),
             WalFault::ReuseEpoch => Ok(Box::new(EpochOneReader(inner))),
-            WalFault::AckBeforeSync | WalFault::AcceptAnything => Ok(inner),
+            WalFault::AckBeforeSync | WalFault::SkipSync | WalFault::AcceptAnything => Ok(inner),
         }
     }
     fn checkpoint(&self, seq: SeqNo) -> Result<()> {
