@@ -50,11 +50,18 @@ enum ClusterCommand {
         timeout_ms: u64,
     },
     /// Promote a replica to primary at a new epoch (ADDR is the replica's replication
-    /// address). Failover is manual: make sure the old primary is stopped first, and
-    /// point the other replicas at the new primary.
+    /// address). Without `[failover]`: make sure the old primary is stopped first, and
+    /// point the other replicas at the new primary. With it: the authority promotes an
+    /// in-sync member only (or any replica with `--force`) and fences the old primary.
     Promote {
         /// The replica's replication address.
         addr: String,
+        /// With a failover authority: promote even a replica outside the in-sync set
+        /// (the old primary is fenced by the new epoch); the answer reports what may be
+        /// lost — the promoted node's last sequence, the highest any reachable node
+        /// reported, and the unreachable in-sync members whose tails will be truncated.
+        #[arg(long)]
+        force: bool,
         /// How long to wait for the node, in milliseconds.
         #[arg(long, default_value_t = 10000)]
         timeout_ms: u64,
@@ -66,6 +73,7 @@ fn request(addr: &str, req: AdminRequest, timeout_ms: u64) -> anyhow::Result<Str
         AdminRequest::Status => "status".to_owned(),
         AdminRequest::RemoveReplica { node } => format!("remove-replica {node}"),
         AdminRequest::Promote => "promote".to_owned(),
+        AdminRequest::ForcePromote => "promote --force".to_owned(),
     };
     admin_request(addr, req, Duration::from_millis(timeout_ms.max(1)))
         .with_context(|| format!("{what}: no answer from the replication node at {addr}"))
@@ -94,8 +102,9 @@ pub fn cluster(args: &ClusterArgs) -> anyhow::Result<()> {
         ClusterCommand::RemoveReplica { addr, name, timeout_ms } => {
             request(addr, AdminRequest::RemoveReplica { node: name.clone() }, *timeout_ms)?
         }
-        ClusterCommand::Promote { addr, timeout_ms } => {
-            request(addr, AdminRequest::Promote, *timeout_ms)?
+        ClusterCommand::Promote { addr, force, timeout_ms } => {
+            let req = if *force { AdminRequest::ForcePromote } else { AdminRequest::Promote };
+            request(addr, req, *timeout_ms)?
         }
     };
     println!("{answer}");

@@ -407,3 +407,60 @@ fn a_primary_paused_past_its_lease_is_fenced_when_it_wakes() {
     }
     assert_eq!(request(client, "GET woken-write").as_deref(), Some("NONE"));
 }
+
+/// `strata cluster promote --force` on an in-sync replica of a live cluster: the
+/// authority moves the primary there at a higher epoch, the answer reports what may be
+/// lost (nothing: an in-sync member), the old primary steps down and redirects, and a
+/// forced promotion of the primary itself is refused.
+#[test]
+fn a_forced_promotion_reports_the_possible_loss_and_fences_the_old_primary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cluster");
+    let dir_s = dir.to_str().unwrap();
+    let _guard = Cluster(&dir);
+    let up = cli(&["cluster", "up", "--dir", dir_s, "--mode", "sync", "--nodes", "3"]);
+    assert!(up.status.success(), "cluster up: {}", String::from_utf8_lossy(&up.stderr));
+    let all = members(&dir);
+    let data: Vec<&Value> = all.iter().filter(|m| !m["replication"].is_null()).collect();
+    let (old, s) = wait_primary(&data, "one primary", |s| {
+        s["epoch"].as_u64() >= Some(1) && s["in_sync"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    let epoch = s["epoch"].as_u64().unwrap();
+    for i in 0..10 {
+        put_acknowledged(old["client"].as_str().unwrap(), &format!("k{i}"), "v");
+    }
+    let refused = cli(&["cluster", "promote", "--force", old["replication"].as_str().unwrap()]);
+    assert!(!refused.status.success(), "forcing the primary itself was accepted");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("already the primary"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let target = data.iter().find(|m| m["name"] != old["name"]).unwrap();
+    let out = cli(&["cluster", "promote", "--force", target["replication"].as_str().unwrap()]);
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{answer}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(answer.contains("forced promotion") && answer.contains("possible loss"), "{answer}");
+    assert!(answer.contains("in-sync set"), "an in-sync member's report: {answer}");
+    let (next, _) =
+        wait_primary(&data, "the forced primary", |s| s["epoch"].as_u64().unwrap_or(0) > epoch);
+    assert_eq!(next["name"], target["name"]);
+    let client = next["client"].as_str().unwrap();
+    for i in 0..10 {
+        assert_eq!(request(client, &format!("GET k{i}")).as_deref(), Some("VALUE v"));
+    }
+    put_acknowledged(client, "after", "v");
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let a = request(old["client"].as_str().unwrap(), "PUT stale x").unwrap_or_default();
+        assert!(!a.starts_with("OK"), "the old primary acknowledged after the forced promotion");
+        let named = a.contains(target["replication"].as_str().unwrap())
+            || a.contains(target["name"].as_str().unwrap());
+        if a.starts_with("ERR") && named {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old primary never redirected: {a}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -264,14 +264,7 @@ impl Node {
     /// returns the new epoch and what the promotion may have lost. Only with a failover
     /// authority; an operator's last resort when no in-sync member is reachable.
     pub fn force_promote(&self) -> Result<(Epoch, strata_core::PossibleLoss)> {
-        match &self.inner.failover {
-            Some(ctl) => crate::failover::force_promote(&self.inner, ctl),
-            None => Err(Error::Refused {
-                peer: self.inner.config.name.clone(),
-                reason: "a forced promotion goes through a failover authority; without one,                          promote"
-                    .into(),
-            }),
-        }
+        force_promote(&self.inner)
     }
 
     /// The node's state.
@@ -411,6 +404,22 @@ fn answer_admin(inner: &Arc<NodeInner>, req: &AdminRequest) -> Result<String> {
             let epoch = promote(inner)?;
             Ok(format!("promoted to primary at epoch {epoch}"))
         }
+        AdminRequest::ForcePromote => {
+            let (epoch, loss) = force_promote(inner)?;
+            Ok(format!("forced promotion to primary at epoch {epoch}; possible loss: {loss}"))
+        }
+    }
+}
+
+fn force_promote(inner: &Arc<NodeInner>) -> Result<(Epoch, strata_core::PossibleLoss)> {
+    match &inner.failover {
+        Some(ctl) => crate::failover::force_promote(inner, ctl),
+        None => Err(Error::Refused {
+            peer: inner.config.name.clone(),
+            reason: "a forced promotion goes through a failover authority; without one, \
+                     promote"
+                .into(),
+        }),
     }
 }
 

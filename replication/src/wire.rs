@@ -144,6 +144,9 @@ pub enum AdminRequest {
     },
     /// Promote a replica to primary.
     Promote,
+    /// Promote this node through the failover authority even if it is not an in-sync
+    /// member; the answer reports what may be lost.
+    ForcePromote,
 }
 
 /// One decoded frame.
