@@ -45,8 +45,6 @@ fn bench_failover_completes_every_round_and_loses_nothing() {
         assert!(ms("rejoin_ms") >= ms("failover_ms").min(ms("detection_ms")), "{r}");
         assert!(r["acknowledged"].as_u64().expect("acknowledged") > 0, "{r}");
     }
-    // The second round killed the first round's successor.
-    assert_eq!(rounds[1]["killed"], rounds[0]["new_primary"], "{report}");
     for name in ["detection", "failover", "rejoin"] {
         let s = &report[name];
         assert_eq!(s["n"].as_u64(), Some(2), "{name}: {s}");
@@ -60,5 +58,6 @@ fn bench_failover_completes_every_round_and_loses_nothing() {
     assert!(acked > 0, "{w}");
     assert_eq!(w["verified"].as_u64(), Some(acked), "{w}");
     assert_eq!(w["lost"].as_u64(), Some(0), "{w}");
+    assert!(report["unplanned_epochs"].is_u64(), "{report}");
     assert_eq!(report["definitions"].as_array().map(Vec::len), Some(4), "{report}");
 }

@@ -193,6 +193,19 @@ pub struct FailoverReport {
     /// failover p99 < target.
     pub failover_met: bool,
     pub writes: Writes,
+    /// Epochs taken besides the one promotion each kill causes (within a round, or
+    /// between rounds while nothing was killed): failovers nobody asked for, e.g. a
+    /// grace too short for the machine's load.
+    pub unplanned_epochs: u64,
+}
+
+/// Epochs beyond one per round: within each round and between consecutive rounds.
+fn unplanned_epochs(rounds: &[Round]) -> u64 {
+    let within: u64 =
+        rounds.iter().map(|r| r.epoch_after.saturating_sub(r.epoch_before).saturating_sub(1)).sum();
+    let between: u64 =
+        rounds.windows(2).map(|w| w[1].epoch_before.saturating_sub(w[0].epoch_after)).sum();
+    within + between
 }
 
 const DEFINITIONS: [&str; 4] = [
@@ -714,6 +727,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         definitions: DEFINITIONS.to_vec(),
         detection_met: detection.p99_ms < DETECTION_TARGET_MS,
         failover_met: failover.p99_ms < FAILOVER_P99_TARGET_MS,
+        unplanned_epochs: unplanned_epochs(&rounds),
         detection,
         failover,
         rejoin,
@@ -817,6 +831,11 @@ impl FailoverReport {
              primary {}, {} lost",
             w.acknowledged, w.not_acknowledged, w.verified, w.final_primary, w.lost
         );
+        println!(
+            "unplanned epochs (failovers besides the {} kills): {}",
+            self.rounds.len(),
+            self.unplanned_epochs
+        );
         if self.rounds.len() < 100 {
             println!("(p99 of fewer than 100 rounds is the slowest round)");
         }
@@ -837,5 +856,28 @@ mod tests {
         let s = Summary::of(&[7.0]);
         assert_eq!((s.p50_ms, s.p99_ms), (7.0, 7.0));
         assert!(Summary::of(&[]).p50_ms.is_nan());
+    }
+
+    fn round(epoch_before: u64, epoch_after: u64) -> Round {
+        Round {
+            round: 1,
+            killed: "n1".into(),
+            new_primary: "n2".into(),
+            epoch_before,
+            epoch_after,
+            lease_left_ms_at_kill: None,
+            detection_ms: 1.0,
+            failover_ms: 1.0,
+            rejoin_ms: 1.0,
+            acknowledged: 1,
+        }
+    }
+
+    #[test]
+    fn unplanned_epochs_count_every_promotion_besides_the_kills() {
+        assert_eq!(unplanned_epochs(&[round(1, 2), round(2, 3), round(3, 4)]), 0);
+        // A second promotion inside round 2, a spurious one before round 3.
+        assert_eq!(unplanned_epochs(&[round(1, 2), round(2, 4), round(5, 6)]), 2);
+        assert_eq!(unplanned_epochs(&[]), 0);
     }
 }
