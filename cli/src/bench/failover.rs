@@ -439,12 +439,25 @@ impl Bench<'_> {
             }
             self.procs.check()?;
             if Instant::now() >= deadline {
-                let last = self.writer.log().last_error.clone();
+                let (last, acks) = {
+                    let log = self.writer.log();
+                    let acks = match log.acked.last() {
+                        Some((_, node, at)) => format!(
+                            "{} acknowledged, the last {:.0} ms ago by {}",
+                            log.acked.len(),
+                            at.elapsed().as_secs_f64() * 1000.0,
+                            self.procs.members[*node].name
+                        ),
+                        None => "none acknowledged".to_owned(),
+                    };
+                    (log.last_error.clone(), acks)
+                };
                 bail!(
-                    "timed out after {:?} waiting for {what} (the writer's last error: {}); \
-                     the nodes' logs are under {}",
+                    "timed out after {:?} waiting for {what} (writes: {acks}; the writer's last \
+                     error: {}); the nodes now:\n{}the nodes' logs are under {}",
                     self.timeout,
                     last.as_deref().unwrap_or("none"),
+                    self.describe(),
                     self.procs.members[0].log.parent().map_or_else(
                         || "the cluster directory".into(),
                         |p| p.parent().unwrap_or(p).display().to_string()
@@ -453,6 +466,48 @@ impl Bench<'_> {
             }
             std::thread::sleep(every);
         }
+    }
+
+    /// Every node's state in a few lines, for an error message.
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for (i, m) in self.procs.members.iter().enumerate() {
+            let state = if self.procs.children[i].is_none() {
+                "not running".to_owned()
+            } else if let Some(s) = status(self.replication(i)) {
+                let replicas: Vec<String> = s
+                    .replicas
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} connected {} in-sync {} acked {}",
+                            r.name, r.connected, r.in_sync, r.acked
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} epoch {} last seq {} durable {}; record v{} epoch {} primary {} \
+                     in-sync {:?}; lease {:?} ms; replicas [{}]; last error {:?}; failover \
+                     error {:?}",
+                    s.role,
+                    s.epoch,
+                    s.last_seq,
+                    s.durable_seq,
+                    s.authority_version,
+                    s.authority_epoch,
+                    s.authority_primary.as_deref().unwrap_or("-"),
+                    s.in_sync,
+                    s.lease_remaining_millis,
+                    replicas.join("; "),
+                    s.last_error,
+                    s.failover_error
+                )
+            } else {
+                "no status answer".to_owned()
+            };
+            out.push_str(&format!("  {}: {state}\n", m.name));
+        }
+        out
     }
 
     fn replication(&self, i: usize) -> &str {
