@@ -178,13 +178,40 @@ pub struct Timings {
     pub lease_ms: u64,
     /// `grace_ms`: silence after which the primary is treated as gone.
     pub grace_ms: u64,
+    /// `raft_heartbeat_ms` (none: the `[failover]` default, 100).
+    pub raft_heartbeat_ms: Option<u64>,
+    /// `election_timeout_min_ms` (none: the default, 400).
+    pub election_timeout_min_ms: Option<u64>,
+    /// `election_timeout_max_ms` (none: the default, 800).
+    pub election_timeout_max_ms: Option<u64>,
 }
 
 impl Default for Timings {
     /// The defaults of `[failover]` (`heartbeat_ms = 100`, `lease_ms = 1000`,
-    /// `grace_ms = 2000`).
+    /// `grace_ms = 2000`, the raft timings unset).
     fn default() -> Self {
-        Self { heartbeat_ms: 100, lease_ms: 1000, grace_ms: 2000 }
+        Self {
+            heartbeat_ms: 100,
+            lease_ms: 1000,
+            grace_ms: 2000,
+            raft_heartbeat_ms: None,
+            election_timeout_min_ms: None,
+            election_timeout_max_ms: None,
+        }
+    }
+}
+
+impl Timings {
+    /// The `[failover]` lines of the raft timings that are set.
+    fn raft_lines(&self) -> String {
+        [
+            ("raft_heartbeat_ms", self.raft_heartbeat_ms),
+            ("election_timeout_min_ms", self.election_timeout_min_ms),
+            ("election_timeout_max_ms", self.election_timeout_max_ms),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}\n")))
+        .collect()
     }
 }
 
@@ -230,7 +257,8 @@ pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<C
             "[failover]\npolicy = \"raft\"\ncluster_id = {cluster_id}\nprimary = \"n1\"\n\
              peers = {peers}\nheartbeat_ms = {heartbeat}\nlease_ms = {lease}\n\
              grace_ms = {grace}\nnode_id = {id}\nlisten = \"{listen}\"\n\
-             voters = {voter_list}\n",
+             voters = {voter_list}\n{raft}",
+            raft = timings.raft_lines(),
             heartbeat = timings.heartbeat_ms,
             lease = timings.lease_ms,
             grace = timings.grace_ms,

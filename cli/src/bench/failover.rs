@@ -50,9 +50,18 @@ const KEY_PREFIX: &str = "bench-failover-";
 const POLL: Duration = Duration::from_millis(5);
 /// How long one status request may take.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
-/// The raft timings the nodes run with (the `[failover]` defaults, which `cluster up`
-/// does not override).
-const RAFT_TIMINGS: &str = "raft heartbeat 100 ms, election timeout 400-800 ms";
+/// The raft timings the nodes run with: the `[failover]` defaults unless overridden.
+/// openraft 0.9 starts an election once the leader's lease (`election_timeout_max`)
+/// and then the node's election timeout (drawn once per process from min..max) have
+/// passed since it last heard from the leader.
+fn raft_timings(t: &Timings) -> String {
+    format!(
+        "raft heartbeat {} ms, election timeout {}-{} ms",
+        t.raft_heartbeat_ms.unwrap_or(100),
+        t.election_timeout_min_ms.unwrap_or(400),
+        t.election_timeout_max_ms.unwrap_or(800)
+    )
+}
 /// Targets (reported against, not asserted).
 const DETECTION_TARGET_MS: f64 = 1000.0;
 const FAILOVER_P99_TARGET_MS: f64 = 2000.0;
@@ -80,6 +89,15 @@ pub struct FailoverArgs {
     /// `[failover] grace_ms` of every node.
     #[arg(long, default_value_t = Timings::default().grace_ms)]
     pub grace_ms: u64,
+    /// `[failover] raft_heartbeat_ms` of every node (default: unset, 100).
+    #[arg(long)]
+    pub raft_heartbeat_ms: Option<u64>,
+    /// `[failover] election_timeout_min_ms` of every node (default: unset, 400).
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    /// `[failover] election_timeout_max_ms` of every node (default: unset, 800).
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
     /// How long the cluster may take to start, and each step of a round (a new
     /// record, a first write, a rejoin), before the bench fails, in seconds.
     #[arg(long, default_value_t = 60)]
@@ -179,7 +197,7 @@ pub struct FailoverReport {
     pub mode: &'static str,
     /// The `[failover]` lease settings of every node.
     pub timings: Timings,
-    pub raft_timings: &'static str,
+    pub raft_timings: String,
     /// What detection and failover measure.
     pub definitions: Vec<&'static str>,
     pub rounds: Vec<Round>,
@@ -654,6 +672,9 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         heartbeat_ms: args.heartbeat_ms,
         lease_ms: args.lease_ms,
         grace_ms: args.grace_ms,
+        raft_heartbeat_ms: args.raft_heartbeat_ms,
+        election_timeout_min_ms: args.election_timeout_min_ms,
+        election_timeout_max_ms: args.election_timeout_max_ms,
     };
     strata_core::LeaseSettings::new(
         Duration::from_millis(timings.heartbeat_ms),
@@ -778,7 +799,7 @@ pub fn run(args: &FailoverArgs) -> anyhow::Result<()> {
         policy: args.policy.clone(),
         mode: "sync",
         timings,
-        raft_timings: RAFT_TIMINGS,
+        raft_timings: raft_timings(&timings),
         definitions: DEFINITIONS.to_vec(),
         detection_met: detection.p99_ms < DETECTION_TARGET_MS,
         failover_met: failover.p99_ms < FAILOVER_P99_TARGET_MS,
