@@ -139,7 +139,7 @@ fn signal(pid: u32, sig: rustix::process::Signal) -> anyhow::Result<()> {
 }
 
 /// The last `n` bytes of a log, for an error message.
-fn log_tail(path: &Path, n: usize) -> String {
+pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     let mut bytes = Vec::new();
     if let Ok(mut f) = std::fs::File::open(path) {
         let _ = f.read_to_end(&mut bytes);
@@ -169,8 +169,54 @@ fn lo(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The lease settings `cluster up` writes into every node's `[failover]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Timings {
+    /// `heartbeat_ms`: the primary's renewal interval.
+    pub heartbeat_ms: u64,
+    /// `lease_ms`: how long a renewed lease lasts.
+    pub lease_ms: u64,
+    /// `grace_ms`: silence after which the primary is treated as gone.
+    pub grace_ms: u64,
+    /// `raft_heartbeat_ms` (none: the `[failover]` default, 100).
+    pub raft_heartbeat_ms: Option<u64>,
+    /// `election_timeout_min_ms` (none: the default, 400).
+    pub election_timeout_min_ms: Option<u64>,
+    /// `election_timeout_max_ms` (none: the default, 800).
+    pub election_timeout_max_ms: Option<u64>,
+}
+
+impl Default for Timings {
+    /// The defaults of `[failover]` (`heartbeat_ms = 100`, `lease_ms = 1000`,
+    /// `grace_ms = 2000`, the raft timings unset).
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            lease_ms: 1000,
+            grace_ms: 2000,
+            raft_heartbeat_ms: None,
+            election_timeout_min_ms: None,
+            election_timeout_max_ms: None,
+        }
+    }
+}
+
+impl Timings {
+    /// The `[failover]` lines of the raft timings that are set.
+    fn raft_lines(&self) -> String {
+        [
+            ("raft_heartbeat_ms", self.raft_heartbeat_ms),
+            ("election_timeout_min_ms", self.election_timeout_min_ms),
+            ("election_timeout_max_ms", self.election_timeout_max_ms),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} = {v}\n")))
+        .collect()
+    }
+}
+
 /// Writes the configurations of a new cluster and returns its file (no pids yet).
-fn write_configs(args: &UpArgs) -> anyhow::Result<ClusterFile> {
+pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<ClusterFile> {
     let n = args.nodes;
     if !(2..=9).contains(&n) {
         bail!("--nodes {n}: a local cluster has 2 to 9 data nodes");
@@ -209,8 +255,13 @@ fn write_configs(args: &UpArgs) -> anyhow::Result<ClusterFile> {
     let failover = |id: usize, listen: &str| {
         format!(
             "[failover]\npolicy = \"raft\"\ncluster_id = {cluster_id}\nprimary = \"n1\"\n\
-             peers = {peers}\nheartbeat_ms = 100\nlease_ms = 1000\ngrace_ms = 2000\n\
-             node_id = {id}\nlisten = \"{listen}\"\nvoters = {voter_list}\n"
+             peers = {peers}\nheartbeat_ms = {heartbeat}\nlease_ms = {lease}\n\
+             grace_ms = {grace}\nnode_id = {id}\nlisten = \"{listen}\"\n\
+             voters = {voter_list}\n{raft}",
+            raft = timings.raft_lines(),
+            heartbeat = timings.heartbeat_ms,
+            lease = timings.lease_ms,
+            grace = timings.grace_ms,
         )
     };
     std::fs::create_dir_all(&args.dir)
@@ -278,7 +329,10 @@ fn write_configs(args: &UpArgs) -> anyhow::Result<ClusterFile> {
     Ok(ClusterFile { mode: args.mode.clone(), cluster_id, members })
 }
 
-fn spawn(m: &Member) -> anyhow::Result<Child> {
+/// Starts `m`'s process, its output appended to its log. A `detached` process gets a
+/// process group of its own (a Ctrl-C meant for `cluster up` does not stop it); one
+/// that is not stays in this process's group, so a Ctrl-C stops it with this process.
+pub(crate) fn spawn(m: &Member, detached: bool) -> anyhow::Result<Child> {
     let exe = std::env::current_exe().context("cannot find the strata executable")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -287,16 +341,17 @@ fn spawn(m: &Member) -> anyhow::Result<Child> {
         .with_context(|| format!("cannot open {}", m.log.display()))?;
     let err = log.try_clone().context("log file")?;
     let command = if m.replication.is_some() { "serve" } else { "witness" };
-    Command::new(exe)
+    let mut command_line = Command::new(exe);
+    command_line
         .args([command, "--config"])
         .arg(&m.config)
         .stdin(Stdio::null())
         .stdout(log)
-        .stderr(err)
-        // Its own process group: a Ctrl-C meant for `cluster up` does not stop it.
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("cannot start {}", m.name))
+        .stderr(err);
+    if detached {
+        command_line.process_group(0);
+    }
+    command_line.spawn().with_context(|| format!("cannot start {}", m.name))
 }
 
 /// The primary's name and client address if one node reports primary with a lease.
@@ -352,12 +407,12 @@ pub fn up(args: &UpArgs) -> anyhow::Result<()> {
             );
             existing
         }
-        None => write_configs(args)?,
+        None => write_configs(args, Timings::default())?,
     };
     let dir = args.dir.as_path();
     let mut children = Vec::new();
     for i in 0..file.members.len() {
-        let child = match spawn(&file.members[i]) {
+        let child = match spawn(&file.members[i], true) {
             Ok(c) => c,
             Err(e) => {
                 stop_children(&mut children);

@@ -525,7 +525,12 @@ fn primary_tick(node: &Arc<NodeInner>, ctl: &Ctl, p: &Arc<PrimaryState>) -> Resu
             continue;
         }
         ctl.joining.lock().insert(v.name.clone());
-        if let Some(l) = ctl.lease.lock().clone() {
+        // The lease's guard is released before `set_waited` takes the primary's sets: a
+        // writer waiting in `wait_in_sync` holds the sets and takes the lease (its
+        // gate), so holding both here, in the other order, deadlocked the primary (an
+        // `if let` on `lease.lock().clone()` keeps the guard for its whole block).
+        let lease = ctl.lease.lock().clone();
+        if let Some(l) = lease {
             let mut waited: BTreeSet<String> = l.in_sync.iter().map(ToString::to_string).collect();
             waited.extend(ctl.joining.lock().iter().cloned());
             p.set_waited(waited);

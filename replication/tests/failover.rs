@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use strata_core::batch::BatchIter;
 use strata_core::fs::OsFileSystem;
@@ -484,4 +484,69 @@ fn the_manual_policy_never_promotes_on_its_own_but_an_operator_can() {
     let status = c.node(1).status();
     assert_eq!(status.authority_epoch, epoch.0);
     wait_for("n2's lease", || c.node(1).status().lease_remaining_millis.is_some_and(|m| m > 0));
+}
+
+/// A replica leaving and rejoining the in-sync set over and over while synchronous writes
+/// wait for it. The primary's join path once held its lease lock while taking the
+/// replication sets, which a waiting writer holds while it checks the lease: a deadlock
+/// after which the primary acknowledged nothing and answered no status request (found by
+/// `strata bench failover`). The writers run on detached threads, so a primary that hangs
+/// fails the test instead of hanging it.
+#[test]
+fn a_replica_rejoining_while_sync_writes_wait_does_not_deadlock_the_primary() {
+    let mut c = Cluster::new(3, Mode::Sync, memory("n1"));
+    for i in 0..3 {
+        c.start(i);
+    }
+    wait_for("n2 and n3 to join the in-sync set", || c.in_sync(&["n2", "n3"]));
+    let n1 = Arc::new(c.nodes[0].take().expect("n1 runs"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (n1, stop, acked) = (Arc::clone(&n1), Arc::clone(&stop), Arc::clone(&acked));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    i += 1;
+                    let mut b = WriteBatch::new();
+                    b.put(format!("w{w}-{i:08}"), "v");
+                    if n1.write(&b).is_ok() {
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut hung = None;
+    for round in 0..40 {
+        // Refused now and then (the set is changing): the next round tries again.
+        let _ = n1.remove_replica("n3");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.in_sync(&["n2", "n3"]) {
+            if Instant::now() >= deadline {
+                hung = Some(round);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if hung.is_some() {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    if let Some(round) = hung {
+        let acks = acked.load(Ordering::Relaxed);
+        // A deadlocked node cannot be stopped: leave it and its writers to the process's end.
+        std::mem::forget(writers);
+        std::mem::forget(n1);
+        std::mem::forget(c);
+        panic!(
+            "n3 never rejoined in round {round} ({acks} writes acknowledged): the primary hangs"
+        );
+    }
+    for w in writers {
+        w.join().expect("writer");
+    }
+    assert!(acked.load(Ordering::Relaxed) > 0, "writes were acknowledged meanwhile");
 }

@@ -15,6 +15,7 @@
 
 mod compare;
 mod distribution;
+mod failover;
 mod floor;
 mod lsm;
 mod peers;
@@ -76,6 +77,10 @@ pub enum BenchCommand {
     /// Replication on loopback: async lag, sync-mode write latency and group commit
     /// against a single store, catch-up of a new replica from a checkpoint.
     Replication(replication::ReplicationArgs),
+    /// Failover on loopback: a local cluster of `strata serve` child processes with a
+    /// raft authority; each round kills the primary with SIGKILL and measures failure
+    /// detection and failover (kill → first acknowledged write on the new primary).
+    Failover(failover::FailoverArgs),
 }
 
 /// Options of `strata bench`.
@@ -191,6 +196,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(BenchCommand::Replication(r)) = &args.command {
         return replication::run(r);
+    }
+    if let Some(BenchCommand::Failover(f)) = &args.command {
+        return failover::run(f);
     }
     if !args.peers.is_empty() {
         return peers::run(args);
