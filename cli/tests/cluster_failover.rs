@@ -26,13 +26,13 @@ fn cli(args: &[&str]) -> std::process::Output {
 }
 
 /// Stops the cluster in `dir` however the test ends.
-struct Cluster<'a>(&'a Path);
+struct Cluster(std::path::PathBuf);
 
-impl Drop for Cluster<'_> {
+impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new(BIN)
             .args(["cluster", "down", "--grace-secs", "2", "--dir"])
-            .arg(self.0)
+            .arg(&self.0)
             .output_within(common::LIMIT);
     }
 }
@@ -115,7 +115,7 @@ fn kill_the_primary(extra: &[&str], data_nodes: usize) {
     let dir_s = dir.to_str().unwrap();
     let mut args = vec!["cluster", "up", "--dir", dir_s, "--mode", "sync"];
     args.extend_from_slice(extra);
-    let _guard = Cluster(&dir);
+    let _guard = Cluster(dir.clone());
     let up = cli(&args);
     let stdout = String::from_utf8_lossy(&up.stdout);
     assert!(
@@ -216,6 +216,17 @@ fn bad_failover_configs_name_the_key() {
     assert!(!out.status.success() && err.contains("role = \"witness\""), "{err}");
 }
 
+/// `cluster up --nodes 3 --mode sync` in `<tmp>/cluster`: the guard that stops it and
+/// its members.
+fn three_sync_nodes(tmp: &Path) -> (Cluster, Vec<Value>) {
+    let dir = tmp.join("cluster");
+    let guard = Cluster(dir.clone());
+    let up =
+        cli(&["cluster", "up", "--dir", dir.to_str().unwrap(), "--mode", "sync", "--nodes", "3"]);
+    assert!(up.status.success(), "cluster up: {}", String::from_utf8_lossy(&up.stderr));
+    (guard, members(&dir))
+}
+
 /// The data frames (`seq`, `span`) and notices a `strata subscribe` printed, in order,
 /// checked for what the issue asks of a subscriber across a failover: sequences dense
 /// from 1, nothing printed twice unless a `{"rewritten":..}` notice said it comes again.
@@ -247,12 +258,7 @@ fn a_subscriber_follows_the_cluster_across_a_failover() {
     use std::sync::{Arc, Mutex};
 
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let dir_s = dir.to_str().unwrap();
-    let _guard = Cluster(&dir);
-    let up = cli(&["cluster", "up", "--dir", dir_s, "--mode", "sync", "--nodes", "3"]);
-    assert!(up.status.success(), "cluster up: {}", String::from_utf8_lossy(&up.stderr));
-    let all = members(&dir);
+    let (_guard, all) = three_sync_nodes(tmp.path());
     let data: Vec<&Value> = all.iter().filter(|m| !m["replication"].is_null()).collect();
     let (primary, s) = wait_primary(&data, "one primary", |s| s["epoch"].as_u64() >= Some(1));
     let epoch = s["epoch"].as_u64().unwrap();
@@ -344,12 +350,7 @@ fn the_subscriber_line_checker_catches_duplicates_and_holes() {
 #[test]
 fn a_primary_paused_past_its_lease_is_fenced_when_it_wakes() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let dir_s = dir.to_str().unwrap();
-    let _guard = Cluster(&dir);
-    let up = cli(&["cluster", "up", "--dir", dir_s, "--mode", "sync", "--nodes", "3"]);
-    assert!(up.status.success(), "cluster up: {}", String::from_utf8_lossy(&up.stderr));
-    let all = members(&dir);
+    let (_guard, all) = three_sync_nodes(tmp.path());
     let data: Vec<&Value> = all.iter().filter(|m| !m["replication"].is_null()).collect();
     let (old, s) = wait_primary(&data, "one primary", |s| s["epoch"].as_u64() >= Some(1));
     let epoch = s["epoch"].as_u64().unwrap();
@@ -415,12 +416,7 @@ fn a_primary_paused_past_its_lease_is_fenced_when_it_wakes() {
 #[test]
 fn a_forced_promotion_reports_the_possible_loss_and_fences_the_old_primary() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("cluster");
-    let dir_s = dir.to_str().unwrap();
-    let _guard = Cluster(&dir);
-    let up = cli(&["cluster", "up", "--dir", dir_s, "--mode", "sync", "--nodes", "3"]);
-    assert!(up.status.success(), "cluster up: {}", String::from_utf8_lossy(&up.stderr));
-    let all = members(&dir);
+    let (_guard, all) = three_sync_nodes(tmp.path());
     let data: Vec<&Value> = all.iter().filter(|m| !m["replication"].is_null()).collect();
     let (old, s) = wait_primary(&data, "one primary", |s| {
         s["epoch"].as_u64() >= Some(1) && s["in_sync"].as_array().is_some_and(|a| a.len() == 2)
