@@ -8,14 +8,14 @@
 //! policy = "raft"                # or "manual"
 //! primary = "n1"                 # the initial primary (a node name), used on first start
 //! peers = { n1 = "127.0.0.1:7400", n2 = "127.0.0.1:7410", n3 = "127.0.0.1:7420" }
-//! # optional: cluster_id, in_sync = [], heartbeat_ms = 100, lease_ms = 1000,
-//! # grace_ms = 2000, status_timeout_ms = 200
+//! # optional: cluster_id, in_sync = [], heartbeat_ms = 100, lease_ms = 500,
+//! # grace_ms = 800, status_timeout_ms = 200
 //! node_id = 1                    # raft: this voter's id
 //! listen = "127.0.0.1:7401"      # raft: its raft address
 //! voters = [{ id = 1, addr = "127.0.0.1:7401" }, { id = 2, addr = "127.0.0.1:7411" },
 //!           { id = 3, addr = "127.0.0.1:7421", role = "witness" }]
-//! # optional raft timings: raft_heartbeat_ms, election_timeout_min_ms,
-//! # election_timeout_max_ms, request_timeout_ms, bootstrap_timeout_ms
+//! # optional raft timings: raft_heartbeat_ms = 50, election_timeout_min_ms = 150,
+//! # election_timeout_max_ms = 300, request_timeout_ms, bootstrap_timeout_ms
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +28,19 @@ use serde::Deserialize;
 use strata_core::fs::{FileSystem, OsFileSystem};
 use strata_core::{AuthorityRecord, Epoch, FailoverPolicy, LeaseSettings, NodeId, SeqNo};
 use strata_failover_manual::ManualPolicy;
+
+/// Default lease of a primary, in ms (`LeaseSettings::default`'s): with the grace
+/// below, a dead primary is replaced in about grace + lease.
+pub const DEFAULT_LEASE_MS: u64 = 500;
+/// Default grace before replicas act on a silent primary, in ms.
+pub const DEFAULT_GRACE_MS: u64 = 800;
+/// Default raft heartbeat, in ms: elections short enough to finish inside the grace
+/// when the dead primary was also the raft leader.
+pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 50;
+/// Default raft election timeout range, in ms.
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
+/// See [`DEFAULT_ELECTION_TIMEOUT_MIN_MS`].
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
 use strata_failover_raft::{RaftOptions, RaftPolicy, RaftSettings, Role, VoterOptions};
 use strata_replication::FailoverConfig;
 
@@ -186,9 +199,13 @@ pub fn plan(
                 node_id,
                 listen,
                 voters,
-                heartbeat_ms: f.raft_heartbeat_ms,
-                election_timeout_min_ms: f.election_timeout_min_ms,
-                election_timeout_max_ms: f.election_timeout_max_ms,
+                heartbeat_ms: f.raft_heartbeat_ms.or(Some(DEFAULT_RAFT_HEARTBEAT_MS)),
+                election_timeout_min_ms: f
+                    .election_timeout_min_ms
+                    .or(Some(DEFAULT_ELECTION_TIMEOUT_MIN_MS)),
+                election_timeout_max_ms: f
+                    .election_timeout_max_ms
+                    .or(Some(DEFAULT_ELECTION_TIMEOUT_MAX_MS)),
                 request_timeout_ms: f.request_timeout_ms,
                 bootstrap_timeout_ms: f.bootstrap_timeout_ms,
             };
@@ -239,8 +256,8 @@ pub fn plan(
     }
     let lease = LeaseSettings::new(
         ms("heartbeat_ms", f.heartbeat_ms, 100)?,
-        ms("lease_ms", f.lease_ms, 1000)?,
-        ms("grace_ms", f.grace_ms, 2000)?,
+        ms("lease_ms", f.lease_ms, DEFAULT_LEASE_MS)?,
+        ms("grace_ms", f.grace_ms, DEFAULT_GRACE_MS)?,
     )
     .map_err(|e| anyhow::anyhow!("[failover] heartbeat_ms < lease_ms < grace_ms: {e}"))?;
     let cluster = match f.cluster_id {

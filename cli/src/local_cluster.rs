@@ -178,22 +178,22 @@ pub struct Timings {
     pub lease_ms: u64,
     /// `grace_ms`: silence after which the primary is treated as gone.
     pub grace_ms: u64,
-    /// `raft_heartbeat_ms` (none: the `[failover]` default, 100).
+    /// `raft_heartbeat_ms` (none: the `[failover]` default, 50).
     pub raft_heartbeat_ms: Option<u64>,
-    /// `election_timeout_min_ms` (none: the default, 400).
+    /// `election_timeout_min_ms` (none: the default, 150).
     pub election_timeout_min_ms: Option<u64>,
-    /// `election_timeout_max_ms` (none: the default, 800).
+    /// `election_timeout_max_ms` (none: the default, 300).
     pub election_timeout_max_ms: Option<u64>,
 }
 
 impl Default for Timings {
-    /// The defaults of `[failover]` (`heartbeat_ms = 100`, `lease_ms = 1000`,
-    /// `grace_ms = 2000`, the raft timings unset).
+    /// The defaults of `[failover]` (`heartbeat_ms = 100`, `lease_ms = 500`,
+    /// `grace_ms = 800`, the raft timings unset).
     fn default() -> Self {
         Self {
             heartbeat_ms: 100,
-            lease_ms: 1000,
-            grace_ms: 2000,
+            lease_ms: crate::failover::DEFAULT_LEASE_MS,
+            grace_ms: crate::failover::DEFAULT_GRACE_MS,
             raft_heartbeat_ms: None,
             election_timeout_min_ms: None,
             election_timeout_max_ms: None,

@@ -30,7 +30,7 @@ fn bench_failover_completes_every_round_and_loses_nothing() {
     let t = &report["timings"];
     assert_eq!(
         (t["heartbeat_ms"].as_u64(), t["lease_ms"].as_u64(), t["grace_ms"].as_u64()),
-        (Some(100), Some(1000), Some(2000)),
+        (Some(100), Some(500), Some(800)),
         "{report}"
     );
     let rounds = report["rounds"].as_array().expect("rounds");

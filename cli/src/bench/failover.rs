@@ -57,9 +57,9 @@ const STATUS_TIMEOUT: Duration = Duration::from_millis(300);
 fn raft_timings(t: &Timings) -> String {
     format!(
         "raft heartbeat {} ms, election timeout {}-{} ms",
-        t.raft_heartbeat_ms.unwrap_or(100),
-        t.election_timeout_min_ms.unwrap_or(400),
-        t.election_timeout_max_ms.unwrap_or(800)
+        t.raft_heartbeat_ms.unwrap_or(crate::failover::DEFAULT_RAFT_HEARTBEAT_MS),
+        t.election_timeout_min_ms.unwrap_or(crate::failover::DEFAULT_ELECTION_TIMEOUT_MIN_MS),
+        t.election_timeout_max_ms.unwrap_or(crate::failover::DEFAULT_ELECTION_TIMEOUT_MAX_MS)
     )
 }
 /// Targets (reported against, not asserted).
@@ -89,13 +89,13 @@ pub struct FailoverArgs {
     /// `[failover] grace_ms` of every node.
     #[arg(long, default_value_t = Timings::default().grace_ms)]
     pub grace_ms: u64,
-    /// `[failover] raft_heartbeat_ms` of every node (default: unset, 100).
+    /// `[failover] raft_heartbeat_ms` of every node (default: unset, 50).
     #[arg(long)]
     pub raft_heartbeat_ms: Option<u64>,
-    /// `[failover] election_timeout_min_ms` of every node (default: unset, 400).
+    /// `[failover] election_timeout_min_ms` of every node (default: unset, 150).
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
-    /// `[failover] election_timeout_max_ms` of every node (default: unset, 800).
+    /// `[failover] election_timeout_max_ms` of every node (default: unset, 300).
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
     /// How long the cluster may take to start, and each step of a round (a new
