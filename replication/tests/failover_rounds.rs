@@ -106,19 +106,39 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// The authority every node shares: the rules of the harness's `MemoryAuthority`
-/// (`AuthorityRecord::apply`, `grant_lease`, `automatic_decision`), plus a record of
-/// every committed promotion in the history, taken under the same lock as the commit
-/// so that it names exactly the in-sync set the promotion was chosen from and comes
-/// before anything the new primary acknowledges.
+/// (`AuthorityRecord::apply`, `grant_lease`, `automatic_decision`), plus the
+/// promotions it committed, for the history.
+///
+/// A promotion's event is prepared under the same lock as the commit, so it names
+/// exactly the in-sync set the promotion was chosen from, and is recorded when the
+/// promoted node first receives a record naming it primary at that epoch (through its
+/// [`Reach`], before it can act on it). A promotion committed by a peer reaches the
+/// promoted node only at its next read of the record; if it crashes before that, it
+/// never was at that epoch (its store never started it, and it restarts at the epoch
+/// its log holds), so the checker is not told it was.
 #[derive(Debug)]
 struct Authority {
     record: Mutex<AuthorityRecord>,
     history: Arc<History>,
+    /// Promotions not yet seen by the promoted node, by epoch.
+    promotions: Mutex<BTreeMap<Epoch, Event>>,
 }
 
 impl Authority {
     fn peek(&self) -> AuthorityRecord {
         self.record.lock().clone()
+    }
+
+    /// `node` received `record`: if it names `node` primary at an epoch whose
+    /// promotion it has not seen yet, the promotion goes into the history now.
+    fn seen_by(&self, node: &NodeId, record: &AuthorityRecord) {
+        if record.primary != *node {
+            return;
+        }
+        let mut pending = self.promotions.lock();
+        if let Some(event) = pending.remove(&record.epoch) {
+            self.history.record(event);
+        }
     }
 }
 
@@ -159,12 +179,15 @@ impl FailoverPolicy for Authority {
             if next.primary == record.primary {
                 in_sync.insert(record.primary.to_string());
             }
-            self.history.record(Event::Promoted {
-                node: next.primary.to_string(),
-                epoch: next.epoch,
-                in_sync,
-                forced,
-            });
+            self.promotions.lock().insert(
+                next.epoch,
+                Event::Promoted {
+                    node: next.primary.to_string(),
+                    epoch: next.epoch,
+                    in_sync,
+                    forced,
+                },
+            );
         }
         *record = next.clone();
         Ok(next)
@@ -178,6 +201,7 @@ impl FailoverPolicy for Authority {
 /// One node's way to the shared authority; `cut` makes it unreachable from that node.
 #[derive(Debug)]
 struct Reach {
+    me: NodeId,
     inner: Arc<Authority>,
     cut: AtomicBool,
 }
@@ -205,7 +229,9 @@ impl FailoverPolicy for Reach {
     }
     async fn record(&self) -> strata_core::Result<AuthorityRecord> {
         self.check()?;
-        self.inner.record().await
+        let r = self.inner.record().await?;
+        self.inner.seen_by(&self.me, &r);
+        Ok(r)
     }
     async fn compare_and_set(
         &self,
@@ -213,7 +239,9 @@ impl FailoverPolicy for Reach {
         change: Change,
     ) -> strata_core::Result<AuthorityRecord> {
         self.check()?;
-        self.inner.compare_and_set(expected_version, change).await
+        let r = self.inner.compare_and_set(expected_version, change).await?;
+        self.inner.seen_by(&self.me, &r);
+        Ok(r)
     }
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
         self.check()?;
@@ -421,10 +449,20 @@ impl Cluster {
         let history = Arc::new(History::new());
         let initial = AuthorityRecord::initial(CLUSTER, "n1", Epoch(0), SeqNo(1), settings());
         initial.validate().expect("valid record");
-        let authority =
-            Arc::new(Authority { record: Mutex::new(initial), history: Arc::clone(&history) });
-        let reach = (0..NODES)
-            .map(|_| Arc::new(Reach { inner: Arc::clone(&authority), cut: AtomicBool::new(false) }))
+        let authority = Arc::new(Authority {
+            record: Mutex::new(initial),
+            history: Arc::clone(&history),
+            promotions: Mutex::new(BTreeMap::new()),
+        });
+        let reach = names
+            .iter()
+            .map(|n| {
+                Arc::new(Reach {
+                    me: NodeId::new(n.clone()),
+                    inner: Arc::clone(&authority),
+                    cut: AtomicBool::new(false),
+                })
+            })
             .collect();
         let fs: Vec<Arc<Mutex<SimFileSystem>>> = dirs
             .iter()
