@@ -110,12 +110,14 @@ fn env_u64(name: &str) -> Option<u64> {
 /// promotions it committed, for the history.
 ///
 /// A promotion's event is prepared under the same lock as the commit, so it names
-/// exactly the in-sync set the promotion was chosen from, and is recorded when the
-/// promoted node first receives a record naming it primary at that epoch (through its
-/// [`Reach`], before it can act on it). A promotion committed by a peer reaches the
-/// promoted node only at its next read of the record; if it crashes before that, it
-/// never was at that epoch (its store never started it, and it restarts at the epoch
-/// its log holds), so the checker is not told it was.
+/// exactly the in-sync set the promotion was chosen from, and enters the history when
+/// the promoted node is first granted a lease in the new epoch. That is when the node
+/// is at the epoch: it asks for the lease only after its store started the epoch
+/// durably (`Db::promote`), and it acknowledges nothing without one. A node that
+/// crashes or loses power before (a promotion a peer committed that it never read, or
+/// one it read but had not made durable) never was at that epoch and restarts at the
+/// one its log holds — or takes a newer one through the authority — so the checker is
+/// not told it was.
 #[derive(Debug)]
 struct Authority {
     record: Mutex<AuthorityRecord>,
@@ -129,14 +131,11 @@ impl Authority {
         self.record.lock().clone()
     }
 
-    /// `node` received `record`: if it names `node` primary at an epoch whose
-    /// promotion it has not seen yet, the promotion goes into the history now.
-    fn seen_by(&self, node: &NodeId, record: &AuthorityRecord) {
-        if record.primary != *node {
-            return;
-        }
+    /// `lease` was granted: if it is the first of its epoch, the promotion to that
+    /// epoch goes into the history now.
+    fn granted(&self, lease: &Lease) {
         let mut pending = self.promotions.lock();
-        if let Some(event) = pending.remove(&record.epoch) {
+        if let Some(event) = pending.remove(&lease.epoch) {
             self.history.record(event);
         }
     }
@@ -194,14 +193,15 @@ impl FailoverPolicy for Authority {
     }
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
         let started = Instant::now();
-        self.record.lock().grant_lease(node, epoch, started)
+        let lease = self.record.lock().grant_lease(node, epoch, started)?;
+        self.granted(&lease);
+        Ok(lease)
     }
 }
 
 /// One node's way to the shared authority; `cut` makes it unreachable from that node.
 #[derive(Debug)]
 struct Reach {
-    me: NodeId,
     inner: Arc<Authority>,
     cut: AtomicBool,
 }
@@ -229,9 +229,7 @@ impl FailoverPolicy for Reach {
     }
     async fn record(&self) -> strata_core::Result<AuthorityRecord> {
         self.check()?;
-        let r = self.inner.record().await?;
-        self.inner.seen_by(&self.me, &r);
-        Ok(r)
+        self.inner.record().await
     }
     async fn compare_and_set(
         &self,
@@ -239,9 +237,7 @@ impl FailoverPolicy for Reach {
         change: Change,
     ) -> strata_core::Result<AuthorityRecord> {
         self.check()?;
-        let r = self.inner.compare_and_set(expected_version, change).await?;
-        self.inner.seen_by(&self.me, &r);
-        Ok(r)
+        self.inner.compare_and_set(expected_version, change).await
     }
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
         self.check()?;
@@ -456,13 +452,7 @@ impl Cluster {
         });
         let reach = names
             .iter()
-            .map(|n| {
-                Arc::new(Reach {
-                    me: NodeId::new(n.clone()),
-                    inner: Arc::clone(&authority),
-                    cut: AtomicBool::new(false),
-                })
-            })
+            .map(|_| Arc::new(Reach { inner: Arc::clone(&authority), cut: AtomicBool::new(false) }))
             .collect();
         let fs: Vec<Arc<Mutex<SimFileSystem>>> = dirs
             .iter()
@@ -506,6 +496,25 @@ impl Cluster {
             );
         }
         c
+    }
+
+    /// Polls `cond` until it holds; after a minute, fails the round with the record
+    /// and every node's status, to see where the cluster is stuck.
+    fn wait(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            if Instant::now() >= deadline {
+                let mut dump = format!("record: {:?}\n", self.shared.authority.peek());
+                for i in 0..NODES {
+                    match self.shared.node(i) {
+                        Some(n) => dump.push_str(&format!("{:#?}\n", n.status())),
+                        None => dump.push_str(&format!("{}: down\n", self.name(i))),
+                    }
+                }
+                panic!("timed out waiting for {what}\n{dump}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     fn name(&self, i: usize) -> &str {
@@ -600,7 +609,7 @@ impl Cluster {
     /// Waits until the authority names a primary other than `old`; returns it.
     fn wait_promotion(&self, old: usize) -> usize {
         let mut new = old;
-        wait_for("another node to be promoted", || {
+        self.wait("another node to be promoted", || {
             new = self.primary();
             new != old
         });
@@ -609,14 +618,14 @@ impl Cluster {
 
     fn wait_progress(&self, what: &str) {
         let from = self.shared.acked.load(Ordering::SeqCst);
-        wait_for(what, || self.shared.acked.load(Ordering::SeqCst) >= from + PROGRESS);
+        self.wait(what, || self.shared.acked.load(Ordering::SeqCst) >= from + PROGRESS);
     }
 
     fn pause_clients(&self) {
         let s = &self.shared;
         let generation = s.pause_gen.fetch_add(1, Ordering::SeqCst) + 1;
         s.paused.store(true, Ordering::SeqCst);
-        wait_for("the clients to pause", || {
+        self.wait("the clients to pause", || {
             s.idle.iter().all(|g| g.load(Ordering::SeqCst) == generation)
         });
     }
@@ -637,7 +646,7 @@ impl Cluster {
                     self.crash(p);
                 }
                 let new = self.wait_promotion(p);
-                wait_for("the new primary to take over", || {
+                self.wait("the new primary to take over", || {
                     self.shared.node(new).is_some_and(|n| n.status().role == "primary")
                 });
             }
@@ -657,7 +666,7 @@ impl Cluster {
             Fault::AuthorityCut { for_ } => {
                 self.reach[p].cut.store(true, Ordering::Release);
                 let node = self.node(p);
-                wait_for("the primary's lease to lapse", || {
+                self.wait("the primary's lease to lapse", || {
                     node.status().lease_remaining_millis.is_none_or(|m| m == 0)
                 });
                 // From here on, nothing invoked on it may be acknowledged until the
@@ -756,7 +765,7 @@ impl Cluster {
     /// with every other node following it and holding its log, durably.
     fn wait_converged(&self) {
         let names = &self.shared.names;
-        wait_for("exactly one primary and every log converged", || {
+        self.wait("exactly one primary and every log converged", || {
             let p = self.primary();
             let statuses: Vec<_> = (0..NODES).map(|i| self.node(i).status()).collect();
             let primaries = statuses.iter().filter(|s| s.role == "primary").count();
