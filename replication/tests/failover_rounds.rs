@@ -5,7 +5,8 @@
 //! power), replicate to each other through `FaultProxy` instances (node `i` reaches
 //! node `j` through `proxy[i][j]`, for replication and status requests alike). They
 //! share one in-process authority with the `MemoryAuthority` rules (`Authority`
-//! below, which also records every committed promotion in the history); each node
+//! below, which also puts every promotion in the history, with the in-sync set it was
+//! chosen from, once the promoted node holds the new epoch's first lease); each node
 //! reaches it through a `Reach` the test can cut.
 //!
 //! Client threads write continuously to whoever is primary (following `NotPrimary`
@@ -21,9 +22,10 @@
 //! A cluster lives for `ROUNDS_PER_CLUSTER` rounds (so faults meet the aftermath of
 //! earlier ones, epochs climb across restarts) before a fresh one starts.
 //!
-//! - `STRATA_FAILOVER_ROUNDS=N` runs N rounds (default: a few, for CI).
+//! - `STRATA_FAILOVER_ROUNDS=N` runs N rounds (default `DEFAULT_ROUNDS`, for CI).
 //! - `STRATA_FAILOVER_SEED=S` (decimal or `0x` hex) replays the fault sequence of a
-//!   run; the seed is printed at the start.
+//!   run (the faults and their parameters; thread timing is the machine's); the seed
+//!   is printed at the start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
@@ -54,7 +56,7 @@ const CLUSTER: u64 = 0xF417;
 const NODES: usize = 3;
 const CLIENTS: usize = 2;
 /// Rounds in CI (no environment variable).
-const DEFAULT_ROUNDS: u64 = 6;
+const DEFAULT_ROUNDS: u64 = 10;
 /// Rounds one cluster lives through before a fresh one starts.
 const ROUNDS_PER_CLUSTER: u64 = 5;
 /// Writes acknowledged before a fault and after healing, in every round.
