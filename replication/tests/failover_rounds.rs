@@ -133,6 +133,53 @@ impl Authority {
         self.record.lock().clone()
     }
 
+    fn cas_now(
+        &self,
+        expected_version: u64,
+        change: &Change,
+    ) -> strata_core::Result<AuthorityRecord> {
+        let mut record = self.record.lock();
+        if record.version != expected_version {
+            return Err(strata_core::Error::StaleAuthority {
+                expected: expected_version,
+                found: record.version,
+            });
+        }
+        let next = record.apply(change)?;
+        let forced = match change {
+            Change::Promote { .. } => Some(false),
+            Change::ForcePromote { .. } => Some(true),
+            _ => None,
+        };
+        if let Some(forced) = forced {
+            // The primary taking a new epoch for itself (after a restart) is eligible
+            // as the node that acknowledged everything of the old one.
+            let mut in_sync: BTreeSet<String> =
+                record.in_sync.iter().map(ToString::to_string).collect();
+            if next.primary == record.primary {
+                in_sync.insert(record.primary.to_string());
+            }
+            self.promotions.lock().insert(
+                next.epoch,
+                Event::Promoted {
+                    node: next.primary.to_string(),
+                    epoch: next.epoch,
+                    in_sync,
+                    forced,
+                },
+            );
+        }
+        *record = next.clone();
+        Ok(next)
+    }
+
+    fn renew_now(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+        let started = Instant::now();
+        let lease = self.record.lock().grant_lease(node, epoch, started)?;
+        self.granted(&lease);
+        Ok(lease)
+    }
+
     /// `lease` was granted: if it is the first of its epoch, the promotion to that
     /// epoch goes into the history now.
     fn granted(&self, lease: &Lease) {
@@ -159,65 +206,43 @@ impl FailoverPolicy for Authority {
         expected_version: u64,
         change: Change,
     ) -> strata_core::Result<AuthorityRecord> {
-        let mut record = self.record.lock();
-        if record.version != expected_version {
-            return Err(strata_core::Error::StaleAuthority {
-                expected: expected_version,
-                found: record.version,
-            });
-        }
-        let next = record.apply(&change)?;
-        let forced = match &change {
-            Change::Promote { .. } => Some(false),
-            Change::ForcePromote { .. } => Some(true),
-            _ => None,
-        };
-        if let Some(forced) = forced {
-            // The primary taking a new epoch for itself (after a restart) is eligible
-            // as the node that acknowledged everything of the old one.
-            let mut in_sync: BTreeSet<String> =
-                record.in_sync.iter().map(ToString::to_string).collect();
-            if next.primary == record.primary {
-                in_sync.insert(record.primary.to_string());
-            }
-            self.promotions.lock().insert(
-                next.epoch,
-                Event::Promoted {
-                    node: next.primary.to_string(),
-                    epoch: next.epoch,
-                    in_sync,
-                    forced,
-                },
-            );
-        }
-        *record = next.clone();
-        Ok(next)
+        self.cas_now(expected_version, &change)
     }
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
-        let started = Instant::now();
-        let lease = self.record.lock().grant_lease(node, epoch, started)?;
-        self.granted(&lease);
-        Ok(lease)
+        self.renew_now(node, epoch)
     }
 }
 
 /// One node's way to the shared authority; `cut` makes it unreachable from that node.
+///
+/// A call runs under the read side of `cut`, and `set_cut` takes the write side: once
+/// it returns, no call that got through before the cut is still running (no lease
+/// granted after the cut, as with a partition that also loses the answers in flight).
 #[derive(Debug)]
 struct Reach {
     inner: Arc<Authority>,
-    cut: AtomicBool,
+    cut: RwLock<bool>,
 }
 
 impl Reach {
-    fn check(&self) -> strata_core::Result<()> {
-        if self.cut.load(Ordering::Acquire) {
+    fn set_cut(&self, cut: bool) {
+        *self.cut.write() = cut;
+    }
+
+    /// Runs `f` against the authority unless the node is cut off from it.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&Authority) -> strata_core::Result<T>,
+    ) -> strata_core::Result<T> {
+        let cut = self.cut.read();
+        if *cut {
             return Err(strata_core::Error::io(
                 "reach",
                 "the authority",
                 std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned"),
             ));
         }
-        Ok(())
+        f(&self.inner)
     }
 }
 
@@ -230,25 +255,37 @@ impl FailoverPolicy for Reach {
         self.inner.decide(record, view)
     }
     async fn record(&self) -> strata_core::Result<AuthorityRecord> {
-        self.check()?;
-        self.inner.record().await
+        self.call(|a| Ok(a.peek()))
     }
     async fn compare_and_set(
         &self,
         expected_version: u64,
         change: Change,
     ) -> strata_core::Result<AuthorityRecord> {
-        self.check()?;
-        self.inner.compare_and_set(expected_version, change).await
+        self.call(|a| a.cas_now(expected_version, &change))
     }
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
-        self.check()?;
-        self.inner.renew_lease(node, epoch).await
+        self.call(|a| a.renew_now(node, epoch))
     }
 }
 
+/// A free loopback address for a node, below the ephemeral port range (32768 and up on
+/// Linux). A node listens on the same address across restarts; a port from the
+/// ephemeral range can meanwhile become the local end of some outgoing connection
+/// (a proxy's, a client's), and the node could then not restart.
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr")
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let salt = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let mut rng = Rng(salt ^ NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37));
+        let port = rng.range(10_000, 32_000) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr");
+        }
+    }
 }
 
 /// Opens the store on the node's current simulated file system (a new one after a
@@ -454,7 +491,7 @@ impl Cluster {
         });
         let reach = names
             .iter()
-            .map(|_| Arc::new(Reach { inner: Arc::clone(&authority), cut: AtomicBool::new(false) }))
+            .map(|_| Arc::new(Reach { inner: Arc::clone(&authority), cut: RwLock::new(false) }))
             .collect();
         let fs: Vec<Arc<Mutex<SimFileSystem>>> = dirs
             .iter()
@@ -666,14 +703,30 @@ impl Cluster {
                 std::thread::sleep(for_);
             }
             Fault::AuthorityCut { for_ } => {
-                self.reach[p].cut.store(true, Ordering::Release);
-                let node = self.node(p);
-                self.wait("the primary's lease to lapse", || {
-                    node.status().lease_remaining_millis.is_none_or(|m| m == 0)
+                let cut_at = self.shared.history.events().len();
+                self.reach[p].set_cut(true);
+                // A write on it failing for a lapsed lease shows the lease ran out;
+                // from there on, nothing invoked on it may be acknowledged until the
+                // authority is back in reach (no renewal gets through the cut).
+                let mut lapsed = 0;
+                self.wait("a write on the cut-off primary to fail for its lapsed lease", || {
+                    let events = self.shared.history.events();
+                    let on_p: BTreeSet<OpId> = events[cut_at..]
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::Invoke { op, node } if node == self.name(p) => Some(*op),
+                            _ => None,
+                        })
+                        .collect();
+                    let failed = events[cut_at..].iter().position(|e| {
+                        matches!(e, Event::Unknown { op, reason }
+                            if on_p.contains(op) && reason.contains("lease of") && reason.contains("expired"))
+                    });
+                    if let Some(i) = failed {
+                        lapsed = cut_at + i + 1;
+                    }
+                    failed.is_some()
                 });
-                // From here on, nothing invoked on it may be acknowledged until the
-                // authority is back in reach.
-                let lapsed = self.shared.history.events().len();
                 std::thread::sleep(for_);
                 let events = self.shared.history.events();
                 let late: BTreeSet<OpId> = events[lapsed..]
@@ -694,7 +747,7 @@ impl Cluster {
                 );
             }
             Fault::IsolatePrimary { extra } => {
-                self.reach[p].cut.store(true, Ordering::Release);
+                self.reach[p].set_cut(true);
                 for o in others {
                     for proxy in [self.proxy(o, p), self.proxy(p, o)] {
                         proxy.refuse(true);
@@ -752,7 +805,7 @@ impl Cluster {
             proxy.heal();
         }
         for r in &self.reach {
-            r.cut.store(false, Ordering::Release);
+            r.set_cut(false);
         }
         let mut down: Vec<usize> = (0..NODES).filter(|&i| !self.running(i)).collect();
         if down.len() == 2 && rng.range(0, 1) == 1 {
