@@ -525,16 +525,7 @@ fn primary_tick(node: &Arc<NodeInner>, ctl: &Ctl, p: &Arc<PrimaryState>) -> Resu
             continue;
         }
         ctl.joining.lock().insert(v.name.clone());
-        // The lease's guard is released before `set_waited` takes the primary's sets: a
-        // writer waiting in `wait_in_sync` holds the sets and takes the lease (its
-        // gate), so holding both here, in the other order, deadlocked the primary (an
-        // `if let` on `lease.lock().clone()` keeps the guard for its whole block).
-        let lease = ctl.lease.lock().clone();
-        if let Some(l) = lease {
-            let mut waited: BTreeSet<String> = l.in_sync.iter().map(ToString::to_string).collect();
-            waited.extend(ctl.joining.lock().iter().cloned());
-            p.set_waited(waited);
-        }
+        wait_for_joining(ctl, p);
         let record = ctl.record();
         match ctl.cas(record.version, Change::JoinInSync { node: id, epoch }) {
             Ok(_) => {
@@ -545,6 +536,22 @@ fn primary_tick(node: &Arc<NodeInner>, ctl: &Ctl, p: &Arc<PrimaryState>) -> Resu
         }
     }
     Ok(())
+}
+
+/// Synchronous writes wait, from now on, for the lease's in-sync set and the replicas
+/// this primary asked to join.
+///
+/// The lease is copied out and its lock released before `set_waited` takes the
+/// writers' lock: a writer holds that lock while it checks the lease (the gate of
+/// `wait_in_sync`), so holding the lease here while waiting for it deadlocks this
+/// thread and every writer.
+fn wait_for_joining(ctl: &Ctl, p: &PrimaryState) {
+    let lease = ctl.lease.lock().clone();
+    if let Some(l) = lease {
+        let mut waited: BTreeSet<String> = l.in_sync.iter().map(ToString::to_string).collect();
+        waited.extend(ctl.joining.lock().iter().cloned());
+        p.set_waited(waited);
+    }
 }
 
 /// This node's report.
@@ -676,4 +683,85 @@ pub(crate) fn remove_replica(p: &PrimaryState, ctl: &Ctl, replica: &str) -> Resu
     let record = ctl.read_record()?;
     ctl.cas(record.version, Change::ShrinkInSync { node: NodeId::new(replica), epoch })?;
     ctl.renew(p, epoch)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use strata_core::LeaseSettings;
+
+    use super::*;
+    use crate::node::{NodeConfig, RoleConfig};
+
+    /// An authority that only holds a record (these tests never change it).
+    #[derive(Debug)]
+    struct Fixed(AuthorityRecord);
+
+    #[async_trait::async_trait]
+    impl FailoverPolicy for Fixed {
+        fn name(&self) -> &'static str {
+            "fixed"
+        }
+        fn decide(&self, _: &AuthorityRecord, _: &ClusterView) -> Decision {
+            Decision::Nothing
+        }
+        async fn record(&self) -> strata_core::Result<AuthorityRecord> {
+            Ok(self.0.clone())
+        }
+        async fn compare_and_set(&self, _: u64, _: Change) -> strata_core::Result<AuthorityRecord> {
+            Ok(self.0.clone())
+        }
+        async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+            self.0.grant_lease(node, epoch, Instant::now())
+        }
+    }
+
+    /// Found by the failover fault rounds (a replica rejoining the in-sync set while
+    /// clients wrote hung the primary for good). A synchronous writer checks the lease
+    /// while it holds the lock of the replicas it waits for (`wait_in_sync` calls its
+    /// gate, `Ctl::lease_ok`, under that lock). Updating that set for a joining replica
+    /// took the locks the other way round — the lease's guard lived on through the
+    /// `if let` body that called `set_waited` — so the failover thread and every writer
+    /// waited for each other forever. The update must not hold the lease while it
+    /// waits for the writers.
+    #[test]
+    fn updating_the_waited_set_never_holds_the_lease_while_a_writer_holds_its_lock() {
+        let settings = LeaseSettings::new(
+            Duration::from_millis(40),
+            Duration::from_millis(250),
+            Duration::from_millis(450),
+        )
+        .expect("settings");
+        let record = AuthorityRecord::initial(7, "n1", Epoch(1), SeqNo(1), settings);
+        let policy: Arc<dyn FailoverPolicy> = Arc::new(Fixed(record.clone()));
+        let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        let mut config = NodeConfig::new("n1", addr, RoleConfig::Primary);
+        config.failover = Some(FailoverConfig::new(policy, BTreeMap::new()));
+        let ctl =
+            Arc::new(Ctl::new(config.failover.as_ref().expect("failover"), "n1").expect("ctl"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = Arc::new(PrimaryState::new(dir.path(), &config).expect("primary state"));
+        let lease =
+            record.grant_lease(&NodeId::new("n1"), Epoch(1), Instant::now()).expect("lease");
+        *ctl.lease.lock() = Some(lease);
+        ctl.joining.lock().insert("n2".into());
+
+        p.with_writers_locked(|| {
+            let updater = {
+                let (ctl, p) = (Arc::clone(&ctl), Arc::clone(&p));
+                std::thread::spawn(move || wait_for_joining(&ctl, &p))
+            };
+            // The updater now waits for the writers' lock; a writer checking its lease
+            // meanwhile must get the lease's lock.
+            for _ in 0..20 {
+                let got = ctl.lease.try_lock_for(Duration::from_millis(500)).is_some();
+                assert!(got, "the failover thread holds the lease while it waits for the writers");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            updater
+        })
+        .join()
+        .expect("the updater finishes once the writers let go");
+    }
 }

@@ -88,6 +88,14 @@ impl PrimaryState {
         self.acked.notify_all();
     }
 
+    /// Runs `f` holding the lock synchronous writers hold while they check their lease
+    /// (for tests of the lock order).
+    #[cfg(test)]
+    pub(crate) fn with_writers_locked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _writers = self.sets.lock();
+        f()
+    }
+
     /// Wakes writers waiting for acknowledgements so they re-check their lease.
     pub fn nudge(&self) {
         let _g = self.sets.lock();

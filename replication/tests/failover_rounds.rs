@@ -1,0 +1,942 @@
+//! Randomized fault rounds for automatic, fenced failover.
+//!
+//! Three nodes in sync mode (`min_in_sync` 1) with real stores, each on its own
+//! fault-injecting file system (the harness's `SimFileSystem`, so a node can lose
+//! power), replicate to each other through `FaultProxy` instances (node `i` reaches
+//! node `j` through `proxy[i][j]`, for replication and status requests alike). They
+//! share one in-process authority with the `MemoryAuthority` rules (`Authority`
+//! below, which also puts every promotion in the history, with the in-sync set it was
+//! chosen from, once the promoted node holds the new epoch's first lease); each node
+//! reaches it through a `Reach` the test can cut.
+//!
+//! Client threads write continuously to whoever is primary (following `NotPrimary`
+//! redirects) and record every invoke and outcome in a `History`. Each round a
+//! seeded RNG picks one fault (a crash or power loss of the primary or a replica, a
+//! primary cut off from the authority or from everything, a one-way cut, hold, delay
+//! or flapping replication link, a double failover, a bounce); then the test heals
+//! everything, restarts the nodes that are down, waits until writes are acknowledged
+//! again, pauses the clients, waits for exactly one primary and for every log to
+//! converge, and runs the history checker (sync mode: no acknowledged write lost)
+//! over the whole history and every node's final log.
+//!
+//! A cluster lives for `ROUNDS_PER_CLUSTER` rounds (so faults meet the aftermath of
+//! earlier ones, epochs climb across restarts) before a fresh one starts.
+//!
+//! - `STRATA_FAILOVER_ROUNDS=N` runs N rounds (default `DEFAULT_ROUNDS`, for CI).
+//! - `STRATA_FAILOVER_SEED=S` (decimal or `0x` hex) replays the fault sequence of a
+//!   run (the faults and their parameters; thread timing is the machine's); the seed
+//!   is printed at the start.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use strata_core::batch::BatchIter;
+use strata_core::failover::automatic_decision;
+use strata_core::fs::FileSystem;
+use strata_core::{
+    AuthorityRecord, Change, ClusterView, Decision, Epoch, FailoverPolicy, Lease, LeaseSettings,
+    NodeId, SeqNo, WriteBatch,
+};
+use strata_harness::history::{self, Event, FinalNode, History, LogEntry, OpId};
+use strata_harness::proxy::{Direction, FaultProxy};
+use strata_harness::sim_fs::SimFileSystem;
+use strata_harness::stack::tiny_builder;
+use strata_replication::{Error, FailoverConfig, Mode, Node, NodeConfig, OpenStore, RoleConfig};
+
+mod common;
+use common::{log_of, wait_for};
+
+const CLUSTER: u64 = 0xF417;
+const NODES: usize = 3;
+const CLIENTS: usize = 2;
+/// Rounds in CI (no environment variable).
+const DEFAULT_ROUNDS: u64 = 10;
+/// Rounds one cluster lives through before a fresh one starts.
+const ROUNDS_PER_CLUSTER: u64 = 5;
+/// Writes acknowledged before a fault and after healing, in every round.
+const PROGRESS: u64 = 15;
+
+fn settings() -> LeaseSettings {
+    LeaseSettings::new(
+        Duration::from_millis(40),
+        Duration::from_millis(250),
+        Duration::from_millis(450),
+    )
+    .expect("valid settings")
+}
+
+/// splitmix64: small, seedable, and the same on every platform.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// In `[lo, hi]`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+
+    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.range(lo, hi))
+    }
+
+    fn pick<T: Copy>(&mut self, of: &[T]) -> T {
+        of[(self.next() % of.len() as u64) as usize]
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+/// The authority every node shares: the rules of the harness's `MemoryAuthority`
+/// (`AuthorityRecord::apply`, `grant_lease`, `automatic_decision`), plus the
+/// promotions it committed, for the history.
+///
+/// A promotion's event is prepared under the same lock as the commit, so it names
+/// exactly the in-sync set the promotion was chosen from, and enters the history when
+/// the promoted node is first granted a lease in the new epoch. That is when the node
+/// is at the epoch: it asks for the lease only after its store started the epoch
+/// durably (`Db::promote`), and it acknowledges nothing without one. A node that
+/// crashes or loses power before (a promotion a peer committed that it never read, or
+/// one it read but had not made durable) never was at that epoch and restarts at the
+/// one its log holds — or takes a newer one through the authority — so the checker is
+/// not told it was.
+#[derive(Debug)]
+struct Authority {
+    record: Mutex<AuthorityRecord>,
+    history: Arc<History>,
+    /// Promotions not yet seen by the promoted node, by epoch.
+    promotions: Mutex<BTreeMap<Epoch, Event>>,
+}
+
+impl Authority {
+    fn peek(&self) -> AuthorityRecord {
+        self.record.lock().clone()
+    }
+
+    fn cas_now(
+        &self,
+        expected_version: u64,
+        change: &Change,
+    ) -> strata_core::Result<AuthorityRecord> {
+        let mut record = self.record.lock();
+        if record.version != expected_version {
+            return Err(strata_core::Error::StaleAuthority {
+                expected: expected_version,
+                found: record.version,
+            });
+        }
+        let next = record.apply(change)?;
+        let forced = match change {
+            Change::Promote { .. } => Some(false),
+            Change::ForcePromote { .. } => Some(true),
+            _ => None,
+        };
+        if let Some(forced) = forced {
+            // The primary taking a new epoch for itself (after a restart) is eligible
+            // as the node that acknowledged everything of the old one.
+            let mut in_sync: BTreeSet<String> =
+                record.in_sync.iter().map(ToString::to_string).collect();
+            if next.primary == record.primary {
+                in_sync.insert(record.primary.to_string());
+            }
+            self.promotions.lock().insert(
+                next.epoch,
+                Event::Promoted {
+                    node: next.primary.to_string(),
+                    epoch: next.epoch,
+                    in_sync,
+                    forced,
+                },
+            );
+        }
+        *record = next.clone();
+        Ok(next)
+    }
+
+    fn renew_now(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+        let started = Instant::now();
+        let lease = self.record.lock().grant_lease(node, epoch, started)?;
+        self.granted(&lease);
+        Ok(lease)
+    }
+
+    /// `lease` was granted: if it is the first of its epoch, the promotion to that
+    /// epoch goes into the history now.
+    fn granted(&self, lease: &Lease) {
+        let mut pending = self.promotions.lock();
+        if let Some(event) = pending.remove(&lease.epoch) {
+            self.history.record(event);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl FailoverPolicy for Authority {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    fn decide(&self, record: &AuthorityRecord, view: &ClusterView) -> Decision {
+        automatic_decision(record, view)
+    }
+    async fn record(&self) -> strata_core::Result<AuthorityRecord> {
+        Ok(self.peek())
+    }
+    async fn compare_and_set(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> strata_core::Result<AuthorityRecord> {
+        self.cas_now(expected_version, &change)
+    }
+    async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+        self.renew_now(node, epoch)
+    }
+}
+
+/// One node's way to the shared authority; `cut` makes it unreachable from that node.
+///
+/// A call runs under the read side of `cut`, and `set_cut` takes the write side: once
+/// it returns, no call that got through before the cut is still running (no lease
+/// granted after the cut, as with a partition that also loses the answers in flight).
+#[derive(Debug)]
+struct Reach {
+    inner: Arc<Authority>,
+    cut: RwLock<bool>,
+}
+
+impl Reach {
+    fn set_cut(&self, cut: bool) {
+        *self.cut.write() = cut;
+    }
+
+    /// Runs `f` against the authority unless the node is cut off from it.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&Authority) -> strata_core::Result<T>,
+    ) -> strata_core::Result<T> {
+        let cut = self.cut.read();
+        if *cut {
+            return Err(strata_core::Error::io(
+                "reach",
+                "the authority",
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "partitioned"),
+            ));
+        }
+        f(&self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl FailoverPolicy for Reach {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn decide(&self, record: &AuthorityRecord, view: &ClusterView) -> Decision {
+        self.inner.decide(record, view)
+    }
+    async fn record(&self) -> strata_core::Result<AuthorityRecord> {
+        self.call(|a| Ok(a.peek()))
+    }
+    async fn compare_and_set(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> strata_core::Result<AuthorityRecord> {
+        self.call(|a| a.cas_now(expected_version, &change))
+    }
+    async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+        self.call(|a| a.renew_now(node, epoch))
+    }
+}
+
+/// A free loopback address for a node, below the ephemeral port range (32768 and up on
+/// Linux). A node listens on the same address across restarts; a port from the
+/// ephemeral range can meanwhile become the local end of some outgoing connection
+/// (a proxy's, a client's), and the node could then not restart.
+fn free_addr() -> SocketAddr {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let salt = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    loop {
+        let mut rng = Rng(salt ^ NEXT.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37));
+        let port = rng.range(10_000, 32_000) as u16;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            return l.local_addr().expect("addr");
+        }
+    }
+}
+
+/// Opens the store on the node's current simulated file system (a new one after a
+/// power loss).
+fn opener(dir: &Path, fs: &Arc<Mutex<SimFileSystem>>) -> OpenStore {
+    let (dir, fs) = (dir.to_path_buf(), Arc::clone(fs));
+    Arc::new(move |replica_of: Option<String>| {
+        let sim = fs.lock().clone();
+        let mut b = tiny_builder(&dir, sim.shared(), 64 << 20, 64 * 1024);
+        b.options_mut().replica_of = replica_of;
+        b.open()
+    })
+}
+
+fn key(op: OpId) -> String {
+    format!("op-{:08}", op.0)
+}
+
+fn batch(op: OpId) -> WriteBatch {
+    let mut b = WriteBatch::new();
+    b.put(key(op), format!("value-{}", op.0));
+    b
+}
+
+/// What the clients and the test share.
+struct Shared {
+    history: Arc<History>,
+    authority: Arc<Authority>,
+    names: Vec<String>,
+    nodes: RwLock<Vec<Option<Arc<Node>>>>,
+    /// Every address a node is known by (its own, the proxies in front of it).
+    index_of: BTreeMap<String, usize>,
+    acked: AtomicU64,
+    paused: AtomicBool,
+    /// Bumped at every pause; a client stores it in its `idle` slot once it is idle.
+    pause_gen: AtomicU64,
+    idle: Vec<AtomicU64>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn record_primary(&self) -> usize {
+        let p = self.authority.peek().primary;
+        self.names.iter().position(|n| n == p.as_str()).expect("a known node")
+    }
+
+    fn node(&self, i: usize) -> Option<Arc<Node>> {
+        self.nodes.read()[i].clone()
+    }
+}
+
+/// The epoch `op`, acknowledged at `seq`, was written in: from the log itself, as the
+/// node may have changed epochs since it acknowledged.
+fn acked_epoch(node: &Node, seq: SeqNo, before: Option<Epoch>) -> Epoch {
+    let Some(db) = node.db() else { return before.unwrap_or(Epoch::ZERO) };
+    if before == Some(db.epoch()) {
+        return db.epoch();
+    }
+    db.read_log_from(seq)
+        .ok()
+        .and_then(|mut r| r.next_batch().ok().flatten())
+        .filter(|b| b.first_seq == seq)
+        .map_or(db.epoch(), |b| b.epoch)
+}
+
+fn client(shared: &Shared, me: usize) {
+    let h = &shared.history;
+    let mut target = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        if shared.paused.load(Ordering::SeqCst) {
+            shared.idle[me].store(shared.pause_gen.load(Ordering::SeqCst), Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(2));
+            continue;
+        }
+        let Some(node) = shared.node(target) else {
+            target = shared.record_primary();
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let name = shared.names[target].clone();
+        let op = h.next_op();
+        h.record(Event::Invoke { op, node: name.clone() });
+        let before = node.db().map(|db| db.epoch());
+        match node.write(&batch(op)) {
+            Ok(seq) => {
+                let epoch = acked_epoch(&node, seq, before);
+                h.record(Event::Ok { op, node: name, epoch, seq });
+                shared.acked.fetch_add(1, Ordering::SeqCst);
+                // Pacing, so that two cores are not spent on clients alone.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Refused before anything was written.
+            Err(e @ Error::Store(strata_core::Error::NotPrimary { .. })) => {
+                h.record(Event::Fail { op, reason: e.to_string() });
+                let Error::Store(strata_core::Error::NotPrimary { primary }) = e else {
+                    unreachable!()
+                };
+                target = shared
+                    .index_of
+                    .get(&primary)
+                    .copied()
+                    .filter(|&i| i != target)
+                    .unwrap_or_else(|| shared.record_primary());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(e) => {
+                h.record(Event::Unknown { op, reason: e.to_string() });
+                target = shared.record_primary();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// The faults a round can inject.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The primary stops without handing over; restarted at the heal.
+    CrashPrimary,
+    /// The primary loses power: what it had not synced is gone.
+    PowerLossPrimary,
+    /// The primary crashes and restarts at once.
+    BouncePrimary,
+    /// A replica crashes, or loses power, for a while.
+    DownReplica { power_loss: bool, replica: usize, for_: Duration },
+    /// The primary cannot reach the authority: its lease lapses.
+    AuthorityCut { for_: Duration },
+    /// The primary is cut off from the authority and from every node.
+    IsolatePrimary { extra: Duration },
+    /// One direction of a replica's link to the primary delivers nothing.
+    OneWayCut { replica: usize, dir: Direction, for_: Duration },
+    /// One direction of a replica's link to the primary is held, then released.
+    Hold { replica: usize, dir: Direction, for_: Duration },
+    /// Every link is slow.
+    Delay { per_chunk: Duration, for_: Duration },
+    /// A replica's link to the primary keeps breaking.
+    Flapping { replica: usize, seed: u64, for_: Duration },
+    /// The primary crashes, and its successor right after its promotion.
+    DoubleFailover { power_loss: bool },
+}
+
+fn pick_fault(rng: &mut Rng) -> Fault {
+    let replica = rng.range(0, 1) as usize; // which of the two replicas
+    let dir = rng.pick(&[Direction::Up, Direction::Down]);
+    match rng.range(0, 10) {
+        0 => Fault::CrashPrimary,
+        1 => Fault::PowerLossPrimary,
+        2 => Fault::BouncePrimary,
+        3 => {
+            Fault::DownReplica { power_loss: rng.range(0, 1) == 1, replica, for_: rng.ms(100, 800) }
+        }
+        4 => Fault::AuthorityCut { for_: rng.ms(300, 900) },
+        5 => Fault::IsolatePrimary { extra: rng.ms(0, 500) },
+        6 => Fault::OneWayCut { replica, dir, for_: rng.ms(200, 1000) },
+        7 => Fault::Hold { replica, dir, for_: rng.ms(100, 800) },
+        8 => Fault::Delay { per_chunk: rng.ms(1, 20), for_: rng.ms(200, 800) },
+        9 => Fault::Flapping { replica, seed: rng.next(), for_: rng.ms(200, 1000) },
+        _ => Fault::DoubleFailover { power_loss: rng.range(0, 1) == 1 },
+    }
+}
+
+struct Cluster {
+    _root: tempfile::TempDir,
+    shared: Arc<Shared>,
+    dirs: Vec<PathBuf>,
+    addrs: Vec<SocketAddr>,
+    fs: Vec<Arc<Mutex<SimFileSystem>>>,
+    reach: Vec<Arc<Reach>>,
+    /// `proxies[i][j]`: how node `i` reaches node `j` (`None` for `i == j`).
+    proxies: Vec<Vec<Option<FaultProxy>>>,
+    clients: Vec<JoinHandle<()>>,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let root = tempfile::tempdir().expect("tempdir");
+        let names: Vec<String> = (1..=NODES).map(|i| format!("n{i}")).collect();
+        let dirs: Vec<PathBuf> = names.iter().map(|n| root.path().join(n)).collect();
+        let addrs: Vec<SocketAddr> = (0..NODES).map(|_| free_addr()).collect();
+        let proxies: Vec<Vec<Option<FaultProxy>>> = (0..NODES)
+            .map(|i| {
+                (0..NODES)
+                    .map(|j| (i != j).then(|| FaultProxy::start(addrs[j]).expect("proxy")))
+                    .collect()
+            })
+            .collect();
+        let mut index_of = BTreeMap::new();
+        for j in 0..NODES {
+            index_of.insert(addrs[j].to_string(), j);
+            for row in &proxies {
+                if let Some(p) = &row[j] {
+                    index_of.insert(p.addr().to_string(), j);
+                }
+            }
+        }
+        let history = Arc::new(History::new());
+        let initial = AuthorityRecord::initial(CLUSTER, "n1", Epoch(0), SeqNo(1), settings());
+        initial.validate().expect("valid record");
+        let authority = Arc::new(Authority {
+            record: Mutex::new(initial),
+            history: Arc::clone(&history),
+            promotions: Mutex::new(BTreeMap::new()),
+        });
+        let reach = names
+            .iter()
+            .map(|_| Arc::new(Reach { inner: Arc::clone(&authority), cut: RwLock::new(false) }))
+            .collect();
+        let fs: Vec<Arc<Mutex<SimFileSystem>>> = dirs
+            .iter()
+            .map(|d| {
+                // The store lives on the simulated file system; the replication files
+                // (the cluster id) in the real directory.
+                std::fs::create_dir_all(d).expect("mkdir");
+                let sim = SimFileSystem::new();
+                sim.create_dir_all(d).expect("mkdir");
+                Arc::new(Mutex::new(sim))
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            history,
+            authority,
+            names,
+            nodes: RwLock::new((0..NODES).map(|_| None).collect()),
+            index_of,
+            acked: AtomicU64::new(0),
+            paused: AtomicBool::new(true),
+            pause_gen: AtomicU64::new(0),
+            idle: (0..CLIENTS).map(|_| AtomicU64::new(0)).collect(),
+            stop: AtomicBool::new(false),
+        });
+        let mut c =
+            Cluster { _root: root, shared, dirs, addrs, fs, reach, proxies, clients: Vec::new() };
+        for i in 0..NODES {
+            c.start(i);
+        }
+        wait_for("n2 and n3 to join the in-sync set", || {
+            let r = c.shared.authority.peek();
+            r.in_sync.len() == 2 && c.node(0).status().role == "primary"
+        });
+        for me in 0..CLIENTS {
+            let shared = Arc::clone(&c.shared);
+            c.clients.push(
+                std::thread::Builder::new()
+                    .name(format!("client-{me}"))
+                    .spawn(move || client(&shared, me))
+                    .expect("spawn client"),
+            );
+        }
+        c
+    }
+
+    /// Polls `cond` until it holds; after a minute, fails the round with the record
+    /// and every node's status, to see where the cluster is stuck.
+    fn wait(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !cond() {
+            if Instant::now() >= deadline {
+                let mut dump = format!("record: {:?}\n", self.shared.authority.peek());
+                for i in 0..NODES {
+                    match self.shared.node(i) {
+                        Some(n) => dump.push_str(&format!("{:#?}\n", n.status())),
+                        None => dump.push_str(&format!("{}: down\n", self.name(i))),
+                    }
+                }
+                panic!("timed out waiting for {what}\n{dump}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn name(&self, i: usize) -> &str {
+        &self.shared.names[i]
+    }
+
+    fn node(&self, i: usize) -> Arc<Node> {
+        self.shared.node(i).expect("running")
+    }
+
+    fn running(&self, i: usize) -> bool {
+        self.shared.node(i).is_some()
+    }
+
+    fn peers(&self, i: usize) -> BTreeMap<NodeId, String> {
+        (0..NODES)
+            .map(|j| {
+                let addr = match &self.proxies[i][j] {
+                    Some(p) => p.addr().to_string(),
+                    None => self.addrs[j].to_string(),
+                };
+                (NodeId::new(self.name(j)), addr)
+            })
+            .collect()
+    }
+
+    fn start(&mut self, i: usize) {
+        assert!(!self.running(i), "{} is already running", self.name(i));
+        let mut c = NodeConfig::new(self.name(i), self.addrs[i], RoleConfig::Primary);
+        c.mode = Mode::Sync;
+        c.min_in_sync = 1;
+        c.heartbeat = Duration::from_millis(20);
+        c.reconnect = Duration::from_millis(30);
+        // A write blocked on a replica that never answers ends, as an unknown outcome.
+        c.sync_timeout = Some(Duration::from_secs(5));
+        let policy: Arc<dyn FailoverPolicy> = self.reach[i].clone();
+        c.failover = Some(FailoverConfig::new(policy, self.peers(i)));
+        let open = opener(&self.dirs[i], &self.fs[i]);
+        // The port may still be held by the previous incarnation's last threads.
+        let mut node = None;
+        wait_for("the node to start", || {
+            match Node::start(c.clone(), &self.dirs[i], Arc::clone(&open)) {
+                Ok(n) => node = Some(n),
+                Err(e) => eprintln!("start {}: {e}", self.name(i)),
+            }
+            node.is_some()
+        });
+        let node = Arc::new(node.expect("started"));
+        // Its epoch across the restart: the checker holds it to never go down.
+        let epoch = Epoch(node.status().epoch);
+        self.shared.history.record(Event::EpochSeen { node: self.name(i).to_owned(), epoch });
+        self.shared.nodes.write()[i] = Some(node);
+    }
+
+    /// Stops node `i` without any handover (a crash of the process).
+    fn crash(&mut self, i: usize) {
+        let node = self.shared.nodes.write()[i].take();
+        if let Some(n) = node {
+            n.stop();
+        }
+    }
+
+    /// Node `i` loses power: its file system keeps only what was synced, and the node
+    /// stops (every file operation of the old incarnation fails from the cut on).
+    fn power_loss(&mut self, i: usize) {
+        {
+            let mut fs = self.fs[i].lock();
+            let after = fs.crash();
+            *fs = after;
+        }
+        self.crash(i);
+    }
+
+    fn primary(&self) -> usize {
+        self.shared.record_primary()
+    }
+
+    /// The two nodes other than `p`.
+    fn others(p: usize) -> [usize; 2] {
+        let o: Vec<usize> = (0..NODES).filter(|&i| i != p).collect();
+        [o[0], o[1]]
+    }
+
+    fn proxy(&self, from: usize, to: usize) -> &FaultProxy {
+        self.proxies[from][to].as_ref().expect("a proxy between two nodes")
+    }
+
+    fn all_proxies(&self) -> impl Iterator<Item = &FaultProxy> {
+        self.proxies.iter().flatten().flatten()
+    }
+
+    /// Waits until the authority names a primary other than `old`; returns it.
+    fn wait_promotion(&self, old: usize) -> usize {
+        let mut new = old;
+        self.wait("another node to be promoted", || {
+            new = self.primary();
+            new != old
+        });
+        new
+    }
+
+    fn wait_progress(&self, what: &str) {
+        let from = self.shared.acked.load(Ordering::SeqCst);
+        self.wait(what, || self.shared.acked.load(Ordering::SeqCst) >= from + PROGRESS);
+    }
+
+    fn pause_clients(&self) {
+        let s = &self.shared;
+        let generation = s.pause_gen.fetch_add(1, Ordering::SeqCst) + 1;
+        s.paused.store(true, Ordering::SeqCst);
+        self.wait("the clients to pause", || {
+            s.idle.iter().all(|g| g.load(Ordering::SeqCst) == generation)
+        });
+    }
+
+    fn resume_clients(&self) {
+        self.shared.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Injects `fault`, lets it act, and asserts what it must cause.
+    fn inject(&mut self, fault: Fault) {
+        let p = self.primary();
+        let others = Self::others(p);
+        match fault {
+            Fault::CrashPrimary | Fault::PowerLossPrimary => {
+                if matches!(fault, Fault::PowerLossPrimary) {
+                    self.power_loss(p);
+                } else {
+                    self.crash(p);
+                }
+                let new = self.wait_promotion(p);
+                self.wait("the new primary to take over", || {
+                    self.shared.node(new).is_some_and(|n| n.status().role == "primary")
+                });
+            }
+            Fault::BouncePrimary => {
+                self.crash(p);
+                self.start(p);
+            }
+            Fault::DownReplica { power_loss, replica, for_ } => {
+                let r = others[replica];
+                if power_loss {
+                    self.power_loss(r);
+                } else {
+                    self.crash(r);
+                }
+                std::thread::sleep(for_);
+            }
+            Fault::AuthorityCut { for_ } => {
+                let cut_at = self.shared.history.events().len();
+                self.reach[p].set_cut(true);
+                // A write on it failing for a lapsed lease shows the lease ran out;
+                // from there on, nothing invoked on it may be acknowledged until the
+                // authority is back in reach (no renewal gets through the cut).
+                let mut lapsed = 0;
+                self.wait("a write on the cut-off primary to fail for its lapsed lease", || {
+                    let events = self.shared.history.events();
+                    let on_p: BTreeSet<OpId> = events[cut_at..]
+                        .iter()
+                        .filter_map(|e| match e {
+                            Event::Invoke { op, node } if node == self.name(p) => Some(*op),
+                            _ => None,
+                        })
+                        .collect();
+                    let failed = events[cut_at..].iter().position(|e| {
+                        matches!(e, Event::Unknown { op, reason }
+                            if on_p.contains(op) && reason.contains("lease of") && reason.contains("expired"))
+                    });
+                    if let Some(i) = failed {
+                        lapsed = cut_at + i + 1;
+                    }
+                    failed.is_some()
+                });
+                std::thread::sleep(for_);
+                let events = self.shared.history.events();
+                let late: BTreeSet<OpId> = events[lapsed..]
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::Invoke { op, node } if node == self.name(p) => Some(*op),
+                        _ => None,
+                    })
+                    .collect();
+                let acked: Vec<&Event> = events[lapsed..]
+                    .iter()
+                    .filter(|e| matches!(e, Event::Ok { op, .. } if late.contains(op)))
+                    .collect();
+                assert!(
+                    acked.is_empty(),
+                    "{} acknowledged writes without a lease: {acked:?}",
+                    self.name(p)
+                );
+            }
+            Fault::IsolatePrimary { extra } => {
+                self.reach[p].set_cut(true);
+                for o in others {
+                    for proxy in [self.proxy(o, p), self.proxy(p, o)] {
+                        proxy.refuse(true);
+                        proxy.sever();
+                    }
+                }
+                self.wait_promotion(p);
+                std::thread::sleep(extra);
+            }
+            Fault::OneWayCut { replica, dir, for_ } => {
+                self.proxy(others[replica], p).cut(dir);
+                std::thread::sleep(for_);
+            }
+            Fault::Hold { replica, dir, for_ } => {
+                self.proxy(others[replica], p).hold(dir);
+                std::thread::sleep(for_);
+            }
+            Fault::Delay { per_chunk, for_ } => {
+                for proxy in self.all_proxies() {
+                    proxy.delay(Direction::Up, per_chunk);
+                    proxy.delay(Direction::Down, per_chunk);
+                }
+                std::thread::sleep(for_);
+            }
+            Fault::Flapping { replica, seed, for_ } => {
+                let proxy = self.proxy(others[replica], p);
+                if seed % 2 == 0 {
+                    proxy.flapping(200, 20_000, seed);
+                } else {
+                    proxy.flapping_for(Duration::from_millis(20), Duration::from_millis(300), seed);
+                }
+                std::thread::sleep(for_);
+            }
+            Fault::DoubleFailover { power_loss } => {
+                self.crash(p);
+                let new = self.wait_promotion(p);
+                if power_loss {
+                    self.power_loss(new);
+                } else {
+                    self.crash(new);
+                }
+                // The third node may or may not be eligible (it is, if it was in the
+                // in-sync set): give it the time a promotion takes, no more.
+                let deadline = Instant::now() + settings().grace * 4;
+                while self.primary() == new && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+
+    /// Ends every fault and restarts the nodes that are down.
+    fn heal(&mut self, rng: &mut Rng) {
+        for proxy in self.all_proxies() {
+            proxy.heal();
+        }
+        for r in &self.reach {
+            r.set_cut(false);
+        }
+        let mut down: Vec<usize> = (0..NODES).filter(|&i| !self.running(i)).collect();
+        if down.len() == 2 && rng.range(0, 1) == 1 {
+            down.swap(0, 1);
+        }
+        for i in down {
+            self.start(i);
+        }
+    }
+
+    /// Waits for exactly one primary, the one the authority names, under a lease,
+    /// with every other node following it and holding its log, durably.
+    fn wait_converged(&self) {
+        let names = &self.shared.names;
+        self.wait("exactly one primary and every log converged", || {
+            let p = self.primary();
+            let statuses: Vec<_> = (0..NODES).map(|i| self.node(i).status()).collect();
+            let primaries = statuses.iter().filter(|s| s.role == "primary").count();
+            let ps = &statuses[p];
+            primaries == 1
+                && ps.role == "primary"
+                && ps.lease_remaining_millis.is_some_and(|m| m > 0)
+                && statuses.iter().enumerate().all(|(i, s)| {
+                    (i == p
+                        || s.primary.as_ref().and_then(|a| self.shared.index_of.get(a)) == Some(&p))
+                        && s.last_seq == ps.last_seq
+                        && s.durable_seq == ps.last_seq
+                        && s.node == names[i]
+                })
+        });
+    }
+
+    fn final_node(&self, i: usize) -> FinalNode {
+        let node = self.node(i);
+        let db = node.db().expect("db");
+        let log = log_of(&db)
+            .into_iter()
+            .map(|b| {
+                let op = BatchIter::new(&b.payload).flatten().find_map(|o| {
+                    std::str::from_utf8(o.key).ok()?.strip_prefix("op-")?.parse().ok().map(OpId)
+                });
+                LogEntry {
+                    seq: b.first_seq,
+                    epoch: b.epoch,
+                    op,
+                    digest: u64::from(crc32fast::hash(&b.payload)),
+                }
+            })
+            .collect();
+        let status = node.status();
+        FinalNode {
+            name: self.name(i).to_owned(),
+            epoch: Epoch(status.epoch),
+            primary: status.role == "primary",
+            log,
+        }
+    }
+
+    /// Runs one round; panics with what broke.
+    fn round(&mut self, label: &str, rng: &mut Rng) {
+        self.resume_clients();
+        self.wait_progress("writes to be acknowledged before the fault");
+        let fault = pick_fault(rng);
+        eprintln!("{label}: primary {}, fault {fault:?}", self.name(self.primary()));
+        self.inject(fault);
+        self.heal(rng);
+        self.wait_progress("writes to be acknowledged again after the heal");
+        self.pause_clients();
+        self.wait_converged();
+        let finals: Vec<FinalNode> = (0..NODES).map(|i| self.final_node(i)).collect();
+        for f in &finals {
+            self.shared.history.record(Event::EpochSeen { node: f.name.clone(), epoch: f.epoch });
+        }
+        let events = self.shared.history.events();
+        let violations = history::check(&events, &finals, &history::Mode::Sync);
+        assert!(
+            violations.is_empty(),
+            "{label} ({fault:?}): the history checker found {} violation(s):\n{}",
+            violations.len(),
+            violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+        );
+        let acked = events.iter().filter(|e| matches!(e, Event::Ok { .. })).count();
+        let primary = finals.iter().find(|f| f.primary).map_or("?", |f| f.name.as_str());
+        eprintln!(
+            "{label}: ok — {} events, {acked} acknowledged writes, all present; primary {primary} \
+             at {}, {} entries on every node",
+            events.len(),
+            finals[0].epoch,
+            finals[0].log.len()
+        );
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for c in self.clients.drain(..) {
+            let _ = c.join();
+        }
+        for i in 0..NODES {
+            self.crash(i);
+        }
+    }
+}
+
+#[test]
+fn randomized_fault_rounds_lose_no_acknowledged_write() {
+    let rounds = env_u64("STRATA_FAILOVER_ROUNDS").unwrap_or(DEFAULT_ROUNDS);
+    let seed = env_u64("STRATA_FAILOVER_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    eprintln!(
+        "failover rounds: {rounds} rounds, seed {seed:#x} (replay: STRATA_FAILOVER_SEED={seed:#x})"
+    );
+    let started = Instant::now();
+    let mut rng = Rng(seed);
+    let mut cluster: Option<Cluster> = None;
+    for round in 0..rounds {
+        if round % ROUNDS_PER_CLUSTER == 0 {
+            drop(cluster.take());
+            cluster = Some(Cluster::new());
+        }
+        let c = cluster.as_mut().expect("a cluster");
+        let label = format!("seed {seed:#x} round {}/{rounds}", round + 1);
+        c.round(&label, &mut rng);
+    }
+    drop(cluster);
+    eprintln!(
+        "failover rounds: {rounds} rounds passed in {:?} (seed {seed:#x})",
+        started.elapsed()
+    );
+}
