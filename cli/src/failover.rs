@@ -441,8 +441,8 @@ mod tests {
         assert_eq!(p.dir, Path::new("/s/authority"));
         assert_eq!(p.initial.primary.as_str(), "n1");
         assert_eq!(p.initial.epoch, Epoch(0));
-        assert_eq!(p.initial.lease.lease, Duration::from_secs(1));
-        assert_eq!(p.initial.lease.grace, Duration::from_secs(2));
+        assert_eq!(p.initial.lease.lease, Duration::from_millis(500));
+        assert_eq!(p.initial.lease.grace, Duration::from_millis(800));
         assert!(p.initial.in_sync.is_empty());
         assert_eq!(p.peers.len(), 2);
         // Another node given the same section derives the same cluster id.
