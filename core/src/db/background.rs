@@ -18,6 +18,9 @@ use crate::types::SeqNo;
 /// How long an idle background thread sleeps before looking for work again (it is
 /// woken earlier by rotations and finished tasks).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// How long the flush thread waits for readers of a flushed memtable to let go of it,
+/// so that it frees the memtable itself (see [`release_here`]).
+const RELEASE_WAIT: Duration = Duration::from_millis(200);
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
@@ -63,10 +66,28 @@ fn flush_loop(s: &Arc<Shared>) {
             continue;
         }
         match flush_one(s, &imm) {
-            Ok(()) => s.notify_progress(),
+            Ok(()) => {
+                s.notify_progress();
+                release_here(imm.mem);
+            }
             Err(e) => s.poison(format!("flush of a memtable failed: {e}")),
         }
     }
+}
+
+/// Frees a flushed memtable on this (the flush) thread. Freeing one of 128 MiB —
+/// hundreds of thousands of skiplist nodes — takes about a hundred milliseconds, and
+/// whichever thread drops the last reference pays it: without this, often a writer
+/// that still held the state from before the flush, in the middle of its `write`. So
+/// the flush thread keeps its reference until it is the only one (writers and point
+/// reads let go within microseconds), waiting at most [`RELEASE_WAIT`]: a long-lived
+/// iterator that still reads the memtable frees it itself when it is dropped.
+fn release_here(mem: Arc<dyn crate::MemTable>) {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    while Arc::strong_count(&mem) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    drop(mem);
 }
 
 /// Writes one immutable memtable as an L0 table, records it, drops the memtable and
