@@ -18,9 +18,9 @@ use crate::types::SeqNo;
 /// How long an idle background thread sleeps before looking for work again (it is
 /// woken earlier by rotations and finished tasks).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// How long the flush thread waits for readers of a flushed memtable to let go of it,
-/// so that it frees the memtable itself (see [`release_here`]).
-const RELEASE_WAIT: Duration = Duration::from_millis(200);
+/// How often the flush thread looks again at flushed memtables that readers still hold
+/// (see [`flush_loop`]).
+const RELEASE_POLL: Duration = Duration::from_millis(5);
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
@@ -48,46 +48,47 @@ pub(super) fn shutting_down(s: &Shared) -> bool {
 }
 
 pub(super) fn idle_wait(s: &Shared) {
+    idle_wait_for(s, IDLE_WAIT);
+}
+
+fn idle_wait_for(s: &Shared, limit: Duration) {
     let mut g = s.signals.lock.lock();
     if !shutting_down(s) {
-        s.signals.work.wait_for(&mut g, IDLE_WAIT);
+        s.signals.work.wait_for(&mut g, limit);
     }
 }
 
+/// Flushes immutable memtables, oldest first.
+///
+/// A flushed memtable is freed on this thread. Freeing one of 128 MiB — hundreds of
+/// thousands of skiplist nodes — takes on the order of a hundred milliseconds, and
+/// whichever thread drops the last reference pays it: otherwise often a writer that
+/// still held the state from before the flush, in the middle of its `write`. So this
+/// thread keeps each flushed memtable in `released` until it holds the only reference
+/// (writers and point reads let go within microseconds, iterators when dropped),
+/// looking again every [`RELEASE_POLL`] meanwhile.
 fn flush_loop(s: &Arc<Shared>) {
+    let mut released: Vec<Arc<dyn crate::MemTable>> = Vec::new();
     while !shutting_down(s) {
+        released.retain(|m| Arc::strong_count(m) > 1);
+        let wait = if released.is_empty() { IDLE_WAIT } else { RELEASE_POLL };
         let oldest = s.state.load().immutable.last().cloned();
         let Some(imm) = oldest else {
-            idle_wait(s);
+            idle_wait_for(s, wait);
             continue;
         };
         if s.poisoned.load(Ordering::Acquire) {
-            idle_wait(s);
+            idle_wait_for(s, wait);
             continue;
         }
         match flush_one(s, &imm) {
             Ok(()) => {
                 s.notify_progress();
-                release_here(imm.mem);
+                released.push(imm.mem);
             }
             Err(e) => s.poison(format!("flush of a memtable failed: {e}")),
         }
     }
-}
-
-/// Frees a flushed memtable on this (the flush) thread. Freeing one of 128 MiB —
-/// hundreds of thousands of skiplist nodes — takes about a hundred milliseconds, and
-/// whichever thread drops the last reference pays it: without this, often a writer
-/// that still held the state from before the flush, in the middle of its `write`. So
-/// the flush thread keeps its reference until it is the only one (writers and point
-/// reads let go within microseconds), waiting at most [`RELEASE_WAIT`]: a long-lived
-/// iterator that still reads the memtable frees it itself when it is dropped.
-fn release_here(mem: Arc<dyn crate::MemTable>) {
-    let deadline = Instant::now() + RELEASE_WAIT;
-    while Arc::strong_count(&mem) > 1 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    drop(mem);
 }
 
 /// Writes one immutable memtable as an L0 table, records it, drops the memtable and
