@@ -28,6 +28,8 @@ use serde::Deserialize;
 use strata_core::fs::{FileSystem, OsFileSystem};
 use strata_core::{AuthorityRecord, Epoch, FailoverPolicy, LeaseSettings, NodeId, SeqNo};
 use strata_failover_manual::ManualPolicy;
+use strata_failover_raft::{RaftOptions, RaftPolicy, RaftSettings, Role, VoterOptions};
+use strata_replication::FailoverConfig;
 
 /// Default lease of a primary, in ms (`LeaseSettings::default`'s): with the grace
 /// below, a dead primary is replaced in about grace + lease.
@@ -41,8 +43,6 @@ pub const DEFAULT_RAFT_HEARTBEAT_MS: u64 = 50;
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 150;
 /// See [`DEFAULT_ELECTION_TIMEOUT_MIN_MS`].
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 300;
-use strata_failover_raft::{RaftOptions, RaftPolicy, RaftSettings, Role, VoterOptions};
-use strata_replication::FailoverConfig;
 
 /// The authority's directory under a store (or witness) directory.
 pub const AUTHORITY_DIR: &str = "authority";
@@ -82,11 +82,11 @@ pub struct FailoverSection {
     pub listen: Option<String>,
     /// raft: every voter.
     pub voters: Option<Vec<VoterOptions>>,
-    /// raft: the raft leader's heartbeat interval in ms (default 100).
+    /// raft: the raft leader's heartbeat interval in ms (default [`DEFAULT_RAFT_HEARTBEAT_MS`]).
     pub raft_heartbeat_ms: Option<u64>,
-    /// raft: lower bound of the election timeout in ms (default 400).
+    /// raft: lower bound of the election timeout in ms (default [`DEFAULT_ELECTION_TIMEOUT_MIN_MS`]).
     pub election_timeout_min_ms: Option<u64>,
-    /// raft: upper bound of the election timeout in ms (default 800).
+    /// raft: upper bound of the election timeout in ms (default [`DEFAULT_ELECTION_TIMEOUT_MAX_MS`]).
     pub election_timeout_max_ms: Option<u64>,
     /// raft: the longest one authority call takes, in ms (default 5000).
     pub request_timeout_ms: Option<u64>,

@@ -61,7 +61,23 @@ impl FileWalReader {
         if let Some(f) = &self.file {
             return Ok(Arc::clone(f));
         }
-        let f = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly).map_err(|e| {
+        let mut opened = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly);
+        if matches!(&opened, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound)
+        {
+            // A segment a rotation had not renamed into place yet may have been since.
+            let renamed = self
+                .inner
+                .segments
+                .lock()
+                .iter()
+                .find(|s| s.start == self.segment.start)
+                .map(|s| s.path.clone());
+            if let Some(path) = renamed.filter(|p| *p != self.segment.path) {
+                self.segment.path = path;
+                opened = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly);
+            }
+        }
+        let f = opened.map_err(|e| {
             match e {
                 // Deleted by a checkpoint while we were behind.
                 Error::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
@@ -125,6 +141,7 @@ impl FileWalReader {
     /// The record at `self.offset`, or `None` at the end of the segment's data.
     fn read_record(&mut self) -> Result<Option<WalBatch>> {
         let mut fresh = false;
+        let mut reread = false;
         if !self.buffer_covers_offset() {
             self.refill(RECORD_PREFIX_LEN)?;
             fresh = true;
@@ -143,7 +160,14 @@ impl FileWalReader {
                 // length with only part of its body (the rest still zero in a
                 // preallocated segment): only a fresh read may call a record damaged.
                 RecordAt::Damaged(_) if !fresh => Err(None),
-                RecordAt::Damaged(reason) => Err(Some(reason)),
+                // The same for a seal a rotation is writing at the end of a segment
+                // readers have moved past: read once more before calling it damage.
+                RecordAt::Damaged(reason) if reread => Err(Some(reason)),
+                RecordAt::Damaged(_) => {
+                    reread = true;
+                    fresh = false;
+                    Err(None)
+                }
             };
             match decoded {
                 Ok((first, count, epoch, payload_len, size)) => {

@@ -2,8 +2,10 @@
 //! record at its end means — a torn tail that is cut off, or damage that is reported.
 //!
 //! Only the last segment can hold a torn tail: rotation fsyncs a segment (and seals it)
-//! before the log writes to the next one, so every earlier segment is complete, and the
-//! reader checks it record by record when it is replayed.
+//! before the next one gets its final name, so every earlier segment is complete, and
+//! the reader checks it record by record when it is replayed. (A next segment still
+//! under its temporary name is adopted by open as the last one when it continues this
+//! one; see `PendingRotation` in `wal.rs`.)
 //!
 //! When the record at offset `x` of the last segment (expected to start at sequence `s`)
 //! is not intact — damaged, cut short, or a zero length with data after it — recovery

@@ -66,6 +66,25 @@ struct OpenPrep {
     /// it to delete (newest first); the history in memory is already cut, and the
     /// marker is removed once the files agree.
     truncation: Option<Vec<PathBuf>>,
+    /// A new segment open adopted under its temporary name: its rotation is finished
+    /// before the first append.
+    adoption: Option<Adoption>,
+    /// Temporary segment files no rotation will finish: removed before the first
+    /// append, so none is ever taken for a later segment of the same name.
+    strays: Vec<PathBuf>,
+}
+
+/// The rest of an interrupted rotation that open found (see [`PendingRotation`]).
+#[derive(Debug)]
+struct Adoption {
+    old: Arc<dyn File>,
+    /// Where the old segment's records end and how many torn bytes follow, when it has
+    /// no seal yet.
+    seal_at: Option<(u64, u64)>,
+    /// The epoch the seal records (the old segment's newest).
+    epoch: Epoch,
+    tmp: PathBuf,
+    path: PathBuf,
 }
 
 impl Writer {
@@ -158,6 +177,58 @@ pub(crate) struct Inner {
     pins: Mutex<Vec<std::sync::Weak<ReaderPin>>>,
     /// Readers cut off for lagging past the retention limit.
     readers_cut_off: AtomicU64,
+    /// A rotation whose durable steps have not run yet (see `Inner::finish_rotation`).
+    /// Lock order: `writer`, then this, then `segments`.
+    rotation: Mutex<Option<PendingRotation>>,
+    /// Start of the segment a pending rotation has yet to seal (`u64::MAX`: none):
+    /// `checkpoint` keeps it, since the new segment is not in place before it is sealed.
+    rotating_from: AtomicU64,
+    /// This log, for the thread that finishes a rotation off the write path.
+    me: std::sync::Weak<Inner>,
+}
+
+/// A rotation past its switch: appends go to the new segment, which still has its
+/// temporary name, while the steps that make the switch durable are still to run.
+///
+/// Those steps are what a rotation used to make writers wait for — on a disk busy
+/// with flushes and compactions, each fdatasync took tens of milliseconds, so every
+/// 64 MiB one write took over 100 ms. They run on a thread of their own (or on whoever
+/// needs them first: a `Sync` appender, a checkpoint, a truncation, a copy), in the
+/// order that keeps every crash state readable:
+/// 1. fdatasync the old segment (its records become durable);
+/// 2. preallocate the new segment, fdatasync it (header and length) and the directory
+///    (its temporary name): from here on the successor can be found;
+/// 3. write the seal into the old segment and fdatasync it;
+/// 4. rename the new segment into place and fdatasync the directory.
+///
+/// Open adopts a temporary successor whose header names the sequence after the last
+/// one of the newest segment (sealed or not): so a process crash loses nothing the OS
+/// holds, and after a power loss either the successor was durable before the seal was
+/// written, or the seal is absent and nothing in the successor was acknowledged as
+/// durable (a `Sync` append waits for these steps).
+#[derive(Debug)]
+struct PendingRotation {
+    old: Arc<dyn File>,
+    /// Where the old segment's records end: the seal goes there.
+    old_end: u64,
+    /// The old segment's start (to find it in the segment list).
+    old_start: SeqNo,
+    /// The epoch the seal records.
+    epoch: Epoch,
+    /// The new segment's start, open file and its temporary and final paths.
+    next: SeqNo,
+    new: Arc<dyn File>,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A clean close leaves no rotation for the next open to adopt.
+        if let Err(e) = self.finish_rotation() {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "WAL rotation not finished at close");
+        }
+    }
 }
 
 /// A reader's position, as `checkpoint` sees it.
@@ -213,11 +284,16 @@ impl FileWal {
         }
         fs.create_dir_all(dir)?;
         let mut starts = Vec::new();
+        // `*.log.tmp` files are new segments a rotation had not renamed into place (see
+        // `PendingRotation`): the successor of the newest segment is adopted, any other
+        // is removed by the first append. Open changes nothing.
+        let mut tmps = Vec::new();
         for name in fs.list_dir(dir)? {
-            // `*.log.tmp` files are rotations that died before their rename: the segment
-            // never existed. The next rotation to that name replaces it; open leaves it.
             if let Some(start) = parse_segment_file_name(&name) {
                 starts.push(start);
+            } else if let Some(start) = name.strip_suffix(".tmp").and_then(parse_segment_file_name)
+            {
+                tmps.push((start, dir.join(&name)));
             }
         }
         starts.sort();
@@ -268,6 +344,67 @@ impl FileWal {
             (Some(last), Some(header)) => {
                 let file = fs.open(&last.path, OpenMode::ReadWrite)?;
                 let scan = scan_last_segment(&*file, &last.path, *header, keep)?;
+                let successor = match keep {
+                    Some(_) => None,
+                    None => adoptable(&*fs, &tmps, &scan)?,
+                };
+                let mut adopted = None;
+                if let Some((tmp_path, tmp_file, tmp_header)) = successor {
+                    let tmp_scan = scan_last_segment(&*tmp_file, &tmp_path, tmp_header, None)?;
+                    if let Some(next) = tmp_scan.sealed {
+                        return Err(Error::corruption(
+                            &tmp_path,
+                            tmp_scan.end,
+                            format!(
+                                "a segment that was never renamed into place ends in a seal \
+                                 naming {next}: the log is damaged; restore it from a backup \
+                                 or a replica before opening"
+                            ),
+                        ));
+                    }
+                    // The old segment is complete up to its seal (or its last record).
+                    file.sync_data()?;
+                    max_epoch = max_epoch.max(scan.max_epoch);
+                    last.size_bytes = scan.end;
+                    let seal_at = match scan.sealed {
+                        Some(_) => None,
+                        None => Some((scan.end, scan.torn_bytes.unwrap_or(0))),
+                    };
+                    let final_path = dir.join(segment_file_name(tmp_header.start));
+                    adopted = Some((
+                        SegmentInfo {
+                            start: tmp_header.start,
+                            path: tmp_path.clone(),
+                            size_bytes: tmp_scan.end,
+                            version: tmp_header.version,
+                        },
+                        tmp_header,
+                        tmp_file,
+                        tmp_scan,
+                        Adoption {
+                            old: Arc::clone(&file),
+                            seal_at,
+                            epoch: scan.max_epoch,
+                            tmp: tmp_path,
+                            path: final_path,
+                        },
+                    ));
+                }
+                let (file, scan, header, adoption) = match adopted {
+                    Some((info, header, tmp_file, tmp_scan, adoption)) => {
+                        segments.push(info);
+                        (tmp_file, tmp_scan, header, Some(adoption))
+                    }
+                    None => (file, scan, *header, None),
+                };
+                let strays: Vec<PathBuf> = tmps
+                    .iter()
+                    .map(|(_, p)| p.clone())
+                    .filter(|p| adoption.as_ref().is_none_or(|a| a.tmp != *p))
+                    .collect();
+                let Some(last) = segments.last_mut() else {
+                    return Err(Error::Config("WAL segment list is empty after open".into()));
+                };
                 if let Some(next) = scan.sealed {
                     return Err(Error::corruption(
                         &last.path,
@@ -307,6 +444,8 @@ impl FileWal {
                     prep: Some(OpenPrep {
                         torn: scan.torn_bytes.filter(|n| *n > 0).map(|n| (scan.end, n)),
                         truncation: keep.map(|_| std::mem::take(&mut cut_segments)),
+                        adoption,
+                        strays,
                     }),
                     epoch_recorded: false,
                 }
@@ -325,7 +464,10 @@ impl FileWal {
         recovery.last_seq = SeqNo(last_seq);
         tracing::debug!(dir = %dir.display(), segments = segments.len(), last_seq, "WAL opened");
         Ok(FileWal {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
+                rotation: Mutex::new(None),
+                rotating_from: AtomicU64::new(u64::MAX),
                 fs,
                 dir: dir.to_path_buf(),
                 options,
@@ -385,8 +527,123 @@ impl Inner {
         self.poisoned.store(true, Ordering::Release);
     }
 
-    /// Closes the current segment durably and starts a new one at `w.next_seq`.
+    /// Starts a new segment at `w.next_seq` and leaves the steps that make the switch
+    /// durable to [`PendingRotation`]'s thread. An old-format segment is rotated the
+    /// slow way (it has no seal to write).
     fn rotate(&self, w: &mut Writer) -> Result<()> {
+        // One rotation in flight at a time: finish the previous one first.
+        self.finish_rotation()?;
+        if w.version != VERSION {
+            return self.rotate_now(w);
+        }
+        let next = SeqNo(w.next_seq);
+        let path = self.dir.join(segment_file_name(next));
+        let tmp = self.dir.join(format!("{}.tmp", segment_file_name(next)));
+        if self.fs.exists(&tmp)? {
+            self.fs.remove_file(&tmp)?;
+        }
+        let header_end = HEADER_LEN as u64;
+        let created_len = created_len(&self.options);
+        let new = self.fs.open(&tmp, OpenMode::CreateNew)?;
+        new.write_all_at(&encode_header(next, created_len), 0)?;
+        // The created length at once, so a file a crashed process left behind is never
+        // shorter than its header says (preallocation follows off the write path).
+        new.set_len(created_len)?;
+        self.rotating_from.store(self.tail_segment.load(Ordering::SeqCst), Ordering::SeqCst);
+        let pending = PendingRotation {
+            old: Arc::clone(&w.file),
+            old_end: w.offset,
+            old_start: SeqNo(self.tail_segment.load(Ordering::SeqCst)),
+            epoch: Epoch(self.epoch.load(Ordering::Acquire)),
+            next,
+            new: Arc::clone(&new),
+            tmp: tmp.clone(),
+            path,
+        };
+        {
+            let mut segments = self.segments.lock();
+            if let Some(last) = segments.last_mut() {
+                last.size_bytes = w.offset;
+            }
+            segments.push(SegmentInfo {
+                start: next,
+                path: tmp,
+                size_bytes: header_end,
+                version: VERSION,
+            });
+        }
+        *self.rotation.lock() = Some(pending);
+        let scratch = std::mem::take(&mut w.scratch);
+        self.tail_segment.store(next.0, Ordering::SeqCst);
+        self.tail_end.store(header_end, Ordering::SeqCst);
+        // Zeros ahead are written in steps as records arrive (`zero_ahead`), not all at
+        // once here: the bytes read as zeros either way.
+        let zeroed_to = (header_end + self.options.zero_ahead_bytes)
+            .saturating_sub(self.options.zero_ahead_bytes / ZERO_AHEAD_STEPS)
+            .max(header_end);
+        *w = Writer {
+            scratch,
+            epoch_recorded: w.epoch_recorded,
+            ..Writer::at_new_segment(new, w.next_seq, zeroed_to, &self.options)
+        };
+        let me = self.me.clone();
+        let spawned =
+            std::thread::Builder::new().name("strata-wal-rotation".into()).spawn(move || {
+                if let Some(inner) = me.upgrade() {
+                    // A failure poisons the log; appends report it.
+                    let _ = inner.finish_rotation();
+                }
+            });
+        if spawned.is_err() {
+            self.finish_rotation()?;
+        }
+        Ok(())
+    }
+
+    /// Runs the durable steps of a pending rotation (see [`PendingRotation`]), if any;
+    /// returns once they are done. A failure poisons the log.
+    fn finish_rotation(&self) -> Result<()> {
+        let mut slot = self.rotation.lock();
+        let Some(p) = slot.as_ref() else { return Ok(()) };
+        let old_last = SeqNo(p.next.0 - 1);
+        let seal_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64;
+        let done = (|| {
+            p.old.sync_data()?;
+            self.synced_seq.fetch_max(old_last.0, Ordering::AcqRel);
+            if self.options.preallocate {
+                p.new.allocate(self.options.segment_size_bytes)?;
+            }
+            p.new.sync_data()?;
+            self.fs.sync_dir(&self.dir)?;
+            let mut seal = Vec::with_capacity(seal_len as usize);
+            encode_seal(&mut seal, p.next, RecordMeta { epoch: p.epoch, synced_through: old_last });
+            p.old.write_all_at(&seal, p.old_end)?;
+            p.old.sync_data()?;
+            self.fs.rename(&p.tmp, &p.path)?;
+            self.fs.sync_dir(&self.dir)
+        })();
+        if let Err(e) = done {
+            self.poison("WAL segment rotation failed", &e);
+            return Err(e);
+        }
+        {
+            let mut segments = self.segments.lock();
+            for s in segments.iter_mut() {
+                if s.start == p.old_start {
+                    s.size_bytes = p.old_end + seal_len;
+                } else if s.start == p.next {
+                    s.path = p.path.clone();
+                }
+            }
+        }
+        *slot = None;
+        self.rotating_from.store(u64::MAX, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Closes the current segment durably and starts a new one at `w.next_seq`, all
+    /// before the next append.
+    fn rotate_now(&self, w: &mut Writer) -> Result<()> {
         // IMPORTANT: the old segment must be durable before the new one exists: recovery
         // looks for a torn tail in the last segment only.
         w.file.sync_data()?;
@@ -469,6 +726,43 @@ impl Inner {
                     self.fs.remove_file(path)?;
                 }
             }
+            self.fs.sync_dir(&self.dir)?;
+        }
+        for path in &prep.strays {
+            if self.fs.exists(path)? {
+                self.fs.remove_file(path)?;
+            }
+        }
+        if let Some(a) = &prep.adoption {
+            if self.options.preallocate {
+                w.file.allocate(self.options.segment_size_bytes)?;
+            }
+            w.file.sync_data()?;
+            self.fs.sync_dir(&self.dir)?;
+            let seal_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64;
+            let start = self.tail_segment.load(Ordering::SeqCst);
+            if let Some((at, torn)) = a.seal_at {
+                write_zeros(&*a.old, at, at + torn.max(seal_len))?;
+                let mut seal = Vec::with_capacity(seal_len as usize);
+                let meta = RecordMeta { epoch: a.epoch, synced_through: SeqNo(start - 1) };
+                encode_seal(&mut seal, SeqNo(start), meta);
+                a.old.write_all_at(&seal, at)?;
+                a.old.sync_data()?;
+            }
+            self.fs.rename(&a.tmp, &a.path)?;
+            self.fs.sync_dir(&self.dir)?;
+            let mut segments = self.segments.lock();
+            let n = segments.len();
+            for (i, s) in segments.iter_mut().enumerate() {
+                if s.start.0 == start {
+                    s.path = a.path.clone();
+                } else if i + 2 == n
+                    && let Some((at, _)) = a.seal_at
+                {
+                    s.size_bytes = at + seal_len;
+                }
+            }
+        } else if !prep.strays.is_empty() {
             self.fs.sync_dir(&self.dir)?;
         }
         if let Some((at, len)) = prep.torn {
@@ -602,6 +896,7 @@ impl Inner {
         if w.prep.is_some() {
             self.prepare_open(&mut w)?;
         }
+        self.finish_rotation()?;
         if let Err(e) = w.file.sync_data() {
             self.poison("WAL fdatasync before a truncation failed", &e);
             return Err(e);
@@ -736,11 +1031,18 @@ impl Inner {
 
     /// The leader's part: fdatasync everything written so far.
     fn sync_written(&self) -> Result<()> {
-        // Everything written so far, in the file that holds it; older segments were
-        // synced when they were rotated out.
-        let (file, upto) = {
+        // A rotation's old segment first (and the new one in place), then everything
+        // written so far, in the file that holds it.
+        // IMPORTANT: the file and the sequence are taken together with no rotation
+        // pending; otherwise a switch just before could have us sync only the new
+        // segment and call the old one's unsynced tail durable.
+        let (file, upto) = loop {
             let w = self.writer.lock();
-            (Arc::clone(&w.file), self.written_seq.load(Ordering::Acquire))
+            if self.rotating_from.load(Ordering::SeqCst) == u64::MAX {
+                break (Arc::clone(&w.file), self.written_seq.load(Ordering::Acquire));
+            }
+            drop(w);
+            self.finish_rotation()?;
         };
         match file.sync_data() {
             Ok(()) => {
@@ -920,7 +1222,11 @@ impl Wal for FileWal {
             .map(|p| p.next.load(Ordering::Acquire))
             .min();
         let mut removable = 0;
+        let rotating_from = inner.rotating_from.load(Ordering::SeqCst);
         for i in 0..segments.len().saturating_sub(1) {
+            if segments[i].start.0 >= rotating_from {
+                break;
+            }
             let last_in_segment = segments[i + 1].start.0 - 1;
             let newer_bytes: u64 = segments[i + 1..].iter().map(|s| s.size_bytes).sum();
             if last_in_segment > checkpoint || newer_bytes < inner.options.retention_bytes {
@@ -970,6 +1276,7 @@ impl Wal for FileWal {
         // seal past that end and a segment not in the list.
         let (segments, end) = {
             let w = self.inner.writer.lock();
+            self.inner.finish_rotation()?;
             (self.inner.segments.lock().clone(), w.offset)
         };
         let history = epochs::epochs_path(&self.inner.dir);
@@ -991,6 +1298,7 @@ impl Wal for FileWal {
     fn files(&self) -> Result<Vec<std::path::PathBuf>> {
         // The history first: a copy taken while the log rotates may miss a new epoch's
         // entry only if it also misses that epoch's batches.
+        self.inner.finish_rotation()?;
         let mut files = Vec::new();
         let history = epochs::epochs_path(&self.inner.dir);
         if self.inner.fs.exists(&history)? {
@@ -1052,11 +1360,7 @@ fn create_segment(
     let zeroed_to =
         header_end.saturating_add(options.zero_ahead_bytes).min(options.segment_size_bytes);
     // The length the file has once created: recovery treats a shorter file as cut.
-    let created_len = if options.preallocate {
-        options.segment_size_bytes.max(zeroed_to)
-    } else {
-        zeroed_to.max(header_end)
-    };
+    let created_len = created_len(options);
     file.write_all_at(&encode_header(start, created_len), 0)?;
     if options.preallocate {
         file.allocate(options.segment_size_bytes)?;
@@ -1070,6 +1374,76 @@ fn create_segment(
         SegmentInfo { start, path, size_bytes: header_end, version: VERSION },
         zeroed_to.max(header_end),
     ))
+}
+
+/// A temporary segment open adopts: its path, the file, its header.
+type Successor = (PathBuf, Arc<dyn File>, crate::format::SegmentHeader);
+
+/// The temporary segment that continues the newest segment `scan` describes, if open
+/// should adopt it (see [`PendingRotation`]): one whose header names the sequence after
+/// the segment's last. Behind a seal it must be there and whole (the rotation made it
+/// durable before sealing); without a seal, one that is incomplete never held an
+/// acknowledged write and is left to be removed.
+fn adoptable(
+    fs: &dyn FileSystem,
+    tmps: &[(SeqNo, PathBuf)],
+    scan: &crate::recovery::TailScan,
+) -> Result<Option<Successor>> {
+    // Bytes after the last record of an unsealed segment mean a power loss tore them
+    // (a crashed process cannot leave half a write): the seal was not durable, so
+    // nothing in the successor was acknowledged, and the torn end is cut off as usual.
+    if scan.sealed.is_none() && scan.torn_bytes.is_some_and(|n| n > 0) {
+        return Ok(None);
+    }
+    let next = scan.sealed.unwrap_or(SeqNo(scan.last_seq.0 + 1));
+    let Some((_, path)) = tmps.iter().find(|(start, _)| *start == next) else {
+        return Ok(None);
+    };
+    let checked = (|| {
+        let file = fs.open(path, OpenMode::ReadWrite)?;
+        let mut header = [0u8; HEADER_LEN];
+        read_exact_at(&*file, &mut header, 0)?;
+        let decoded = decode_header(&header, path)?;
+        if decoded.start != next || decoded.version != VERSION {
+            return Err(Error::corruption(
+                path,
+                16,
+                format!("header says the segment starts at {}, expected {next}", decoded.start),
+            ));
+        }
+        if decoded.min_len > 0 && file.len()? < decoded.min_len {
+            return Err(Error::corruption(
+                path,
+                file.len()?,
+                format!(
+                    "the segment is shorter than the {} bytes it was created with",
+                    decoded.min_len
+                ),
+            ));
+        }
+        Ok((path.clone(), file, decoded))
+    })();
+    match checked {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if scan.sealed.is_none() => {
+            tracing::debug!(file = %path.display(), error = %e, "unfinished WAL rotation left aside");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The length a new segment has once created (recorded in its header): recovery
+/// treats a shorter file as cut.
+fn created_len(options: &FileWalOptions) -> u64 {
+    let header_end = HEADER_LEN as u64;
+    let zeroed_to =
+        header_end.saturating_add(options.zero_ahead_bytes).min(options.segment_size_bytes);
+    if options.preallocate {
+        options.segment_size_bytes.max(zeroed_to)
+    } else {
+        zeroed_to.max(header_end)
+    }
 }
 
 /// Copies the first `end` bytes of `from` to a new file `to` of the same length (zeros

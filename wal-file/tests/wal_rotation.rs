@@ -1,0 +1,150 @@
+//! Rotation off the write path: the append that fills a segment switches to a new one
+//! under a temporary name and returns; fdatasyncs, the seal and the rename run later
+//! (see `PendingRotation` in `wal.rs`). These tests stop a rotation between its switch
+//! and its durable steps — by a process crash (the directory copied as the OS holds it)
+//! and by power losses with each of its fdatasyncs failing — and reopen.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use strata_core::fs::OsFileSystem;
+use strata_core::{Durability, SeqNo, Wal};
+use strata_harness::sim_fs::{CountingFileSystem, CrashMode, SimFileSystem};
+use strata_wal_file::{FileWal, FileWalOptions};
+
+fn options() -> FileWalOptions {
+    FileWalOptions::default()
+        .with_segment_size_bytes(8 * 1024)
+        .with_zero_ahead_bytes(4096)
+        .with_writeback_bytes(0)
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("record {i:06} {}", "x".repeat((i % 97) as usize)).into_bytes()
+}
+
+/// Every batch from sequence 1, as (first sequence, payload).
+fn read_all(wal: &FileWal) -> Vec<(u64, Vec<u8>)> {
+    let mut r = wal.read_from(SeqNo(1)).expect("reader");
+    let mut out = Vec::new();
+    while let Some(b) = r.next_batch().expect("read") {
+        out.push((b.first_seq.0, b.payload.to_vec()));
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = CountingFileSystem::os();
+    let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
+    // The first append records the epoch (with an fdatasync): before the hold.
+    let mut i = 1;
+    wal.append(&payload(i), 1, Durability::Sync).expect("first append");
+    // Every fdatasync from here on waits: the rotation switches, its durable steps stall.
+    fs.hold_syncs();
+    while wal.segment_count() < 2 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    // Some records into the new segment (well short of filling it).
+    for _ in 0..5 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs.held_syncs() == 0 {
+        assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with(".log.tmp")),
+        "the new segment is still under its temporary name: {names:?}"
+    );
+    // What a process killed now leaves: whatever the OS holds.
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    fs.release_syncs();
+    drop(wal);
+
+    let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    let got = read_all(&reopened);
+    let want: Vec<(u64, Vec<u8>)> = (1..=i).map(|n| (n, payload(n))).collect();
+    assert_eq!(got, want, "every record the OS held is read back after the crash");
+    // The first append finishes the rotation: the successor is renamed into place.
+    reopened.append(b"after", 1, Durability::Sync).expect("append after reopen");
+    drop(reopened);
+    let names: Vec<String> = std::fs::read_dir(copy.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "no temporary file left: {names:?}");
+    let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(read_all(&again).len() as u64, i + 1);
+}
+
+#[test]
+fn a_power_loss_at_each_step_of_a_rotation_keeps_what_was_acknowledged() {
+    for failing in 1..=4u64 {
+        for seed in 0..12u64 {
+            let sim = SimFileSystem::new();
+            let dir = Path::new("/wal");
+            let wal = FileWal::open(sim.shared(), dir, options()).expect("open");
+            let mut i = 0;
+            // Acknowledged: a Sync append returned.
+            for _ in 0..3 {
+                i += 1;
+                wal.append(&payload(i), 1, Durability::Sync).expect("sync append");
+            }
+            let acknowledged = i;
+            // The `failing`-th fdatasync from here on fails (and all after it), as if
+            // the power went out there; the rotation's durable steps run into it.
+            sim.fail_sync_after(failing);
+            let mut rotated = false;
+            while i < 200 && !(rotated && i % 7 == 0) {
+                i += 1;
+                if wal.append(&payload(i), 1, Durability::Buffered).is_err() {
+                    break;
+                }
+                rotated |= wal.segment_count() > 1;
+            }
+            assert!(rotated, "failing {failing}, seed {seed}: no rotation happened");
+            // Waits for the rotation to finish or fail.
+            let _ = wal.sync();
+            let mode =
+                if seed == 0 { CrashMode::DropUnsynced } else { CrashMode::TornTail { seed } };
+            let after = sim.crash_with(mode);
+            drop(wal);
+            let reopened = match FileWal::open(after.shared(), dir, options()) {
+                Ok(w) => w,
+                Err(e) => panic!("failing {failing}, seed {seed}: open after a power loss: {e}"),
+            };
+            let got = read_all(&reopened);
+            assert!(
+                got.len() as u64 >= acknowledged,
+                "failing {failing}, seed {seed}: {} records back, {acknowledged} acknowledged",
+                got.len()
+            );
+            for (n, (seq, bytes)) in got.iter().enumerate() {
+                let want = n as u64 + 1;
+                assert_eq!(*seq, want, "failing {failing}, seed {seed}: sequences are dense");
+                assert_eq!(*bytes, payload(want), "failing {failing}, seed {seed}: record {want}");
+            }
+            // The log goes on where it ended.
+            let next = reopened.append(b"next", 1, Durability::Sync).expect("append after");
+            assert_eq!(next.0, got.len() as u64 + 1);
+        }
+    }
+}
