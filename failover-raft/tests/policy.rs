@@ -49,7 +49,12 @@ fn voters_reach_each_other_by_their_routes_not_by_the_membership_addresses() {
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let listen = free_addrs(3);
     // Released when `free_addrs` returns: nothing listens where the membership says.
-    let nowhere = free_addrs(3);
+    let nowhere = loop {
+        let n = free_addrs(3);
+        if n.iter().all(|a| !listen.contains(a)) {
+            break n;
+        }
+    };
     let members: BTreeMap<u64, Member> =
         (1..=3).map(|id: u64| (id, Member::data(nowhere[id as usize - 1]))).collect();
     let settings: Vec<RaftSettings> = (1..=3u64)
