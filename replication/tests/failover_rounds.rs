@@ -586,6 +586,9 @@ enum Fault {
     Flapping { replica: usize, seed: u64, raft: bool, for_: Duration },
     /// The primary crashes, and its successor right after its promotion.
     DoubleFailover { power_loss: bool },
+    /// Every node loses power at once (raft voters included): only what each synced
+    /// survives, and the whole cluster restarts from it.
+    PowerLossAll,
 }
 
 impl Fault {
@@ -604,6 +607,7 @@ impl Fault {
             Fault::Delay { .. } => "delay",
             Fault::Flapping { .. } => "flapping",
             Fault::DoubleFailover { .. } => "double failover",
+            Fault::PowerLossAll => "power loss of every node",
         }
     }
 }
@@ -612,7 +616,7 @@ fn pick_fault(rng: &mut Rng) -> Fault {
     let replica = rng.range(0, 1) as usize; // which of the two replicas
     let dir = rng.pick(&[Direction::Up, Direction::Down]);
     let raft = rng.range(0, 1) == 1;
-    match rng.range(0, 10) {
+    match rng.range(0, 11) {
         0 => Fault::CrashPrimary,
         1 => Fault::PowerLossPrimary,
         2 => Fault::BouncePrimary,
@@ -625,7 +629,8 @@ fn pick_fault(rng: &mut Rng) -> Fault {
         7 => Fault::Hold { replica, dir, raft, for_: rng.ms(100, 800) },
         8 => Fault::Delay { per_chunk: rng.ms(1, 20), for_: rng.ms(200, 800) },
         9 => Fault::Flapping { replica, seed: rng.next(), raft, for_: rng.ms(200, 1000) },
-        _ => Fault::DoubleFailover { power_loss: rng.range(0, 1) == 1 },
+        10 => Fault::DoubleFailover { power_loss: rng.range(0, 1) == 1 },
+        _ => Fault::PowerLossAll,
     }
 }
 
@@ -1152,6 +1157,18 @@ impl Cluster {
                 }
                 std::thread::sleep(for_);
             }
+            Fault::PowerLossAll => {
+                // Every file system first, so that no node syncs anything after another
+                // lost power.
+                for fs in &self.fs {
+                    let mut fs = fs.lock();
+                    let after = fs.crash();
+                    *fs = after;
+                }
+                for i in 0..NODES {
+                    self.crash(i);
+                }
+            }
             Fault::DoubleFailover { power_loss } => {
                 self.crash(p);
                 let new = self.wait_promotion(p);
@@ -1181,6 +1198,25 @@ impl Cluster {
         let mut down: Vec<usize> = (0..NODES).filter(|&i| !self.running(i)).collect();
         if down.len() == 2 && rng.range(0, 1) == 1 {
             down.swap(0, 1);
+        }
+        // A node does not start without reading the record, which takes a quorum of
+        // voters: with every node down, all voters come back before the nodes.
+        if let Some(g) = self.raft.as_mut()
+            && down.len() == NODES
+        {
+            for &i in &down {
+                let sim = self.fs[i].lock().clone();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while g.open(i, &sim).is_none() {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{}: voter {} does not open",
+                        self.replay,
+                        i + 1
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
         for i in down {
             self.start(i);
