@@ -25,11 +25,11 @@
 //! seeded RNG picks one fault (a crash or power loss of the primary or a replica, a
 //! primary cut off from the authority or from everything, a one-way cut, hold, delay
 //! or flapping link — with raft, the raft link of the pair too when the RNG says so —,
-//! a double failover, a bounce); then the test heals everything, restarts the nodes
-//! that are down, waits until writes are acknowledged again, pauses the clients, waits
-//! for exactly one primary and for every log to converge, and runs the history checker
-//! (sync mode: no acknowledged write lost) over the whole history and every node's
-//! final log.
+//! a double failover, a bounce, a power loss of every node at once); then the test
+//! heals everything, restarts the nodes that are down, waits until writes are
+//! acknowledged again, pauses the clients, waits for exactly one primary and for every
+//! log to converge, and runs the history checker (sync mode: no acknowledged write
+//! lost) over the whole history and every node's final log.
 //!
 //! A cluster lives for `ROUNDS_PER_CLUSTER` rounds (so faults meet the aftermath of
 //! earlier ones, epochs climb across restarts) before a fresh one starts.
