@@ -1,5 +1,6 @@
 //! How a node is started.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub struct RegisterConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) max_frame_bytes: u32,
     pub(crate) snapshot_every_entries: u64,
+    pub(crate) routes: BTreeMap<NodeId, String>,
 }
 
 impl fmt::Debug for RegisterConfig {
@@ -47,6 +49,7 @@ impl fmt::Debug for RegisterConfig {
             .field("request_timeout", &self.request_timeout)
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("snapshot_every_entries", &self.snapshot_every_entries)
+            .field("routes", &self.routes)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +70,7 @@ impl RegisterConfig {
             request_timeout: Duration::from_secs(5),
             max_frame_bytes: 16 << 20,
             snapshot_every_entries: 1000,
+            routes: BTreeMap::new(),
         }
     }
 
@@ -113,6 +117,19 @@ impl RegisterConfig {
     #[must_use]
     pub fn with_snapshot_every_entries(mut self, entries: u64) -> Self {
         self.snapshot_every_entries = entries;
+        self
+    }
+
+    /// This node reaches node `peer` at `addr` instead of the address the raft
+    /// membership records for it (default: none, every peer at its membership address).
+    ///
+    /// The membership holds one address per node, the same for every member; a route is
+    /// this node's own way there (through a NAT, a tunnel or a proxy that sees its peers
+    /// at other addresses). It is used for raft messages and for requests forwarded to
+    /// the leader, and is not replicated.
+    #[must_use]
+    pub fn with_route(mut self, peer: NodeId, addr: impl Into<String>) -> Self {
+        self.routes.insert(peer, addr.into());
         self
     }
 

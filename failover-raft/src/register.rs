@@ -79,6 +79,7 @@ pub struct RaftRegister {
     local_addr: SocketAddr,
     server: JoinHandle<()>,
     lock: Option<Box<dyn FileLock>>,
+    routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl std::fmt::Debug for RaftRegister {
@@ -123,8 +124,12 @@ impl RaftRegister {
             addr: config.listen_addr.to_string(),
             source,
         })?;
-        let network =
-            Network { max_frame_bytes: config.max_frame_bytes, backoff: config.heartbeat_interval };
+        let routes = Arc::new(config.routes.clone());
+        let network = Network {
+            max_frame_bytes: config.max_frame_bytes,
+            backoff: config.heartbeat_interval,
+            routes: Arc::clone(&routes),
+        };
         let state = opened.state_machine.shared();
         let raft =
             Raft::new(config.node_id, raft_config, network, opened.log, opened.state_machine)
@@ -160,7 +165,7 @@ impl RaftRegister {
         };
         let server = tokio::spawn(serve(listener, core.clone(), limits));
         tracing::info!(node = config.node_id, addr = %local_addr, dir = %config.data_dir.display(), "raft register started");
-        Ok(Self { core, local_addr, server, lock: Some(opened.lock) })
+        Ok(Self { core, local_addr, server, lock: Some(opened.lock), routes })
     }
 
     /// This node's id.
@@ -205,7 +210,7 @@ impl RaftRegister {
             Err(Error::NotLeader { leader_addr: Some(addr), leader: Some(leader), .. })
                 if leader != self.core.node_id =>
             {
-                self.forward("read", &addr, &Request::Read).await
+                self.forward("read", self.route(leader, &addr), &Request::Read).await
             }
             other => other,
         }
@@ -229,10 +234,15 @@ impl RaftRegister {
                 if leader != self.core.node_id =>
             {
                 let req = Request::CompareAndSet { expected_version, value };
-                self.forward("compare_and_set", &addr, &req).await
+                self.forward("compare_and_set", self.route(leader, &addr), &req).await
             }
             other => other,
         }
+    }
+
+    /// Where this node reaches `peer`, whose membership address is `addr`.
+    fn route<'a>(&'a self, peer: NodeId, addr: &'a str) -> &'a str {
+        self.routes.get(&peer).map_or(addr, String::as_str)
     }
 
     async fn forward(&self, op: &'static str, addr: &str, req: &Request) -> Result<Versioned> {

@@ -34,6 +34,7 @@ pub struct RaftSettings {
     pub(crate) election_timeout_max: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) bootstrap_timeout: Duration,
+    pub(crate) routes: BTreeMap<NodeId, String>,
 }
 
 impl fmt::Debug for RaftSettings {
@@ -46,6 +47,7 @@ impl fmt::Debug for RaftSettings {
             .field("election_timeout", &(self.election_timeout_min..self.election_timeout_max))
             .field("request_timeout", &self.request_timeout)
             .field("bootstrap_timeout", &self.bootstrap_timeout)
+            .field("routes", &self.routes)
             .finish()
     }
 }
@@ -64,6 +66,7 @@ impl RaftSettings {
             election_timeout_max: Duration::from_millis(800),
             request_timeout: Duration::from_secs(5),
             bootstrap_timeout: Duration::from_secs(30),
+            routes: BTreeMap::new(),
         }
     }
 
@@ -98,6 +101,17 @@ impl RaftSettings {
     #[must_use]
     pub fn with_bootstrap_timeout(mut self, timeout: Duration) -> Self {
         self.bootstrap_timeout = timeout;
+        self
+    }
+
+    /// This voter reaches voter `peer` at `addr` instead of the address `voters` (and
+    /// from then on the raft membership) gives it (default: no route). The membership
+    /// holds one address per voter for every voter; a route is this voter's own way
+    /// there (a NAT, a tunnel, a proxy). Used for raft messages and for requests
+    /// forwarded to the leader; not replicated, so it is given again on every start.
+    #[must_use]
+    pub fn with_route(mut self, peer: NodeId, addr: impl Into<String>) -> Self {
+        self.routes.insert(peer, addr.into());
         self
     }
 
@@ -143,6 +157,9 @@ impl RaftSettings {
         if let Some((id, _)) = self.voters.iter().find(|(_, m)| m.addr.trim().is_empty()) {
             return Err(Error::Config(format!("failover=raft: voter {id} has no address")));
         }
+        if let Some((id, _)) = self.routes.iter().find(|(_, a)| a.trim().is_empty()) {
+            return Err(Error::Config(format!("failover=raft: the route to voter {id} is empty")));
+        }
         for (what, d) in [
             ("request_timeout", self.request_timeout),
             ("bootstrap_timeout", self.bootstrap_timeout),
@@ -160,11 +177,12 @@ impl RaftSettings {
 
     /// The register's configuration for these settings, keeping its state in `dir`.
     pub(crate) fn register_config(&self, fs: Arc<dyn FileSystem>, dir: &Path) -> RegisterConfig {
-        RegisterConfig::new(self.node_id, self.listen, dir)
+        let config = RegisterConfig::new(self.node_id, self.listen, dir)
             .with_fs(fs)
             .with_heartbeat_interval(self.heartbeat_interval)
             .with_election_timeout(self.election_timeout_min, self.election_timeout_max)
-            .with_request_timeout(self.request_timeout)
+            .with_request_timeout(self.request_timeout);
+        self.routes.iter().fold(config, |c, (id, addr)| c.with_route(*id, addr.clone()))
     }
 }
 

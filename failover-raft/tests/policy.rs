@@ -1,17 +1,19 @@
 //! The `raft` policy on a real group of three voters on loopback: changes through one
 //! voter are seen by the others, a deposed primary is fenced, one lost voter of three
 //! changes nothing, a group below quorum fails renewals in bounded time, and the policy
-//! is usable from plain threads and from tokio runtimes alike.
+//! is usable from plain threads and from tokio runtimes alike; voters given routes reach
+//! each other by them, not by the membership's addresses.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
 use common::group::{Group, REQUEST_TIMEOUT, block_on, free_addrs, initial, settings, voter_dir};
 use strata_core::fs::OsFileSystem;
 use strata_core::{Change, Epoch, Error, FailoverFactory, FailoverPolicy, NodeId, SeqNo};
-use strata_failover_raft::{RaftFactory, RaftPolicy, Role};
+use strata_failover_raft::{Member, RaftFactory, RaftPolicy, RaftSettings, Role};
 
 fn n(name: &str) -> NodeId {
     NodeId::from(name)
@@ -40,6 +42,45 @@ fn a_promotion_committed_through_one_voter_is_seen_by_the_others() {
     let again = block_on(g.voter(1).compare_and_set(1, promote_a()));
     assert!(matches!(again, Err(Error::StaleAuthority { expected: 1, found: 2 })), "{again:?}");
     assert_eq!(block_on(g.voter(2).record()).expect("record"), committed);
+}
+
+#[test]
+fn voters_reach_each_other_by_their_routes_not_by_the_membership_addresses() {
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let listen = free_addrs(3);
+    // Released when `free_addrs` returns: nothing listens where the membership says.
+    let nowhere = loop {
+        let n = free_addrs(3);
+        if n.iter().all(|a| !listen.contains(a)) {
+            break n;
+        }
+    };
+    let members: BTreeMap<u64, Member> =
+        (1..=3).map(|id: u64| (id, Member::data(nowhere[id as usize - 1]))).collect();
+    let settings: Vec<RaftSettings> = (1..=3u64)
+        .map(|id| {
+            let mut s = RaftSettings::new(id, listen[id as usize - 1], members.clone())
+                .with_heartbeat_interval(Duration::from_millis(50))
+                .with_election_timeout(Duration::from_millis(300), Duration::from_millis(600))
+                .with_request_timeout(REQUEST_TIMEOUT)
+                .with_bootstrap_timeout(Duration::from_secs(30));
+            for peer in (1..=3).filter(|p| *p != id) {
+                s = s.with_route(peer, listen[peer as usize - 1].to_string());
+            }
+            s
+        })
+        .collect();
+    let voters = block_on(common::group::create_three(&settings, tmp.path(), &initial()))
+        .expect("the group forms through the routes");
+    let leader = voters.iter().find_map(|v| v.raft_status().ok().and_then(|s| s.leader));
+    let follower = voters.iter().find(|v| Some(v.node_id()) != leader).expect("a follower");
+    // A follower forwards the change to the leader, by its route.
+    let committed =
+        block_on(follower.compare_and_set(1, promote_a())).expect("a change through a follower");
+    assert_eq!(committed.version, 2);
+    for v in &voters {
+        assert_eq!(block_on(v.record()).expect("record"), committed, "voter {}", v.node_id());
+    }
 }
 
 #[test]

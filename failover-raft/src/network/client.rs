@@ -1,6 +1,8 @@
 //! The sending side: openraft's [`RaftNetworkFactory`] / [`RaftNetwork`] over TCP, and
 //! the one-shot call a follower uses to forward a client request to the leader.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
@@ -98,6 +100,9 @@ pub struct Network {
     pub max_frame_bytes: u32,
     /// How long openraft waits before retrying an unreachable peer.
     pub backoff: Duration,
+    /// Addresses this node dials instead of the membership's
+    /// ([`RegisterConfig::with_route`](crate::RegisterConfig::with_route)).
+    pub routes: Arc<BTreeMap<NodeId, String>>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -106,7 +111,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &Member) -> Self::Network {
         Connection {
             target,
-            peer: Peer::new(node.addr.clone(), self.max_frame_bytes),
+            peer: Peer::new(
+                self.routes.get(&target).unwrap_or(&node.addr).clone(),
+                self.max_frame_bytes,
+            ),
             backoff: self.backoff,
         }
     }
