@@ -605,7 +605,7 @@ impl Fault {
     fn pick(rng: &mut Rng) -> Fault {
         // A replica is named by its offset from the primary (1 or 2).
         let replica = 1 + rng.pick(2);
-        let dir = if rng.next() % 2 == 0 { Direction::Up } else { Direction::Down };
+        let dir = if rng.next().is_multiple_of(2) { Direction::Up } else { Direction::Down };
         match rng.pick(10) {
             0 => Fault::KillPrimary,
             1 => Fault::KillReplica { replica, for_: rng.ms(200, 2000) },
