@@ -5,10 +5,13 @@
 //!
 //! | request              | answers                                          |
 //! | -------------------- | ------------------------------------------------ |
-//! | `PUT <key> <value>`  | `OK <seq>` once the write is acknowledged        |
+//! | `PUT <key> <value>`  | `OK <seq> [<epoch>]` once the write is acknowledged |
 //! | `GET <key>`          | `VALUE <value>` or `NONE`                        |
 //!
-//! or `ERR <message>` (a write to a replica names the primary). Keys contain no
+//! or `ERR <message>` (a write to a replica names the primary). A replication node
+//! adds the epoch the write was made in, so a fault test can tell which primary
+//! acknowledged it (left out in the rare case that the node changed epochs while the
+//! write was in progress, when it cannot say which of the two). Keys contain no
 //! whitespace; a value is the rest of the line. A write goes through the replication
 //! node when there is one, so it is acknowledged by the mode's rule (and, with a
 //! failover authority, only under the primary's lease); a read is served from this
@@ -130,11 +133,23 @@ fn answer(line: &str, target: &Target) -> String {
             let mut batch = WriteBatch::new();
             batch.put(key, value);
             let written = match target {
-                Target::Local(db) => db.write(&batch, Durability::Sync).map_err(|e| e.to_string()),
-                Target::Node(node) => node.write(&batch).map_err(|e| e.to_string()),
+                Target::Local(db) => db
+                    .write(&batch, Durability::Sync)
+                    .map(|seq| (seq, None))
+                    .map_err(|e| e.to_string()),
+                Target::Node(node) => {
+                    // The epoch is only known for sure when it did not change while the
+                    // write was in progress (an epoch never goes down).
+                    let epoch = || node.db().map(|db| db.epoch());
+                    let before = epoch();
+                    node.write(&batch)
+                        .map(|seq| (seq, before.filter(|b| Some(*b) == epoch())))
+                        .map_err(|e| e.to_string())
+                }
             };
             match written {
-                Ok(seq) => format!("OK {}", seq.0),
+                Ok((seq, Some(epoch))) => format!("OK {} {}", seq.0, epoch.0),
+                Ok((seq, None)) => format!("OK {}", seq.0),
                 Err(e) => format!("ERR {e}"),
             }
         }
@@ -219,8 +234,11 @@ pub fn put(args: &PutArgs) -> anyhow::Result<()> {
     let line = format!("PUT {} {}", args.key, args.value);
     let answer = request(&args.addr, &line, Duration::from_millis(args.timeout_ms.max(1)))?;
     match answer.strip_prefix("OK ") {
-        Some(seq) => {
-            println!("acknowledged at seq {seq}");
+        Some(rest) => {
+            match rest.split_once(' ') {
+                Some((seq, epoch)) => println!("acknowledged at seq {seq} (epoch {epoch})"),
+                None => println!("acknowledged at seq {rest}"),
+            }
             Ok(())
         }
         None => bail!("{}: {}", args.addr, answer.strip_prefix("ERR ").unwrap_or(&answer)),

@@ -99,8 +99,9 @@ fn put_acknowledged(client: &str, key: &str, value: &str) -> u64 {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let answer = request(client, &format!("PUT {key} {value}"));
-        if let Some(seq) = answer.as_deref().and_then(|a| a.strip_prefix("OK ")) {
-            return seq.parse().unwrap();
+        if let Some(rest) = answer.as_deref().and_then(|a| a.strip_prefix("OK ")) {
+            // `OK <seq> <epoch>`.
+            return rest.split_whitespace().next().unwrap().parse().unwrap();
         }
         assert!(Instant::now() < deadline, "{client}: {key} never acknowledged: {answer:?}");
         std::thread::sleep(Duration::from_millis(100));

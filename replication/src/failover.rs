@@ -83,15 +83,33 @@ pub(crate) struct Ctl {
     transition: Mutex<()>,
 }
 
+/// How long a starting node keeps trying to read the authority record.
+pub const FIRST_READ_WITHIN: Duration = Duration::from_secs(10);
+/// The pause between two attempts.
+const FIRST_READ_RETRY: Duration = Duration::from_millis(100);
+
 impl Ctl {
-    /// Reads the record once: a node does not start without it.
+    /// Reads the record: a node does not start without it. A failed read is retried
+    /// for up to [`FIRST_READ_WITHIN`]: a raft authority whose leader dies during the
+    /// call answers with a transport error, and a new leader is elected well within it.
     pub fn new(config: &FailoverConfig, me: &str) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| Error::io("start", "the failover runtime", e))?;
         let policy = Arc::clone(&config.policy);
-        let first = block_on(&rt, Duration::from_secs(5), "read the record", policy.record())?;
+        let deadline = Instant::now() + FIRST_READ_WITHIN;
+        let first = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match block_on(&rt, left, "read the record", policy.record()) {
+                Ok(r) => break r,
+                Err(e) if Instant::now() + FIRST_READ_RETRY >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::warn!(node = me, error = %e, "reading the authority record; retrying");
+                    std::thread::sleep(FIRST_READ_RETRY);
+                }
+            }
+        };
         first.validate()?;
         Ok(Self {
             policy,
@@ -715,6 +733,74 @@ mod tests {
         async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
             self.0.grant_lease(node, epoch, Instant::now())
         }
+    }
+
+    /// An authority whose first `fails` reads fail as a raft authority's do when its
+    /// leader dies during the call.
+    #[derive(Debug)]
+    struct Flaky {
+        record: AuthorityRecord,
+        fails: std::sync::atomic::AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl FailoverPolicy for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn decide(&self, _: &AuthorityRecord, _: &ClusterView) -> Decision {
+            Decision::Nothing
+        }
+        async fn record(&self) -> strata_core::Result<AuthorityRecord> {
+            use std::sync::atomic::Ordering;
+            let left = self.fails.load(Ordering::SeqCst);
+            if left > 0 {
+                self.fails.store(left - 1, Ordering::SeqCst);
+                return Err(strata_core::Error::Transport {
+                    transport: "failover=flaky",
+                    topic: "authority".into(),
+                    reason: "reading the answer from the leader: connection closed".into(),
+                });
+            }
+            Ok(self.record.clone())
+        }
+        async fn compare_and_set(&self, _: u64, _: Change) -> strata_core::Result<AuthorityRecord> {
+            Ok(self.record.clone())
+        }
+        async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+            self.record.grant_lease(node, epoch, Instant::now())
+        }
+    }
+
+    /// Found by the multi-process fault rounds (`cli/tests/cluster_rounds.rs`, a double
+    /// failover): a node restarted just before the raft leader was killed asked the
+    /// leader for the record, got "connection closed", and `strata serve` exited
+    /// instead of asking again once the group had a new leader.
+    #[test]
+    fn a_starting_node_retries_a_failed_first_read_of_the_record() {
+        let settings = LeaseSettings::new(
+            Duration::from_millis(40),
+            Duration::from_millis(250),
+            Duration::from_millis(450),
+        )
+        .expect("settings");
+        let record = AuthorityRecord::initial(7, "n1", Epoch(1), SeqNo(1), settings);
+        let flaky = |fails| -> Arc<dyn FailoverPolicy> {
+            Arc::new(Flaky {
+                record: record.clone(),
+                fails: std::sync::atomic::AtomicU32::new(fails),
+            })
+        };
+        let ctl = Ctl::new(&FailoverConfig::new(flaky(3), BTreeMap::new()), "n2")
+            .expect("the record is read once the authority answers");
+        assert_eq!(ctl.record(), record);
+        // An authority that never answers still fails the start, after the deadline.
+        let started = Instant::now();
+        let err = Ctl::new(&FailoverConfig::new(flaky(u32::MAX), BTreeMap::new()), "n2")
+            .err()
+            .expect("never answers");
+        assert!(err.to_string().contains("connection closed"), "{err}");
+        assert!(started.elapsed() >= FIRST_READ_WITHIN - FIRST_READ_RETRY * 2);
     }
 
     /// Found by the failover fault rounds (a replica rejoining the in-sync set while
