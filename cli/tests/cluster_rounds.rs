@@ -89,6 +89,7 @@ use serde_json::Value;
 use strata_core::{Epoch, SeqNo};
 use strata_harness::history::{self, Event, FinalNode, History, LogEntry, OpId};
 use strata_harness::proxy::{Direction, FaultProxy};
+use strata_harness::seeded::{Rng, env_u64};
 use strata_replication::{AdminRequest, Status, admin_request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata");
@@ -110,42 +111,6 @@ const STUCK_AFTER: Duration = Duration::from_secs(20);
 const HEARTBEAT_MS: u64 = 100;
 const LEASE_MS: u64 = 500;
 const GRACE_MS: u64 = 800;
-
-/// splitmix64: small, seedable, the same on every platform.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// In `[lo, hi]`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(self.range(lo, hi))
-    }
-
-    fn pick(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap()
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
 
 /// A free port below the kernel's ephemeral range (32768 and up), so that no outgoing
 /// connection takes it between this check and the node's bind.
@@ -614,9 +579,9 @@ impl Fault {
 
     fn pick(rng: &mut Rng) -> Fault {
         // A replica is named by its offset from the primary (1 or 2).
-        let replica = 1 + rng.pick(2);
-        let dir = if rng.next().is_multiple_of(2) { Direction::Up } else { Direction::Down };
-        match rng.pick(10) {
+        let replica = 1 + rng.index(2);
+        let dir = if rng.next_u64().is_multiple_of(2) { Direction::Up } else { Direction::Down };
+        match rng.index(10) {
             0 => Fault::KillPrimary,
             1 => Fault::KillReplica { replica, for_: rng.ms(200, 2000) },
             2 => Fault::StopPrimary,
@@ -625,7 +590,7 @@ impl Fault {
             5 => Fault::OneWayCut { replica, dir, for_: rng.ms(300, 2500) },
             6 => Fault::Hold { replica, dir, for_: rng.ms(200, 1500) },
             7 => Fault::Delay { replica, delay: rng.ms(5, 80), for_: rng.ms(500, 2500) },
-            8 => Fault::Flapping { replica, seed: rng.next(), for_: rng.ms(500, 2500) },
+            8 => Fault::Flapping { replica, seed: rng.next_u64(), for_: rng.ms(500, 2500) },
             _ => Fault::DoubleFailover,
         }
     }

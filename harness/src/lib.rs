@@ -11,5 +11,6 @@ pub mod conformance;
 pub mod crash;
 pub mod history;
 pub mod proxy;
+pub mod seeded;
 pub mod sim_fs;
 pub mod stack;

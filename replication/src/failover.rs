@@ -712,31 +712,9 @@ mod tests {
     use super::*;
     use crate::node::{NodeConfig, RoleConfig};
 
-    /// An authority that only holds a record (these tests never change it).
-    #[derive(Debug)]
-    struct Fixed(AuthorityRecord);
-
-    #[async_trait::async_trait]
-    impl FailoverPolicy for Fixed {
-        fn name(&self) -> &'static str {
-            "fixed"
-        }
-        fn decide(&self, _: &AuthorityRecord, _: &ClusterView) -> Decision {
-            Decision::Nothing
-        }
-        async fn record(&self) -> strata_core::Result<AuthorityRecord> {
-            Ok(self.0.clone())
-        }
-        async fn compare_and_set(&self, _: u64, _: Change) -> strata_core::Result<AuthorityRecord> {
-            Ok(self.0.clone())
-        }
-        async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
-            self.0.grant_lease(node, epoch, Instant::now())
-        }
-    }
-
-    /// An authority whose first `fails` reads fail as a raft authority's do when its
-    /// leader dies during the call.
+    /// An authority that only holds a record (these tests never change it), and whose
+    /// first `fails` reads fail as a raft authority's do when its leader dies during
+    /// the call.
     #[derive(Debug)]
     struct Flaky {
         record: AuthorityRecord,
@@ -772,19 +750,24 @@ mod tests {
         }
     }
 
-    /// Found by the multi-process fault rounds (`cli/tests/cluster_rounds.rs`, a double
-    /// failover): a node restarted just before the raft leader was killed asked the
-    /// leader for the record, got "connection closed", and `strata serve` exited
-    /// instead of asking again once the group had a new leader.
-    #[test]
-    fn a_starting_node_retries_a_failed_first_read_of_the_record() {
+    /// The record these tests start from: `n1` primary in epoch 1, short lease settings.
+    fn test_record() -> AuthorityRecord {
         let settings = LeaseSettings::new(
             Duration::from_millis(40),
             Duration::from_millis(250),
             Duration::from_millis(450),
         )
         .expect("settings");
-        let record = AuthorityRecord::initial(7, "n1", Epoch(1), SeqNo(1), settings);
+        AuthorityRecord::initial(7, "n1", Epoch(1), SeqNo(1), settings)
+    }
+
+    /// Found by the multi-process fault rounds (`cli/tests/cluster_rounds.rs`, a double
+    /// failover): a node restarted just before the raft leader was killed asked the
+    /// leader for the record, got "connection closed", and `strata serve` exited
+    /// instead of asking again once the group had a new leader.
+    #[test]
+    fn a_starting_node_retries_a_failed_first_read_of_the_record() {
+        let record = test_record();
         let flaky = |fails| -> Arc<dyn FailoverPolicy> {
             Arc::new(Flaky {
                 record: record.clone(),
@@ -813,14 +796,9 @@ mod tests {
     /// waits for the writers.
     #[test]
     fn updating_the_waited_set_never_holds_the_lease_while_a_writer_holds_its_lock() {
-        let settings = LeaseSettings::new(
-            Duration::from_millis(40),
-            Duration::from_millis(250),
-            Duration::from_millis(450),
-        )
-        .expect("settings");
-        let record = AuthorityRecord::initial(7, "n1", Epoch(1), SeqNo(1), settings);
-        let policy: Arc<dyn FailoverPolicy> = Arc::new(Fixed(record.clone()));
+        let record = test_record();
+        let policy: Arc<dyn FailoverPolicy> =
+            Arc::new(Flaky { record: record.clone(), fails: std::sync::atomic::AtomicU32::new(0) });
         let addr: SocketAddr = "127.0.0.1:1".parse().expect("addr");
         let mut config = NodeConfig::new("n1", addr, RoleConfig::Primary);
         config.failover = Some(FailoverConfig::new(policy, BTreeMap::new()));

@@ -60,6 +60,7 @@ use strata_core::{
 use strata_failover_raft::{Member, RaftPolicy, RaftSettings};
 use strata_harness::history::{self, Event, FinalNode, History, LogEntry, OpId};
 use strata_harness::proxy::{Direction, FaultProxy};
+use strata_harness::seeded::{Rng, env_u64};
 use strata_harness::sim_fs::SimFileSystem;
 use strata_harness::stack::tiny_builder;
 use strata_replication::{Error, FailoverConfig, Mode, Node, NodeConfig, OpenStore, RoleConfig};
@@ -74,42 +75,6 @@ const CLIENTS: usize = 2;
 const ROUNDS_PER_CLUSTER: u64 = 5;
 /// Writes acknowledged before a fault and after healing, in every round.
 const PROGRESS: u64 = 15;
-
-/// splitmix64: small, seedable, and the same on every platform.
-#[derive(Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// In `[lo, hi]`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-
-    fn ms(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(self.range(lo, hi))
-    }
-
-    fn pick<T: Copy>(&mut self, of: &[T]) -> T {
-        of[(self.next() % of.len() as u64) as usize]
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    match v.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => v.parse().ok(),
-    }
-}
 
 /// Which authority the nodes share (`STRATA_FAILOVER_AUTHORITY=memory|raft`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -628,7 +593,7 @@ fn pick_fault(rng: &mut Rng) -> Fault {
         6 => Fault::OneWayCut { replica, dir, raft, for_: rng.ms(200, 1000) },
         7 => Fault::Hold { replica, dir, raft, for_: rng.ms(100, 800) },
         8 => Fault::Delay { per_chunk: rng.ms(1, 20), for_: rng.ms(200, 800) },
-        9 => Fault::Flapping { replica, seed: rng.next(), raft, for_: rng.ms(200, 1000) },
+        9 => Fault::Flapping { replica, seed: rng.next_u64(), raft, for_: rng.ms(200, 1000) },
         10 => Fault::DoubleFailover { power_loss: rng.range(0, 1) == 1 },
         _ => Fault::PowerLossAll,
     }
