@@ -63,19 +63,12 @@ impl FileWalReader {
         }
         let mut opened = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly);
         if matches!(&opened, Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound)
+            && self.segment.path.extension().is_some_and(|e| e == "tmp")
         {
-            // A segment a rotation had not renamed into place yet may have been since.
-            let renamed = self
-                .inner
-                .segments
-                .lock()
-                .iter()
-                .find(|s| s.start == self.segment.start)
-                .map(|s| s.path.clone());
-            if let Some(path) = renamed.filter(|p| *p != self.segment.path) {
-                self.segment.path = path;
-                opened = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly);
-            }
+            // A new segment a rotation had not renamed into place when this reader took
+            // its path (`wal_….log.tmp`) has been renamed since (to `wal_….log`).
+            self.segment.path = self.segment.path.with_extension("");
+            opened = self.inner.fs.open(&self.segment.path, OpenMode::ReadOnly);
         }
         let f = opened.map_err(|e| {
             match e {
