@@ -720,10 +720,23 @@ struct Streams {
 }
 
 impl Streams {
-    /// Starts a stream for every outlet that has none.
+    /// Starts a stream for every outlet that has none, or whose stream ended (an
+    /// error stopped it: it is logged, and the new one continues after the last
+    /// sequence the old one published).
     fn start_missing(&mut self) -> anyhow::Result<()> {
         let mut outcome = Ok(());
         for o in &mut self.outlets {
+            if let Some(stream) = o.stream.take_if(|s| s.is_finished()) {
+                // Below `next` after a rewind: the new stream publishes from the cut.
+                let published = stream.published_seq();
+                if published > 0 {
+                    o.next = SeqNo(published + 1);
+                }
+                if let Err(e) = stream.stop() {
+                    tracing::warn!(outlet = o.what, error = %e, from = %o.next,
+                        "commit stream ended with an error; restarting it");
+                }
+            }
             if o.stream.is_some() {
                 continue;
             }

@@ -45,26 +45,18 @@
 //! back. The round accepts that when, after `STUCK_AFTER`, a node's failover error says
 //! a survivor "is not eligible", counts it, and fails on any other missing failover.
 //!
-//! Known bug, found by these rounds (not fixed here): when a node that was primary
-//! steps down in-process and truncates its diverged tail (its writes of the old epoch
-//! that the new primary never had), its commit-stream reader fails with `Diverged`
-//! ("commit stream stopped; subscribers must resume from the log") and `strata serve`
-//! never starts it again (its supervisor only starts streams that are absent). From
-//! then on that node's gateway serves the truncated batches from its ring to new
-//! subscribers, without a `rewritten` notice, and nothing after them; the store itself
-//! is right (a `GET` of the truncated key answers `NONE`). Reading the logs through the
-//! gateways, the checker sees it as `PrefixesDiffer` + `NotConverged`. By default a node
-//! whose serve log says its commit stream stopped is therefore restarted (kill -9) before
-//! its log is read, and counted in the summary; with `STRATA_CLUSTER_STALE_STREAMS=1` it
-//! is not, and a round that hits the bug fails (e.g. `STRATA_CLUSTER_SEED=0x18eeff1b8e8eb552`,
-//! a one-way cut whose failover leaves the old primary a diverged tail; timing decides
-//! whether a given run hits it).
+//! A node that was primary and steps down in-process truncates its diverged tail (its
+//! writes of the old epoch that the new primary never had). These rounds found that its
+//! commit stream used to stop there for good, so its gateway served the truncated
+//! batches; now the stream publishes again from the cut (a rewind in the newer epoch)
+//! and the gateway drops the withdrawn frames. Every check reads each node's log through
+//! its gateway, so a node serving a truncated tail fails the round, and a node whose
+//! serve log says its commit stream stopped is a violation (`CommitStreamStopped`);
+//! the summary counts the rewinds the nodes logged.
 //!
 //! - `STRATA_CLUSTER_ROUNDS=N` runs N rounds (default `DEFAULT_ROUNDS`, for CI).
 //! - `STRATA_CLUSTER_SEED=S` (decimal or `0x` hex) replays the fault sequence of a run
 //!   (faults and parameters; process timing is the machine's); the seed is printed.
-//! - `STRATA_CLUSTER_STALE_STREAMS=1` shows the known bug above instead of working
-//!   around it.
 //! - `STRATA_CLUSTER_KEEP_SECS=S` keeps the cluster running S seconds after a violation
 //!   (its addresses are printed) to look at it by hand.
 //!
@@ -102,9 +94,6 @@ const PROGRESS: u64 = 10;
 /// How long the cluster may take to reach a state (debug builds on 2 busy cores).
 const DEADLINE: Duration = Duration::from_secs(120);
 /// `[failover]` lease settings (the defaults).
-/// Set, nodes whose commit stream stopped are not restarted before their logs are
-/// read through their gateways, so the known bug (module docs) shows as a violation.
-const STALE_STREAMS: &str = "STRATA_CLUSTER_STALE_STREAMS";
 /// How long the survivors of a double failover may take before the round looks for
 /// the reason they cannot take over.
 const STUCK_AFTER: Duration = Duration::from_secs(20);
@@ -310,12 +299,13 @@ impl Cluster {
         }
     }
 
-    /// Node `i`'s commit stream stopped in this incarnation (see `STALE_STREAMS`).
-    fn stream_stopped(&self, i: usize) -> bool {
-        let n = &self.nodes[i];
+    /// What node `i`'s serve log gained since the last call (or its start).
+    fn new_log(&mut self, i: usize) -> String {
+        let n = &mut self.nodes[i];
         let text = std::fs::read(&n.log).unwrap_or_default();
         let from = usize::try_from(n.log_from).unwrap().min(text.len());
-        String::from_utf8_lossy(&text[from..]).contains("commit stream stopped")
+        n.log_from = text.len() as u64;
+        String::from_utf8_lossy(&text[from..]).into_owned()
     }
 
     /// A node the test did not kill that has exited (a zombie: the test reaps only
@@ -603,8 +593,8 @@ struct Run {
     seed: u64,
     round: u64,
     fault: Option<Fault>,
-    /// Nodes restarted because their commit stream had stopped (`STALE_STREAMS`).
-    stale_restarts: std::cell::Cell<u64>,
+    /// Times a node's commit stream published again from a cut (module docs).
+    rewinds: std::cell::Cell<u64>,
     /// Double failovers after which no survivor was eligible.
     stuck: std::cell::Cell<u64>,
 }
@@ -821,24 +811,17 @@ impl Run {
                 (primaries == 1 && leased && same).then(|| all.into_iter().cloned().collect())
             })
         };
-        let mut statuses: Vec<Status> = converged(self);
-        // The known bug (module docs): a node whose commit stream stopped serves the
-        // truncated tail through its gateway until it restarts. Unless asked to show
-        // it, restart such nodes before their logs are read.
-        if std::env::var_os(STALE_STREAMS).is_none() {
-            let stale: Vec<usize> =
-                (0..NODES).filter(|&i| self.cluster.stream_stopped(i)).collect();
-            for &i in &stale {
-                eprintln!(
-                    "{label}: {}'s commit stream stopped; restarting it",
+        let statuses: Vec<Status> = converged(self);
+        let mut stopped = Vec::new();
+        for i in 0..NODES {
+            let text = self.cluster.new_log(i);
+            let rewinds = text.matches("the log was truncated under it").count() as u64;
+            self.rewinds.set(self.rewinds.get() + rewinds);
+            if text.contains("commit stream stopped") {
+                stopped.push(format!(
+                    "CommitStreamStopped: {} logged that its commit stream stopped",
                     self.cluster.nodes[i].name
-                );
-                self.cluster.kill9(i);
-                self.cluster.start(i);
-                self.stale_restarts.set(self.stale_restarts.get() + 1);
-            }
-            if !stale.is_empty() {
-                statuses = converged(self);
+                ));
             }
         }
         let (finals, notes): (Vec<FinalNode>, Vec<Vec<String>>) =
@@ -850,6 +833,7 @@ impl Run {
             .collect();
         let obs = self.shared.observed.lock().unwrap_or_else(PoisonError::into_inner);
         violations.extend(obs.out_of_sync.iter().map(|v| format!("PromotedOutOfSync: {v}")));
+        violations.extend(stopped);
         drop(obs);
         let acked = events.iter().filter(|e| matches!(e, Event::Ok { .. })).count();
         if !violations.is_empty() {
@@ -994,7 +978,7 @@ fn fault_rounds_against_real_processes() {
         seed,
         round: 0,
         fault: None,
-        stale_restarts: std::cell::Cell::new(0),
+        rewinds: std::cell::Cell::new(0),
         stuck: std::cell::Cell::new(0),
     };
     run.wait_healthy();
@@ -1067,7 +1051,7 @@ fn fault_rounds_against_real_processes() {
         "cluster rounds summary: {rounds} rounds + a full restart in {:.1} s, seed {seed:#x}; \
          faults {faults:?}; {} writes invoked, {} acknowledged ({} without an epoch), {} \
          failed, {} unknown; {} promotions observed (each from the previous epoch's in-sync \
-         set); {} nodes restarted for a stopped commit stream; {} double failovers without an \
+         set); {} commit-stream rewinds after a truncated tail; {} double failovers without an \
          eligible survivor; violations 0; every acknowledged write read back on all {NODES} \
          nodes",
         started.elapsed().as_secs_f64(),
@@ -1077,7 +1061,7 @@ fn fault_rounds_against_real_processes() {
         count(|e| matches!(e, Event::Fail { .. })),
         count(|e| matches!(e, Event::Unknown { .. })),
         shared.observed.lock().unwrap_or_else(PoisonError::into_inner).promotions,
-        run.stale_restarts.get(),
+        run.rewinds.get(),
         run.stuck.get(),
     );
 }

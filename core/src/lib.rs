@@ -36,8 +36,8 @@ pub use failover::{
 pub use memtable::{Entry, EntryIter, KeyRange, Lookup, MemTable, MemTableFactory};
 pub use table::{FileNo, Table, TableBuilder, TableFormat, TableIter, TableMeta};
 pub use transport::{
-    Delivery, FrameHeader, GapTracker, PublisherOptions, SlowSubscriberPolicy, StreamId,
-    SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+    Admission, Delivery, FrameHeader, GapTracker, PublishOrder, PublisherOptions,
+    SlowSubscriberPolicy, StreamId, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
 };
 pub use types::{Durability, Epoch, SeqNo, ValueKind, compare_internal};
 pub use wal::{

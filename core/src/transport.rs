@@ -182,6 +182,16 @@ impl Default for SubscriberOptions {
 ///   [`FrameHeader::next_seq`]; a smaller one is refused with
 ///   [`Error::InvalidArgument`](crate::Error::InvalidArgument). A larger one is allowed
 ///   and shows up at subscribers as a [`Delivery::Gap`].
+/// - The one exception is a **rewind**: a frame whose epoch (set with
+///   [`set_epoch`](Self::set_epoch)) is greater than the previous frame's may start at
+///   any `seq` from 1. It says the log was truncated after `seq - 1` and a newer
+///   epoch wrote what follows (an old primary that rejoined a cluster and dropped its
+///   diverged tail); the frames of older epochs from `seq` on are withdrawn. A medium
+///   that keeps history drops them from it where it can (a shared-memory history that
+///   cannot be edited replays them only ahead of the rewinding frame). Subscribers
+///   receive the rewinding frame in publish order and learn from its lower `seq` and
+///   higher epoch that what they held from `seq` on was rewritten. [`PublishOrder`]
+///   holds this rule for every medium.
 /// - A payload longer than [`PublisherOptions::max_payload`] is refused with
 ///   [`Error::FrameTooLarge`](crate::Error::FrameTooLarge) and nothing is sent.
 /// - Under [`SlowSubscriberPolicy::Block`] no frame is lost to a connected subscriber;
@@ -267,6 +277,59 @@ pub trait Transport: Send + Sync + fmt::Debug {
     ) -> Result<Box<dyn TopicSubscriber>>;
 }
 
+/// The order rule of [`TopicPublisher`] (sequences never go back, except in a rewind
+/// by a newer epoch), kept by each publisher so every medium accepts and refuses the
+/// same frames.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PublishOrder {
+    /// The previous frame's `next_seq` (none before the first frame).
+    next: Option<u64>,
+    /// The previous frame's epoch.
+    epoch: u64,
+}
+
+/// Whether a frame may be published, per [`PublishOrder::admit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// At or after the previous frame's end.
+    InOrder,
+    /// Below it, from a newer epoch: frames of older epochs from this `seq` on are
+    /// withdrawn.
+    Rewind {
+        /// The first withdrawn sequence (the rewinding frame's `seq`).
+        from: u64,
+    },
+}
+
+impl PublishOrder {
+    /// Whether a frame at `seq`, stamped with `epoch`, may follow what was published.
+    /// `Err(next)`: it would go backwards within an epoch (`next` is the previous
+    /// frame's end), which the publisher refuses.
+    pub fn admit(&self, seq: u64, epoch: u64) -> std::result::Result<Admission, u64> {
+        match self.next {
+            Some(next) if seq < next => {
+                if epoch > self.epoch && seq >= 1 {
+                    Ok(Admission::Rewind { from: seq })
+                } else {
+                    Err(next)
+                }
+            }
+            _ => Ok(Admission::InOrder),
+        }
+    }
+
+    /// Records a frame that was published.
+    pub fn record(&mut self, header: &FrameHeader) {
+        self.next = Some(header.next_seq());
+        self.epoch = header.epoch;
+    }
+
+    /// The previous frame's end, if a frame was published.
+    pub fn next(&self) -> Option<u64> {
+        self.next
+    }
+}
+
 /// Tracks the expected next sequence per stream and says what was skipped; shared by
 /// transports so every one reports gaps the same way.
 #[derive(Debug, Default, Clone)]
@@ -327,6 +390,23 @@ mod tests {
         assert_eq!(t.observe(&h(7, 1)), Some((6, 7)));
         let other = FrameHeader { stream: StreamId(8), seq: 100, span: 1, epoch: 0 };
         assert_eq!(t.observe(&other), None);
+    }
+
+    #[test]
+    fn publish_order_refuses_going_back_except_in_a_newer_epoch() {
+        let mut o = PublishOrder::default();
+        assert_eq!(o.admit(5, 1), Ok(Admission::InOrder));
+        o.record(&FrameHeader { stream: StreamId(7), seq: 5, span: 3, epoch: 1 });
+        assert_eq!(o.next(), Some(8));
+        assert_eq!(o.admit(8, 1), Ok(Admission::InOrder));
+        assert_eq!(o.admit(20, 1), Ok(Admission::InOrder));
+        assert_eq!(o.admit(7, 1), Err(8));
+        assert_eq!(o.admit(6, 2), Ok(Admission::Rewind { from: 6 }));
+        assert_eq!(o.admit(0, 2), Err(8));
+        o.record(&FrameHeader { stream: StreamId(7), seq: 6, span: 1, epoch: 2 });
+        // The new epoch is now the previous frame's: no second rewind within it.
+        assert_eq!(o.admit(6, 2), Err(7));
+        assert_eq!(o.admit(6, 1), Err(7));
     }
 
     #[test]

@@ -227,6 +227,11 @@ pub trait Wal: Send + Sync + fmt::Debug {
 }
 
 /// Sequential reader over a log's committed batches.
+///
+/// A log truncated with [`Wal::truncate_after`] while a reader is open: a reader that
+/// had not read past the cut carries on with what follows it; one that had fails with
+/// `Error::Diverged { seq, .. }`, naming the first sequence to read again (with a new
+/// reader) — what it handed out from `seq` on no longer exists.
 pub trait WalReader: Send + fmt::Debug {
     /// The next committed batch, or `None` when the reader caught up with the writer.
     fn next_batch(&mut self) -> Result<Option<WalBatch>>;

@@ -222,6 +222,7 @@ pub(crate) async fn run(mut ws: WebSocket, inner: Arc<Inner>, params: HashMap<St
         epoch: request.epoch,
         topic: request.topic.clone(),
         next: Vec::new(),
+        sent_epochs: Vec::new(),
         chunk: inner.config.log_chunk_batches,
     };
     let stop = writer.run().await;
@@ -314,6 +315,8 @@ struct Writer {
     topic: String,
     /// The next sequence expected, per stream.
     next: Vec<(StreamId, u64)>,
+    /// The epoch of the last frame sent, per stream.
+    sent_epochs: Vec<(StreamId, u64)>,
     chunk: usize,
 }
 
@@ -326,6 +329,24 @@ impl Writer {
         match self.next.iter_mut().find(|(s, _)| *s == stream) {
             Some((_, n)) => *n = seq,
             None => self.next.push((stream, seq)),
+        }
+    }
+
+    /// The epoch of the last batch the client holds on `stream`: of the last frame
+    /// sent, else the one a resuming client named (checked against the history).
+    fn sent_epoch(&self, stream: StreamId) -> Option<u64> {
+        self.sent_epochs.iter().find(|(s, _)| *s == stream).map(|(_, e)| *e).or(self.epoch)
+    }
+
+    /// Whether `f` is a leftover of a tail the store truncated: an older epoch wrote it
+    /// than the last batch sent before its position (epochs never decrease along a
+    /// log), so it is not in the log as it is now. Epoch 0 is unknown (a publisher
+    /// that stamps none), never stale.
+    fn is_stale(&self, f: &GatewayFrame) -> bool {
+        let stream = f.header.stream;
+        match (self.expected(stream), self.sent_epoch(stream)) {
+            (Some(n), Some(e)) => f.header.epoch != 0 && f.header.epoch < e && f.header.seq >= n,
+            _ => false,
         }
     }
 
@@ -428,6 +449,9 @@ impl Writer {
                     "gateway: a resuming client saw sequences the store rewrote since"
                 );
                 self.from = Some(start.0);
+                // The client's epoch was that of the rewritten range, not of the batch
+                // before `start`.
+                self.epoch = None;
                 Ok(Some(notice(&Notice::Rewritten {
                     from: start.0,
                     to: to.0 + 1,
@@ -588,6 +612,9 @@ impl Writer {
     /// Sends `f` after filling any hole before it (from the log, else as a gap).
     async fn deliver_frame(&mut self, f: Arc<crate::GatewayFrame>) -> Result<(), Stop> {
         let stream = f.header.stream;
+        if self.is_stale(&f) {
+            return Ok(());
+        }
         if let Some(n) = self.expected(stream)
             && f.header.seq > n
             && f.header.next_seq() > n
@@ -624,11 +651,25 @@ impl Writer {
         Ok(())
     }
 
-    /// Sends `f` unless it was already sent; a hole before it becomes a gap notice.
+    /// Sends `f` unless it was already sent; a hole before it becomes a gap notice. A
+    /// frame of a newer epoch below what was sent is a rewind (the store truncated a
+    /// tail and that epoch wrote there): the client is told with a `rewritten` notice
+    /// for what it held from there on, then gets the frame.
     async fn send_in_order(&mut self, f: Arc<crate::GatewayFrame>) -> Result<(), Stop> {
         let stream = f.header.stream;
+        if self.is_stale(&f) {
+            return Ok(());
+        }
         if let Some(n) = self.expected(stream) {
-            if f.header.next_seq() <= n {
+            let newer = self.sent_epoch(stream).is_some_and(|e| e != 0 && f.header.epoch > e);
+            if newer && f.header.seq < n && f.header.seq >= 1 {
+                tracing::info!(topic = %self.topic, from = f.header.seq, to = n,
+                    epoch = f.header.epoch, "gateway: a client held sequences the store rewrote");
+                let text =
+                    notice(&Notice::Rewritten { from: f.header.seq, to: n, epoch: f.header.epoch });
+                self.feed(Message::Text(text.into())).await?;
+                self.set_expected(stream, f.header.seq);
+            } else if f.header.next_seq() <= n {
                 return Ok(());
             }
             if f.header.seq > n {
@@ -642,6 +683,10 @@ impl Writer {
         };
         self.feed(msg).await?;
         self.set_expected(stream, f.header.next_seq());
+        match self.sent_epochs.iter_mut().find(|(s, _)| *s == stream) {
+            Some((_, e)) => *e = f.header.epoch,
+            None => self.sent_epochs.push((stream, f.header.epoch)),
+        }
         Ok(())
     }
 

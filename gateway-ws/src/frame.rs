@@ -8,7 +8,7 @@
 //! | `{"stream":1,"seq":12,"span":2,"epoch":3,"messages":[{"type":"trade",...},...]}` | a frame of a `messages` topic (one entry per message, `span` of them) |
 //! | `{"stream":1,"seq":12,"span":2,"epoch":3,"ops":[{"seq":12,"op":"put","key":"trade/..","message":{...}},...]}` | a frame of a `commits` topic (one entry per operation of the committed batch); `epoch` is the store's epoch that wrote it |
 //! | `{"gap":{"stream":1,"from":5,"to":9}}` | sequences `from .. to` will never be sent on this connection |
-//! | `{"rewritten":{"from":6,"to":11,"epoch":4}}` | the client resumed with `epoch=`, and the store rewrote `from .. to` since the client saw them (a crash took them back before they were durable; epoch 4 wrote others there): they follow again as the store holds them now |
+//! | `{"rewritten":{"from":6,"to":11,"epoch":4}}` | the store rewrote `from .. to` after the client got them: it resumed with `epoch=` and a crash took them back before they were durable, or, while connected, the store truncated a diverged tail (an old primary rejoining its cluster) — epoch 4 wrote others there; they follow again as the store holds them now |
 //! | `{"invalid":{"stream":1,"seq":9,"span":1,"reason":"..."}}` | a frame that failed validation was skipped (its sequences are not sent) |
 //! | `{"pong":{}}` | answer to a `{"op":"ping"}` |
 //!

@@ -174,6 +174,8 @@ struct HubState {
     ring: VecDeque<Arc<GatewayFrame>>,
     ring_bytes: usize,
     clients: Vec<Arc<ClientQueue>>,
+    /// Per stream, the newest frame's end (`next_seq`) and epoch.
+    streams: Vec<(StreamId, u64, u64)>,
 }
 
 /// Counters of one topic.
@@ -247,9 +249,28 @@ impl Hub {
             );
         }
         self.frames.fetch_add(1, Ordering::Relaxed);
-        self.last_seq.fetch_max(frame.header.next_seq() - 1, Ordering::Relaxed);
         let frame = Arc::new(frame);
+        let h = frame.header;
         let mut st = self.state.lock();
+        if self.rewinds(&mut st, &h) {
+            // A newer epoch rewrote the stream from `h.seq` (the store truncated a
+            // diverged tail): the ring no longer serves the withdrawn frames, and the
+            // live edge moves back. Clients learn it from the frame itself.
+            tracing::warn!(
+                topic = %self.spec.name,
+                stream = h.stream.0,
+                from = h.seq,
+                epoch = h.epoch,
+                "gateway: the stream was rewritten by a newer epoch; withdrawn frames leave the ring"
+            );
+            let before = st.ring.len();
+            st.ring.retain(|f| f.header.stream != h.stream || f.header.seq < h.seq);
+            if st.ring.len() != before {
+                st.ring_bytes = st.ring.iter().map(|f| f.cost()).sum();
+            }
+            self.last_seq.store(h.seq - 1, Ordering::Relaxed);
+        }
+        self.last_seq.fetch_max(h.next_seq() - 1, Ordering::Relaxed);
         if self.ring_frames > 0 {
             st.ring_bytes += frame.cost();
             st.ring.push_back(Arc::clone(&frame));
@@ -262,6 +283,26 @@ impl Hub {
             }
         }
         st.clients.retain(|c| c.push(&frame));
+    }
+
+    /// Records `h` as its stream's newest frame; returns whether it rewinds the stream:
+    /// it starts below the previous frame's end and a newer epoch wrote it (see
+    /// `TopicPublisher`).
+    fn rewinds(&self, st: &mut HubState, h: &strata_core::FrameHeader) -> bool {
+        match st.streams.iter_mut().find(|(s, ..)| *s == h.stream) {
+            Some((_, next, epoch)) => {
+                let rewind = h.seq < *next && *epoch != 0 && h.epoch > *epoch && h.seq >= 1;
+                if rewind || h.next_seq() >= *next {
+                    *next = h.next_seq();
+                    *epoch = h.epoch;
+                }
+                rewind
+            }
+            None => {
+                st.streams.push((h.stream, h.next_seq(), h.epoch));
+                false
+            }
+        }
     }
 
     /// The oldest sequence of `stream` the ring holds.

@@ -37,6 +37,16 @@
 //! preceded by the missing frames read from the store's log when the topic has one,
 //! else by a gap notice. Frames already sent (overlap of log, ring and live) are not
 //! sent twice.
+//!
+//! # Rewrites
+//!
+//! A store that truncates a tail a newer epoch replaced (a replica, or an old primary
+//! rejoining its cluster) republishes from the cut with the newer epoch (a rewind, see
+//! [`strata_core::TopicPublisher`]). The topic drops the withdrawn frames from its ring
+//! and moves its live edge back; each client that was sent any of them gets
+//! `{"rewritten":{"from":..,"to":..,"epoch":..}}` and then the batches as the store
+//! holds them now. A frame of an older epoch past what a client was sent (a leftover of
+//! the truncated tail) is never sent.
 
 #![deny(unsafe_code)]
 

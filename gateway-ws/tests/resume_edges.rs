@@ -247,3 +247,104 @@ async fn a_resume_into_a_rewritten_history_is_told_the_range() {
     assert!(reason.contains("another store or history"), "{reason}");
     drop(stream);
 }
+
+/// The store behind a topic truncates a tail while clients are connected — an old
+/// primary that stepped down and rejoined its cluster, dropping batches the new primary
+/// never had — and follows on with the newer epoch's batches. A connected client is
+/// told the range it held that was rewritten and then gets the batches as the store
+/// holds them now; a client joining afterwards from the start never sees a withdrawn
+/// batch; one resuming from the old tail with its epoch is told too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_truncates_a_diverged_tail_tells_connected_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = strata_plugins::default_builder(dir.path().join("db")).open().unwrap();
+    let (gateway, stream) = commits_gateway(&db, 1);
+    let server = serve(gateway).await;
+    let mut ws = connect(server.addr, "topic=commits&from=1").await;
+    assert_eq!(next_json(&mut ws).await["subscribed"]["from"], 1);
+    let old_epoch = db.epoch().get();
+    let mut starts = Vec::new();
+    let mut old_last = 0;
+    for n in 0..20 {
+        old_last = db.write(&one(&format!("old/{n}")), Durability::Sync).unwrap().0;
+        starts.push(old_last);
+    }
+    let mut expect = 1;
+    while expect <= old_last {
+        let f = next_json(&mut ws).await;
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        assert_eq!(f["epoch"], old_epoch, "{f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+
+    let keep = starts[11];
+    let new_epoch = old_epoch + 1;
+    db.demote("new-primary:1");
+    db.truncate_after(SeqNo(keep)).unwrap();
+    let mut new_last = keep;
+    // Shorter than the old tail: the topic's live edge must move back.
+    for n in 0..5 {
+        let b = one(&format!("new/{n}"));
+        let batch = strata_core::WalBatch {
+            first_seq: SeqNo(new_last + 1),
+            count: b.count(),
+            payload: bytes::Bytes::copy_from_slice(b.as_bytes()),
+            epoch: strata_core::Epoch(new_epoch),
+        };
+        db.apply_replicated(&batch, Durability::Sync).unwrap();
+        new_last += u64::from(b.count());
+    }
+
+    let notice = next_json(&mut ws).await;
+    assert_eq!(notice["rewritten"]["from"], keep + 1, "{notice}");
+    assert_eq!(notice["rewritten"]["to"], old_last + 1, "{notice}");
+    assert_eq!(notice["rewritten"]["epoch"], new_epoch, "{notice}");
+    let mut expect = keep + 1;
+    while expect <= new_last {
+        let f = next_json(&mut ws).await;
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        assert_eq!(f["epoch"], new_epoch, "{f}");
+        let key = f["ops"][0]["key"].as_str().unwrap().to_owned();
+        assert!(key.starts_with("new/"), "a batch of the newer epoch: {f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+
+    assert!(new_last < old_last);
+    let topic = server.gateway.topics().into_iter().find(|t| t.topic == "commits").unwrap();
+    assert_eq!(topic.last_seq, new_last, "the live edge moved back to the newer history's");
+
+    // From the cut without an epoch, served from the ring: the newer batches only.
+    let mut cut = connect(server.addr, &format!("topic=commits&from={}", keep + 1)).await;
+    assert_eq!(next_json(&mut cut).await["subscribed"]["from"], keep + 1);
+    let mut expect = keep + 1;
+    while expect <= new_last {
+        let f = next_json(&mut cut).await;
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        assert_eq!(f["epoch"], new_epoch, "no withdrawn frame from the ring: {f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+
+    // From the start: the old history up to the cut, then the newer one, nothing else.
+    let mut late = connect(server.addr, "topic=commits&from=1").await;
+    assert_eq!(next_json(&mut late).await["subscribed"]["from"], 1);
+    let mut expect = 1;
+    while expect <= new_last {
+        let f = next_json(&mut late).await;
+        assert_eq!(f["seq"].as_u64().unwrap(), expect, "{f}");
+        let want = if expect <= keep { old_epoch } else { new_epoch };
+        assert_eq!(f["epoch"], want, "{f}");
+        expect += f["span"].as_u64().unwrap();
+    }
+
+    // Resuming after the old tail with the epoch it was written in.
+    let query = format!("topic=commits&from={}&epoch={old_epoch}", old_last + 1);
+    let mut back = connect(server.addr, &query).await;
+    assert_eq!(next_json(&mut back).await["subscribed"]["from"], keep + 1);
+    let notice = next_json(&mut back).await;
+    assert_eq!(notice["rewritten"]["from"], keep + 1, "{notice}");
+    let f = next_json(&mut back).await;
+    assert_eq!(f["seq"].as_u64().unwrap(), keep + 1, "{f}");
+    assert_eq!(f["epoch"], new_epoch, "{f}");
+    assert!(!stream.is_finished(), "the commit stream keeps running");
+    drop(stream);
+}

@@ -62,8 +62,9 @@ impl CommitStream {
             .name("strata-commit-stream".into())
             .spawn(move || -> Result<()> {
                 // The store must outlive the reader; the thread keeps it open.
-                let _db = db;
-                let outcome = publish_loop(&mut *reader, &mut *publisher, &stop2, &published2);
+                let reopen = |at: SeqNo| db.read_log_from_with(at, bound);
+                let outcome =
+                    publish_loop(&mut reader, &reopen, &mut *publisher, &stop2, &published2);
                 // Said when it happens, not only when the owner stops the stream:
                 // subscribers get no live frames from here on.
                 if let Err(e) = &outcome {
@@ -82,6 +83,12 @@ impl CommitStream {
     /// The last sequence published (0 before the first batch).
     pub fn published_seq(&self) -> u64 {
         self.published.load(Ordering::Acquire)
+    }
+
+    /// Whether the publishing thread has ended (an error stopped it, or it was asked
+    /// to stop); [`stop`](Self::stop) returns how it ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
     /// Waits until everything up to `seq` is published or `timeout` passes; returns
@@ -124,15 +131,38 @@ impl Drop for CommitStream {
 }
 
 /// Publishes every batch the reader yields until `stop` is set or something fails.
+///
+/// A log truncated under the reader (`Error::Diverged`: a replica, or an old primary
+/// that rejoined, dropped a tail a newer epoch replaced) is read again from the cut
+/// with a reader from `reopen`; the first batch there carries the newer epoch, so it
+/// is published as a rewind (see `TopicPublisher`) and subscribers learn that what
+/// they held from there on was rewritten.
 fn publish_loop(
-    reader: &mut dyn WalReader,
+    reader: &mut Box<dyn WalReader>,
+    reopen: &dyn Fn(SeqNo) -> strata_core::Result<Box<dyn WalReader>>,
     publisher: &mut dyn TopicPublisher,
     stop: &AtomicBool,
     published: &AtomicU64,
 ) -> Result<()> {
     let mut epoch = None;
     while !stop.load(Ordering::Acquire) {
-        let Some(batch) = reader.wait_next(POLL)? else { continue };
+        let batch = match reader.wait_next(POLL) {
+            Ok(Some(batch)) => batch,
+            Ok(None) => continue,
+            Err(strata_core::Error::Diverged { seq, reason }) => {
+                tracing::warn!(
+                    from = seq.0,
+                    published_up_to = published.load(Ordering::Acquire),
+                    %reason,
+                    "commit stream: the log was truncated under it; publishing again from \
+                     the cut (subscribers are told the rest was rewritten)"
+                );
+                *reader = reopen(seq)?;
+                published.store(seq.0.saturating_sub(1), Ordering::Release);
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if epoch != Some(batch.epoch) {
             // Frames carry the epoch that wrote their batch, so a subscriber holds
             // `(epoch, seq)` to resume with.

@@ -28,8 +28,8 @@ use parking_lot::{Condvar, Mutex};
 use strata_core::Error;
 use strata_core::error::Result;
 use strata_core::transport::{
-    Delivery, FrameHeader, GapTracker, PublisherOptions, SlowSubscriberPolicy, StreamId,
-    SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+    Admission, Delivery, FrameHeader, GapTracker, PublishOrder, PublisherOptions,
+    SlowSubscriberPolicy, StreamId, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
 };
 
 const NAME: &str = "local";
@@ -171,7 +171,7 @@ impl Transport for LocalTransport {
             topic: t,
             id,
             options: options.clone(),
-            next_seq: None,
+            order: PublishOrder::default(),
             epoch: 0,
         }))
     }
@@ -253,17 +253,22 @@ struct LocalPublisher {
     topic: Arc<Topic>,
     id: u64,
     options: PublisherOptions,
-    next_seq: Option<u64>,
+    order: PublishOrder,
     epoch: u64,
 }
 
 impl LocalPublisher {
-    fn send(&mut self, frame: Frame) -> Result<()> {
+    /// Sends `frame`; `admission` says whether it withdraws frames of its history.
+    fn send(&mut self, frame: Frame, admission: Admission) -> Result<()> {
+        self.order.record(&frame.header);
         let subs = {
             let mut st = self.topic.state.lock();
             if let Some(slot) = st.publishers.iter_mut().find(|p| p.id == self.id)
                 && slot.history_cap > 0
             {
+                if let Admission::Rewind { from } = admission {
+                    slot.history.retain(|f| f.header.seq < from);
+                }
                 if slot.history.len() == slot.history_cap {
                     slot.history.pop_front();
                 }
@@ -328,7 +333,7 @@ impl LocalPublisher {
         Ok(())
     }
 
-    fn check(&self, seq: u64, span: u32, len: usize) -> Result<()> {
+    fn check(&self, seq: u64, span: u32, len: usize) -> Result<Admission> {
         if span == 0 {
             return Err(Error::InvalidArgument("a frame's span must be at least 1".into()));
         }
@@ -339,15 +344,13 @@ impl LocalPublisher {
                 max: self.options.max_payload as u64,
             });
         }
-        if let Some(next) = self.next_seq
-            && seq < next
-        {
-            return Err(Error::InvalidArgument(format!(
-                "sequence {seq} on topic {:?} is below the stream's next sequence {next}",
+        self.order.admit(seq, self.epoch).map_err(|next| {
+            Error::InvalidArgument(format!(
+                "sequence {seq} on topic {:?} is below the stream's next sequence {next} \
+                 (only a newer epoch may rewind)",
                 self.topic_name
-            )));
-        }
-        Ok(())
+            ))
+        })
     }
 }
 
@@ -361,10 +364,9 @@ impl TopicPublisher for LocalPublisher {
     }
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
-        self.check(seq, span, payload.len())?;
+        let admission = self.check(seq, span, payload.len())?;
         let header = FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch };
-        self.next_seq = Some(header.next_seq());
-        self.send(Frame { header, payload: Arc::from(payload) })
+        self.send(Frame { header, payload: Arc::from(payload) }, admission)
     }
 
     fn publish_with(
@@ -374,12 +376,11 @@ impl TopicPublisher for LocalPublisher {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<()> {
-        self.check(seq, span, len)?;
+        let admission = self.check(seq, span, len)?;
         let mut buf = vec![0u8; len];
         fill(&mut buf);
         let header = FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch };
-        self.next_seq = Some(header.next_seq());
-        self.send(Frame { header, payload: Arc::from(buf) })
+        self.send(Frame { header, payload: Arc::from(buf) }, admission)
     }
 
     fn subscriber_count(&self) -> usize {

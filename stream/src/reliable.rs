@@ -600,6 +600,16 @@ impl TopicPublisher for ReliablePublisher {
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> strata_core::Result<()> {
         let mut p = self.shared.publish.lock();
+        if p.last_published > 0 && seq <= p.last_published {
+            // A newer epoch's rewind (see `TopicPublisher`) would withdraw frames that
+            // subscribers acknowledged and the buffer redelivers; this tier does not
+            // follow that, so the rewind is refused and its owner stops publishing.
+            return Err(strata_core::Error::InvalidArgument(format!(
+                "the reliable tier cannot rewind to sequence {seq}: it published up to {} and \
+                 its subscribers acknowledge by sequence; they must resume from the log",
+                p.last_published
+            )));
+        }
         p.data.publish(seq, span, payload)?;
         p.last_published = seq + u64::from(span.max(1)) - 1;
         p.buffer.push_back((seq, span, Arc::from(payload)));

@@ -247,6 +247,10 @@ pub struct ResumeStats {
     pub rewritten_ranges: u64,
     /// Sequences in those ranges, delivered again as the store holds them now.
     pub rewritten_sequences: u64,
+    /// Live frames skipped because an older epoch wrote them than the batch before
+    /// them that was processed: frames of a tail the store truncated (a rewind
+    /// follows them), never in the log as it is.
+    pub stale: u64,
 }
 
 enum Mode {
@@ -294,6 +298,7 @@ struct Cursor<'a> {
     checkpointed: &'a mut u64,
     every: u32,
     lost: &'a mut Vec<(u64, u64)>,
+    rewritten: &'a mut Vec<(u64, u64)>,
 }
 
 impl Cursor<'_> {
@@ -308,6 +313,19 @@ impl Cursor<'_> {
         on: &mut dyn FnMut(&CommittedFrame<'_>),
     ) -> Result<bool> {
         let frame = CommittedFrame { first_seq, count, payload, source };
+        // Epochs never decrease along a log's sequences, so with the epoch of the last
+        // processed batch known (not 0; a frame's 0 is unknown too: a publisher that
+        // stamps none), a frame of a newer epoch that starts at or
+        // below it is a rewind (the store truncated what followed `first_seq - 1`
+        // and the newer epoch wrote there), and one of an older epoch past it is a
+        // leftover of the truncated tail.
+        if self.is_stale(first_seq, epoch) {
+            self.stats.stale += 1;
+            return Ok(false);
+        }
+        if *self.epoch != 0 && epoch > *self.epoch && first_seq <= *self.processed {
+            self.rewind(first_seq);
+        }
         if frame.last_seq() <= *self.processed {
             self.stats.duplicates += 1;
             return Ok(false);
@@ -326,6 +344,50 @@ impl Cursor<'_> {
             *self.since_checkpoint = 0;
         }
         Ok(true)
+    }
+
+    /// Whether a frame at `first_seq` written in `epoch` is a leftover of a tail the
+    /// store truncated (see [`Cursor::deliver`]): never to be delivered, nor a gap to
+    /// fill from the log.
+    fn is_stale(&self, first_seq: u64, epoch: u64) -> bool {
+        epoch != 0 && epoch < *self.epoch && first_seq > *self.processed
+    }
+
+    /// The store rewrote what was processed from `from` on (a truncated tail replaced
+    /// by a newer epoch): records it and moves back to deliver it again.
+    fn rewind(&mut self, from: u64) {
+        if from == 0 || from > *self.processed {
+            return;
+        }
+        let to = *self.processed + 1;
+        tracing::warn!(
+            from,
+            to,
+            "resumable subscriber: the store truncated sequences it had delivered and a \
+             newer epoch rewrote them; they are delivered again as the store holds them now"
+        );
+        self.stats.rewritten_ranges += 1;
+        self.stats.rewritten_sequences += to - from;
+        self.rewritten.push((from, to));
+        *self.processed = from - 1;
+        *self.since_checkpoint = (*self.since_checkpoint).max(1);
+    }
+
+    /// A log reader failed with `error`: when the log was truncated under it
+    /// (`Diverged`), what was delivered past the cut is rewound and a reader from the
+    /// next sequence to process is returned; any other error is passed on.
+    fn reread_after(
+        &mut self,
+        log: &dyn CommitLog,
+        error: strata_core::Error,
+    ) -> Result<Box<dyn WalReader>> {
+        match error {
+            strata_core::Error::Diverged { seq, .. } => {
+                self.rewind(seq.0);
+                self.open_log(log)
+            }
+            e => Err(e.into()),
+        }
     }
 
     /// Records that the log no longer holds `from .. to` and moves past it.
@@ -515,11 +577,14 @@ impl ResumableSubscriber {
         &self.lost
     }
 
-    /// Ranges `from .. to` (end exclusive) this subscriber had processed in an earlier
-    /// run that the store rewrote since — batches a crash took back before they were
-    /// durable, whose sequences a later incarnation reused (possible only with a commit
-    /// stream publishing before durability, `LogBound::Visible`). They were delivered
-    /// again, as the store holds them now; what was derived from the old ones is stale.
+    /// Ranges `from .. to` (end exclusive) this subscriber had processed that the
+    /// store rewrote since — in an earlier run, batches a crash took back before they
+    /// were durable, whose sequences a later incarnation reused (possible only with a
+    /// commit stream publishing before durability, `LogBound::Visible`); while running,
+    /// a tail the store truncated and a newer epoch replaced (a replica, or an old
+    /// primary that rejoined its cluster, seen through the commit stream's rewind or a
+    /// log reader's `Diverged`). They were delivered again, as the store holds them
+    /// now; what was derived from the old ones is stale.
     pub fn rewritten(&self) -> &[(u64, u64)] {
         &self.rewritten
     }
@@ -623,6 +688,7 @@ impl ResumableSubscriber {
             checkpointed: &mut self.checkpointed,
             every: self.options.checkpoint_every,
             lost: &mut self.lost,
+            rewritten: &mut self.rewritten,
         };
         let mut delivered = 0;
         let mut log_end = false;
@@ -652,13 +718,13 @@ impl ResumableSubscriber {
                     // still holds, reporting the rest as lost.
                     *reader = cursor.open_log(&*self.log)?;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => *reader = cursor.reread_after(&*self.log, e)?,
             }
         }
         let reached_live = buffer.front().is_some_and(|f| *cursor.processed + 1 >= f.0);
         if reached_live || (log_end && buffer.is_empty()) {
             for (seq, span, epoch, payload) in buffer.drain(..) {
-                if seq > *cursor.processed + 1 {
+                if seq > *cursor.processed + 1 && !cursor.is_stale(seq, epoch) {
                     // A hole inside the buffer (the live endpoint lost frames): fill it
                     // from the log first.
                     delivered += fill_from_log(&*self.log, &mut cursor, seq, on)?;
@@ -672,9 +738,7 @@ impl ResumableSubscriber {
             self.last_live = Instant::now();
         } else if log_end && delivered == 0 {
             // Live frames are buffered beyond what the log shows yet: wait for the log.
-            if let Mode::CatchingUp { reader, .. } = &mut self.mode
-                && let Some(b) = reader.wait_next(timeout)?
-            {
+            if let Mode::CatchingUp { reader, .. } = &mut self.mode {
                 let mut cursor = Cursor {
                     processed: &mut self.processed,
                     epoch: &mut self.epoch,
@@ -684,9 +748,23 @@ impl ResumableSubscriber {
                     checkpointed: &mut self.checkpointed,
                     every: self.options.checkpoint_every,
                     lost: &mut self.lost,
+                    rewritten: &mut self.rewritten,
                 };
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)? {
-                    delivered += 1;
+                match reader.wait_next(timeout) {
+                    Ok(Some(b)) => {
+                        if cursor.deliver(
+                            b.first_seq.0,
+                            b.count,
+                            &b.payload,
+                            b.epoch.0,
+                            Source::Log,
+                            on,
+                        )? {
+                            delivered += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => *reader = cursor.reread_after(&*self.log, e)?,
                 }
             }
         }
@@ -708,6 +786,7 @@ impl ResumableSubscriber {
             checkpointed: &mut self.checkpointed,
             every: self.options.checkpoint_every,
             lost: &mut self.lost,
+            rewritten: &mut self.rewritten,
         };
         let mut delivered = 0;
         let mut failure: Option<Error> = None;
@@ -716,7 +795,8 @@ impl ResumableSubscriber {
                 return;
             }
             if let Delivery::Frame { header, payload } = d {
-                if header.seq > *cursor.processed + 1 {
+                if header.seq > *cursor.processed + 1 && !cursor.is_stale(header.seq, header.epoch)
+                {
                     match fill_from_log(&*log, &mut cursor, header.seq, on) {
                         Ok(n) => delivered += n,
                         Err(e) => {
@@ -747,7 +827,15 @@ impl ResumableSubscriber {
                 if self.last_live.elapsed() >= self.options.idle_log_check {
                     // Idle: batches whose frames were lost at the tail are in the log.
                     let mut reader = cursor.open_log(&*log)?;
-                    while let Some(b) = reader.next_batch()? {
+                    loop {
+                        let b = match reader.next_batch() {
+                            Ok(Some(b)) => b,
+                            Ok(None) => break,
+                            Err(e) => {
+                                reader = cursor.reread_after(&*log, e)?;
+                                continue;
+                            }
+                        };
                         if cursor.deliver(
                             b.first_seq.0,
                             b.count,
@@ -783,7 +871,14 @@ fn fill_from_log(
     while *cursor.processed + 1 < until {
         // A published batch is in the log; waiting covers a reader that has not yet
         // seen the newest append.
-        match reader.wait_next(Duration::from_secs(5))? {
+        let next = match reader.wait_next(Duration::from_secs(5)) {
+            Ok(next) => next,
+            Err(e) => {
+                reader = cursor.reread_after(log, e)?;
+                continue;
+            }
+        };
+        match next {
             Some(b) => {
                 if cursor.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)? {
                     delivered += 1;

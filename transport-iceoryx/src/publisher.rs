@@ -6,7 +6,8 @@ use iceoryx2::prelude::*;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
 use strata_core::{
-    Error, PublisherOptions, Result, SlowSubscriberPolicy, StreamId, TopicPublisher,
+    Error, FrameHeader, PublishOrder, PublisherOptions, Result, SlowSubscriberPolicy, StreamId,
+    TopicPublisher,
 };
 
 use crate::transport::{IceoryxTransport, Shape};
@@ -75,7 +76,7 @@ impl IceoryxTransport {
                 topic: topic.to_owned(),
                 stream: options.stream,
                 max_payload: options.max_payload,
-                next_seq: None,
+                order: PublishOrder::default(),
                 started: None,
                 epoch: 0,
                 publisher,
@@ -93,7 +94,7 @@ pub struct IceoryxPublisher {
     topic: String,
     stream: StreamId,
     max_payload: usize,
-    next_seq: Option<u64>,
+    order: PublishOrder,
     /// `(started_seq, started_ns)` of [`WireHeader`], fixed by the first publish.
     started: Option<(u64, u64)>,
     /// Stamped on every frame ([`TopicPublisher::set_epoch`]).
@@ -132,11 +133,10 @@ impl IceoryxPublisher {
                 self.topic
             )));
         }
-        if let Some(next) = self.next_seq
-            && seq < next
-        {
+        if let Err(next) = self.order.admit(seq, self.epoch) {
             return Err(Error::InvalidArgument(format!(
-                "frame seq {seq} on topic {:?} goes backwards: the previous frame ended at {next}",
+                "frame seq {seq} on topic {:?} goes backwards: the previous frame ended at {next} \
+                 (only a newer epoch may rewind)",
                 self.topic
             )));
         }
@@ -159,7 +159,7 @@ impl IceoryxPublisher {
     }
 
     fn sent(&mut self, seq: u64, span: u32) -> Result<()> {
-        self.next_seq = Some(seq.saturating_add(u64::from(span)));
+        self.order.record(&FrameHeader { stream: self.stream, seq, span, epoch: self.epoch });
         // Signal only when some subscriber of the topic has a listener (has waited):
         // reading the listener count is one load, a notify takes the notifier's lock and
         // walks its connections. The fence orders the sample's delivery before the load,

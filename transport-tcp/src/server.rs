@@ -12,7 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use strata_core::{
-    Error, FrameHeader, PublisherOptions, Result, SlowSubscriberPolicy, StreamId, TopicPublisher,
+    Admission, Error, FrameHeader, PublishOrder, PublisherOptions, Result, SlowSubscriberPolicy,
+    StreamId, TopicPublisher,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -65,7 +66,12 @@ impl ServerState {
                 inner.history.pop_front();
             }
         }
-        Ok(TcpPublisher { topic: t, options: options.clone(), next: None, epoch: 0 })
+        Ok(TcpPublisher {
+            topic: t,
+            options: options.clone(),
+            order: PublishOrder::default(),
+            epoch: 0,
+        })
     }
 }
 
@@ -648,7 +654,7 @@ async fn write_loop(conn: &Conn, topic: &str, w: OwnedWriteHalf) {
 pub struct TcpPublisher {
     topic: Arc<Topic>,
     options: PublisherOptions,
-    next: Option<u64>,
+    order: PublishOrder,
     epoch: u64,
 }
 
@@ -657,7 +663,7 @@ impl std::fmt::Debug for TcpPublisher {
         f.debug_struct("TcpPublisher")
             .field("topic", &self.topic.name)
             .field("stream", &self.options.stream)
-            .field("next", &self.next)
+            .field("next", &self.order.next())
             .finish()
     }
 }
@@ -668,21 +674,20 @@ impl TcpPublisher {
         &self.topic.name
     }
 
-    fn check(&self, seq: u64, span: u32, len: usize) -> Result<FrameHeader> {
+    fn check(&self, seq: u64, span: u32, len: usize) -> Result<(FrameHeader, Admission)> {
         if span == 0 {
             return Err(Error::InvalidArgument(format!(
                 "topic {:?}: frame span must be at least 1",
                 self.topic.name
             )));
         }
-        if let Some(next) = self.next
-            && seq < next
-        {
-            return Err(Error::InvalidArgument(format!(
-                "topic {:?}: sequence went backwards: {seq} is below the next expected {next}",
+        let admission = self.order.admit(seq, self.epoch).map_err(|next| {
+            Error::InvalidArgument(format!(
+                "topic {:?}: sequence went backwards: {seq} is below the next expected {next} \
+                 (only a newer epoch may rewind)",
                 self.topic.name
-            )));
-        }
+            ))
+        })?;
         if len > self.options.max_payload {
             return Err(Error::FrameTooLarge {
                 topic: self.topic.name.clone(),
@@ -690,13 +695,23 @@ impl TcpPublisher {
                 max: self.options.max_payload as u64,
             });
         }
-        Ok(FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch })
+        Ok((FrameHeader { stream: self.options.stream, seq, span, epoch: self.epoch }, admission))
     }
 
-    /// Records the frame in the history and returns the connections to send it to.
-    fn enqueue_history(&mut self, header: FrameHeader, frame: &Bytes) -> Arc<Vec<Arc<Conn>>> {
-        self.next = Some(header.next_seq());
+    /// Records the frame in the history (dropping the frames a rewind withdraws) and
+    /// returns the connections to send it to.
+    fn enqueue_history(
+        &mut self,
+        header: FrameHeader,
+        admission: Admission,
+        frame: &Bytes,
+    ) -> Arc<Vec<Arc<Conn>>> {
+        self.order.record(&header);
         let mut t = self.topic.inner.lock();
+        if let Admission::Rewind { from } = admission {
+            let stream = header.stream;
+            t.history.retain(|(h, _)| h.stream != stream || h.seq < from);
+        }
         if t.history_cap > 0 {
             if t.history.len() >= t.history_cap {
                 t.history.pop_front();
@@ -707,8 +722,8 @@ impl TcpPublisher {
         t.conns.clone()
     }
 
-    fn send(&mut self, header: FrameHeader, frame: Bytes, len: usize) {
-        let conns = self.enqueue_history(header, &frame);
+    fn send(&mut self, header: FrameHeader, admission: Admission, frame: Bytes, len: usize) {
+        let conns = self.enqueue_history(header, admission, &frame);
         let out = Outgoing {
             topic: &self.topic.name,
             header,
@@ -725,10 +740,10 @@ impl TcpPublisher {
     /// [`TopicPublisher::publish`] for async code: under
     /// [`SlowSubscriberPolicy::Block`] it awaits room instead of blocking the thread.
     pub async fn publish_async(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
-        let header = self.check(seq, span, payload.len())?;
+        let (header, admission) = self.check(seq, span, payload.len())?;
         let frame =
             format::encode_frame_with(&header, payload.len(), |b| b.copy_from_slice(payload));
-        let conns = self.enqueue_history(header, &frame);
+        let conns = self.enqueue_history(header, admission, &frame);
         let out = Outgoing {
             topic: &self.topic.name,
             header,
@@ -754,10 +769,10 @@ impl TopicPublisher for TcpPublisher {
     }
 
     fn publish(&mut self, seq: u64, span: u32, payload: &[u8]) -> Result<()> {
-        let header = self.check(seq, span, payload.len())?;
+        let (header, admission) = self.check(seq, span, payload.len())?;
         let frame =
             format::encode_frame_with(&header, payload.len(), |b| b.copy_from_slice(payload));
-        self.send(header, frame, payload.len());
+        self.send(header, admission, frame, payload.len());
         Ok(())
     }
 
@@ -768,9 +783,9 @@ impl TopicPublisher for TcpPublisher {
         len: usize,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<()> {
-        let header = self.check(seq, span, len)?;
+        let (header, admission) = self.check(seq, span, len)?;
         let frame = format::encode_frame_with(&header, len, fill);
-        self.send(header, frame, len);
+        self.send(header, admission, frame, len);
         Ok(())
     }
 

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::types::SeqNo;
 use crate::wal::{WalBatch, WalReader};
 
@@ -45,6 +45,8 @@ pub(crate) struct BoundedLogReader {
     held: Option<WalBatch>,
     /// The first sequence not handed out yet.
     next: SeqNo,
+    /// The visible sequence's resets (truncations) when `held` could last be trusted.
+    resets: u64,
 }
 
 impl std::fmt::Debug for BoundedLogReader {
@@ -64,7 +66,8 @@ impl BoundedLogReader {
         bound: LogBound,
         from: SeqNo,
     ) -> Self {
-        Self { inner, shared, bound, held: None, next: from.max(SeqNo(1)) }
+        let resets = shared.visible.resets();
+        Self { inner, shared, bound, held: None, next: from.max(SeqNo(1)), resets }
     }
 
     /// Makes everything written so far durable, as `Db::sync_wal` does (a failure
@@ -79,6 +82,22 @@ impl BoundedLogReader {
 
 impl WalReader for BoundedLogReader {
     fn next_batch(&mut self) -> Result<Option<WalBatch>> {
+        let resets = self.shared.visible.resets();
+        if resets != self.resets {
+            self.resets = resets;
+            if self.held.take().is_some() {
+                // The batch read ahead of visibility may be one the truncation removed;
+                // nothing from it on was handed out, so the caller reads again there.
+                return Err(Error::Diverged {
+                    seq: self.next,
+                    reason: format!(
+                        "the log was truncated while this reader held batch {} unread; \
+                         read again from {}",
+                        self.next, self.next
+                    ),
+                });
+            }
+        }
         if self.held.is_none() {
             self.held = self.inner.next_batch()?;
         }

@@ -32,6 +32,9 @@ pub(crate) struct Visibility {
     /// Completed batches not yet visible: first sequence → last sequence.
     pending: Mutex<BTreeMap<u64, u64>>,
     cond: Condvar,
+    /// How many times [`Visibility::reset`] moved the sequence back (a log reader that
+    /// read a batch ahead of visibility drops it when this changed).
+    resets: AtomicU64,
 }
 
 /// The chain of publications was broken by a failed writer; the store is poisoned.
@@ -72,6 +75,12 @@ impl Visibility {
         let mut pending = self.pending.lock();
         pending.clear();
         self.seq.store(to.0, Ordering::SeqCst);
+        self.resets.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// How many resets happened so far.
+    pub(crate) fn resets(&self) -> u64 {
+        self.resets.load(Ordering::SeqCst)
     }
 
     /// Wakes every waiter and makes them fail: a batch that took a sequence will never

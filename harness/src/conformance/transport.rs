@@ -21,6 +21,7 @@
 //! | `transport::seq_going_backwards_is_refused` | a `seq` below the previous frame's `next_seq` is refused with `InvalidArgument` and sends nothing |
 //! | `transport::topics_are_isolated` | endpoints of different topics never see each other's frames |
 //! | `transport::frames_carry_the_publishers_epoch` | every frame carries the epoch last set with `set_epoch` (0 before) |
+//! | `transport::newer_epoch_may_rewind` | a frame of a newer epoch may start below the previous frame's end (a rewind) and reaches subscribers after the frames it withdraws; going back within an epoch stays refused; a late subscriber with history never gets a withdrawn frame after the rewinding one |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -164,6 +165,7 @@ pub fn run(factory: Arc<dyn TransportFactory>, caps: TransportCaps) -> Report {
         Check::new("transport::seq_going_backwards_is_refused", backwards),
         Check::new("transport::topics_are_isolated", isolated),
         Check::new("transport::frames_carry_the_publishers_epoch", epochs),
+        Check::new("transport::newer_epoch_may_rewind", rewind),
     ];
     run_checks("transport", name, &subject, checks)
 }
@@ -363,6 +365,82 @@ fn epochs(s: &Subject) -> CheckResult {
         "clause `every frame carries the epoch last set with set_epoch`: published (seq, \
          epoch) {plan:?}, received {epochs:?}"
     );
+    Ok(())
+}
+
+/// `(seq, epoch, payload)` of the frames in `got`; a gap is an error.
+fn frames_with_epochs(got: &[Got], what: &str) -> Result<Vec<(u64, u64, Vec<u8>)>, String> {
+    got.iter()
+        .map(|g| match g {
+            Got::Frame(h, p) => Ok((h.seq, h.epoch, p.clone())),
+            Got::Gap(..) => Err(format!("{what}: unexpected {}", g.short())),
+        })
+        .collect()
+}
+
+fn rewind(s: &Subject) -> CheckResult {
+    let t = open(s)?;
+    let name = topic("rewind");
+    let history = if s.caps.history { 16 } else { 0 };
+    let opts = PublisherOptions { history, ..pub_opts(24, &s.caps) };
+    let mut p = t.publisher_side.publisher(&name, &opts).ctx("publisher")?;
+    let mut sub = t.subscriber_side.subscriber(&name, &sub_opts()).ctx("subscriber")?;
+    // The rewritten frames carry other bytes, so a withdrawn frame cannot pass for one.
+    let rewritten = |seq: u64| payload(seq + 1_000_000, 8);
+    let refuse_back = |p: &mut dyn TopicPublisher, seq: u64, when: &str| match p.publish(
+        seq,
+        1,
+        &payload(seq, 8),
+    ) {
+        Err(Error::InvalidArgument(_)) => Ok(()),
+        other => Err(format!(
+            "clause `going back within an epoch is refused`: seq {seq} {when}: expected              InvalidArgument, got {other:?}"
+        )),
+    };
+    p.set_epoch(1);
+    publish_range(&mut *p, 10..15, 8)?;
+    refuse_back(&mut *p, 12, "after 10..15 in epoch 1")?;
+    p.set_epoch(2);
+    p.publish(12, 1, &rewritten(12)).ctx("rewind to seq 12 in epoch 2")?;
+    p.publish(13, 1, &rewritten(13)).ctx("publish seq 13 in epoch 2")?;
+    refuse_back(&mut *p, 12, "after the rewind to 12..14 in epoch 2")?;
+    p.flush().ctx("flush")?;
+    let want: Vec<(u64, u64, Vec<u8>)> = (10..15)
+        .map(|seq| (seq, 1, payload(seq, 8)))
+        .chain((12..14).map(|seq| (seq, 2, rewritten(seq))))
+        .collect();
+    let got = collect(&mut *sub, s.caps.idle_timeout, |g| g.len() >= want.len())?;
+    let got = frames_with_epochs(&got, "connected subscriber")?;
+    let shape = |v: &[(u64, u64, Vec<u8>)]| v.iter().map(|f| (f.0, f.1)).collect::<Vec<_>>();
+    ensure!(
+        got == want,
+        "clause `a rewind reaches subscribers after the frames it withdraws`: expected          (seq, epoch) {:?}, received {:?} (or other bytes)",
+        shape(&want),
+        shape(&got)
+    );
+    expect_quiet(&mut *sub, "after the rewind")?;
+    if s.caps.history {
+        let mut late = t.subscriber_side.subscriber(&name, &sub_opts()).ctx("late subscriber")?;
+        p.publish(14, 1, &rewritten(14)).ctx("publish seq 14 in epoch 2")?;
+        p.flush().ctx("flush")?;
+        let got = collect(&mut *late, s.caps.idle_timeout, |g| saw_seq(g, 14))?;
+        let got = frames_with_epochs(&got, "late subscriber")?;
+        let Some(at) = got.iter().position(|f| f.0 == 12 && f.1 == 2) else {
+            return Err(format!(
+                "late subscriber with history: no rewinding frame (12, epoch 2) in {:?}",
+                shape(&got)
+            ));
+        };
+        let after = &got[at..];
+        let want_after: Vec<_> = (12..15).map(|seq| (seq, 2, rewritten(seq))).collect();
+        ensure!(
+            after == want_after.as_slice(),
+            "clause `a late subscriber never gets a withdrawn frame after the rewinding one`:              from the rewind on expected (seq, epoch) {:?}, received {:?}",
+            shape(&want_after),
+            shape(after)
+        );
+        expect_quiet(&mut *late, "late subscriber after the rewind")?;
+    }
     Ok(())
 }
 
