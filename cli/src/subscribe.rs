@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::Value;
-use strata_core::{BatchIter, Delivery, SubscriberOptions, Transport, ValueKind};
+use strata_core::{BatchIter, Delivery, FrameHeader, SubscriberOptions, Transport, ValueKind};
 use strata_gateway_ws::{GatewayFrame, PayloadFormat};
 use strata_stream::Message;
 use strata_stream::messages::{FRAME_MAGIC, MessageFrame};
@@ -126,6 +126,25 @@ impl Stats {
         if let Some(epoch) = self.last_epoch {
             eprintln!("last epoch {epoch}");
         }
+    }
+
+    /// A rewind (see `TopicPublisher`): `header` starts at or below the last sequence
+    /// received, from a newer epoch — the store truncated what followed `seq - 1` and
+    /// that epoch wrote there. Moves back and returns the notice to print, as the
+    /// gateway words it.
+    fn rewind(&mut self, header: &FrameHeader) -> Option<String> {
+        let newer = self.last_epoch.is_some_and(|e| e != 0 && header.epoch > e);
+        if !newer || header.seq == 0 || header.seq > self.last_seq {
+            return None;
+        }
+        let line = format!(
+            "{{\"rewritten\":{{\"from\":{},\"to\":{},\"epoch\":{}}}}}",
+            header.seq,
+            self.last_seq + 1,
+            header.epoch
+        );
+        self.last_seq = header.seq - 1;
+        Some(line)
     }
 
     fn frame(&mut self, next_seq: u64, timestamps: &[u64]) {
@@ -274,6 +293,12 @@ fn run_transport(
             // One wait may deliver many frames: stop exactly at --count.
             _ if stats.frames >= limit => {}
             Delivery::Frame { header, payload } => {
+                if let Some(line) = stats.rewind(&header)
+                    && !args.stats
+                    && let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+                {
+                    failed.get_or_insert(e);
+                }
                 stats.last_epoch = Some(header.epoch);
                 if args.stats {
                     stats.frame(header.next_seq(), &payload_timestamps(format, payload));
@@ -563,6 +588,29 @@ mod tests {
 
     fn frame(seq: u64, span: u64, epoch: u64) -> Value {
         serde_json::json!({"stream": 1, "seq": seq, "span": span, "epoch": epoch, "ops": []})
+    }
+
+    #[test]
+    fn a_rewinding_frame_over_tcp_is_announced_and_moves_back() {
+        let h = |seq, epoch| FrameHeader { stream: strata_core::StreamId(1), seq, span: 1, epoch };
+        let mut stats = Stats::new(false).unwrap();
+        for seq in 1..=10 {
+            assert_eq!(stats.rewind(&h(seq, 3)), None);
+            stats.last_epoch = Some(3);
+            stats.frame(seq + 1, &[]);
+        }
+        // Same epoch, or an older one: never a rewind.
+        assert_eq!(stats.rewind(&h(7, 3)), None);
+        assert_eq!(stats.rewind(&h(7, 2)), None);
+        let line = stats.rewind(&h(7, 4)).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v, serde_json::json!({"rewritten": {"from": 7, "to": 11, "epoch": 4}}));
+        assert_eq!(stats.last_seq, 6);
+        stats.last_epoch = Some(4);
+        stats.frame(8, &[]);
+        assert_eq!(stats.last_seq, 7);
+        // Past the last sequence in a newer epoch: a new epoch, not a rewind.
+        assert_eq!(stats.rewind(&h(8, 5)), None);
     }
 
     #[test]
