@@ -346,6 +346,15 @@ impl Cursor<'_> {
         Ok(true)
     }
 
+    /// Delivers a batch read from the log unless already processed.
+    fn deliver_log(
+        &mut self,
+        b: &strata_core::WalBatch,
+        on: &mut dyn FnMut(&CommittedFrame<'_>),
+    ) -> Result<bool> {
+        self.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)
+    }
+
     /// Whether a frame at `first_seq` written in `epoch` is a leftover of a tail the
     /// store truncated (see [`Cursor::deliver`]): never to be delivered, nor a gap to
     /// fill from the log.
@@ -698,14 +707,7 @@ impl ResumableSubscriber {
             }
             match reader.next_batch() {
                 Ok(Some(b)) => {
-                    if cursor.deliver(
-                        b.first_seq.0,
-                        b.count,
-                        &b.payload,
-                        b.epoch.0,
-                        Source::Log,
-                        on,
-                    )? {
+                    if cursor.deliver_log(&b, on)? {
                         delivered += 1;
                     }
                 }
@@ -752,14 +754,7 @@ impl ResumableSubscriber {
                 };
                 match reader.wait_next(timeout) {
                     Ok(Some(b)) => {
-                        if cursor.deliver(
-                            b.first_seq.0,
-                            b.count,
-                            &b.payload,
-                            b.epoch.0,
-                            Source::Log,
-                            on,
-                        )? {
+                        if cursor.deliver_log(&b, on)? {
                             delivered += 1;
                         }
                     }
@@ -836,14 +831,7 @@ impl ResumableSubscriber {
                                 continue;
                             }
                         };
-                        if cursor.deliver(
-                            b.first_seq.0,
-                            b.count,
-                            &b.payload,
-                            b.epoch.0,
-                            Source::Log,
-                            on,
-                        )? {
+                        if cursor.deliver_log(&b, on)? {
                             delivered += 1;
                         }
                     }
@@ -880,7 +868,7 @@ fn fill_from_log(
         };
         match next {
             Some(b) => {
-                if cursor.deliver(b.first_seq.0, b.count, &b.payload, b.epoch.0, Source::Log, on)? {
+                if cursor.deliver_log(&b, on)? {
                     delivered += 1;
                 }
             }

@@ -95,6 +95,23 @@ fn rejoin(db: &Db, keep: u64, n: u64) -> u64 {
     next - 1
 }
 
+/// A resumable subscriber of `db` following `topic`, its checkpoint in `dir`.
+fn subscribe(
+    db: &Arc<Db>,
+    transport: &Arc<dyn Transport>,
+    topic: &str,
+    dir: &std::path::Path,
+) -> ResumableSubscriber {
+    ResumableSubscriber::open(
+        Arc::clone(db) as _,
+        Arc::clone(transport),
+        topic,
+        Checkpoint::new(dir.join("sub.ckpt")),
+        ResumeOptions::default(),
+    )
+    .unwrap()
+}
+
 fn wait_published(stream: &CommitStream, seq: u64, what: &str) {
     assert!(
         stream.wait_published(seq, Duration::from_secs(20)),
@@ -141,14 +158,7 @@ fn a_live_subscriber_is_told_of_the_rewrite_and_ends_with_the_log() {
         )
         .unwrap();
         let mut raw = subscriber_side.subscriber(TOPIC, &SubscriberOptions::default()).unwrap();
-        let mut sub = ResumableSubscriber::open(
-            Arc::clone(&db) as _,
-            Arc::clone(&subscriber_side),
-            TOPIC,
-            Checkpoint::new(dir.path().join("sub.ckpt")),
-            ResumeOptions::default(),
-        )
-        .unwrap();
+        let mut sub = subscribe(&db, &subscriber_side, TOPIC, dir.path());
         let mut held = Held::default();
         let old_epoch = db.epoch().0;
         let old_last = write_as_primary(&db, 1, 20);
@@ -195,14 +205,7 @@ fn a_live_subscriber_is_told_of_the_rewrite_and_ends_with_the_log() {
         // A subscriber resuming later from its checkpoint (at the new last sequence,
         // epoch of the newer history) is consistent: nothing is delivered again.
         drop(sub);
-        let sub = ResumableSubscriber::open(
-            Arc::clone(&db) as _,
-            Arc::clone(&subscriber_side),
-            TOPIC,
-            Checkpoint::new(dir.path().join("sub.ckpt")),
-            ResumeOptions::default(),
-        )
-        .unwrap();
+        let sub = subscribe(&db, &subscriber_side, TOPIC, dir.path());
         assert_eq!(sub.processed(), new_last, "{name}");
         assert!(sub.rewritten().is_empty(), "{name}");
         stream.stop().unwrap();
@@ -238,14 +241,7 @@ fn catching_up(
         // log, 256 batches per step.
         let old_last = write_as_primary(&db, 1, 600);
         wait_published(&stream, old_last, name);
-        let mut sub = ResumableSubscriber::open(
-            Arc::clone(&db) as _,
-            Arc::clone(subscriber_side),
-            live_topic,
-            Checkpoint::new(dir.path().join("sub.ckpt")),
-            ResumeOptions::default(),
-        )
-        .unwrap();
+        let mut sub = subscribe(&db, subscriber_side, live_topic, dir.path());
         let mut held = Held::default();
         sub.step(Duration::from_millis(20), |f| held.deliver(f.first_seq, f.payload)).unwrap();
         let reached = sub.processed();
