@@ -128,3 +128,43 @@ fn a_durable_bound_reader_makes_what_it_hands_out_durable() {
     drop(db);
     assert_eq!(read_all(&open(&crashed), SeqNo(1)).len(), 2);
 }
+
+/// A `LogBound::Written` reader (a primary's replication) gets a `Sync` write's batch
+/// while its fdatasync is still running, before readers of the store can see it; a
+/// `Visible` reader waits for it.
+#[test]
+fn a_written_bound_reader_gets_a_batch_before_its_fdatasync_returns() {
+    use strata_harness::sim_fs::CountingFileSystem;
+    let sim = SimFileSystem::new();
+    let fs = CountingFileSystem::new(sim.shared());
+    let db = tiny_builder("/db", fs.shared(), 1 << 20, 1 << 20).open().expect("open");
+    let first = put(&db, 0, Durability::Sync);
+    let mut written = db.read_log_from_with(first.next(), LogBound::Written).expect("reader");
+    let mut visible = db.read_log_from_with(first.next(), LogBound::Visible).expect("reader");
+    /// Lets held fdatasyncs through however the test ends (the writer thread waits in one).
+    struct Release<'a>(&'a CountingFileSystem);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.release_syncs();
+        }
+    }
+    fs.hold_syncs();
+    std::thread::scope(|s| {
+        let _release = Release(&fs);
+        let writer = s.spawn(|| put(&db, 1, Durability::Sync));
+        let b = written.wait_next(Duration::from_secs(10)).expect("read").expect("the batch");
+        assert_eq!(b.first_seq, first.next());
+        // The batch is in the log before its writer reaches the fdatasync: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fs.held_syncs() == 0 {
+            assert!(std::time::Instant::now() < deadline, "the write never reached its fdatasync");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(db.visible_seq(), first, "visible before its fdatasync returned");
+        assert!(visible.next_batch().expect("read").is_none(), "a visible-bound reader got it");
+        fs.release_syncs();
+        assert_eq!(writer.join().expect("writer"), first.next());
+        let v = visible.wait_next(Duration::from_secs(10)).expect("read").expect("the batch");
+        assert_eq!(v, b);
+    });
+}

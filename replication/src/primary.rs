@@ -299,7 +299,12 @@ impl PrimaryState {
             }
         };
         let from = plan_from.unwrap_or(SeqNo(1));
-        let log = match db.read_log_from_with(from, LogBound::Visible) {
+        // Batches as soon as they are in the log: a `Sync` write (every write of an async
+        // primary) becomes visible only after its fdatasync, so a visible-bound reader
+        // made each batch wait for the primary's disk before it left for the replicas.
+        // A batch that a crash then takes back from the primary is truncated on the
+        // replica when it reconnects (the epochs tell), as in sync mode.
+        let log = match db.read_log_from_with(from, LogBound::Written) {
             Ok(r) => Some(r),
             Err(strata_core::Error::SequenceUnavailable { .. }) => None,
             Err(e) => return Err(e.into()),

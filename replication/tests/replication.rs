@@ -296,3 +296,64 @@ fn random_workload_with_restarts_slow_and_flapping_links_keeps_identical_logs() 
     }
     drop(flapping);
 }
+
+/// An async primary's write becomes visible to its own readers only once durable, but
+/// its replicas get the batch as soon as it is in the log: the shipping overlaps the
+/// primary's fdatasync instead of waiting for it (the replication lag of an async
+/// primary used to include that fdatasync).
+#[test]
+fn an_async_primary_ships_a_batch_while_its_fdatasync_is_in_flight() {
+    use strata_harness::sim_fs::CountingFileSystem;
+    let (_root, d) = dirs(2);
+    let big = 64 << 20;
+    let fs = CountingFileSystem::os();
+    let open_primary: OpenStore = {
+        let (dir, shared) = (d[0].clone(), fs.shared());
+        Arc::new(move |replica_of: Option<String>| {
+            let mut b = tiny_builder(&dir, Arc::clone(&shared), big, 64 * 1024);
+            b.options_mut().replica_of = replica_of;
+            b.open()
+        })
+    };
+    let mut c = NodeConfig::new("p", any_port(), RoleConfig::Primary);
+    c.mode = Mode::Async;
+    c.heartbeat = Duration::from_millis(20);
+    let p = Node::start(c, &d[0], open_primary).expect("primary starts");
+    let r = replica("r1", &d[1], p.local_addr(), big);
+    let first = put(&p, 0).expect("write");
+    wait_for("the replica to follow", || caught_up(&r, first));
+    let pdb = p.db().expect("db");
+    /// Lets held fdatasyncs through however the test ends, so a failed assertion does
+    /// not leave the writer thread (and the scope joining it) blocked forever.
+    struct Release<'a>(&'a CountingFileSystem);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            self.0.release_syncs();
+        }
+    }
+    fs.hold_syncs();
+    std::thread::scope(|s| {
+        let _release = Release(&fs);
+        let writer = s.spawn(|| put(&p, 1));
+        wait_for("the primary's write to reach its fdatasync", || fs.held_syncs() > 0);
+        let next = first.next();
+        wait_for("the replica to apply the batch the primary is still syncing", || {
+            caught_up(&r, next)
+        });
+        assert_eq!(
+            pdb.visible_seq(),
+            first,
+            "the primary's readers must not see a write before its fdatasync"
+        );
+        assert!(!writer.is_finished(), "the write returned before its fdatasync");
+        fs.release_syncs();
+        let seq = writer.join().expect("writer thread").expect("write");
+        assert_eq!(seq, next);
+        assert_eq!(pdb.visible_seq(), next);
+    });
+    let rdb = r.db().expect("db");
+    wait_for("the replica to acknowledge", || {
+        p.status().replicas.iter().any(|x| x.acked >= first.next().0)
+    });
+    assert_eq!(log_of(&rdb), log_of(&pdb));
+}

@@ -6,6 +6,9 @@
 //! the batches a later incarnation wrote under the same sequences. [`BoundedLogReader`]
 //! hands out a batch only once it is visible, and with [`LogBound::Durable`] (the
 //! default of [`Db::read_log_from`](super::Db::read_log_from)) only once it is durable.
+//! [`LogBound::Written`] is the WAL's own bound, for a primary's replication: its
+//! replicas must not wait for the primary's fdatasync (which a `Sync` write finishes
+//! before it becomes visible) to receive a batch.
 //!
 //! A `Buffered` write becomes durable when something syncs the log. A durable-bound
 //! reader that reaches a visible batch that is not durable yet syncs the log itself
@@ -34,6 +37,13 @@ pub enum LogBound {
     /// power loss may take back what such a reader saw; the store's epoch tells a
     /// resuming reader so (see [`Db::check_history`](super::Db::check_history)).
     Visible,
+    /// Batches as soon as they are written to the log: before their fdatasync and
+    /// before readers of this store can see them (a `Sync` write becomes visible only
+    /// after its fdatasync). For a primary shipping its log to replicas, which then
+    /// write and sync their copy while the primary syncs its own. A power loss or a
+    /// failed fdatasync may take back what such a reader saw, as with `Visible`; a
+    /// replica learns so from the epochs when it reconnects and truncates.
+    Written,
 }
 
 /// A WAL reader that hands out a batch only within its [`LogBound`].
@@ -82,6 +92,14 @@ impl BoundedLogReader {
 
 impl WalReader for BoundedLogReader {
     fn next_batch(&mut self) -> Result<Option<WalBatch>> {
+        if self.bound == LogBound::Written {
+            // Everything the log holds is within the bound: no visibility to wait for.
+            let batch = self.inner.next_batch()?;
+            if let Some(b) = &batch {
+                self.next = b.last_seq().next();
+            }
+            return Ok(batch);
+        }
         let resets = self.shared.visible.resets();
         if resets != self.resets {
             self.resets = resets;
@@ -116,6 +134,15 @@ impl WalReader for BoundedLogReader {
     }
 
     fn wait_next(&mut self, timeout: Duration) -> Result<Option<WalBatch>> {
+        if self.bound == LogBound::Written {
+            // The log's own tailing wakes on each append.
+            let batch = self.inner.wait_next(timeout)?;
+            match &batch {
+                Some(b) => self.next = b.last_seq().next(),
+                None => self.shared.check_poison()?,
+            }
+            return Ok(batch);
+        }
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(b) = self.next_batch()? {

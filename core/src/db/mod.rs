@@ -497,7 +497,9 @@ impl Db {
     }
 
     /// Like [`read_log_from`](Self::read_log_from) with an explicit [`LogBound`]
-    /// (`LogBound::Visible` for "as soon as written", without waiting for fdatasync).
+    /// (`LogBound::Visible` for "as soon as readers see it", without waiting for
+    /// fdatasync; `LogBound::Written` for "as soon as it is in the log", for shipping
+    /// to replicas).
     pub fn read_log_from_with(&self, from: SeqNo, bound: LogBound) -> Result<Box<dyn WalReader>> {
         let inner = self.shared.wal.read_from(from)?;
         Ok(Box::new(log_reader::BoundedLogReader::new(
