@@ -147,8 +147,13 @@ pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(n)..]).into_owned()
 }
 
-/// `count` loopback ports: from `base` on, or ones the OS picks (all held until every
-/// one is picked, so none repeats).
+/// `count` loopback ports: from `base` on, or free ones picked at random below the
+/// kernel's ephemeral range (all held until every one is picked, so none repeats).
+///
+/// Not ports the OS picks (`:0`): those come from the ephemeral range, which is also
+/// where every outgoing connection's source port comes from, so between this command
+/// releasing a port and the node binding it, a connection opened by any process (the
+/// nodes' own replication and raft links among them) could take it.
 fn ports(base: Option<u16>, count: usize) -> anyhow::Result<Vec<u16>> {
     if let Some(base) = base {
         return (0..count)
@@ -159,10 +164,39 @@ fn ports(base: Option<u16>, count: usize) -> anyhow::Result<Vec<u16>> {
             })
             .collect();
     }
-    let held: Vec<TcpListener> = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot pick a free port"))
-        .collect::<anyhow::Result<_>>()?;
+    let (lo, hi) = (PICK_FROM, ephemeral_start().unwrap_or(32_768));
+    if hi < lo + 1_000 {
+        // An ephemeral range that starts this low leaves no room below it.
+        let held: Vec<TcpListener> = (0..count)
+            .map(|_| TcpListener::bind("127.0.0.1:0").context("cannot pick a free port"))
+            .collect::<anyhow::Result<_>>()?;
+        return held.iter().map(|l| Ok(l.local_addr().context("port")?.port())).collect();
+    }
+    let mut rng = rand::thread_rng();
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count * 200 {
+        if held.len() == count {
+            break;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", rand::Rng::gen_range(&mut rng, lo..hi))) {
+            held.push(l);
+        }
+    }
+    if held.len() < count {
+        bail!(
+            "cannot find {count} free loopback ports in {lo}..{hi}; pass --base-port P to choose"
+        );
+    }
     held.iter().map(|l| Ok(l.local_addr().context("port")?.port())).collect()
+}
+
+/// The lowest port `cluster up` picks by itself.
+const PICK_FROM: u16 = 10_000;
+
+/// The first port of the kernel's ephemeral range (Linux), if it can be read.
+fn ephemeral_start() -> Option<u16> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 fn lo(port: u16) -> String {
@@ -617,4 +651,25 @@ pub fn down(args: &DownArgs) -> anyhow::Result<()> {
         args.dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picked_ports_are_distinct_free_and_below_the_ephemeral_range() {
+        let picked = ports(None, 41).unwrap();
+        let distinct: std::collections::BTreeSet<u16> = picked.iter().copied().collect();
+        assert_eq!(distinct.len(), 41, "{picked:?}");
+        if let Some(start) = ephemeral_start().filter(|s| *s >= PICK_FROM + 1_000) {
+            assert!(picked.iter().all(|p| (PICK_FROM..start).contains(p)), "{picked:?}");
+        }
+        // Released: each can be bound again.
+        for p in &picked {
+            TcpListener::bind(("127.0.0.1", *p)).unwrap();
+        }
+        assert_eq!(ports(Some(7000), 3).unwrap(), vec![7000, 7001, 7002]);
+        assert!(ports(Some(65_534), 3).is_err());
+    }
 }
