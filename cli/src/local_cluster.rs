@@ -39,8 +39,9 @@ pub struct UpArgs {
     /// gone (with two nodes, by the survivor alone).
     #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
     pub mode: String,
-    /// Ports from here on (node i uses base + 10·i + 0..3: replication, raft, client,
-    /// gateway; the witness base + 10·nodes + 1). Default: ports the OS picks.
+    /// Ports from here on (node i uses base + 10·i + 0..4: replication, raft, client,
+    /// gateway, tcp; the witness base + 10·nodes + 1). Default: free ports picked at
+    /// random below the ephemeral range.
     #[arg(long)]
     pub base_port: Option<u16>,
     /// Make the raft voters the data nodes plus a witness (`strata witness`) instead of
@@ -78,6 +79,10 @@ pub struct Member {
     pub client: Option<String>,
     /// Its WebSocket gateway address (none for the witness).
     pub gateway: Option<String>,
+    /// Its TCP commit-stream address (`[tcp]`; none for the witness, and in a
+    /// `cluster.json` written before nodes had one).
+    #[serde(default)]
+    pub tcp: Option<String>,
     /// Its raft address.
     pub raft: String,
     /// The process id while it runs.
@@ -256,17 +261,19 @@ pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<C
         bail!("--nodes {n}: a local cluster has 2 to 9 data nodes");
     }
     let voters = n + usize::from(args.witness);
-    // Ports: node i at 10·i + (0 replication, 1 raft, 2 client, 3 gateway), the witness
-    // at 10·n + 1.
+    // Ports: node i at 10·i + (0 replication, 1 raft, 2 client, 3 gateway, 4 tcp), the
+    // witness at 10·n + 1.
+    const PER_NODE: usize = 5;
     let all = match args.base_port {
         Some(_) => ports(args.base_port, 10 * n + 2)?,
         None => {
-            let picked = ports(None, 4 * n + 1)?;
+            let picked = ports(None, PER_NODE * n + 1)?;
             let mut all = vec![0; 10 * n + 2];
             for i in 0..n {
-                all[10 * i..10 * i + 4].copy_from_slice(&picked[4 * i..4 * i + 4]);
+                all[10 * i..10 * i + PER_NODE]
+                    .copy_from_slice(&picked[PER_NODE * i..PER_NODE * (i + 1)]);
             }
-            all[10 * n + 1] = picked[4 * n];
+            all[10 * n + 1] = picked[PER_NODE * n];
             all
         }
     };
@@ -307,11 +314,12 @@ pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<C
         let node_dir = dir.join(name(i));
         std::fs::create_dir_all(&node_dir)
             .with_context(|| format!("cannot create {}", node_dir.display()))?;
-        let (repl, raft, client, gateway) =
-            (lo(port(i, 0)), lo(port(i, 1)), lo(port(i, 2)), lo(port(i, 3)));
+        let (repl, raft, client, gateway, tcp) =
+            (lo(port(i, 0)), lo(port(i, 1)), lo(port(i, 2)), lo(port(i, 3)), lo(port(i, 4)));
         let text = format!(
             "# Written by `strata cluster up`: node {nm} of a local cluster.\n\
              [store]\ndir = \"store\"\n\n[gateway]\naddr = \"{gateway}\"\n\n\
+             [tcp]\naddr = \"{tcp}\"\n\n\
              # `strata put` writes text, not encoded exchange messages\n\
              [commits]\nvalues = \"raw\"\n\n\
              [replication]\nname = \"{nm}\"\nlisten = \"{repl}\"\nmode = \"{mode}\"\n\
@@ -332,6 +340,7 @@ pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<C
             replication: Some(repl),
             client: Some(client),
             gateway: Some(gateway),
+            tcp: Some(tcp),
             raft,
             pid: None,
         });
@@ -356,6 +365,7 @@ pub(crate) fn write_configs(args: &UpArgs, timings: Timings) -> anyhow::Result<C
             replication: None,
             client: None,
             gateway: None,
+            tcp: None,
             raft,
             pid: None,
         });
@@ -546,19 +556,20 @@ fn summary(file: &ClusterFile, primary: &Member, answer: &str, dir: &Path) -> St
     );
     let _ = writeln!(
         out,
-        "{:<8} {:>7}  {:<16} {:<16} {:<16} {:<16}",
-        "node", "pid", "replication", "client", "gateway", "raft"
+        "{:<8} {:>7}  {:<16} {:<16} {:<16} {:<16} {:<16}",
+        "node", "pid", "replication", "client", "gateway", "tcp", "raft"
     );
     let dash = || "-".to_owned();
     for m in &file.members {
         let _ = writeln!(
             out,
-            "{:<8} {:>7}  {:<16} {:<16} {:<16} {:<16}",
+            "{:<8} {:>7}  {:<16} {:<16} {:<16} {:<16} {:<16}",
             m.name,
             m.pid.map_or_else(dash, |p| p.to_string()),
             m.replication.clone().unwrap_or_else(dash),
             m.client.clone().unwrap_or_else(dash),
             m.gateway.clone().unwrap_or_else(dash),
+            m.tcp.clone().unwrap_or_else(dash),
             m.raft
         );
     }
@@ -575,6 +586,15 @@ fn summary(file: &ClusterFile, primary: &Member, answer: &str, dir: &Path) -> St
     let _ =
         writeln!(out, "  strata put {client} greeting hello      # a write through the primary");
     let _ = writeln!(out, "  strata get {client} greeting");
+    let tcp: Vec<String> = file.members.iter().filter_map(|m| m.tcp.clone()).collect();
+    if !tcp.is_empty() {
+        let _ = writeln!(
+            out,
+            "  strata subscribe --transport tcp --payload commits-raw --topic commits --from 1 --addr {}\n\
+             \x20                                        # every commit; follows the cluster across failovers",
+            tcp.join(",")
+        );
+    }
     let _ = writeln!(
         out,
         "  strata status {repl}                 # epoch, primary, in-sync set, lease"

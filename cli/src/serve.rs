@@ -989,7 +989,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     };
     gateway.add_topic(
         Arc::new(local.clone()),
-        TopicSpec::new(plan.topic.clone(), plan.format).with_log(log, plan.stream),
+        TopicSpec::new(plan.topic.clone(), plan.format).with_log(Arc::clone(&log), plan.stream),
         SubscriberOptions { queue_depth: 4096, max_payload: plan.max_payload, resume_from: None },
     )?;
     let from = SeqNo(last + 1);
@@ -1012,6 +1012,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         if let Some(a) = tcp.local_addr() {
             println!("tcp: {a} topic {}", plan.topic);
         }
+        // A subscriber moving here from another node resumes with the epoch it saw
+        // last: the store's epoch history tells whether that node's tail was rewritten.
+        let history = Arc::clone(&log);
+        tcp.set_history_check(
+            &plan.topic,
+            Arc::new(move |epoch, last| history.check_history(epoch, last)),
+        )?;
         outlets.push(Outlet {
             what: "TCP",
             transport: Arc::new(tcp),

@@ -13,7 +13,9 @@ use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::Value;
-use strata_core::{BatchIter, Delivery, FrameHeader, SubscriberOptions, Transport, ValueKind};
+use strata_core::{
+    BatchIter, Delivery, FrameHeader, SubscriberOptions, TopicSubscriber, Transport, ValueKind,
+};
 use strata_gateway_ws::{GatewayFrame, PayloadFormat};
 use strata_stream::Message;
 use strata_stream::messages::{FRAME_MAGIC, MessageFrame};
@@ -40,12 +42,14 @@ pub struct SubscribeArgs {
     #[arg(long, value_enum)]
     pub transport: Medium,
     /// The server: `host:port` (ws also accepts `ws://host:port`); tcp and ws only.
-    /// For ws, a comma-separated list of a cluster's gateways follows the cluster: when
-    /// the node goes away the subscription resumes on the next with no gap and no
-    /// duplicate, told of anything the new primary rewrote.
+    /// A comma-separated list of a cluster's nodes (their gateways for ws, their `[tcp]`
+    /// addresses for tcp) follows the cluster: when the node goes away the subscription
+    /// resumes on the next with no gap and no duplicate, told of anything the new
+    /// primary rewrote.
     #[arg(long, default_value = "")]
     pub addr: String,
-    /// With several ws addresses: give up when no node served a frame for this long.
+    /// With several ws addresses: give up when no node served a frame for this long
+    /// (tcp keeps trying the nodes in turn until `--duration`).
     #[arg(long, default_value_t = 30.0)]
     pub follow_secs: f64,
     /// iceoryx2 service-name prefix (`[iceoryx] prefix` of `strata serve`).
@@ -58,9 +62,9 @@ pub struct SubscribeArgs {
     /// from what the server still holds, the rest reported as a gap).
     #[arg(long)]
     pub from: Option<u64>,
-    /// With `--from` over ws: the epoch of the last frame you hold (a run prints it as
-    /// `last epoch E`), so the gateway tells you about a range the store rewrote since
-    /// (`{"rewritten":..}`, then those sequences again) instead of skipping it.
+    /// With `--from` over ws or tcp: the epoch of the last frame you hold (a run prints
+    /// it as `last epoch E`), so the node tells you about a range the store rewrote
+    /// since (`{"rewritten":..}`, then those sequences again) instead of skipping it.
     #[arg(long, requires = "from")]
     pub epoch: Option<u64>,
     /// How TCP and iceoryx payloads are decoded: messages, commits or commits-raw (the
@@ -243,11 +247,16 @@ pub fn run(args: &SubscribeArgs) -> anyhow::Result<()> {
             if args.addr.is_empty() {
                 bail!("--transport tcp needs --addr HOST:PORT");
             }
-            if args.addr.contains(',') {
-                bail!("--transport tcp takes one address; following a cluster is for ws");
+            let addrs = ws_addrs(&args.addr);
+            let transport = TcpTransport::cluster_client(addrs.iter().map(String::as_str))
+                .with_context(|| format!("--addr {:?}", args.addr))?;
+            let options = subscriber_options(args);
+            let sub = match args.epoch {
+                Some(epoch) => transport.tcp_subscriber_after(&args.topic, &options, epoch),
+                None => transport.tcp_subscriber(&args.topic, &options),
             }
-            let transport = TcpTransport::client(args.addr.as_str())?;
-            run_transport(args, deadline, &transport, &args.addr)
+            .with_context(|| format!("cannot subscribe to {:?} at {}", args.topic, args.addr))?;
+            run_subscriber(args, deadline, Box::new(sub), args.epoch)
         }
         Medium::Ws => run_ws(args, deadline),
         Medium::Iceoryx => {
@@ -260,7 +269,11 @@ pub fn run(args: &SubscribeArgs) -> anyhow::Result<()> {
             let transport =
                 IceoryxTransport::with_config(IceoryxConfig::default().with_prefix(&args.prefix))
                     .context("cannot open the iceoryx2 transport")?;
-            run_transport(args, deadline, &transport, &format!("iceoryx prefix {}", args.prefix))
+            let source = format!("iceoryx prefix {}", args.prefix);
+            let sub = transport
+                .subscriber(&args.topic, &subscriber_options(args))
+                .with_context(|| format!("cannot subscribe to {:?} at {source}", args.topic))?;
+            run_subscriber(args, deadline, sub, None)
         }
     }
 }
@@ -269,22 +282,27 @@ fn done(args: &SubscribeArgs, stats: &Stats, deadline: Option<Instant>) -> bool 
     args.count.is_some_and(|n| stats.frames >= n) || deadline.is_some_and(|d| Instant::now() >= d)
 }
 
-/// Tails a topic through a core transport (TCP or iceoryx), rendering frames locally.
-fn run_transport(
+fn subscriber_options(args: &SubscribeArgs) -> SubscriberOptions {
+    SubscriberOptions { queue_depth: 4096, max_payload: 16 << 20, resume_from: args.from }
+}
+
+/// Tails a topic through a core transport's subscriber (TCP or iceoryx), rendering
+/// frames locally; `epoch` is that of the frame before `--from`, when given.
+fn run_subscriber(
     args: &SubscribeArgs,
     deadline: Option<Instant>,
-    transport: &dyn Transport,
-    source: &str,
+    mut sub: Box<dyn TopicSubscriber>,
+    epoch: Option<u64>,
 ) -> anyhow::Result<()> {
     let format = PayloadFormat::from_name(&args.payload).with_context(|| {
         format!("--payload {:?}: expected messages, commits or commits-raw", args.payload)
     })?;
-    let options =
-        SubscriberOptions { queue_depth: 4096, max_payload: 16 << 20, resume_from: args.from };
-    let mut sub = transport
-        .subscriber(&args.topic, &options)
-        .with_context(|| format!("cannot subscribe to {:?} at {source}", args.topic))?;
     let mut stats = Stats::new(args.stats)?;
+    if let Some(from) = args.from {
+        // A rewind below `--from` (the node rewrote what the caller holds) is told too.
+        stats.last_seq = from.saturating_sub(1);
+        stats.last_epoch = epoch;
+    }
     let mut out = std::io::stdout().lock();
     let mut failed: Option<std::io::Error> = None;
     while !done(args, &stats, deadline) {

@@ -198,9 +198,10 @@ impl Drop for TcpSubscriber {
 
 pub(crate) fn subscribe(
     rt: Arc<Rt>,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     topic: &str,
     options: &SubscriberOptions,
+    resume_epoch: Option<u64>,
     config: &TcpConfig,
 ) -> Result<TcpSubscriber> {
     if topic.is_empty() || topic.len() > format::MAX_TOPIC_LEN {
@@ -231,13 +232,14 @@ pub(crate) fn subscribe(
         true => Some(Arc::new(InlineRt::new(topic)?)),
         false => None,
     };
-    let answer_within = config.connect_timeout + Duration::from_secs(1);
-    let no_answer = || format!("no answer from {addr} within {:?}", config.connect_timeout);
+    // The first connection may try every address in turn.
+    let answer_within = config.connect_timeout * addrs.len().max(1) as u32 + Duration::from_secs(1);
+    let no_answer = || format!("no answer from {addrs:?} within {answer_within:?}");
     let reader = |started: Started| {
         run(
-            addr,
+            addrs.clone(),
             topic.to_owned(),
-            options.resume_from,
+            Position { resume: options.resume_from, epoch: resume_epoch.filter(|&e| e != 0) },
             max_payload,
             shared.clone(),
             config.clone(),
@@ -324,10 +326,18 @@ enum End {
     Protocol(String),
 }
 
+/// Where a subscriber is: the sequence it resumes from, and the epoch of the frame
+/// that ended just before it (unknown after a gap, or before any frame).
+#[derive(Clone, Copy, Debug, Default)]
+struct Position {
+    resume: Option<u64>,
+    epoch: Option<u64>,
+}
+
 async fn read_loop(
     r: &mut BufReader<TcpStream>,
     shared: &Shared,
-    resume: &mut Option<u64>,
+    at: &mut Position,
     max_payload: usize,
 ) -> End {
     let max_len = (1 + format::FRAME_HEADER_LEN + max_payload).max(format::MAX_CONTROL_LEN);
@@ -354,11 +364,14 @@ async fn read_loop(
                         payload.len()
                     ));
                 }
-                *resume = Some(h.next_seq());
+                at.resume = Some(h.next_seq());
+                // Epoch 0 is "no epoch" (a topic that is not a store's log).
+                at.epoch = (h.epoch != 0).then_some(h.epoch);
                 shared.push(Item::Frame(h, payload)).await;
             }
             Ok(ServerMessage::Gap(stream, from, to)) => {
-                *resume = Some(to);
+                at.resume = Some(to);
+                at.epoch = None;
                 shared.push(Item::Gap(stream, from, to)).await;
             }
             Ok(ServerMessage::Goodbye(reason)) => return End::Goodbye(reason),
@@ -367,10 +380,12 @@ async fn read_loop(
     }
 }
 
+/// Connects, reads, and reconnects — to the next address when there are several —
+/// until the subscriber is dropped or the server says goodbye.
 async fn run(
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     topic: String,
-    mut resume: Option<u64>,
+    mut at: Position,
     max_payload: usize,
     shared: Arc<Shared>,
     config: TcpConfig,
@@ -378,10 +393,17 @@ async fn run(
 ) {
     let _wake_on_exit = WakeOnExit(shared.clone());
     let mut started = Some(started);
+    let mut first_failures: Vec<String> = Vec::new();
     let mut backoff = config.min_backoff;
+    let mut next = 0usize;
     loop {
-        let hello =
-            Hello { topic: topic.clone(), resume_from: resume, max_payload: max_payload as u32 };
+        let addr = addrs[next % addrs.len()];
+        let hello = Hello {
+            topic: topic.clone(),
+            resume_from: at.resume,
+            resume_epoch: at.epoch.filter(|_| at.resume.is_some()),
+            max_payload: max_payload as u32,
+        };
         let attempt = match tokio::time::timeout(config.connect_timeout, connect(addr, &hello))
             .await
         {
@@ -395,23 +417,26 @@ async fn run(
                 if let Some(tell) = started.take() {
                     tell(Ok(()));
                 } else {
-                    tracing::info!(topic, %addr, resume_from = ?resume, "subscriber reconnected");
+                    tracing::info!(topic, %addr, resume_from = ?at.resume, epoch = ?at.epoch,
+                        "subscriber reconnected");
                 }
                 backoff = config.min_backoff;
-                if resume.is_none() {
-                    resume = ack.live_next;
+                if at.resume.is_none() {
+                    at.resume = ack.live_next;
                 }
-                match read_loop(&mut reader, &shared, &mut resume, max_payload).await {
+                let moving_on =
+                    if addrs.len() > 1 { " (moving on to the next server)" } else { "" };
+                match read_loop(&mut reader, &shared, &mut at, max_payload).await {
                     End::Goodbye(reason) => {
                         tracing::warn!(topic, %addr, "the server closed the subscription: {reason}");
                         shared.push(Item::Disconnected(reason)).await;
                         return;
                     }
                     End::Lost(reason) => {
-                        tracing::warn!(topic, %addr, "{reason}; reconnecting");
+                        tracing::warn!(topic, %addr, "{reason}; reconnecting{moving_on}");
                     }
                     End::Protocol(reason) => {
-                        tracing::warn!(topic, %addr, "closing the connection: {reason}; reconnecting");
+                        tracing::warn!(topic, %addr, "closing the connection: {reason}; reconnecting{moving_on}");
                         shared
                             .push(Item::Error(Error::transport(NAME, topic.clone(), reason)))
                             .await;
@@ -420,12 +445,20 @@ async fn run(
             }
             Err(reason) => {
                 if let Some(tell) = started.take() {
-                    tell(Err(reason));
-                    return;
+                    first_failures.push(reason);
+                    if first_failures.len() >= addrs.len() {
+                        tell(Err(first_failures.join("; ")));
+                        return;
+                    }
+                    // Not subscribed yet: try the next address at once.
+                    started = Some(tell);
+                    next += 1;
+                    continue;
                 }
                 tracing::debug!(topic, %addr, "reconnect failed: {reason}");
             }
         }
+        next += 1;
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(config.max_backoff);
     }

@@ -22,7 +22,7 @@
 //! | 1 | `FRAME` | server → client | `stream u64, seq u64, span u32, crc32 u32, epoch u64, payload` |
 //! | 2 | `GAP` | server → client | `stream u64, from u64, to u64` |
 //! | 3 | `GOODBYE` | server → client | `reason` (UTF-8) |
-//! | 4 | `HELLO` | client → server | `magic u32 = "STRT", version u8 = 2, flags u8, resume_from u64, max_payload u32, topic_len u16, topic` (UTF-8) |
+//! | 4 | `HELLO` | client → server | `magic u32 = "STRT", version u8 = 3, flags u8, resume_from u64, resume_epoch u64, max_payload u32, topic_len u16, topic` (UTF-8) |
 //! | 5 | `HELLO_ACK` | server → client | `status u8, flags u8, live_next u64, reason` (UTF-8) |
 //!
 //! - `FRAME`: the [`FrameHeader`] (span ≥ 1) and the payload; `crc32` is CRC-32
@@ -36,10 +36,16 @@
 //!   [`Error::Disconnected`](strata_core::Error::Disconnected).
 //! - `HELLO`: the first and only message a client sends. Flag bit 0: `resume_from` is
 //!   present (otherwise it is ignored and the subscriber starts at the live edge, plus
-//!   the publisher's history). `max_payload` is the largest payload the client accepts.
+//!   the publisher's history). Flag bit 1: `resume_epoch` is present — the epoch of the
+//!   frame that ended at `resume_from - 1`, so a server that knows its topic's epoch
+//!   history can tell whether the client saw a history it has since rewritten (a
+//!   subscriber moving to a new primary). `max_payload` is the largest payload the
+//!   client accepts. Version 2 hellos (no `resume_epoch` field) are still accepted.
 //! - `HELLO_ACK`: status 0 = subscribed, 1 = unknown topic, 2 = bad hello, 3 =
-//!   `resume_from` beyond the topic's live edge (the server closes after sending a
-//!   non-zero status, whose reason says why). Flag bit 0: `live_next` is valid — the
+//!   `resume_from` beyond the topic's live edge, 4 = `resume_epoch` is newer than any
+//!   epoch the topic's history knows (this server has not seen that history yet, or
+//!   holds another) — the server closes after sending a
+//!   non-zero status, whose reason says why. Flag bit 0: `live_next` is valid — the
 //!   sequence the topic's next frame is expected to start at (used by a client that
 //!   reconnects before it received any frame).
 
@@ -56,8 +62,11 @@ pub const MAX_CONTROL_LEN: usize = 4096;
 pub const MAX_TOPIC_LEN: usize = 1024;
 /// The `HELLO` magic, `"STRT"` read as a little-endian u32.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"STRT");
-/// Protocol version carried in `HELLO` (2: frames carry an epoch).
-pub const VERSION: u8 = 2;
+/// Protocol version carried in `HELLO` (2: frames carry an epoch; 3: the hello carries
+/// the epoch of the frame before `resume_from`).
+pub const VERSION: u8 = 3;
+/// The oldest `HELLO` version a server accepts (it has no `resume_epoch`).
+pub const MIN_VERSION: u8 = 2;
 
 /// Message kind `FRAME`.
 pub const KIND_FRAME: u8 = 1;
@@ -79,6 +88,9 @@ pub const ACK_BAD_HELLO: u8 = 2;
 /// `HELLO_ACK` status: `resume_from` is beyond the topic's live edge (greater than the
 /// sequence its next frame starts at).
 pub const ACK_BEYOND_LIVE_EDGE: u8 = 3;
+/// `HELLO_ACK` status: `resume_epoch` is newer than every epoch the topic's history
+/// knows (the server has not caught up with that history, or holds another one).
+pub const ACK_UNKNOWN_EPOCH: u8 = 4;
 
 /// Encodes a whole `FRAME` message (length prefix included) whose payload `fill`
 /// writes in place.
@@ -129,6 +141,9 @@ pub struct Hello {
     pub topic: String,
     /// Start at this sequence (replaying the publisher's history from there).
     pub resume_from: Option<u64>,
+    /// The epoch of the frame the client received last (the one ending at
+    /// `resume_from - 1`), when it received one that carried an epoch.
+    pub resume_epoch: Option<u64>,
     /// Largest payload the client accepts.
     pub max_payload: u32,
 }
@@ -136,14 +151,15 @@ pub struct Hello {
 /// Encodes a `HELLO` message.
 pub fn encode_hello(hello: &Hello) -> Bytes {
     let topic = truncate_utf8(&hello.topic, MAX_TOPIC_LEN);
-    let body = 1 + 4 + 1 + 1 + 8 + 4 + 2 + topic.len();
+    let body = 1 + 4 + 1 + 1 + 8 + 8 + 4 + 2 + topic.len();
     let mut buf = BytesMut::with_capacity(LEN_PREFIX + body);
     buf.put_u32_le(body as u32);
     buf.put_u8(KIND_HELLO);
     buf.put_u32_le(MAGIC);
     buf.put_u8(VERSION);
-    buf.put_u8(u8::from(hello.resume_from.is_some()));
+    buf.put_u8(u8::from(hello.resume_from.is_some()) | u8::from(hello.resume_epoch.is_some()) << 1);
     buf.put_u64_le(hello.resume_from.unwrap_or(0));
+    buf.put_u64_le(hello.resume_epoch.unwrap_or(0));
     buf.put_u32_le(hello.max_payload);
     buf.put_u16_le(topic.len() as u16);
     buf.put_slice(topic.as_bytes());
@@ -158,13 +174,14 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, String> {
         return Err(format!("bad hello magic {magic:#010x} (expected {MAGIC:#010x})"));
     }
     let version = r.u8()?;
-    if version != VERSION {
+    if !(MIN_VERSION..=VERSION).contains(&version) {
         return Err(format!(
-            "unsupported protocol version {version} (this server speaks {VERSION})"
+            "unsupported protocol version {version} (this server speaks {MIN_VERSION} to {VERSION})"
         ));
     }
     let flags = r.u8()?;
     let resume = r.u64()?;
+    let epoch = if version >= 3 { r.u64()? } else { 0 };
     let max_payload = r.u32()?;
     let topic_len = usize::from(r.u16()?);
     let topic = r.take(topic_len)?;
@@ -173,13 +190,19 @@ pub fn decode_hello(body: &[u8]) -> Result<Hello, String> {
     }
     let topic =
         std::str::from_utf8(topic).map_err(|_| "topic name is not UTF-8".to_owned())?.to_owned();
-    Ok(Hello { topic, resume_from: (flags & 1 != 0).then_some(resume), max_payload })
+    Ok(Hello {
+        topic,
+        resume_from: (flags & 1 != 0).then_some(resume),
+        resume_epoch: (version >= 3 && flags & 2 != 0).then_some(epoch),
+        max_payload,
+    })
 }
 
 /// The server's answer to a `HELLO`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HelloAck {
-    /// [`ACK_OK`], [`ACK_UNKNOWN_TOPIC`], [`ACK_BAD_HELLO`] or [`ACK_BEYOND_LIVE_EDGE`].
+    /// [`ACK_OK`], [`ACK_UNKNOWN_TOPIC`], [`ACK_BAD_HELLO`], [`ACK_BEYOND_LIVE_EDGE`] or
+    /// [`ACK_UNKNOWN_EPOCH`].
     pub status: u8,
     /// The sequence the topic's next frame is expected at, when known.
     pub live_next: Option<u64>,
@@ -335,10 +358,27 @@ mod tests {
 
     #[test]
     fn hello_round_trips_and_rejects_garbage() {
-        let h = Hello { topic: "t/1".into(), resume_from: Some(9), max_payload: 77 };
+        let h = Hello {
+            topic: "t/1".into(),
+            resume_from: Some(9),
+            resume_epoch: Some(4),
+            max_payload: 77,
+        };
         let msg = encode_hello(&h);
         assert_eq!(msg[4], KIND_HELLO);
-        assert_eq!(decode_hello(&msg[5..]), Ok(h));
+        assert_eq!(decode_hello(&msg[5..]), Ok(h.clone()));
+        let no_epoch = Hello { resume_epoch: None, ..h.clone() };
+        assert_eq!(decode_hello(&encode_hello(&no_epoch)[5..]), Ok(no_epoch));
+        // A version 2 hello (no resume_epoch field) from an older client still decodes.
+        let mut v2 = msg[5..].to_vec();
+        v2[4] = 2;
+        v2.drain(6 + 8..6 + 16);
+        assert_eq!(decode_hello(&v2), Ok(Hello { resume_epoch: None, ..h }));
+        let mut v9 = msg[5..].to_vec();
+        v9[4] = 9;
+        assert!(
+            decode_hello(&v9).expect_err("version 9").contains("unsupported protocol version 9")
+        );
         assert!(decode_hello(b"garbage garbage garbage").is_err());
         assert!(decode_hello(&msg[5..msg.len() - 1]).is_err());
         let ack = HelloAck { status: ACK_OK, live_next: Some(5), reason: String::new() };

@@ -24,7 +24,20 @@
 //!   its next frame starts at) is refused: creating the subscriber fails with the
 //!   reason, and a reconnect is retried until the publisher reaches that point.
 //! - Client subscribers reconnect by themselves after a lost connection (exponential
-//!   backoff) and resume from the sequence after the last frame they received.
+//!   backoff) and resume from the sequence after the last frame they received, telling
+//!   the server that frame's epoch.
+//! - A server given its topic's epoch history ([`TcpTransport::set_history_check`], as
+//!   `strata serve` does with the store's) compares a resuming client's position with
+//!   it: when the client saw sequences this history rewrote (it followed a primary
+//!   whose diverged tail a failover replaced), the resume moves back to the first
+//!   rewritten sequence, and the client receives frames of a newer epoch at or below
+//!   its position — a rewind, by the transport contract; a position in an epoch the
+//!   history does not know yet is refused with the reason.
+//! - A [`TcpTransport::cluster_client`] knows several servers (a cluster's nodes, each
+//!   publishing its store's commit stream): a subscriber whose server goes away, or
+//!   refuses its resume, moves on to the next one and resumes there. With the epoch
+//!   check above, what it receives stays one history with no gap and no duplicate,
+//!   and whatever a failover rewrote is announced by the rewind.
 //!
 //! A topic becomes known to a server when a publisher is created for it and stays known
 //! (with its history and its subscribers' connections) when that publisher is dropped,
@@ -45,7 +58,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use strata_core::{
-    Error, PublisherOptions, Result, SubscriberOptions, TopicPublisher, TopicSubscriber, Transport,
+    Epoch, Error, HistoryCheck, PublisherOptions, Result, SeqNo, SubscriberOptions, TopicPublisher,
+    TopicSubscriber, Transport,
 };
 use tokio::runtime::{Handle, Runtime};
 
@@ -54,6 +68,10 @@ pub use server::TcpPublisher;
 
 /// The transport's name, as [`Transport::name`] returns it.
 pub const NAME: &str = "tcp";
+
+/// What a topic's log says about a client holding every sequence up to `last` as
+/// written in `epoch` (for a store, [`strata_core::Db::check_history`]).
+pub type HistoryCheckFn = Arc<dyn Fn(Epoch, SeqNo) -> HistoryCheck + Send + Sync>;
 
 /// Tuning knobs of a [`TcpTransport`].
 #[derive(Clone, Debug)]
@@ -196,7 +214,8 @@ impl Drop for Rt {
 pub struct TcpTransport {
     rt: Arc<Rt>,
     server: Option<Arc<server::ServerState>>,
-    remote: SocketAddr,
+    /// Where subscribers connect: never empty; the first is tried first.
+    remotes: Vec<SocketAddr>,
     config: TcpConfig,
 }
 
@@ -204,7 +223,7 @@ impl fmt::Debug for TcpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TcpTransport")
             .field("role", &if self.server.is_some() { "server" } else { "client" })
-            .field("addr", &self.remote)
+            .field("addr", &self.remotes)
             .finish()
     }
 }
@@ -236,7 +255,7 @@ impl TcpTransport {
                 std::net::Ipv6Addr::LOCALHOST.into()
             });
         }
-        Ok(Self { rt, server: Some(state), remote, config })
+        Ok(Self { rt, server: Some(state), remotes: vec![remote], config })
     }
 
     /// A client of the server at `addr`. Nothing is connected until a subscriber is made.
@@ -248,7 +267,48 @@ impl TcpTransport {
     pub fn client_with(addr: impl ToSocketAddrs, config: TcpConfig) -> Result<Self> {
         let remote = resolve(addr)?;
         let rt = Arc::new(Rt::new(config.worker_threads, "client")?);
-        Ok(Self { rt, server: None, remote, config })
+        Ok(Self { rt, server: None, remotes: vec![remote], config })
+    }
+
+    /// A client of several servers publishing the same topics — a cluster's nodes,
+    /// each serving its store's commit stream. A subscriber connects to the first that
+    /// answers; when its connection is lost, or a server refuses its resume (behind
+    /// the position, or an epoch it does not know yet), it moves on to the next in
+    /// order (round robin, backing off after each failed attempt) and resumes there
+    /// from the sequence after its last frame, with that frame's epoch (see the crate
+    /// documentation for what a server does with it).
+    pub fn cluster_client<A: ToSocketAddrs>(addrs: impl IntoIterator<Item = A>) -> Result<Self> {
+        Self::cluster_client_with(addrs, TcpConfig::default())
+    }
+
+    /// [`TcpTransport::cluster_client`] with explicit tuning.
+    pub fn cluster_client_with<A: ToSocketAddrs>(
+        addrs: impl IntoIterator<Item = A>,
+        config: TcpConfig,
+    ) -> Result<Self> {
+        let remotes = addrs.into_iter().map(resolve).collect::<Result<Vec<_>>>()?;
+        if remotes.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a cluster client needs at least one server address".to_owned(),
+            ));
+        }
+        let rt = Arc::new(Rt::new(config.worker_threads, "client")?);
+        Ok(Self { rt, server: None, remotes, config })
+    }
+
+    /// Gives a server's `topic` its log's epoch history, so that a client resuming
+    /// after a frame of another history (a primary a failover replaced) is moved back
+    /// to what this history rewrote, or refused while this server does not know the
+    /// client's epoch (see the crate documentation). Without it a resume is served by
+    /// sequence alone. Fails on a client transport.
+    pub fn set_history_check(&self, topic: &str, check: HistoryCheckFn) -> Result<()> {
+        let Some(server) = &self.server else {
+            return Err(Error::InvalidArgument(format!(
+                "topic {topic:?}: only a server checks resuming clients against a history"
+            )));
+        };
+        server.set_history_check(topic, check);
+        Ok(())
     }
 
     /// The address a server listens on (`None` for a client).
@@ -256,9 +316,14 @@ impl TcpTransport {
         self.server.as_ref().map(|s| s.local_addr())
     }
 
-    /// The address subscribers made by this transport connect to.
+    /// The address subscribers made by this transport connect to first.
     pub fn remote_addr(&self) -> SocketAddr {
-        self.remote
+        self.remotes[0]
+    }
+
+    /// Every address subscribers made by this transport may connect to, in order.
+    pub fn remote_addrs(&self) -> &[SocketAddr] {
+        &self.remotes
     }
 
     /// Creates a publisher for `topic` (servers only), as the concrete type.
@@ -281,7 +346,28 @@ impl TcpTransport {
         topic: &str,
         options: &SubscriberOptions,
     ) -> Result<TcpSubscriber> {
-        client::subscribe(self.rt.clone(), self.remote, topic, options, &self.config)
+        client::subscribe(self.rt.clone(), self.remotes.clone(), topic, options, None, &self.config)
+    }
+
+    /// [`TcpTransport::tcp_subscriber`] resuming at `options.resume_from` after a frame
+    /// of `epoch` that the caller holds: a server that knows the topic's epoch history
+    /// moves the resume back to whatever that history rewrote since (the caller then
+    /// receives frames of a newer epoch at or below its position), or refuses an epoch
+    /// it does not know yet (see the crate documentation).
+    pub fn tcp_subscriber_after(
+        &self,
+        topic: &str,
+        options: &SubscriberOptions,
+        epoch: u64,
+    ) -> Result<TcpSubscriber> {
+        client::subscribe(
+            self.rt.clone(),
+            self.remotes.clone(),
+            topic,
+            options,
+            Some(epoch),
+            &self.config,
+        )
     }
 }
 

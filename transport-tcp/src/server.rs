@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use strata_core::{
-    Admission, Error, FrameHeader, PublishOrder, PublisherOptions, Result, SlowSubscriberPolicy,
-    StreamId, TopicPublisher,
+    Admission, Epoch, Error, FrameHeader, HistoryCheck, PublishOrder, PublisherOptions, Result,
+    SeqNo, SlowSubscriberPolicy, StreamId, TopicPublisher,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -21,11 +21,13 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::format::{self, Hello, HelloAck};
-use crate::{NAME, Rt, TcpConfig};
+use crate::{HistoryCheckFn, NAME, Rt, TcpConfig};
 
 /// Everything a server knows: its topics.
 pub(crate) struct ServerState {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
+    /// Per topic: what its log's epoch history says about a resuming client's position.
+    histories: Mutex<HashMap<String, HistoryCheckFn>>,
     local: SocketAddr,
     next_conn: AtomicU64,
 }
@@ -33,6 +35,10 @@ pub(crate) struct ServerState {
 impl ServerState {
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    pub(crate) fn set_history_check(&self, topic: &str, check: HistoryCheckFn) {
+        self.histories.lock().insert(topic.to_owned(), check);
     }
 
     pub(crate) fn publisher(
@@ -374,6 +380,7 @@ pub(crate) fn start(rt: &Rt, addr: SocketAddr, config: TcpConfig) -> Result<Arc<
     };
     let state = Arc::new(ServerState {
         topics: Mutex::new(HashMap::new()),
+        histories: Mutex::new(HashMap::new()),
         local,
         next_conn: AtomicU64::new(1),
     });
@@ -477,6 +484,12 @@ async fn serve_conn(
         refuse(&mut sock, format::ACK_BAD_HELLO, &reason).await;
         return;
     }
+    let mut hello = hello;
+    if let Err((status, reason)) = check_history(&state, &mut hello).await {
+        tracing::warn!(%peer, topic = %hello.topic, "refusing a subscriber: {reason}");
+        refuse(&mut sock, status, &reason).await;
+        return;
+    }
     let topic = state.topics.lock().get(&hello.topic).cloned();
     let Some(topic) = topic else {
         let reason = format!("unknown topic {:?}: no publisher serves it here", hello.topic);
@@ -530,6 +543,61 @@ async fn serve_conn(
                 q.closing = Some(Closing { reason: reason.0, goodbye: false });
             }
         }
+    }
+}
+
+/// A client resuming at `resume_from` after a frame of `resume_epoch`: when the topic's
+/// log rewrote what the client saw (it followed a primary whose tail this server's
+/// history replaced), the resume moves back to the first rewritten sequence, so the
+/// client receives, below its position, frames of a newer epoch (a rewind, which it
+/// can tell by the epoch). A position in an epoch the history does not know yet is
+/// refused with the reason: this server has not caught up with that history (a replica
+/// behind the new primary), or holds another one. So is a position this server's log
+/// has not reached yet in the same epoch (a replica behind): nothing was rewritten, the
+/// client is early.
+async fn check_history(
+    state: &ServerState,
+    hello: &mut Hello,
+) -> std::result::Result<(), (u8, String)> {
+    let (Some(from), Some(epoch)) = (hello.resume_from, hello.resume_epoch) else {
+        return Ok(());
+    };
+    if from <= 1 || epoch == 0 {
+        return Ok(());
+    }
+    let Some(check) = state.histories.lock().get(&hello.topic).cloned() else {
+        return Ok(());
+    };
+    // The check may read the log's epoch history from disk: off the async workers.
+    let answer = tokio::task::spawn_blocking(move || check(Epoch(epoch), SeqNo(from - 1)))
+        .await
+        .map_err(|e| (format::ACK_BAD_HELLO, format!("the history check failed: {e}")))?;
+    match answer {
+        HistoryCheck::Consistent => Ok(()),
+        // The log's current epoch is the client's and ends before its position.
+        HistoryCheck::Rewritten { from: end, store_epoch, .. } if store_epoch == Epoch(epoch) => {
+            Err((
+                format::ACK_BEYOND_LIVE_EDGE,
+                format!(
+                    "resume_from {from} of topic {:?} is beyond this server's log, which ends at {} in the same epoch {epoch}: it is behind",
+                    hello.topic,
+                    end.0.saturating_sub(1)
+                ),
+            ))
+        }
+        HistoryCheck::Rewritten { from: start, to, store_epoch } => {
+            tracing::info!(topic = %hello.topic, from = start.0, to = to.0, %store_epoch,
+                "a resuming subscriber saw sequences this history rewrote; resuming at the cut");
+            hello.resume_from = Some(start.0);
+            Ok(())
+        }
+        HistoryCheck::UnknownEpoch { store_epoch } => Err((
+            format::ACK_UNKNOWN_EPOCH,
+            format!(
+                "resume_epoch {epoch} of topic {:?} is newer than this server's history (epoch {store_epoch}): it has not caught up with that history yet, or holds another",
+                hello.topic
+            ),
+        )),
     }
 }
 

@@ -112,9 +112,13 @@ fn garbage_closes_that_connection_only() {
 
     // A hello with the right kind but a bad magic.
     let mut s = f.raw();
-    let mut msg =
-        format::encode_hello(&Hello { topic: "good".into(), resume_from: None, max_payload: 64 })
-            .to_vec();
+    let mut msg = format::encode_hello(&Hello {
+        topic: "good".into(),
+        resume_from: None,
+        resume_epoch: None,
+        max_payload: 64,
+    })
+    .to_vec();
     msg[5] ^= 0xff;
     s.write_all(&msg).expect("write");
     let ack = refusal(&read_until_closed(&mut s));
@@ -137,8 +141,12 @@ fn oversized_length_closes_that_connection_only() {
 fn truncated_hello_then_close_is_logged() {
     let mut f = Fixture::new();
     let mut s = f.raw();
-    let msg =
-        format::encode_hello(&Hello { topic: "good".into(), resume_from: None, max_payload: 64 });
+    let msg = format::encode_hello(&Hello {
+        topic: "good".into(),
+        resume_from: None,
+        resume_epoch: None,
+        max_payload: 64,
+    });
     s.write_all(&msg[..msg.len() - 3]).expect("write");
     s.shutdown(Shutdown::Write).expect("shutdown");
     let ack = refusal(&read_until_closed(&mut s));
@@ -151,8 +159,12 @@ fn truncated_hello_then_close_is_logged() {
 fn unknown_topic_is_refused() {
     let mut f = Fixture::new();
     let mut s = f.raw();
-    let msg =
-        format::encode_hello(&Hello { topic: "nope".into(), resume_from: None, max_payload: 64 });
+    let msg = format::encode_hello(&Hello {
+        topic: "nope".into(),
+        resume_from: None,
+        resume_epoch: None,
+        max_payload: 64,
+    });
     s.write_all(&msg).expect("write");
     let ack = refusal(&read_until_closed(&mut s));
     assert_eq!(ack.status, format::ACK_UNKNOWN_TOPIC);
@@ -175,8 +187,12 @@ fn unknown_topic_is_refused() {
 fn bytes_after_the_hello_close_that_connection() {
     let mut f = Fixture::new();
     let mut s = f.raw();
-    let msg =
-        format::encode_hello(&Hello { topic: "good".into(), resume_from: None, max_payload: 64 });
+    let msg = format::encode_hello(&Hello {
+        topic: "good".into(),
+        resume_from: None,
+        resume_epoch: None,
+        max_payload: 64,
+    });
     s.write_all(&msg).expect("write");
     s.write_all(b"unexpected").expect("write");
     let bytes = read_until_closed(&mut s);

@@ -61,7 +61,8 @@ fn a_hello_with_max_payload_zero_is_refused_once() {
     }
 
     let mut s = TcpStream::connect(server.remote_addr()).expect("connect");
-    let hello = Hello { topic: "zero".into(), resume_from: None, max_payload: 0 };
+    let hello =
+        Hello { topic: "zero".into(), resume_from: None, resume_epoch: None, max_payload: 0 };
     s.write_all(&format::encode_hello(&hello)).expect("write");
     let bytes = read_until_closed(&mut s);
 
@@ -100,7 +101,8 @@ fn a_hello_with_max_payload_zero_is_refused_once() {
     // A hello whose max_payload is below every history frame (8 bytes each) is accepted;
     // the frames it cannot take are reported in one line, not one per frame.
     let mut s = TcpStream::connect(server.remote_addr()).expect("connect");
-    let hello = Hello { topic: "zero".into(), resume_from: None, max_payload: 4 };
+    let hello =
+        Hello { topic: "zero".into(), resume_from: None, resume_epoch: None, max_payload: 4 };
     s.write_all(&format::encode_hello(&hello)).expect("write");
     s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut len = [0u8; 4];
