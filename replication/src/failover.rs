@@ -263,6 +263,40 @@ fn block_on<T: Send>(
     }
 }
 
+/// Makes this node's log durable through `claimed` (the last sequence a promotion of
+/// this node is about to say its log holds) before the promotion is committed, and
+/// returns the last sequence the promotion may claim.
+///
+/// Why: the record's first sequence says where the new epoch starts, and a restarted
+/// node starts the record's epoch only if its log reaches the sequence before it. A
+/// promotion that claimed a visible but unsynced tail would, after a power loss, leave
+/// a record this node's log cannot honour, and (with no other in-sync member) a
+/// cluster without a primary until an operator acts.
+///
+/// A failed sync commits nothing: its error is returned before any compare-and-set,
+/// so the caller notes it and the node stays a replica (the store itself treats a
+/// failed log sync as fatal and refuses further writes, see `Db::sync_wal`). After a successful sync everything written before it is durable, so the durable
+/// sequence is at least `claimed` when `claimed` was read before this call. Should it
+/// still be lower, the lower sequence is returned rather than a refusal: a record's
+/// first sequence may lie at or before where the epoch really starts (the new epoch
+/// starts after everything the log holds, see `become_primary`), while one after the
+/// durable log end is exactly the defect this avoids.
+fn durable_through(db: &strata_core::Db, ctl: &Ctl, claimed: SeqNo) -> Result<SeqNo> {
+    db.sync_wal().map_err(|e| Error::Refused {
+        peer: ctl.me.to_string(),
+        reason: format!(
+            "not promoting: its log could not be made durable through {claimed} before the \
+             promotion is committed: {e}"
+        ),
+    })?;
+    Ok(claimed.min(db.durable_seq()))
+}
+
+/// The sequence before `first_seq` (the last one an epoch starting there keeps).
+fn before(first_seq: SeqNo) -> SeqNo {
+    SeqNo(first_seq.0.saturating_sub(1))
+}
+
 /// The newest epoch the node's log holds.
 fn newest_epoch(db: &strata_core::Db) -> Epoch {
     db.epoch_history().last().map_or(Epoch::ZERO, |e| e.epoch)
@@ -410,13 +444,14 @@ fn become_primary(node: &Arc<NodeInner>, ctl: &Ctl, record: &AuthorityRecord) ->
         let epoch = record.epoch.checked_next().ok_or_else(|| {
             Error::Store(strata_core::Error::InvalidArgument("epochs are exhausted".into()))
         })?;
-        let change =
-            Change::Promote { node: ctl.me.clone(), epoch, first_seq: db.visible_seq().next() };
+        // The epoch starts after what this log holds durably, not merely visibly.
+        let last = durable_through(&db, ctl, db.visible_seq()).map_err(resume_following)?;
+        let change = Change::Promote { node: ctl.me.clone(), epoch, first_seq: last.next() };
         ctl.cas(record.version, change).map_err(resume_following)?
     } else {
         record.clone()
     };
-    let keep = SeqNo(record.epoch_first_seq.0.saturating_sub(1));
+    let keep = before(record.epoch_first_seq);
     if db.visible_seq() < keep {
         return Err(resume_following(Error::Refused {
             peer: ctl.me.to_string(),
@@ -617,6 +652,15 @@ fn replica_tick(node: &Arc<NodeInner>, ctl: &Ctl, r: &ReplicaState) -> Result<()
     let view = gather_view(node, ctl)?;
     match ctl.policy.decide(&record, &view) {
         Decision::Promote { node: chosen, epoch, first_seq } => {
+            let first_seq = if chosen == ctl.me {
+                // This node is the candidate: what it claims is made durable first.
+                durable_through(&node.db()?, ctl, before(first_seq))?.next()
+            } else {
+                // Another node's log cannot be synced from here: claim no more than it
+                // reported durable, so that a power loss of the candidate right after
+                // the commit leaves a record its log still reaches.
+                view.reports.get(&chosen).map_or(first_seq, |r| first_seq.min(r.durable_seq.next()))
+            };
             tracing::warn!(node = %ctl.me, primary = %record.primary, %chosen, %epoch,
                 "primary silent past the grace: promoting");
             let change = Change::Promote { node: chosen, epoch, first_seq };
@@ -661,7 +705,9 @@ pub(crate) fn operator_promote(node: &Arc<NodeInner>, ctl: &Ctl) -> Result<Epoch
     let epoch = record.epoch.checked_next().ok_or_else(|| {
         Error::Store(strata_core::Error::InvalidArgument("epochs are exhausted".into()))
     })?;
-    let last = node.db()?.visible_seq();
+    let db = node.db()?;
+    // The epoch starts after what this log holds durably, not merely visibly.
+    let last = durable_through(&db, ctl, db.visible_seq())?;
     let next = ctl.cas(
         record.version,
         Change::Promote { node: ctl.me.clone(), epoch, first_seq: last.next() },
@@ -682,7 +728,12 @@ pub(crate) fn force_promote(node: &Arc<NodeInner>, ctl: &Ctl) -> Result<(Epoch, 
     }
     let _t = ctl.transition.lock();
     let view = gather_view(node, ctl)?;
-    let (change, loss) = plan_forced_promotion(&record, &view, &ctl.me)?;
+    let (mut change, loss) = plan_forced_promotion(&record, &view, &ctl.me)?;
+    // The plan starts the epoch after this node's reported (visible) last sequence:
+    // that much is made durable before the change is committed.
+    if let Change::ForcePromote { first_seq, .. } = &mut change {
+        *first_seq = durable_through(&node.db()?, ctl, before(*first_seq))?.next();
+    }
     tracing::warn!(node = %ctl.me, %loss, "forced promotion");
     let next = ctl.cas(record.version, change)?;
     reconcile(node, ctl, &next)?;

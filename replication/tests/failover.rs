@@ -7,18 +7,19 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use strata_core::batch::BatchIter;
-use strata_core::fs::OsFileSystem;
+use strata_core::fs::{FileSystem, OsFileSystem};
 use strata_core::{
-    AuthorityRecord, Change, ClusterView, DbOptions, Decision, Epoch, FailoverPolicy, Lease,
-    LeaseSettings, NodeId, SeqNo, WriteBatch,
+    AuthorityRecord, Change, ClusterView, DbOptions, Decision, Durability, Epoch, FailoverPolicy,
+    Lease, LeaseSettings, NodeId, SeqNo, WalBatch, WriteBatch,
 };
 use strata_harness::conformance::failover::memory::MemoryAuthority;
 use strata_harness::history::{self, Event, FinalNode, History, LogEntry, OpId};
+use strata_harness::sim_fs::SimFileSystem;
 use strata_harness::stack::tiny_builder;
 use strata_replication::{Error, FailoverConfig, Mode, Node, NodeConfig, OpenStore, RoleConfig};
 
@@ -549,4 +550,251 @@ fn a_replica_rejoining_while_sync_writes_wait_does_not_deadlock_the_primary() {
         w.join().expect("writer");
     }
     assert!(acked.load(Ordering::Relaxed) > 0, "writes were acknowledged meanwhile");
+}
+
+/// How the node of [`promoted_with_an_unsynced_tail`] is promoted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Promotion {
+    /// By its own failover thread, once its primary has been silent past the grace.
+    Automatic,
+    /// By an operator (`Node::promote`).
+    Operator,
+    /// By an operator's forced promotion (`Node::force_promote`).
+    Forced,
+    /// By itself at start: named primary in an epoch its store already wrote in (a
+    /// restart after its process died with the tail still in the OS's cache), it takes
+    /// the next epoch through the authority.
+    Restart,
+}
+
+/// The shared authority, seen by one node whose file system loses power the moment a
+/// promotion commits: what the store had not synced by then is gone, as if the machine
+/// went down right after the authority answered. Without `automatic` it decides
+/// nothing, so only an operator promotes.
+struct PowerCutAtPromotion {
+    inner: Arc<dyn FailoverPolicy>,
+    automatic: bool,
+    sim: SimFileSystem,
+    /// The file system as it is after the cut (set once).
+    after: Arc<Mutex<Option<SimFileSystem>>>,
+}
+
+impl std::fmt::Debug for PowerCutAtPromotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PowerCutAtPromotion").field("automatic", &self.automatic).finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl FailoverPolicy for PowerCutAtPromotion {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn decide(&self, record: &AuthorityRecord, view: &ClusterView) -> Decision {
+        if self.automatic { self.inner.decide(record, view) } else { Decision::Nothing }
+    }
+    async fn record(&self) -> strata_core::Result<AuthorityRecord> {
+        self.inner.record().await
+    }
+    async fn compare_and_set(
+        &self,
+        expected_version: u64,
+        change: Change,
+    ) -> strata_core::Result<AuthorityRecord> {
+        let promotion = matches!(change, Change::Promote { .. } | Change::ForcePromote { .. });
+        let next = self.inner.compare_and_set(expected_version, change).await?;
+        if promotion {
+            let mut after = self.after.lock().expect("lock");
+            if after.is_none() {
+                *after = Some(self.sim.crash());
+            }
+        }
+        Ok(next)
+    }
+    async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> strata_core::Result<Lease> {
+        self.inner.renew_lease(node, epoch).await
+    }
+}
+
+/// A node holding a visible but unsynced tail (written, not yet fsynced) is promoted,
+/// and loses power the moment the promotion commits. The record's epoch must start no
+/// later than right after what its log still holds, so that on restart it starts that
+/// epoch; a promotion that claimed the unsynced tail left a record its log no longer
+/// reaches, and the node refused to start ("its log ends at ...").
+fn promoted_with_an_unsynced_tail(how: Promotion) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("n1");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let sim = SimFileSystem::new();
+    sim.create_dir_all(&dir).expect("mkdir");
+    let open_on = |fs: &SimFileSystem, replica_of: Option<String>| {
+        let mut b = tiny_builder(&dir, fs.shared(), 64 << 20, 64 * 1024);
+        b.options_mut().replica_of = replica_of;
+        b.open()
+    };
+    let write_batch = |db: &strata_core::Db, i: u64| {
+        let b = batch(OpId(i));
+        let last = db.write(&b, Durability::Buffered).expect("write");
+        WalBatch {
+            first_seq: SeqNo(last.0 + 1 - u64::from(b.count())),
+            count: b.count(),
+            payload: bytes::Bytes::copy_from_slice(b.as_bytes()),
+            epoch: db.epoch(),
+        }
+    };
+    // n1's store: 20 batches, the first half synced, the second only visible.
+    let (store, epoch, synced) = if how == Promotion::Restart {
+        // n1 was the primary and wrote them itself; its process died (the tail stays
+        // in the OS's cache) and it restarts as the record's primary.
+        let db = open_on(&sim, None).expect("open n1");
+        let mut synced = SeqNo::ZERO;
+        for i in 0..20u64 {
+            write_batch(&db, i);
+            if i == 9 {
+                db.sync_wal().expect("sync");
+                synced = db.visible_seq();
+            }
+        }
+        // A restarted node's store opens as a replica until the authority's epoch.
+        db.demote("n1");
+        let epoch = db.epoch();
+        (db, epoch, synced)
+    } else {
+        // The old primary, n0, wrote them; n1, its in-sync replica, applied them.
+        let primary_fs = SimFileSystem::new();
+        primary_fs.create_dir_all(Path::new("/n0")).expect("mkdir");
+        let primary = tiny_builder(Path::new("/n0"), primary_fs.shared(), 64 << 20, 64 * 1024)
+            .open()
+            .expect("n0");
+        let batches: Vec<WalBatch> = (0..20u64).map(|i| write_batch(&primary, i)).collect();
+        let replica = open_on(&sim, Some("n0".into())).expect("open n1");
+        for (i, b) in batches.iter().enumerate() {
+            replica.apply_replicated(b, Durability::Buffered).expect("apply");
+            if i == 9 {
+                replica.sync_wal().expect("sync");
+            }
+        }
+        (replica, primary.epoch(), batches[9].last_seq())
+    };
+    assert_eq!(store.durable_seq(), synced, "the tail is not synced yet");
+    assert!(store.visible_seq() > synced, "the tail is visible");
+
+    let mut initial = if how == Promotion::Restart {
+        AuthorityRecord::initial(CLUSTER, "n1", epoch, SeqNo(1), settings())
+    } else {
+        AuthorityRecord::initial(CLUSTER, "n0", epoch, SeqNo(1), settings())
+    };
+    if how != Promotion::Restart {
+        initial.in_sync.insert(NodeId::new("n1"));
+    }
+    let authority: Arc<dyn FailoverPolicy> =
+        Arc::new(MemoryAuthority::new(initial.clone()).expect("authority"));
+    let after = Arc::new(Mutex::new(None));
+    let cutter: Arc<dyn FailoverPolicy> = Arc::new(PowerCutAtPromotion {
+        inner: Arc::clone(&authority),
+        automatic: how == Promotion::Automatic,
+        sim: sim.clone(),
+        after: Arc::clone(&after),
+    });
+    // n0 is gone: nothing listens at its address.
+    let peers: BTreeMap<NodeId, String> = [("n0", free_addr()), ("n1", free_addr())]
+        .map(|(n, a)| (NodeId::new(n), a.to_string()))
+        .into();
+    let config = |policy: Arc<dyn FailoverPolicy>| {
+        let listen = peers[&NodeId::new("n1")].parse().expect("addr");
+        let mut c = NodeConfig::new("n1", listen, RoleConfig::Primary);
+        c.mode = Mode::Sync;
+        c.heartbeat = Duration::from_millis(20);
+        c.reconnect = Duration::from_millis(30);
+        c.failover = Some(FailoverConfig::new(policy, peers.clone()));
+        c
+    };
+    // The node opens n1's store as it stands (its unsynced tail included).
+    let open: OpenStore = {
+        let db = store.clone();
+        Arc::new(move |_: Option<String>| Ok(db.clone()))
+    };
+    drop(store);
+    // The node's own start of its epoch after the commit fails (its file system lost
+    // power), so that outcome is not looked at.
+    let node = Node::start(config(cutter), &dir, open);
+    if let Ok(node) = &node {
+        match how {
+            Promotion::Automatic | Promotion::Restart => {}
+            Promotion::Operator => drop(node.promote()),
+            Promotion::Forced => drop(node.force_promote()),
+        }
+    } else {
+        assert_eq!(how, Promotion::Restart, "n1 starts as a replica: {node:?}");
+    }
+    wait_for("the promotion to commit (and the power cut)", || {
+        after.lock().expect("lock").is_some()
+    });
+    if let Ok(node) = node {
+        node.stop();
+    }
+    let record = block_on(authority.record()).expect("record");
+    assert_eq!(record.primary.as_str(), "n1", "{how:?}: the promotion committed");
+    assert_eq!(Some(record.epoch), epoch.checked_next(), "{how:?}");
+
+    // What n1's log holds after the power loss reaches the sequence before the
+    // record's first one.
+    let after = after.lock().expect("lock").take().expect("the file system after the cut");
+    let held = open_on(&after, Some("n0".into())).expect("reopen n1").visible_seq();
+    assert!(held >= synced, "{how:?}: the synced half survives");
+    assert!(
+        held.next() >= record.epoch_first_seq,
+        "{how:?}: the authority starts epoch {} at {}, but after the power loss n1's log ends \
+         at {held}",
+        record.epoch,
+        record.epoch_first_seq
+    );
+
+    // n1 restarts on what survived and starts the record's epoch.
+    let reopen: OpenStore = {
+        let (dir, after) = (dir.clone(), after.clone());
+        Arc::new(move |replica_of: Option<String>| {
+            let mut b = tiny_builder(&dir, after.shared(), 64 << 20, 64 * 1024);
+            b.options_mut().replica_of = replica_of;
+            b.open()
+        })
+    };
+    let mut node = None;
+    wait_for("n1 to restart", || {
+        match Node::start(config(Arc::clone(&authority)), &dir, Arc::clone(&reopen)) {
+            Ok(n) => node = Some(n),
+            // The port may still be held by the previous incarnation's last threads.
+            Err(Error::Io { op: "bind", .. }) => {}
+            Err(e) => panic!("{how:?}: n1 does not restart: {e}"),
+        }
+        node.is_some()
+    });
+    let node = node.expect("started");
+    wait_for("n1 to be primary", || is_primary(&node));
+    assert_eq!(
+        node.db().expect("db").epoch(),
+        record.epoch,
+        "{how:?}: it writes in the record's epoch"
+    );
+    node.stop();
+}
+
+#[test]
+fn an_automatic_promotion_with_an_unsynced_tail_survives_power_loss_right_after_it_commits() {
+    promoted_with_an_unsynced_tail(Promotion::Automatic);
+}
+
+#[test]
+fn an_operator_promotion_with_an_unsynced_tail_survives_power_loss_right_after_it_commits() {
+    promoted_with_an_unsynced_tail(Promotion::Operator);
+}
+
+#[test]
+fn a_forced_promotion_with_an_unsynced_tail_survives_power_loss_right_after_it_commits() {
+    promoted_with_an_unsynced_tail(Promotion::Forced);
+}
+
+#[test]
+fn a_restarted_primary_taking_a_new_epoch_with_an_unsynced_tail_survives_power_loss() {
+    promoted_with_an_unsynced_tail(Promotion::Restart);
 }
