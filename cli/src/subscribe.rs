@@ -151,6 +151,22 @@ impl Stats {
         Some(line)
     }
 
+    /// A gap starting at or below the last sequence received (a TCP node whose history
+    /// rewrote that range, see `TcpTransport::set_history_check`, but which no longer
+    /// holds it): what was received from `from` on is withdrawn. The notice's epoch is
+    /// 0 (unknown: no frame of the new history arrived).
+    fn rewind_gap(&mut self, from: u64) -> Option<String> {
+        if from == 0 || from > self.last_seq {
+            return None;
+        }
+        let line = format!(
+            "{{\"rewritten\":{{\"from\":{from},\"to\":{},\"epoch\":0}}}}",
+            self.last_seq + 1
+        );
+        self.last_seq = from - 1;
+        Some(line)
+    }
+
     fn frame(&mut self, next_seq: u64, timestamps: &[u64]) {
         self.frames += 1;
         self.last_seq = self.last_seq.max(next_seq.saturating_sub(1));
@@ -337,6 +353,14 @@ fn run_subscriber(
             }
             Delivery::Gap { stream, from, to } => {
                 stats.gaps += 1;
+                // A gap from at or below what was printed: the node moved the resume back
+                // to a range its history rewrote, and no longer holds those frames.
+                if let Some(line) = stats.rewind_gap(from)
+                    && !args.stats
+                    && let Err(e) = writeln!(out, "{line}")
+                {
+                    failed.get_or_insert(e);
+                }
                 if !args.stats {
                     let line = format!(
                         "{{\"gap\":{{\"stream\":{},\"from\":{from},\"to\":{to}}}}}",
@@ -606,6 +630,18 @@ mod tests {
 
     fn frame(seq: u64, span: u64, epoch: u64) -> Value {
         serde_json::json!({"stream": 1, "seq": seq, "span": span, "epoch": epoch, "ops": []})
+    }
+
+    #[test]
+    fn a_gap_below_what_was_received_withdraws_it() {
+        let mut stats = Stats::new(false).unwrap();
+        stats.frame(11, &[]);
+        assert_eq!(stats.rewind_gap(11), None, "a gap after the last sequence withdraws nothing");
+        assert_eq!(
+            stats.rewind_gap(7).as_deref(),
+            Some(r#"{"rewritten":{"from":7,"to":11,"epoch":0}}"#)
+        );
+        assert_eq!(stats.last_seq, 6);
     }
 
     #[test]

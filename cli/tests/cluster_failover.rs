@@ -256,6 +256,18 @@ fn check_subscriber_lines(lines: &[String]) -> u64 {
 /// acknowledged write, before and after the failover.
 #[test]
 fn a_subscriber_follows_the_cluster_across_a_failover() {
+    subscriber_follows_the_cluster("ws");
+}
+
+/// The same over TCP: `strata subscribe --transport tcp` given every node's `[tcp]`
+/// address moves to the next node when the primary dies and resumes there with the
+/// epoch it saw last, which the node checks against its store's epoch history.
+#[test]
+fn a_tcp_subscriber_follows_the_cluster_across_a_failover() {
+    subscriber_follows_the_cluster("tcp");
+}
+
+fn subscriber_follows_the_cluster(transport: &str) {
     use std::sync::{Arc, Mutex};
 
     let tmp = tempfile::tempdir().unwrap();
@@ -263,16 +275,19 @@ fn a_subscriber_follows_the_cluster_across_a_failover() {
     let data: Vec<&Value> = all.iter().filter(|m| !m["replication"].is_null()).collect();
     let (primary, s) = wait_primary(&data, "one primary", |s| s["epoch"].as_u64() >= Some(1));
     let epoch = s["epoch"].as_u64().unwrap();
-    // The primary's gateway first, so the subscriber has to move when it dies.
-    let mut gateways = vec![primary["gateway"].as_str().unwrap().to_owned()];
-    gateways.extend(
+    // The primary's address first, so the subscriber has to move when it dies.
+    let key = if transport == "ws" { "gateway" } else { "tcp" };
+    let mut addrs = vec![primary[key].as_str().unwrap().to_owned()];
+    addrs.extend(
         data.iter()
             .filter(|m| m["name"] != primary["name"])
-            .map(|m| m["gateway"].as_str().unwrap().to_owned()),
+            .map(|m| m[key].as_str().unwrap().to_owned()),
     );
     let mut sub = std::process::Command::new(BIN)
-        .args(["subscribe", "--transport", "ws", "--topic", "commits", "--from", "1"])
-        .args(["--follow-secs", "120", "--addr", &gateways.join(",")])
+        .args(["subscribe", "--transport", transport, "--topic", "commits", "--from", "1"])
+        .args(["--follow-secs", "120", "--addr", &addrs.join(",")])
+        // `[commits] values = "raw"`: what `strata put` wrote is text.
+        .args(if transport == "tcp" { &["--payload", "commits-raw"][..] } else { &[] })
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -318,7 +333,8 @@ fn a_subscriber_follows_the_cluster_across_a_failover() {
     reader.join().unwrap();
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut sub.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("resuming on"), "the subscriber never moved: {stderr}");
+    let moved = if transport == "ws" { "resuming on" } else { "moving on to the next server" };
+    assert!(stderr.contains(moved), "the subscriber never moved: {stderr}");
 
     let lines = lines.lock().unwrap().clone();
     let last = check_subscriber_lines(&lines);

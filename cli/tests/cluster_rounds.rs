@@ -54,6 +54,15 @@
 //! serve log says its commit stream stopped is a violation (`CommitStreamStopped`);
 //! the summary counts the rewinds the nodes logged.
 //!
+//! One `strata subscribe --transport tcp --from 1` given every node's `[tcp]` address
+//! runs for the whole test and follows the cluster through every fault (it moves on
+//! when its node dies and resumes with the epoch it saw last, which the next node checks
+//! against its store's epoch history). Each check waits until it holds the converged
+//! last sequence and compares what it holds, after applying the `rewritten` notices it
+//! printed, with the primary's log: a different entry it was never told about, a
+//! sequence missing without a `gap`, or a frame that does not continue the previous
+//! one is a violation.
+//!
 //! - `STRATA_CLUSTER_ROUNDS=N` runs N rounds (default `DEFAULT_ROUNDS`, for CI).
 //! - `STRATA_CLUSTER_SEED=S` (decimal or `0x` hex) replays the fault sequence of a run
 //!   (faults and parameters; process timing is the machine's); the seed is printed.
@@ -132,6 +141,8 @@ struct Node {
     raft: String,
     client: String,
     gateway: String,
+    /// Its `[tcp]` commit-stream address (the TCP follower's).
+    tcp: String,
     child: Option<Child>,
     /// SIGSTOPped and not continued yet.
     stopped: bool,
@@ -176,6 +187,7 @@ impl Cluster {
                 raft: free_port(),
                 client: free_port(),
                 gateway: free_port(),
+                tcp: free_port(),
                 child: None,
                 stopped: false,
                 log_from: 0,
@@ -215,6 +227,7 @@ impl Cluster {
             .collect();
         format!(
             "[store]\ndir = \"store\"\n\n[gateway]\naddr = \"{gateway}\"\n\n\
+             [tcp]\naddr = \"{tcp}\"\nhistory = 200000\nqueue_depth = 65536\n\n\
              [commits]\nvalues = \"raw\"\n\n\
              [replication]\nname = \"{name}\"\nlisten = \"{repl}\"\nmode = \"sync\"\n\
              min_in_sync = 1\n\n[client]\nlisten = \"{client}\"\n\n\
@@ -222,6 +235,7 @@ impl Cluster {
              peers = {{ {peers} }}\nheartbeat_ms = {HEARTBEAT_MS}\nlease_ms = {LEASE_MS}\n\
              grace_ms = {GRACE_MS}\nnode_id = {id}\nlisten = \"{raft}\"\nvoters = [{voters}]\n",
             gateway = n.gateway,
+            tcp = n.tcp,
             name = n.name,
             repl = n.repl,
             client = n.client,
@@ -597,6 +611,8 @@ struct Run {
     rewinds: std::cell::Cell<u64>,
     /// Double failovers after which no survivor was eligible.
     stuck: std::cell::Cell<u64>,
+    /// The TCP subscriber following the cluster (started once the cluster is healthy).
+    follower: Option<TcpFollower>,
 }
 
 impl Run {
@@ -835,6 +851,10 @@ impl Run {
         violations.extend(obs.out_of_sync.iter().map(|v| format!("PromotedOutOfSync: {v}")));
         violations.extend(stopped);
         drop(obs);
+        if let (Some(follower), Some(primary)) = (&self.follower, finals.iter().find(|f| f.primary))
+        {
+            violations.extend(follower.check(&primary.log, statuses[0].last_seq));
+        }
         let acked = events.iter().filter(|e| matches!(e, Event::Ok { .. })).count();
         if !violations.is_empty() {
             // Debugging aid: keep the cluster up for a while to look at it.
@@ -912,22 +932,9 @@ fn read_log(gateway: &str, last: u64) -> (Vec<LogEntry>, Vec<String>) {
             notes.push(line);
             continue;
         }
-        let (Some(epoch), Some(ops)) = (v["epoch"].as_u64(), v["ops"].as_array()) else {
+        if !push_frame(&v, &mut out) {
             notes.push(line);
             continue;
-        };
-        for o in ops {
-            let seq = o["seq"].as_u64().unwrap();
-            let key = o["key"].as_str().unwrap_or_default();
-            let value = o["value"].as_str().unwrap_or_default();
-            let op = key
-                .strip_prefix('k')
-                .and_then(|n| n.parse().ok())
-                .filter(|n: &u64| value == format!("op{n}"))
-                .map(OpId);
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (epoch, o.to_string()).hash(&mut h);
-            out.push(LogEntry { seq: SeqNo(seq), epoch: Epoch(epoch), op, digest: h.finish() });
         }
         if out.last().is_some_and(|e| e.seq.0 >= last) {
             break;
@@ -940,6 +947,168 @@ fn read_log(gateway: &str, last: u64) -> (Vec<LogEntry>, Vec<String>) {
     }
     out.retain(|e| e.seq.0 <= last);
     (out, notes)
+}
+
+/// Appends the entries of a frame line of `strata subscribe` (one per sequence);
+/// false if the line is not a frame.
+fn push_frame(v: &Value, out: &mut Vec<LogEntry>) -> bool {
+    let (Some(epoch), Some(ops)) = (v["epoch"].as_u64(), v["ops"].as_array()) else {
+        return false;
+    };
+    for o in ops {
+        let seq = o["seq"].as_u64().unwrap();
+        let key = o["key"].as_str().unwrap_or_default();
+        let value = o["value"].as_str().unwrap_or_default();
+        let op = key
+            .strip_prefix('k')
+            .and_then(|n| n.parse().ok())
+            .filter(|n: &u64| value == format!("op{n}"))
+            .map(OpId);
+        // The ws gateway and the TCP subscriber render an op alike (one renderer).
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (epoch, o.to_string()).hash(&mut h);
+        out.push(LogEntry { seq: SeqNo(seq), epoch: Epoch(epoch), op, digest: h.finish() });
+    }
+    true
+}
+
+/// What the TCP follower printed, as it applies: entries (a `rewritten` notice takes
+/// back what it names), ranges announced as gaps, and what broke the rules.
+#[derive(Default)]
+struct Followed {
+    entries: Vec<LogEntry>,
+    /// `from .. to` ranges announced by `{"gap":..}` lines.
+    gaps: Vec<(u64, u64)>,
+    rewinds: u64,
+    /// A frame that did not continue right after the previous one (a duplicate, or a
+    /// hole nothing announced).
+    broken: Vec<String>,
+    /// WARN lines of its stderr that say it moved to another node.
+    moves: u64,
+    stderr_tail: Vec<String>,
+    ended: bool,
+}
+
+/// `strata subscribe --transport tcp --from 1` given every node's `[tcp]` address, for
+/// the whole run: it follows the cluster through every fault, and each check compares
+/// what it holds with the converged log.
+struct TcpFollower {
+    child: Child,
+    state: Arc<Mutex<Followed>>,
+}
+
+impl Drop for TcpFollower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TcpFollower {
+    fn start(addrs: &[String]) -> TcpFollower {
+        let mut child = Command::new(BIN)
+            .args(["subscribe", "--transport", "tcp", "--payload", "commits-raw"])
+            .args(["--topic", "commits", "--from", "1", "--addr", &addrs.join(",")])
+            .env("STRATA_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let state = Arc::new(Mutex::new(Followed::default()));
+        let (out, st) = (child.stdout.take().unwrap(), Arc::clone(&state));
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let mut f = st.lock().unwrap_or_else(PoisonError::into_inner);
+                let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                    f.broken.push(format!("not JSON: {line}"));
+                    continue;
+                };
+                if let Some(from) = v["rewritten"]["from"].as_u64() {
+                    f.entries.retain(|e| e.seq.0 < from);
+                    f.rewinds += 1;
+                    continue;
+                }
+                if let (Some(from), Some(to)) = (v["gap"]["from"].as_u64(), v["gap"]["to"].as_u64())
+                {
+                    f.gaps.push((from, to));
+                    continue;
+                }
+                let expected = f.entries.last().map_or(1, |e| e.seq.0 + 1);
+                let mut fresh = Vec::new();
+                if !push_frame(&v, &mut fresh) {
+                    continue;
+                }
+                let first = fresh.first().map_or(expected, |e| e.seq.0);
+                let announced = f.gaps.iter().any(|&(a, b)| a <= expected && first <= b);
+                if first != expected && !(first > expected && announced) {
+                    f.broken.push(format!("expected sequence {expected}, got {line}"));
+                }
+                f.entries.extend(fresh);
+            }
+            st.lock().unwrap_or_else(PoisonError::into_inner).ended = true;
+        });
+        let (err, st) = (child.stderr.take().unwrap(), Arc::clone(&state));
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let mut f = st.lock().unwrap_or_else(PoisonError::into_inner);
+                if line.contains("moving on to the next server") {
+                    f.moves += 1;
+                }
+                f.stderr_tail.push(line);
+                let excess = f.stderr_tail.len().saturating_sub(20);
+                f.stderr_tail.drain(..excess);
+            }
+        });
+        TcpFollower { child, state }
+    }
+
+    /// Waits until the follower holds `last`, then compares what it holds with `log`
+    /// (the converged log): the same entry at every sequence, except in ranges it was
+    /// told were gaps. Returns the violations.
+    fn check(&self, log: &[LogEntry], last: u64) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let f = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let at = f.entries.last().map_or(0, |e| e.seq.0);
+            if at >= last || f.ended || Instant::now() > deadline {
+                let mut out: Vec<String> =
+                    f.broken.iter().map(|b| format!("TcpFollowerBroken: {b}")).collect();
+                if at < last {
+                    out.push(format!(
+                        "TcpFollowerBehind: it holds up to {at}, the cluster {last} (ended: {}); \
+                         stderr: {:#?}",
+                        f.ended, f.stderr_tail
+                    ));
+                }
+                let held: BTreeMap<u64, &LogEntry> =
+                    f.entries.iter().map(|e| (e.seq.0, e)).collect();
+                for want in log.iter().filter(|e| e.seq.0 <= last.min(at)) {
+                    match held.get(&want.seq.0) {
+                        Some(got) if got.epoch == want.epoch && got.digest == want.digest => {}
+                        Some(got) => out.push(format!(
+                            "TcpFollowerDiverged: at {} it holds epoch {} ({:?}), the cluster \
+                             epoch {} ({:?}), and it was never told",
+                            want.seq.0, got.epoch.0, got.op, want.epoch.0, want.op
+                        )),
+                        None if f.gaps.iter().any(|&(a, b)| a <= want.seq.0 && want.seq.0 < b) => {}
+                        None => out.push(format!(
+                            "TcpFollowerMissing: sequence {} never arrived and no gap said so",
+                            want.seq.0
+                        )),
+                    }
+                }
+                return out;
+            }
+            drop(f);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn summary(&self) -> (usize, u64, u64, usize) {
+        let f = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        (f.entries.len(), f.rewinds, f.moves, f.gaps.len())
+    }
 }
 
 #[test]
@@ -980,8 +1149,11 @@ fn fault_rounds_against_real_processes() {
         fault: None,
         rewinds: std::cell::Cell::new(0),
         stuck: std::cell::Cell::new(0),
+        follower: None,
     };
     run.wait_healthy();
+    let tcp: Vec<String> = run.cluster.nodes.iter().map(|n| n.tcp.clone()).collect();
+    run.follower = Some(TcpFollower::start(&tcp));
     let _clients = Clients {
         shared: Arc::clone(&shared),
         threads: (0..CLIENTS)
@@ -1047,6 +1219,12 @@ fn fault_rounds_against_real_processes() {
         }
     }
     let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
+    let (held, tcp_rewinds, tcp_moves, tcp_gaps) =
+        run.follower.as_ref().map_or((0, 0, 0, 0), TcpFollower::summary);
+    eprintln!(
+        "tcp follower: {held} entries held, equal to the cluster's log at every check; moved \
+         to another node {tcp_moves} times; {tcp_rewinds} rewritten notices; {tcp_gaps} gaps"
+    );
     eprintln!(
         "cluster rounds summary: {rounds} rounds + a full restart in {:.1} s, seed {seed:#x}; \
          faults {faults:?}; {} writes invoked, {} acknowledged ({} without an epoch), {} \
