@@ -987,6 +987,9 @@ struct Followed {
     moves: u64,
     stderr_tail: Vec<String>,
     ended: bool,
+    /// Checks run, and entries compared with the cluster's log in all of them.
+    checks: u64,
+    compared: u64,
 }
 
 /// `strata subscribe --transport tcp --from 1` given every node's `[tcp]` address, for
@@ -1069,7 +1072,7 @@ impl TcpFollower {
     fn check(&self, log: &[LogEntry], last: u64) -> Vec<String> {
         let deadline = Instant::now() + DEADLINE;
         loop {
-            let f = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut f = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let at = f.entries.last().map_or(0, |e| e.seq.0);
             if at >= last || f.ended || Instant::now() > deadline {
                 let mut out: Vec<String> =
@@ -1083,6 +1086,7 @@ impl TcpFollower {
                 }
                 let held: BTreeMap<u64, &LogEntry> =
                     f.entries.iter().map(|e| (e.seq.0, e)).collect();
+                let compared = log.iter().filter(|e| e.seq.0 <= last.min(at)).count() as u64;
                 for want in log.iter().filter(|e| e.seq.0 <= last.min(at)) {
                     match held.get(&want.seq.0) {
                         Some(got) if got.epoch == want.epoch && got.digest == want.digest => {}
@@ -1098,6 +1102,9 @@ impl TcpFollower {
                         )),
                     }
                 }
+                drop(held);
+                f.checks += 1;
+                f.compared += compared;
                 return out;
             }
             drop(f);
@@ -1105,9 +1112,18 @@ impl TcpFollower {
         }
     }
 
-    fn summary(&self) -> (usize, u64, u64, usize) {
+    fn summary(&self) -> String {
         let f = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        (f.entries.len(), f.rewinds, f.moves, f.gaps.len())
+        format!(
+            "{} entries held; {} checks compared {} entries with the cluster's log, all equal; \
+             moved to another node {} times; {} rewritten notices; {} gaps",
+            f.entries.len(),
+            f.checks,
+            f.compared,
+            f.moves,
+            f.rewinds,
+            f.gaps.len()
+        )
     }
 }
 
@@ -1219,12 +1235,9 @@ fn fault_rounds_against_real_processes() {
         }
     }
     let count = |f: fn(&Event) -> bool| events.iter().filter(|e| f(e)).count();
-    let (held, tcp_rewinds, tcp_moves, tcp_gaps) =
-        run.follower.as_ref().map_or((0, 0, 0, 0), TcpFollower::summary);
-    eprintln!(
-        "tcp follower: {held} entries held, equal to the cluster's log at every check; moved \
-         to another node {tcp_moves} times; {tcp_rewinds} rewritten notices; {tcp_gaps} gaps"
-    );
+    if let Some(f) = &run.follower {
+        eprintln!("tcp follower: {}", f.summary());
+    }
     eprintln!(
         "cluster rounds summary: {rounds} rounds + a full restart in {:.1} s, seed {seed:#x}; \
          faults {faults:?}; {} writes invoked, {} acknowledged ({} without an epoch), {} \
