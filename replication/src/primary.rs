@@ -278,6 +278,15 @@ impl PrimaryState {
             self.bootstraps_resumed.fetch_add(1, Ordering::Relaxed);
             return crate::bootstrap::send(node, self, &hold, resume, cluster, &mut out, peer);
         }
+        if hello.rebootstrap {
+            // The replica cannot take back a diverged tail it already flushed: a fresh
+            // checkpoint replaces its store.
+            tracing::warn!(replica = %hello.node, %peer, last = hello.last_seq,
+                "the replica asks for a checkpoint: its diverged tail is already flushed");
+            let hold = self.holds.create(&db)?;
+            let resume = wire::Resume { id: hold.id, have: Vec::new() };
+            return crate::bootstrap::send(node, self, &hold, &resume, cluster, &mut out, peer);
+        }
         let last = SeqNo(hello.last_seq);
         let plan_from = if hello.last_seq == 0 {
             Some(SeqNo(1))

@@ -34,6 +34,9 @@ pub(crate) struct ReplicaState {
     /// When the primary was last heard from (its welcome, a batch, a heartbeat); the
     /// start of following counts as hearing from it.
     heard_at: Mutex<Instant>,
+    /// The primary planned a truncation of a tail this store has already flushed to
+    /// tables: the next connection asks for a checkpoint instead.
+    rebootstrap: AtomicBool,
 }
 
 impl ReplicaState {
@@ -48,6 +51,7 @@ impl ReplicaState {
             last_error: Mutex::new(None),
             follower: Mutex::new(None),
             heard_at: Mutex::new(Instant::now()),
+            rebootstrap: AtomicBool::new(false),
         }
     }
 
@@ -200,6 +204,7 @@ fn follow_once(node: &Arc<NodeInner>, state: &ReplicaState) -> Result<()> {
         last_seq: last.0,
         durable: db.durable_seq().0,
         resume: read_resume(&staging)?,
+        rebootstrap: state.rebootstrap.load(Ordering::Acquire),
     };
     wire::send(&mut writer, peer, Control::Hello(hello))?;
     let (theirs, plan) = match wire::read_msg(&mut reader, peer)? {
@@ -221,12 +226,23 @@ fn follow_once(node: &Arc<NodeInner>, state: &ReplicaState) -> Result<()> {
         Plan::Bootstrap { id } => {
             drop(db);
             receive_bootstrap(node, state, id, theirs, &mut reader, peer)?;
+            state.rebootstrap.store(false, Ordering::Release);
             return Ok(());
         }
-        Plan::Truncate { after } => {
-            db.truncate_after(SeqNo(after))?;
-            SeqNo(after).next()
-        }
+        Plan::Truncate { after } => match db.truncate_after(SeqNo(after)) {
+            Ok(()) => SeqNo(after).next(),
+            Err(e @ strata_core::Error::Diverged { .. }) => {
+                // The diverged tail (never acknowledged by the cluster: the primary's
+                // history does not hold it) is in tables already and cannot be taken
+                // back: replace the store with a checkpoint of the primary, as a new
+                // replica gets, on the next connection.
+                tracing::warn!(primary = %state.primary, error = %e,
+                    "the diverged tail is already flushed; re-bootstrapping from the primary");
+                state.rebootstrap.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        },
         Plan::Follow { from } => SeqNo(from),
     };
     if cluster == 0 {

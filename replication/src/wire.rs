@@ -41,6 +41,10 @@ pub struct Hello {
     pub durable: u64,
     /// A bootstrap to resume: its id and the bytes already held of each file.
     pub resume: Option<Resume>,
+    /// The replica asks for a checkpoint instead of the log: its diverged tail is
+    /// already in flushed tables and cannot be truncated (absent from older replicas).
+    #[serde(default)]
+    pub rebootstrap: bool,
 }
 
 /// A bootstrap the replica had started.

@@ -211,6 +211,58 @@ fn a_diverged_tail_is_truncated_when_the_old_primary_rejoins() {
     assert_eq!(log_of(&odb), log_of(&newp.db().expect("db")));
 }
 
+/// The same, but the old primary flushed its diverged tail to a table before it went
+/// away: a truncation cannot take it back, so the rejoining node asks for a checkpoint
+/// and ends with exactly the new primary's data.
+#[test]
+fn a_flushed_diverged_tail_is_replaced_by_a_checkpoint_when_the_old_primary_rejoins() {
+    let (_root, d) = dirs(2);
+    let big = 64 << 20;
+    let p = primary(&d[0], Mode::Async, big, |_| {});
+    let r = replica("r1", &d[1], p.local_addr(), big);
+    let mut last = SeqNo::ZERO;
+    for i in 0..10u64 {
+        last = put(&p, i).expect("write");
+    }
+    wait_for("the replica", || caught_up(&r, last));
+    r.stop();
+    drop(r);
+    let mut b = WriteBatch::new();
+    b.put("lost-key", "lost");
+    let lost = p.write(&b).expect("write");
+    assert!(lost > last);
+    // The diverged write reaches a table: no truncation can take it back now.
+    p.db().expect("db").flush().expect("flush");
+    p.stop();
+    drop(p);
+    let mut c =
+        NodeConfig::new("r1", any_port(), RoleConfig::Replica { primary: "127.0.0.1:9".into() });
+    c.reconnect = Duration::from_secs(60);
+    let newp = Node::start(c, &d[1], opener(&d[1], big)).expect("start");
+    newp.promote().expect("promote");
+    let mut b = WriteBatch::new();
+    b.put("new-key", "new");
+    let new_last = newp.write(&b).expect("write on the new primary");
+    let old = replica("p", &d[0], newp.local_addr(), big);
+    // Its diverged write sits at the same sequence as the new primary's first one.
+    assert_eq!(lost, new_last);
+    wait_for("the old primary to be re-bootstrapped and follow", || {
+        old.db().is_some_and(|db| db.get(b"new-key").ok().flatten().is_some())
+    });
+    assert_eq!(newp.status().bootstraps, 1, "one checkpoint replaced the old primary's store");
+    let odb = old.db().expect("db");
+    assert_eq!(odb.get(b"lost-key").expect("get"), None, "the diverged write must be gone");
+    assert_eq!(odb.get(b"new-key").expect("get").as_deref(), Some(&b"new"[..]));
+    let npdb = newp.db().expect("db");
+    assert_eq!(contents(&odb), contents(&npdb));
+    // And it follows on from there.
+    let mut b = WriteBatch::new();
+    b.put("after", "x");
+    let after = newp.write(&b).expect("write");
+    wait_for("the old primary to follow", || caught_up(&old, after));
+    assert_eq!(contents(&old.db().expect("db")), contents(&npdb));
+}
+
 #[test]
 fn garbage_and_foreign_clusters_drop_the_connection_not_the_primary() {
     let (_root, d) = dirs(3);
