@@ -68,10 +68,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use parking_lot::{Mutex, RwLock};
-use strata_core::{
-    Db, Epoch, HistoryCheck, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions, Transport,
-    WalReader,
-};
+use strata_core::{SlowSubscriberPolicy, StreamId, SubscriberOptions, Transport};
 
 pub use frame::{ClientFormat, GatewayFrame, PayloadFormat, ValueFormat};
 pub use hub::TopicStats;
@@ -105,29 +102,9 @@ pub enum Error {
     },
 }
 
-/// A source of committed batches by sequence: the store's log.
-pub trait CommitLog: Send + Sync {
-    /// A reader over the committed batches from the one holding `from`.
-    fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>>;
-
-    /// What the log's epoch history says about a client holding every batch up to
-    /// `last` as written in `epoch` (see [`Db::check_history`]). A log that keeps no
-    /// epochs cannot tell and answers `Consistent` (the default).
-    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
-        let _ = (epoch, last);
-        HistoryCheck::Consistent
-    }
-}
-
-impl CommitLog for Db {
-    fn read_from(&self, from: SeqNo) -> strata_core::Result<Box<dyn WalReader>> {
-        self.read_log_from(from)
-    }
-
-    fn check_history(&self, epoch: Epoch, last: SeqNo) -> HistoryCheck {
-        Db::check_history(self, epoch, last)
-    }
-}
+/// A source of committed batches by sequence (the store's log): the stream crate's
+/// trait, so one implementation serves the resumable subscriber and the gateway.
+pub use strata_stream::CommitLog;
 
 /// One topic the gateway serves.
 #[derive(Clone)]
