@@ -74,7 +74,8 @@ pub struct FailoverSection {
     /// How long a replica waits for another node's status when it builds a view
     /// (default 200).
     pub status_timeout_ms: Option<u64>,
-    /// manual: the authority directory (default `<store dir>/authority`).
+    /// manual: the authority directory (default `<store dir>/authority`); the nodes of
+    /// a cluster on one host may all name the same one.
     pub dir: Option<PathBuf>,
     /// raft: this voter's id.
     pub node_id: Option<u64>,
@@ -99,7 +100,7 @@ pub struct FailoverSection {
 pub enum Authority {
     /// A raft voter.
     Raft(RaftSettings),
-    /// One local file (locked by one process).
+    /// One local file, which any number of nodes on the host may share.
     Manual,
 }
 
@@ -294,10 +295,19 @@ pub fn open_authority(plan: &FailoverPlan) -> anyhow::Result<Arc<dyn FailoverPol
     let dir = plan.dir.as_path();
     match &plan.authority {
         Authority::Manual => {
-            let policy = if fs.exists(&strata_failover_manual::file::path_in(dir))? {
+            // Several nodes may share the directory and start together: creating checks
+            // for a record under the directory's lock, so exactly one creates it and
+            // the others, told it exists, open it.
+            let record = strata_failover_manual::file::path_in(dir);
+            let policy = if fs.exists(&record)? {
                 ManualPolicy::open(fs, dir)
             } else {
-                ManualPolicy::create(fs, dir, plan.initial.clone())
+                match ManualPolicy::create(Arc::clone(&fs), dir, plan.initial.clone()) {
+                    Err(strata_core::Error::InvalidArgument(_)) if fs.exists(&record)? => {
+                        ManualPolicy::open(fs, dir)
+                    }
+                    other => other,
+                }
             }
             .with_context(|| format!("cannot open the manual authority in {}", dir.display()))?;
             Ok(Arc::new(policy))
@@ -463,6 +473,40 @@ mod tests {
         assert_eq!(p.dir, Path::new("/etc/auth"));
         assert_eq!(p.initial.cluster, 7);
         assert!(p.initial.in_sync.contains(&NodeId::new("n2")));
+    }
+
+    #[test]
+    fn nodes_starting_together_share_one_manual_authority() {
+        const NODES: usize = 4;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("authority");
+        let plan = section(&format!(
+            "policy = \"manual\"\nprimary = \"n1\"\ndir = {:?}\n{PEERS}",
+            dir.display().to_string()
+        ))
+        .unwrap();
+        assert_eq!(plan.dir, dir);
+        // All start at once on an empty directory: one creates the record, the rest
+        // open it, and every node then reads and commits through the same file.
+        let start = std::sync::Barrier::new(NODES);
+        let policies: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..NODES)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        open_authority(&plan)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let policies: Vec<_> = policies.into_iter().map(|p| p.unwrap()).collect();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let join = strata_core::Change::JoinInSync { node: "n2".into(), epoch: Epoch(0) };
+        let next = rt.block_on(policies[1].compare_and_set(1, join)).unwrap();
+        for p in &policies {
+            assert_eq!(rt.block_on(p.record()).unwrap(), next);
+        }
     }
 
     #[test]

@@ -28,7 +28,8 @@ use strata_core::{AuthorityRecord, Error, Result};
 pub const AUTHORITY_FILE: &str = "AUTHORITY";
 /// The temporary file a new record is written to before the rename.
 pub const AUTHORITY_TMP_FILE: &str = "AUTHORITY.tmp";
-/// The lock file that keeps a second process from opening the same record.
+/// The lock file every operation on the record holds, in whatever process: one at a
+/// time, so a read never sees a commit half done and a compare-and-set never races.
 pub const AUTHORITY_LOCK_FILE: &str = "AUTHORITY.lock";
 
 /// The magic at offset 0.

@@ -9,8 +9,11 @@
 //! The authority record is one checksummed file in a directory, written through the
 //! [`FileSystem`](strata_core::fs::FileSystem) seam (temporary file, sync, rename,
 //! directory sync); [`file`](mod@file) gives its byte layout. It is the truth for whoever opens
-//! that directory: one process holds it (the directory is locked), and it is not
-//! replicated — a consensus-backed policy is what removes that single point.
+//! that directory: any number of processes may open it (every node of a cluster on one
+//! host can share it, so an operator command sent to any of them commits there), and
+//! each operation is atomic under the directory's lock file, reading the record afresh.
+//! It is not replicated — the directory's disk is a single point of failure, and a
+//! consensus-backed policy is what removes it.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -1,9 +1,10 @@
 //! [`ManualPolicy`]: the authority in one durable file; decisions by an operator.
 
 use std::fmt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use strata_core::fs::{FileLock, FileSystem};
@@ -13,6 +14,13 @@ use strata_core::{
 };
 
 use crate::file;
+
+/// How long an operation waits for the directory's lock before giving up. Every
+/// operation holds it for a read, or for one durable write (a few fsyncs), so waiting
+/// this long means something is stuck, not busy.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+/// The pause between two tries: the file system's lock is try-only.
+const LOCK_RETRY: Duration = Duration::from_millis(1);
 
 /// The manual failover policy, name `"manual"`.
 ///
@@ -24,24 +32,38 @@ use crate::file;
 /// under the same rules as any policy ([`AuthorityRecord::apply`]): epoch + 1 per
 /// promotion, lower epochs fenced, leases only for the primary, shorter than the grace.
 ///
-/// The record lives in one file in `dir` ([`crate::file`](mod@crate::file)), replaced atomically and
-/// durably through the [`FileSystem`] seam before a change is reported committed. The
-/// directory is locked while the policy is open. The file I/O (a few small writes, only
-/// when the record changes) runs on the calling thread; lease renewals read the record
-/// from memory.
+/// The record lives in one file in `dir` ([`crate::file`](mod@crate::file)), replaced
+/// atomically and durably through the [`FileSystem`] seam before a change is reported
+/// committed. Any number of policies, in any number of processes, may open the same
+/// directory (on one host, or a shared file system whose locks work across hosts):
+/// every operation — [`record`](FailoverPolicy::record),
+/// [`compare_and_set`](FailoverPolicy::compare_and_set),
+/// [`renew_lease`](FailoverPolicy::renew_lease) — takes the directory's lock file
+/// ([`file::AUTHORITY_LOCK_FILE`]), reads the record from the file, acts and releases,
+/// so each is atomic against all the others and nothing is served from a stale copy.
+/// The lock is waited for (up to 2 s, then an error naming it). The file I/O runs on
+/// the calling thread: a small read per call, and a few small writes per change.
 ///
-/// After a failed write the policy refuses every request (`Error::Poisoned`) until it
+/// The record is not replicated: the directory's disk is a single point of failure (a
+/// consensus-backed policy is what removes it).
+///
+/// After a failed write this policy refuses every request (`Error::Poisoned`) until it
 /// is reopened: whether the new record reached the disk is unknown, and reopening reads
-/// what did.
+/// what did. Other policies on the directory may see that record; each syncs the
+/// directory before acting on a version it has not seen durable yet, so none grants a
+/// lease from, or builds on, a rename a power loss could still undo.
 pub struct ManualPolicy {
     fs: Arc<dyn FileSystem>,
     dir: PathBuf,
+    /// Serializes this instance's operations (the directory lock would anyway; this
+    /// keeps them from spinning against each other) and holds its own state.
     state: Mutex<State>,
-    _lock: Box<dyn FileLock>,
 }
 
 struct State {
-    record: AuthorityRecord,
+    /// The last version this instance read and saw durable (the directory synced
+    /// after the read): acting on it needs no further sync.
+    durable_version: Option<u64>,
     poisoned: Option<String>,
 }
 
@@ -54,46 +76,46 @@ impl fmt::Debug for ManualPolicy {
 impl ManualPolicy {
     /// Creates the authority in `dir` (created if missing) holding `initial`, which
     /// must pass [`AuthorityRecord::validate`]. A directory that already holds a record
-    /// is refused (`Error::InvalidArgument`): open it instead.
+    /// is refused (`Error::InvalidArgument`): open it instead. The check and the write
+    /// happen under the directory's lock, so of several processes creating at once
+    /// exactly one succeeds.
     pub fn create(fs: Arc<dyn FileSystem>, dir: &Path, initial: AuthorityRecord) -> Result<Self> {
         initial.validate()?;
         fs.create_dir_all(dir)?;
-        let lock = fs.lock(&dir.join(file::AUTHORITY_LOCK_FILE))?;
-        if fs.exists(&file::path_in(dir))? {
-            return Err(Error::InvalidArgument(format!(
-                "{} already holds an authority record: open it instead of creating one",
-                file::path_in(dir).display()
-            )));
+        let policy = Self::with(fs, dir);
+        {
+            let mut state = policy.state.lock();
+            let _lock = policy.lock_dir()?;
+            if policy.fs.exists(&policy.path())? {
+                return Err(Error::InvalidArgument(format!(
+                    "{} already holds an authority record: open it instead of creating one",
+                    policy.path().display()
+                )));
+            }
+            file::store(&*policy.fs, dir, &initial)?;
+            state.durable_version = Some(initial.version);
         }
-        file::store(&*fs, dir, &initial)?;
-        Ok(Self::with(fs, dir, initial, lock))
+        Ok(policy)
     }
 
     /// Opens the authority kept in `dir`. Writes nothing; a missing record is
     /// `Error::InvalidArgument`, a damaged one `Error::Corruption` naming the file and
     /// offset.
     pub fn open(fs: Arc<dyn FileSystem>, dir: &Path) -> Result<Self> {
-        let lock = fs.lock(&dir.join(file::AUTHORITY_LOCK_FILE))?;
-        let record = file::load(&*fs, dir)?.ok_or_else(|| {
-            Error::InvalidArgument(format!(
-                "{} holds no authority record: create one first",
-                dir.display()
-            ))
-        })?;
-        Ok(Self::with(fs, dir, record, lock))
+        let policy = Self::with(fs, dir);
+        {
+            let mut state = policy.state.lock();
+            let _lock = policy.lock_dir()?;
+            policy.load(&mut state)?;
+        }
+        Ok(policy)
     }
 
-    fn with(
-        fs: Arc<dyn FileSystem>,
-        dir: &Path,
-        record: AuthorityRecord,
-        lock: Box<dyn FileLock>,
-    ) -> Self {
+    fn with(fs: Arc<dyn FileSystem>, dir: &Path) -> Self {
         Self {
             fs,
             dir: dir.to_path_buf(),
-            state: Mutex::new(State { record, poisoned: None }),
-            _lock: lock,
+            state: Mutex::new(State { durable_version: None, poisoned: None }),
         }
     }
 
@@ -107,6 +129,52 @@ impl ManualPolicy {
             Some(reason) => Err(Error::Poisoned { reason: reason.clone() }),
             None => Ok(()),
         }
+    }
+
+    /// Takes the directory's lock, waiting while another operation (of this or any
+    /// process) holds it.
+    fn lock_dir(&self) -> Result<Box<dyn FileLock>> {
+        let path = self.dir.join(file::AUTHORITY_LOCK_FILE);
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match self.fs.lock(&path) {
+                Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(Error::Locked { .. }) => {
+                    return Err(Error::io(
+                        "lock",
+                        path,
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "another operation on this manual authority held the lock for \
+                                 over {LOCK_WAIT:?}"
+                            ),
+                        ),
+                    ));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads the current record; the caller holds the directory's lock. A version this
+    /// instance has not seen durable is made so first: a writer reports a commit only
+    /// after syncing, but one whose write failed may have left a visible, not yet
+    /// durable rename, and nothing may be granted or built on that.
+    fn load(&self, state: &mut State) -> Result<AuthorityRecord> {
+        let record = file::load(&*self.fs, &self.dir)?.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{} holds no authority record: create one first",
+                self.dir.display()
+            ))
+        })?;
+        if state.durable_version != Some(record.version) {
+            self.fs.sync_dir(&self.dir)?;
+            state.durable_version = Some(record.version);
+        }
+        Ok(record)
     }
 }
 
@@ -122,9 +190,10 @@ impl FailoverPolicy for ManualPolicy {
     }
 
     async fn record(&self) -> Result<AuthorityRecord> {
-        let state = self.state.lock();
+        let mut state = self.state.lock();
         Self::check_poison(&state)?;
-        Ok(state.record.clone())
+        let _lock = self.lock_dir()?;
+        self.load(&mut state)
     }
 
     async fn compare_and_set(
@@ -132,17 +201,20 @@ impl FailoverPolicy for ManualPolicy {
         expected_version: u64,
         change: Change,
     ) -> Result<AuthorityRecord> {
-        // The lock is held across the write: changes commit one at a time, and a
-        // lease is never granted from a record that is not yet durable.
         let mut state = self.state.lock();
         Self::check_poison(&state)?;
-        if state.record.version != expected_version {
+        // The directory's lock is held from the read through the write: the version is
+        // checked against what the file holds, changes commit one at a time across
+        // processes, and no one reads a record that is not yet durable.
+        let _lock = self.lock_dir()?;
+        let current = self.load(&mut state)?;
+        if current.version != expected_version {
             return Err(Error::StaleAuthority {
                 expected: expected_version,
-                found: state.record.version,
+                found: current.version,
             });
         }
-        let next = state.record.apply(&change)?;
+        let next = current.apply(&change)?;
         if let Err(e) = file::store(&*self.fs, &self.dir, &next) {
             state.poisoned = Some(format!(
                 "writing the authority record {} failed ({e}); whether version {} is durable \
@@ -152,18 +224,19 @@ impl FailoverPolicy for ManualPolicy {
             ));
             return Err(e);
         }
+        state.durable_version = Some(next.version);
         tracing_change(&change, &next);
-        state.record = next.clone();
         Ok(next)
     }
 
     async fn renew_lease(&self, node: &NodeId, epoch: Epoch) -> Result<Lease> {
-        // NOTE: measured before anything else, so the lease never outlasts the
-        // requester's view of it.
+        // NOTE: measured before anything else (the wait for the lock and the read
+        // included), so the lease never outlasts the requester's view of it.
         let started = Instant::now();
-        let state = self.state.lock();
+        let mut state = self.state.lock();
         Self::check_poison(&state)?;
-        state.record.grant_lease(node, epoch, started)
+        let _lock = self.lock_dir()?;
+        self.load(&mut state)?.grant_lease(node, epoch, started)
     }
 }
 
