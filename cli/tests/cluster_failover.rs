@@ -477,3 +477,113 @@ fn a_forced_promotion_reports_the_possible_loss_and_fences_the_old_primary() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A port free now, below the ephemeral range (so no outgoing connection takes it
+/// before the node binds it).
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 5_000) as u16 * 2;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::Relaxed) % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Kills the `strata serve` children however the test ends.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Two `strata serve` processes whose `[failover] policy = "manual"` points at one
+/// shared authority directory: an operator's `strata cluster promote` sent to the
+/// replica commits in that record, the replica becomes primary at the next epoch with
+/// every acknowledged write, and the old primary — a live process reading the same
+/// record — is fenced and redirects to it.
+#[test]
+fn a_manual_authority_shared_by_two_processes_takes_an_operator_promotion() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shared = tmp.path().join("authority");
+    let names = ["n1", "n2"];
+    let ports: Vec<[u16; 3]> =
+        names.iter().map(|_| [free_port(), free_port(), free_port()]).collect();
+    let repl = |i: usize| format!("127.0.0.1:{}", ports[i][0]);
+    let client = |i: usize| format!("127.0.0.1:{}", ports[i][1]);
+    let peers = format!("{{ n1 = \"{}\", n2 = \"{}\" }}", repl(0), repl(1));
+    let mut children = Children(Vec::new());
+    for (i, name) in names.iter().enumerate() {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("serve.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[store]\ndir = \"store\"\n\n[gateway]\naddr = \"127.0.0.1:{gw}\"\n\n\
+                 [commits]\nvalues = \"raw\"\n\n\
+                 [replication]\nname = \"{name}\"\nlisten = \"{repl}\"\nmode = \"sync\"\n\
+                 min_in_sync = 1\n\n[client]\nlisten = \"{client}\"\n\n\
+                 [failover]\npolicy = \"manual\"\nprimary = \"n1\"\npeers = {peers}\n\
+                 dir = \"{shared}\"\n",
+                gw = ports[i][2],
+                repl = repl(i),
+                client = client(i),
+                shared = shared.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        children.0.push(
+            Command::new(BIN)
+                .args(["serve", "--config"])
+                .arg(&config)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+    let member = |i: usize| serde_json::json!({ "name": names[i], "replication": repl(i), "client": client(i) });
+    let nodes = [member(0), member(1)];
+    let both: Vec<&Value> = nodes.iter().collect();
+    let (first, s) = wait_primary(&both, "n1 primary", |s| s["epoch"].as_u64() >= Some(1));
+    assert_eq!(first["name"], "n1");
+    let epoch = s["epoch"].as_u64().unwrap();
+    // Sync with min_in_sync 1: acknowledged only once n2 (joined the set) has them.
+    for i in 0..10 {
+        put_acknowledged(&client(0), &format!("k{i}"), "v");
+    }
+
+    let out = cli(&["cluster", "promote", &repl(1)]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (next, _) = wait_primary(&both, "n2 primary", |s| s["epoch"].as_u64().unwrap_or(0) > epoch);
+    assert_eq!(next["name"], "n2");
+    for i in 0..10 {
+        assert_eq!(request(&client(1), &format!("GET k{i}")).as_deref(), Some("VALUE v"));
+    }
+    put_acknowledged(&client(1), "after", "v");
+    // n1's process saw the shared record: it acknowledges nothing and names n2.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let a = request(&client(0), "PUT stale x").unwrap_or_default();
+        assert!(!a.starts_with("OK"), "the old primary acknowledged after the promotion: {a}");
+        if a.starts_with("ERR") && (a.contains(&repl(1)) || a.contains("n2")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old primary never redirected: {a}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
