@@ -93,6 +93,19 @@ pub struct FailoverSection {
     pub request_timeout_ms: Option<u64>,
     /// raft: how long the first start waits for the other voters, in ms (default 30000).
     pub bootstrap_timeout_ms: Option<u64>,
+    /// raft: this voter's own way to other voters (a NAT, a tunnel, a proxy), used
+    /// instead of their `voters` address; not shared with the other voters.
+    pub routes: Option<Vec<RouteOptions>>,
+}
+
+/// One entry of `[failover] routes`: reach voter `id` at `addr`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteOptions {
+    /// The voter's id (one of `voters`, not this node).
+    pub id: u64,
+    /// Where this node reaches it.
+    pub addr: String,
 }
 
 /// Which authority, resolved.
@@ -172,6 +185,7 @@ pub fn plan(
         ("election_timeout_max_ms", f.election_timeout_max_ms.is_some()),
         ("request_timeout_ms", f.request_timeout_ms.is_some()),
         ("bootstrap_timeout_ms", f.bootstrap_timeout_ms.is_some()),
+        ("routes", f.routes.is_some()),
     ];
     let authority = match f.policy.as_str() {
         "raft" => {
@@ -210,7 +224,17 @@ pub fn plan(
                 request_timeout_ms: f.request_timeout_ms,
                 bootstrap_timeout_ms: f.bootstrap_timeout_ms,
             };
-            let settings = options.settings().context("[failover] (node_id, listen, voters)")?;
+            let mut settings =
+                options.settings().context("[failover] (node_id, listen, voters)")?;
+            for route in f.routes.iter().flatten() {
+                if route.id == node_id {
+                    bail!("[failover] routes: voter {} is this node (node_id)", route.id);
+                }
+                if !settings.voters().contains_key(&route.id) {
+                    bail!("[failover] routes: voter {} is not among the voters", route.id);
+                }
+                settings = settings.with_route(route.id, route.addr.clone());
+            }
             Authority::Raft(settings)
         }
         "manual" => {
@@ -463,6 +487,19 @@ mod tests {
     }
 
     #[test]
+    fn raft_routes_reach_voters_another_way() {
+        let p = section(&format!(
+            "policy = \"raft\"\nprimary = \"n1\"\n{PEERS}{RAFT}\
+             routes = [{{ id = 2, addr = \"127.0.0.1:9002\" }}, {{ id = 3, addr = \"127.0.0.1:9003\" }}]\n"
+        ))
+        .unwrap();
+        let Authority::Raft(settings) = &p.authority else { panic!("raft expected") };
+        let routes: Vec<(u64, &str)> =
+            settings.routes().iter().map(|(k, v)| (*k, v.as_str())).collect();
+        assert_eq!(routes, [(2, "127.0.0.1:9002"), (3, "127.0.0.1:9003")]);
+    }
+
+    #[test]
     fn manual_section() {
         let p = section(&format!(
             "policy = \"manual\"\nprimary = \"n1\"\ndir = \"auth\"\nin_sync = [\"n2\"]\n\
@@ -547,6 +584,18 @@ mod tests {
                 "not among the voters",
             ),
             (format!("policy = \"manual\"\nprimary = \"n1\"\n{PEERS}node_id = 1\n"), "node_id"),
+            (format!("{raft}{RAFT}routes = [{{ id = 1, addr = \"a:1\" }}]\n"), "is this node"),
+            (
+                format!("{raft}{RAFT}routes = [{{ id = 8, addr = \"a:1\" }}]\n"),
+                "voter 8 is not among the voters",
+            ),
+            (format!("{raft}{RAFT}routes = [{{ id = 2 }}]\n"), "missing field `addr`"),
+            (
+                format!(
+                    "policy = \"manual\"\nprimary = \"n1\"\n{PEERS}routes = [{{ id = 2, addr = \"a:1\" }}]\n"
+                ),
+                "routes",
+            ),
         ];
         for (text, expect) in cases {
             let e = format!("{:#}", section(&text).unwrap_err());

@@ -6,14 +6,11 @@
 //!   `repl[i][j]` (its `[failover] peers` entry for `j` is that proxy), so every pair
 //!   of nodes has its own link in each direction (replica streams, status requests
 //!   for the view a failover is decided on).
-//! - Raft: NOT per pair. openraft keeps the voters' addresses in its replicated
-//!   membership (written by the voter that formed the group), so every voter dials
-//!   voter `j` at the same address: `raft[j]`, one proxy in front of each voter's raft
-//!   listener. A fault on `raft[j]` cuts or slows everything sent *to* `j`, and the
-//!   answers; what `j` sends to the others goes through their proxies. A node
-//!   "cut off from everything" therefore still reaches the other voters with its own
-//!   raft requests (and, if it is the raft leader, keeps leading): the cut is complete
-//!   for replication and status, one-sided for raft.
+//! - Raft: per pair too. openraft keeps one address per voter in its replicated
+//!   membership (the voters' own listeners here), and each node's `[failover] routes`
+//!   gives it its own way to every other voter: node `i` reaches voter `j` through
+//!   `raft[i][j]`. A node "cut off from everything" is cut off for replication, status
+//!   and raft, in both directions.
 //! - The test process itself (status polls, clients, the log reader) talks to each
 //!   node's own addresses, not through the proxies: it observes the cluster, it is not
 //!   part of a partition.
@@ -156,8 +153,8 @@ struct Cluster {
     nodes: Vec<Node>,
     /// `repl[i][j]`: node `i`'s way to node `j`'s replication listener.
     repl: Vec<Vec<Option<FaultProxy>>>,
-    /// `raft[j]`: every voter's way to voter `j`'s raft listener.
-    raft: Vec<FaultProxy>,
+    /// `raft[i][j]`: voter `i`'s way to voter `j`'s raft listener (its route).
+    raft: Vec<Vec<Option<FaultProxy>>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -201,7 +198,13 @@ impl Cluster {
                     .collect()
             })
             .collect();
-        let raft = nodes.iter().map(|n| FaultProxy::start(sock(&n.raft)).unwrap()).collect();
+        let raft = (0..NODES)
+            .map(|i| {
+                (0..NODES)
+                    .map(|j| (i != j).then(|| FaultProxy::start(sock(&nodes[j].raft)).unwrap()))
+                    .collect()
+            })
+            .collect();
         let c = Cluster { nodes, repl, raft, _tmp: tmp };
         for i in 0..NODES {
             std::fs::write(&c.nodes[i].config, c.config(i)).unwrap();
@@ -209,8 +212,9 @@ impl Cluster {
         c
     }
 
-    /// Node `i`'s `serve.toml`: its peers are the proxies `repl[i][_]`, the voters the
-    /// proxies `raft[_]` (the same list on every node, see the module docs).
+    /// Node `i`'s `serve.toml`: its peers are the proxies `repl[i][_]`; the voters are
+    /// listed at their own raft listeners, and its `routes` reach them through the
+    /// proxies `raft[i][_]` (see the module docs).
     fn config(&self, i: usize) -> String {
         let n = &self.nodes[i];
         let peers: Vec<String> = (0..NODES)
@@ -223,7 +227,13 @@ impl Cluster {
             })
             .collect();
         let voters: Vec<String> = (0..NODES)
-            .map(|j| format!("{{ id = {}, addr = \"{}\" }}", j + 1, self.raft[j].addr()))
+            .map(|j| format!("{{ id = {}, addr = \"{}\" }}", j + 1, self.nodes[j].raft))
+            .collect();
+        let routes: Vec<String> = (0..NODES)
+            .filter_map(|j| {
+                let p = self.raft[i][j].as_ref()?;
+                Some(format!("{{ id = {}, addr = \"{}\" }}", j + 1, p.addr()))
+            })
             .collect();
         format!(
             "[store]\ndir = \"store\"\n\n[gateway]\naddr = \"{gateway}\"\n\n\
@@ -233,7 +243,8 @@ impl Cluster {
              min_in_sync = 1\n\n[client]\nlisten = \"{client}\"\n\n\
              [failover]\npolicy = \"raft\"\ncluster_id = 4242\nprimary = \"{first}\"\n\
              peers = {{ {peers} }}\nheartbeat_ms = {HEARTBEAT_MS}\nlease_ms = {LEASE_MS}\n\
-             grace_ms = {GRACE_MS}\nnode_id = {id}\nlisten = \"{raft}\"\nvoters = [{voters}]\n",
+             grace_ms = {GRACE_MS}\nnode_id = {id}\nlisten = \"{raft}\"\nvoters = [{voters}]\n\
+             routes = [{routes}]\n",
             gateway = n.gateway,
             tcp = n.tcp,
             name = n.name,
@@ -244,6 +255,7 @@ impl Cluster {
             id = i + 1,
             raft = n.raft,
             voters = voters.join(", "),
+            routes = routes.join(", "),
         )
     }
 
@@ -302,7 +314,7 @@ impl Cluster {
     }
 
     fn heal(&mut self) {
-        for p in self.repl.iter().flatten().flatten().chain(&self.raft) {
+        for p in self.repl.iter().chain(&self.raft).flatten().flatten() {
             p.heal();
         }
         for i in 0..NODES {
@@ -337,6 +349,11 @@ impl Cluster {
 
     fn link(&self, from: usize, to: usize) -> &FaultProxy {
         self.repl[from][to].as_ref().unwrap()
+    }
+
+    /// Voter `from`'s raft route to voter `to`.
+    fn raft_link(&self, from: usize, to: usize) -> &FaultProxy {
+        self.raft[from][to].as_ref().unwrap()
     }
 
     fn tail(&self, i: usize) -> String {
@@ -735,7 +752,10 @@ impl Run {
                         c.link(p, j).cut(d);
                         c.link(j, p).cut(d);
                     }
-                    c.raft[p].cut(d);
+                    for j in (0..NODES).filter(|&j| j != p) {
+                        c.raft_link(p, j).cut(d);
+                        c.raft_link(j, p).cut(d);
+                    }
                 }
                 self.sleep_polling(for_);
             }
@@ -752,14 +772,16 @@ impl Run {
                 let c = &self.cluster;
                 for d in [Direction::Up, Direction::Down] {
                     c.link(other(replica), p).delay(d, delay);
-                    c.raft[other(replica)].delay(d, delay);
+                    c.raft_link(other(replica), p).delay(d, delay);
+                    c.raft_link(p, other(replica)).delay(d, delay);
                 }
                 self.sleep_polling(for_);
             }
             Fault::Flapping { replica, seed, for_ } => {
                 let (lo, hi) = (Duration::from_millis(30), Duration::from_millis(400));
                 self.cluster.link(other(replica), p).flapping_for(lo, hi, seed);
-                self.cluster.raft[other(replica)].flapping_for(lo, hi, seed ^ 1);
+                self.cluster.raft_link(other(replica), p).flapping_for(lo, hi, seed ^ 1);
+                self.cluster.raft_link(p, other(replica)).flapping_for(lo, hi, seed ^ 2);
                 self.sleep_polling(for_);
             }
             Fault::DoubleFailover => {

@@ -115,6 +115,11 @@ impl RaftSettings {
         self
     }
 
+    /// The routes given with [`RaftSettings::with_route`], by voter id.
+    pub fn routes(&self) -> &BTreeMap<NodeId, String> {
+        &self.routes
+    }
+
     /// This voter's id.
     pub fn node_id(&self) -> NodeId {
         self.node_id
