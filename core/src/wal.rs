@@ -80,6 +80,14 @@ pub enum HistoryCheck {
         /// The epoch the store's history continued in at `from`.
         store_epoch: Epoch,
     },
+    /// The reader's epoch is the store's current one, and the reader holds sequences
+    /// after `log_last`, where the store's log ends: nothing was rewritten, this store
+    /// is behind (a replica still catching up with its primary) and will hold them, as
+    /// written in that epoch, once it has them.
+    Behind {
+        /// The last sequence the store's log holds.
+        log_last: SeqNo,
+    },
     /// The reader's epoch is newer than any the store knows: the position comes from
     /// another store or another history, and nothing can be matched.
     UnknownEpoch {
@@ -93,7 +101,8 @@ pub enum HistoryCheck {
 ///
 /// Epoch `e` covers the sequences from its first sequence up to the first sequence of
 /// the next epoch in the history minus one (the current epoch: up to `log_last`). A
-/// reader at `(e, last)` is consistent when `last` lies inside what `e` covers;
+/// reader at `(e, last)` is consistent when `last` lies inside what `e` covers, and
+/// [`HistoryCheck::Behind`] when `e` is the current epoch and `last` beyond the log;
 /// positions in epochs older than the retained history are taken as consistent when
 /// they end before the oldest retained epoch starts (nothing can contradict them).
 pub fn history_check(
@@ -114,6 +123,10 @@ pub fn history_check(
     };
     if last <= end {
         return HistoryCheck::Consistent;
+    }
+    if next.is_none() {
+        // `epoch` is the current one (no later epoch wrote): the log has not got there.
+        return HistoryCheck::Behind { log_last };
     }
     let from = end.next();
     let store_epoch =
@@ -245,4 +258,32 @@ pub trait WalFactory: Send + Sync + fmt::Debug {
     fn open(&self, fs: Arc<dyn FileSystem>, dir: &std::path::Path) -> Result<Arc<dyn Wal>>;
     /// A short name for reports (`"file"`).
     fn name(&self) -> &'static str;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history() -> Vec<EpochStart> {
+        // Epoch 1 wrote 1..=5, epoch 3 from 6 on; the log ends at 8.
+        vec![
+            EpochStart { epoch: Epoch(1), first_seq: SeqNo(1) },
+            EpochStart { epoch: Epoch(3), first_seq: SeqNo(6) },
+        ]
+    }
+
+    #[test]
+    fn history_check_tells_consistent_rewritten_behind_and_unknown_apart() {
+        let check = |epoch, last| history_check(&history(), SeqNo(8), Epoch(epoch), SeqNo(last));
+        assert_eq!(check(1, 5), HistoryCheck::Consistent);
+        assert_eq!(check(3, 8), HistoryCheck::Consistent);
+        // Epoch 1 (or 2, which this history never held) past 5: epoch 3 wrote there.
+        let rewritten =
+            HistoryCheck::Rewritten { from: SeqNo(6), to: SeqNo(7), store_epoch: Epoch(3) };
+        assert_eq!(check(1, 7), rewritten);
+        assert_eq!(check(2, 7), rewritten);
+        // The current epoch past the log's end: not rewritten, the store is behind.
+        assert_eq!(check(3, 12), HistoryCheck::Behind { log_last: SeqNo(8) });
+        assert_eq!(check(4, 1), HistoryCheck::UnknownEpoch { store_epoch: Epoch(3) });
+    }
 }

@@ -441,12 +441,9 @@ impl Writer {
                 .await;
         match check {
             Ok(HistoryCheck::Consistent) => Ok(None),
-            // The store's current epoch is the client's and its log ends before the
-            // position: nothing was rewritten, this store is behind (a replica); the
-            // live-edge check refuses the resume and the client tries another node.
-            Ok(HistoryCheck::Rewritten { store_epoch, .. }) if store_epoch == Epoch(epoch) => {
-                Ok(None)
-            }
+            // Nothing was rewritten, this store is behind (a replica): the live-edge
+            // check refuses the resume and the client tries another node.
+            Ok(HistoryCheck::Behind { .. }) => Ok(None),
             Ok(HistoryCheck::Rewritten { from: start, to, store_epoch }) => {
                 tracing::warn!(
                     topic = %self.topic,

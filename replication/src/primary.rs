@@ -294,6 +294,9 @@ impl PrimaryState {
             match db.check_history(Epoch(hello.epoch), last) {
                 HistoryCheck::Consistent => Some(last.next()),
                 HistoryCheck::Rewritten { from, .. } => Some(from),
+                // A replica past this primary's log in its own epoch cannot happen (only
+                // this primary writes that epoch); should it, its extra tail goes.
+                HistoryCheck::Behind { log_last } => Some(log_last.next()),
                 HistoryCheck::UnknownEpoch { store_epoch } => {
                     return Err(refuse(
                         &mut out,

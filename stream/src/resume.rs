@@ -504,8 +504,20 @@ impl ResumableSubscriber {
         let (mut since_checkpoint, mut stats, mut lost) = (0, ResumeStats::default(), Vec::new());
         let mut rewritten = Vec::new();
         if epoch != 0 && processed > 0 {
-            match log.check_history(Epoch(epoch), SeqNo(processed)) {
-                HistoryCheck::Consistent => {}
+            let check = match log.check_history(Epoch(epoch), SeqNo(processed)) {
+                // The store is behind what was processed (a replica that lost an unsynced
+                // tail it will get again): the reader must start within the log, so that
+                // range is delivered again once the store holds it, and said so, as for
+                // a rewrite.
+                HistoryCheck::Behind { log_last } => HistoryCheck::Rewritten {
+                    from: log_last.next(),
+                    to: SeqNo(processed),
+                    store_epoch: Epoch(epoch),
+                },
+                other => other,
+            };
+            match check {
+                HistoryCheck::Consistent | HistoryCheck::Behind { .. } => {}
                 HistoryCheck::Rewritten { from, to, store_epoch } => {
                     // What was processed for `from ..= to` is not what the store holds
                     // now (a crash took it back, a later incarnation wrote other batches

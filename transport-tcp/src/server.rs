@@ -574,17 +574,13 @@ async fn check_history(
         .map_err(|e| (format::ACK_BAD_HELLO, format!("the history check failed: {e}")))?;
     match answer {
         HistoryCheck::Consistent => Ok(()),
-        // The log's current epoch is the client's and ends before its position.
-        HistoryCheck::Rewritten { from: end, store_epoch, .. } if store_epoch == Epoch(epoch) => {
-            Err((
-                format::ACK_BEYOND_LIVE_EDGE,
-                format!(
-                    "resume_from {from} of topic {:?} is beyond this server's log, which ends at {} in the same epoch {epoch}: it is behind",
-                    hello.topic,
-                    end.0.saturating_sub(1)
-                ),
-            ))
-        }
+        HistoryCheck::Behind { log_last } => Err((
+            format::ACK_BEYOND_LIVE_EDGE,
+            format!(
+                "resume_from {from} of topic {:?} is beyond this server's log, which ends at {} in the same epoch {epoch}: it is behind",
+                hello.topic, log_last.0
+            ),
+        )),
         HistoryCheck::Rewritten { from: start, to, store_epoch } => {
             tracing::info!(topic = %hello.topic, from = start.0, to = to.0, %store_epoch,
                 "a resuming subscriber saw sequences this history rewrote; resuming at the cut");
