@@ -77,7 +77,9 @@ struct OpenPrep {
 /// The rest of an interrupted rotation that open found (see [`PendingRotation`]).
 #[derive(Debug)]
 struct Adoption {
-    old: Arc<dyn File>,
+    /// The predecessor to seal; `None` when the temporary segment is the whole log (see
+    /// [`lone_temporary`]).
+    old: Option<Arc<dyn File>>,
     /// Where the old segment's records end and how many torn bytes follow, when it has
     /// no seal yet.
     seal_at: Option<(u64, u64)>,
@@ -297,6 +299,15 @@ impl FileWal {
             }
         }
         starts.sort();
+        // No segment under its final name, but a temporary one: the whole log is that
+        // segment (its predecessors were checkpointed before it was renamed).
+        let lone = match starts.is_empty() {
+            true => lone_temporary(&*fs, &mut tmps)?,
+            false => None,
+        };
+        if let Some((start, _)) = &lone {
+            starts.push(*start);
+        }
         let mut history = epochs::load(&*fs, dir)?;
         // A truncation a crash interrupted: the log is the truncated one (the marker is
         // the cut's commit point); the files are brought in line at the first append.
@@ -314,7 +325,10 @@ impl FileWal {
         let mut segments = Vec::with_capacity(starts.len());
         let mut headers = Vec::with_capacity(starts.len());
         for start in starts {
-            let path = dir.join(segment_file_name(start));
+            let path = match &lone {
+                Some((s, tmp)) if *s == start => tmp.clone(),
+                _ => dir.join(segment_file_name(start)),
+            };
             let file = fs.open(&path, OpenMode::ReadOnly)?;
             let mut header = [0u8; HEADER_LEN];
             read_exact_at(&*file, &mut header, 0)?;
@@ -382,7 +396,7 @@ impl FileWal {
                         tmp_file,
                         tmp_scan,
                         Adoption {
-                            old: Arc::clone(&file),
+                            old: Some(Arc::clone(&file)),
                             seal_at,
                             epoch: scan.max_epoch,
                             tmp: tmp_path,
@@ -395,7 +409,18 @@ impl FileWal {
                         segments.push(info);
                         (tmp_file, tmp_scan, header, Some(adoption))
                     }
-                    None => (file, scan, *header, None),
+                    None => {
+                        // The lone temporary segment gets its final name at the first
+                        // append, like an adopted successor (open changes nothing).
+                        let adoption = lone.as_ref().map(|(start, tmp)| Adoption {
+                            old: None,
+                            seal_at: None,
+                            epoch: scan.max_epoch,
+                            tmp: tmp.clone(),
+                            path: dir.join(segment_file_name(*start)),
+                        });
+                        (file, scan, *header, adoption)
+                    }
                 };
                 let strays: Vec<PathBuf> = tmps
                     .iter()
@@ -741,13 +766,13 @@ impl Inner {
             self.fs.sync_dir(&self.dir)?;
             let seal_len = (RECORD_PREFIX_LEN + BODY_PREFIX_LEN) as u64;
             let start = self.tail_segment.load(Ordering::SeqCst);
-            if let Some((at, torn)) = a.seal_at {
-                write_zeros(&*a.old, at, at + torn.max(seal_len))?;
+            if let (Some(old), Some((at, torn))) = (&a.old, a.seal_at) {
+                write_zeros(&**old, at, at + torn.max(seal_len))?;
                 let mut seal = Vec::with_capacity(seal_len as usize);
                 let meta = RecordMeta { epoch: a.epoch, synced_through: SeqNo(start - 1) };
                 encode_seal(&mut seal, SeqNo(start), meta);
-                a.old.write_all_at(&seal, at)?;
-                a.old.sync_data()?;
+                old.write_all_at(&seal, at)?;
+                old.sync_data()?;
             }
             self.fs.rename(&a.tmp, &a.path)?;
             self.fs.sync_dir(&self.dir)?;
@@ -1227,6 +1252,12 @@ impl Wal for FileWal {
             if segments[i].start.0 >= rotating_from {
                 break;
             }
+            // A successor still under its temporary name (a rotation in flight, or one a
+            // crash interrupted that open adopted and the first append renames): without
+            // this segment the next open would find no log at all.
+            if segments[i + 1].path.extension().is_some_and(|e| e == "tmp") {
+                break;
+            }
             let last_in_segment = segments[i + 1].start.0 - 1;
             let newer_bytes: u64 = segments[i + 1..].iter().map(|s| s.size_bytes).sum();
             if last_in_segment > checkpoint || newer_bytes < inner.options.retention_bytes {
@@ -1384,6 +1415,50 @@ type Successor = (PathBuf, Arc<dyn File>, crate::format::SegmentHeader);
 /// the segment's last. Behind a seal it must be there and whole (the rotation made it
 /// durable before sealing); without a seal, one that is incomplete never held an
 /// acknowledged write and is left to be removed.
+/// With no segment under its final name, the temporary segment that is the whole log:
+/// taken out of `tmps` when its header is intact. A damaged one starting at 1 is a first
+/// segment whose creation a crash interrupted (nothing was ever written to it; the empty
+/// log starts afresh); any other is reported, because it holds the log's records.
+fn lone_temporary(
+    fs: &dyn FileSystem,
+    tmps: &mut Vec<(SeqNo, PathBuf)>,
+) -> Result<Option<(SeqNo, PathBuf)>> {
+    tmps.sort();
+    let Some((start, path)) = tmps.first().cloned() else { return Ok(None) };
+    if tmps.len() > 1 {
+        let names: Vec<String> = tmps.iter().map(|(_, p)| p.display().to_string()).collect();
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!(
+                "the log has no segment under its final name but {} temporary ones ({}): \
+                 restore the WAL directory from a backup or a replica",
+                tmps.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    let checked = (|| {
+        let file = fs.open(&path, OpenMode::ReadOnly)?;
+        let mut header = [0u8; HEADER_LEN];
+        read_exact_at(&*file, &mut header, 0)?;
+        decode_header(&header, &path)
+    })();
+    match checked {
+        Ok(h) if h.start == start => {
+            tmps.clear();
+            Ok(Some((start, path)))
+        }
+        _ if start == SeqNo(1) => Ok(None),
+        Ok(h) => Err(Error::corruption(
+            &path,
+            16,
+            format!("header says the segment starts at {}, its name says {start}", h.start),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 fn adoptable(
     fs: &dyn FileSystem,
     tmps: &[(SeqNo, PathBuf)],

@@ -148,3 +148,114 @@ fn a_power_loss_at_each_step_of_a_rotation_keeps_what_was_acknowledged() {
         }
     }
 }
+
+/// Open adopts a successor a crash left under its temporary name, but renames it only at
+/// the first append. A checkpoint before that append (a store's first flush after
+/// recovery runs before any write) must not delete the predecessor: with it gone, the
+/// next open would find no named segment at all and start an empty log at 1.
+#[test]
+fn a_checkpoint_before_the_first_append_keeps_an_adopted_rotation_openable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = CountingFileSystem::os();
+    let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
+    let mut i = 1;
+    wal.append(&payload(i), 1, Durability::Sync).expect("first append");
+    fs.hold_syncs();
+    while wal.segment_count() < 2 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    for _ in 0..5 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs.held_syncs() == 0 {
+        assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    fs.release_syncs();
+    drop(wal);
+
+    let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(reopened.last_seq(), SeqNo(i));
+    // Everything is in tables now (as after a store's first flush); no append yet.
+    reopened.checkpoint(SeqNo(i)).expect("checkpoint");
+    drop(reopened);
+    let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(again.last_seq(), SeqNo(i), "the log still ends where it ended");
+    again.append(b"after", 1, Durability::Sync).expect("append after reopen");
+    assert_eq!(again.last_seq(), SeqNo(i + 1), "the next append continues the sequence");
+    let oldest = again.oldest_seq();
+    let mut r = again.read_from(oldest).expect("reader");
+    let mut last = SeqNo(0);
+    while let Some(b) = r.next_batch().expect("read") {
+        last = SeqNo(b.first_seq.0 + u64::from(b.count) - 1);
+    }
+    assert_eq!(last, SeqNo(i + 1));
+}
+
+/// A store an earlier version damaged that way (the predecessor checkpointed away while
+/// its successor still had its temporary name) opens: the temporary segment is the whole
+/// log, and the first append gives it its final name.
+#[test]
+fn a_log_whose_only_segment_is_temporary_opens_with_its_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = CountingFileSystem::os();
+    let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
+    let mut i = 1;
+    wal.append(&payload(i), 1, Durability::Sync).expect("first append");
+    fs.hold_syncs();
+    while wal.segment_count() < 2 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    for _ in 0..5 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs.held_syncs() == 0 {
+        assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let copy = tempfile::tempdir().expect("tempdir");
+    copy_dir(dir.path(), copy.path());
+    fs.release_syncs();
+    drop(wal);
+    let mut tmp_start = None;
+    for entry in std::fs::read_dir(copy.path()).expect("read_dir") {
+        let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
+        if name.ends_with(".log") {
+            std::fs::remove_file(copy.path().join(&name)).expect("remove");
+        } else if let Some(stem) =
+            name.strip_suffix(".log.tmp").and_then(|n| n.strip_prefix("wal_"))
+        {
+            tmp_start = Some(stem.parse::<u64>().expect("segment name is its start"));
+        }
+    }
+    let tmp_start = tmp_start.expect("the crash left a temporary segment");
+
+    let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(reopened.last_seq(), SeqNo(i), "the temporary segment's records are the log");
+    assert_eq!(reopened.oldest_seq(), SeqNo(tmp_start));
+    let mut r = reopened.read_from(SeqNo(tmp_start)).expect("reader");
+    let mut got = Vec::new();
+    while let Some(b) = r.next_batch().expect("read") {
+        got.push((b.first_seq.0, b.payload.to_vec()));
+    }
+    let want: Vec<(u64, Vec<u8>)> = (tmp_start..=i).map(|n| (n, payload(n))).collect();
+    assert_eq!(got, want);
+    drop(r);
+    reopened.append(b"after", 1, Durability::Sync).expect("append after reopen");
+    drop(reopened);
+    let names: Vec<String> = std::fs::read_dir(copy.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "renamed at the first append: {names:?}");
+    let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(again.last_seq(), SeqNo(i + 1));
+}
