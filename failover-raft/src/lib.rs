@@ -53,6 +53,7 @@ mod config;
 mod core;
 mod error;
 mod network;
+mod nudge;
 mod policy;
 mod register;
 mod settings;

@@ -78,6 +78,7 @@ pub struct RaftRegister {
     core: Core,
     local_addr: SocketAddr,
     server: JoinHandle<()>,
+    nudger: JoinHandle<()>,
     lock: Option<Box<dyn FileLock>>,
     routes: Arc<BTreeMap<NodeId, String>>,
 }
@@ -164,8 +165,15 @@ impl RaftRegister {
             max_connections: 256,
         };
         let server = tokio::spawn(serve(listener, core.clone(), limits));
+        let nudger = tokio::spawn(crate::nudge::nudge_elections(
+            core.raft.clone(),
+            config.node_id,
+            config.heartbeat_interval,
+            config.election_timeout_min,
+            config.election_timeout_max,
+        ));
         tracing::info!(node = config.node_id, addr = %local_addr, dir = %config.data_dir.display(), "raft register started");
-        Ok(Self { core, local_addr, server, lock: Some(opened.lock), routes })
+        Ok(Self { core, local_addr, server, nudger, lock: Some(opened.lock), routes })
     }
 
     /// This node's id.
@@ -326,6 +334,7 @@ impl RaftRegister {
     /// then releases the directory lock. Durable state stays on disk for a restart.
     pub async fn shutdown(mut self) -> Result<()> {
         self.server.abort();
+        self.nudger.abort();
         let res = self.core.raft.shutdown().await;
         self.lock.take();
         res.map_err(|e| Error::Stopped { reason: format!("raft task ended abnormally: {e}") })
@@ -335,5 +344,6 @@ impl RaftRegister {
 impl Drop for RaftRegister {
     fn drop(&mut self) {
         self.server.abort();
+        self.nudger.abort();
     }
 }
