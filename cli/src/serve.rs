@@ -62,7 +62,7 @@ use strata_replication::{Mode, Node, NodeConfig, OpenStore, RoleConfig};
 use crate::failover::{FailoverPlan, FailoverSection};
 use strata_stream::{CommitStream, LocalTransport, Message, Side, TradeEvent};
 use strata_transport_iceoryx::{IceoryxConfig, IceoryxTransport};
-use strata_transport_tcp::TcpTransport;
+use strata_transport_tcp::{LoggedFrame, TcpTransport};
 
 /// Options of `strata serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -664,6 +664,32 @@ fn same_store(a: &Db, b: &Db) -> bool {
 /// The gateway's log of a node's store, which a replica may replace.
 struct NodeLog(Arc<Node>);
 
+/// The commit topic's frames `from .. to` as the commit stream published them, read
+/// back from the store's log (at most about `max_bytes` of payload).
+fn logged_frames(
+    log: &dyn CommitLog,
+    from: u64,
+    to: u64,
+    max_bytes: usize,
+) -> Result<Vec<LoggedFrame>, String> {
+    let mut reader = log.read_from(SeqNo(from)).map_err(|e| e.to_string())?;
+    let (mut frames, mut bytes) = (Vec::new(), 0);
+    while bytes < max_bytes {
+        let Some(batch) = reader.next_batch().map_err(|e| e.to_string())? else { break };
+        if batch.first_seq.0 >= to {
+            break;
+        }
+        bytes += batch.payload.len();
+        frames.push(LoggedFrame {
+            seq: batch.first_seq.0,
+            span: batch.count.max(1),
+            epoch: batch.epoch.0,
+            payload: batch.payload,
+        });
+    }
+    Ok(frames)
+}
+
 /// A log reader holding the store it reads (the gateway may hold the reader after the
 /// node replaced the store).
 #[derive(Debug)]
@@ -1018,6 +1044,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         tcp.set_history_check(
             &plan.topic,
             Arc::new(move |epoch, last| history.check_history(epoch, last)),
+        )?;
+        // A resume below the server's ring (a subscriber away for long, or moving here
+        // after a failover into a range this history rewrote) is read from the log.
+        let source = Arc::clone(&log);
+        tcp.set_history_source(
+            &plan.topic,
+            Arc::new(move |from, to, max_bytes| logged_frames(&*source, from, to, max_bytes)),
         )?;
         outlets.push(Outlet {
             what: "TCP",

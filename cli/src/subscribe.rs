@@ -58,8 +58,8 @@ pub struct SubscribeArgs {
     /// The topic.
     #[arg(long)]
     pub topic: String,
-    /// Resume at this sequence (ws: from the gateway's ring and the store's log; tcp:
-    /// from what the server still holds, the rest reported as a gap).
+    /// Resume at this sequence (ws and tcp: from the server's ring and the store's log;
+    /// over tcp more than 64 MiB behind the ring, the rest is reported as a gap).
     #[arg(long)]
     pub from: Option<u64>,
     /// With `--from` over ws or tcp: the epoch of the last frame you hold (a run prints

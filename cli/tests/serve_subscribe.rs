@@ -143,6 +143,37 @@ fn serve_survives_sigkill_and_clients_resume_without_gap() {
     rt.block_on(receive(&serve.ws, 1, after));
 }
 
+/// A TCP subscriber resuming below what the server's ring holds (here two frames, and a
+/// restart emptied it) gets the rest from the store's log: every sequence from 1, across
+/// the restart, with no gap.
+#[test]
+fn a_tcp_resume_below_the_ring_is_read_from_the_store_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[tcp]\naddr = \"127.0.0.1:0\"\nhistory = 2\n");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let serve = start(&config);
+    let next = rt.block_on(receive(&serve.ws, 1, 60));
+    drop(serve);
+    let serve = start(&config);
+    rt.block_on(receive(&serve.ws, next, next + 80));
+    let out = Command::new(BIN)
+        .args(["subscribe", "--transport", "tcp", "--topic", "commits", "--from", "1"])
+        .args(["--count", "30", "--addr", serve.tcp.as_deref().unwrap()])
+        .output_within(common::LIMIT)
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut expect = 1;
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        assert!(v.get("gap").is_none() && v.get("rewritten").is_none(), "{v}");
+        assert_eq!(v["seq"].as_u64(), Some(expect), "{text}");
+        expect += v["span"].as_u64().unwrap();
+    }
+    assert_eq!(text.lines().count(), 30, "{text}");
+    assert!(expect > next, "the frames reach past the restart ({expect} <= {next})");
+}
+
 #[test]
 fn bad_serve_config_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();

@@ -73,6 +73,32 @@ pub const NAME: &str = "tcp";
 /// written in `epoch` (for a store, [`strata_core::Db::check_history`]).
 pub type HistoryCheckFn = Arc<dyn Fn(Epoch, SeqNo) -> HistoryCheck + Send + Sync>;
 
+/// One frame of a topic read back from its log (see [`HistorySourceFn`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedFrame {
+    /// The first sequence the frame covers.
+    pub seq: u64,
+    /// How many sequences it covers (at least 1).
+    pub span: u32,
+    /// The epoch that wrote it.
+    pub epoch: u64,
+    /// The frame's payload, as the topic's publisher published it.
+    pub payload: bytes::Bytes,
+}
+
+/// Reads a topic's frames back from its log, for a resume its history ring no longer
+/// holds: called with `(from, to, max_bytes)`, it returns the frames covering `from`
+/// up to (not including) `to`, in order (the first may start before `from` when a frame
+/// spans it), and may stop early: after about `max_bytes` of payload, or where its log
+/// ends. It runs on a blocking thread, so it may read from disk. An error is logged and
+/// the client gets a gap for what was not read, as without a source.
+pub type HistorySourceFn =
+    Arc<dyn Fn(u64, u64, usize) -> std::result::Result<Vec<LoggedFrame>, String> + Send + Sync>;
+
+/// Payload a server reads from a [`HistorySourceFn`] for one resuming client, at most
+/// (a client further behind gets the rest as a gap and reads it from the store).
+pub const HISTORY_SOURCE_MAX_BYTES: usize = 64 * 1024 * 1024;
+
 /// Tuning knobs of a [`TcpTransport`].
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -308,6 +334,23 @@ impl TcpTransport {
             )));
         };
         server.set_history_check(topic, check);
+        Ok(())
+    }
+
+    /// Gives a server's `topic` a way to read its frames back from its log: a client
+    /// resuming below what the history ring holds (it was away long, or it moves here
+    /// from another node after a failover) gets those frames from the log, then the
+    /// ring, then live frames, with no gap and no duplicate, instead of a gap. At most
+    /// [`HISTORY_SOURCE_MAX_BYTES`] of payload are read per resume; beyond that, and
+    /// where the source fails or its log ends, the client gets a gap as before. Fails
+    /// on a client transport.
+    pub fn set_history_source(&self, topic: &str, source: HistorySourceFn) -> Result<()> {
+        let Some(server) = &self.server else {
+            return Err(Error::InvalidArgument(format!(
+                "topic {topic:?}: only a server replays a topic's log to resuming clients"
+            )));
+        };
+        server.set_history_source(topic, source);
         Ok(())
     }
 

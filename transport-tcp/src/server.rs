@@ -21,13 +21,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 use crate::format::{self, Hello, HelloAck};
-use crate::{HistoryCheckFn, NAME, Rt, TcpConfig};
+use crate::{HistoryCheckFn, HistorySourceFn, LoggedFrame, NAME, Rt, TcpConfig};
 
 /// Everything a server knows: its topics.
 pub(crate) struct ServerState {
     topics: Mutex<HashMap<String, Arc<Topic>>>,
     /// Per topic: what its log's epoch history says about a resuming client's position.
     histories: Mutex<HashMap<String, HistoryCheckFn>>,
+    /// Per topic: how to read frames the history ring no longer holds from its log.
+    sources: Mutex<HashMap<String, HistorySourceFn>>,
     local: SocketAddr,
     next_conn: AtomicU64,
 }
@@ -39,6 +41,10 @@ impl ServerState {
 
     pub(crate) fn set_history_check(&self, topic: &str, check: HistoryCheckFn) {
         self.histories.lock().insert(topic.to_owned(), check);
+    }
+
+    pub(crate) fn set_history_source(&self, topic: &str, source: HistorySourceFn) {
+        self.sources.lock().insert(topic.to_owned(), source);
     }
 
     pub(crate) fn publisher(
@@ -117,7 +123,16 @@ impl Topic {
     /// it would send frames below the position asked for, or wait silently. The edge is
     /// known once the topic published a frame on this server; before that the resume
     /// is accepted as asked.
-    fn register(&self, conn: &Arc<Conn>, hello: &Hello) -> std::result::Result<(), String> {
+    ///
+    /// `logged` are frames read from the topic's log (see [`HistorySourceFn`]) for the
+    /// part of the resume below the history: sent before the history, as far as they
+    /// continue without a hole; a gap covers what they do not.
+    fn register(
+        &self,
+        conn: &Arc<Conn>,
+        hello: &Hello,
+        logged: &[LoggedFrame],
+    ) -> std::result::Result<(), String> {
         let mut t = self.inner.lock();
         let live_next = t.last.map(|h| h.next_seq());
         if let (Some(from), Some(next)) = (hello.resume_from, live_next)
@@ -143,8 +158,30 @@ impl Topic {
                     (None, Some(last)) => (last.stream, last.next_seq()),
                     (None, None) => (StreamId(0), from),
                 };
-                if first_seq > from {
-                    q.items.push_back(Item::Control(format::encode_gap(stream, from, first_seq)));
+                let mut at = from;
+                for f in logged {
+                    let header = FrameHeader { stream, seq: f.seq, span: f.span, epoch: f.epoch };
+                    // Up to where the history starts, without a hole or an overlap.
+                    if header.next_seq() > first_seq || f.seq > at {
+                        break;
+                    }
+                    if header.next_seq() <= at {
+                        continue;
+                    }
+                    at = header.next_seq();
+                    if f.payload.len() > conn.max_payload {
+                        tracing::warn!(topic = %self.name, peer = %conn.peer, seq = f.seq,
+                            max_payload = conn.max_payload,
+                            "logged frame larger than the subscriber's max_payload; not replayed");
+                        continue;
+                    }
+                    let frame = format::encode_frame_with(&header, f.payload.len(), |buf| {
+                        buf.copy_from_slice(&f.payload)
+                    });
+                    q.items.push_back(Item::Frame(header, frame));
+                }
+                if first_seq > at {
+                    q.items.push_back(Item::Control(format::encode_gap(stream, at, first_seq)));
                 }
                 start.unwrap_or(t.history.len())
             }
@@ -171,6 +208,16 @@ impl Topic {
         conns.push(conn.clone());
         t.conns = Arc::new(conns);
         Ok(())
+    }
+
+    /// Where the history starts for a client resuming at `from`, when it starts after
+    /// `from` (the client would get a gap up to there) and the topic published before.
+    fn missing_below(&self, from: u64) -> Option<u64> {
+        let t = self.inner.lock();
+        let last = t.last?;
+        let first = t.history.iter().find(|(h, _)| h.next_seq() > from).map(|(h, _)| h.seq);
+        let first = first.unwrap_or(last.next_seq());
+        (first > from).then_some(first)
     }
 
     fn unregister(&self, conn: &Arc<Conn>) {
@@ -381,6 +428,7 @@ pub(crate) fn start(rt: &Rt, addr: SocketAddr, config: TcpConfig) -> Result<Arc<
     let state = Arc::new(ServerState {
         topics: Mutex::new(HashMap::new()),
         histories: Mutex::new(HashMap::new()),
+        sources: Mutex::new(HashMap::new()),
         local,
         next_conn: AtomicU64::new(1),
     });
@@ -521,7 +569,8 @@ async fn serve_conn(
         kill: Notify::new(),
         direct,
     });
-    if let Err(reason) = topic.register(&conn, &hello) {
+    let logged = read_logged(&state, &topic, &hello).await;
+    if let Err(reason) = topic.register(&conn, &hello, &logged) {
         tracing::warn!(topic = %topic.name, %peer, "refusing a subscriber: {reason}");
         refuse(&mut sock, format::ACK_BEYOND_LIVE_EDGE, &reason).await;
         return;
@@ -542,6 +591,32 @@ async fn serve_conn(
                 }
                 q.closing = Some(Closing { reason: reason.0, goodbye: false });
             }
+        }
+    }
+}
+
+/// For a client resuming below the topic's history: the frames its log holds there
+/// (empty without a source, or when the source fails; the client then gets a gap).
+async fn read_logged(state: &ServerState, topic: &Topic, hello: &Hello) -> Vec<LoggedFrame> {
+    let Some(from) = hello.resume_from else { return Vec::new() };
+    let Some(to) = topic.missing_below(from) else { return Vec::new() };
+    let Some(source) = state.sources.lock().get(&hello.topic).cloned() else {
+        return Vec::new();
+    };
+    let read =
+        tokio::task::spawn_blocking(move || source(from, to, crate::HISTORY_SOURCE_MAX_BYTES))
+            .await;
+    match read {
+        Ok(Ok(frames)) => frames,
+        Ok(Err(reason)) => {
+            tracing::warn!(topic = %hello.topic, from, to, %reason,
+                "reading a resume from the topic's log failed; the subscriber gets a gap");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::warn!(topic = %hello.topic, from, to, error = %e,
+                "reading a resume from the topic's log failed; the subscriber gets a gap");
+            Vec::new()
         }
     }
 }
