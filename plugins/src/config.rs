@@ -154,6 +154,7 @@ struct EngineSection {
     slowdown_delay_micros: u64,
     compaction_threads: usize,
     max_manifest_bytes: u64,
+    background_nice: i32,
 }
 
 impl Default for EngineSection {
@@ -167,6 +168,7 @@ impl Default for EngineSection {
             slowdown_delay_micros: u64::try_from(d.slowdown_delay.as_micros()).unwrap_or(u64::MAX),
             compaction_threads: d.compaction_threads,
             max_manifest_bytes: d.max_manifest_bytes,
+            background_nice: d.background_nice,
         }
     }
 }
@@ -290,6 +292,7 @@ impl StackConfig {
                         slowdown_delay: Duration::from_micros(e.slowdown_delay_micros),
                         compaction_threads: e.compaction_threads,
                         max_manifest_bytes: e.max_manifest_bytes,
+                        background_nice: e.background_nice,
                         periodic_checkpoint: None,
                         replica_of: None,
                     };

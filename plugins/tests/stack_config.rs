@@ -99,11 +99,13 @@ fn a_stack_from_toml_opens_and_serves_reads() {
         [engine]
         memtable_size_bytes = 65536
         compaction_threads = 1
+        background_nice = 5
         "#,
     )
     .expect("config parses");
     assert_eq!(config.wal.plugin, "file", "a section without kind selects the default");
     assert_eq!(config.engine.memtable_size_bytes, 65536);
+    assert_eq!(config.engine.background_nice, 5);
     let table: MmapTableOptions = config.table.options.parse().expect("table options");
     assert_eq!(table.compression, Compression::Lz4);
     let db = config.builder(dir.path()).expect("builder").open().expect("open");
@@ -170,6 +172,10 @@ fn refused_values_bad_sections_and_bad_syntax_are_errors() {
 
     let e = err("[engine]\nl0_slowdown_tables = 10\nl0_stop_tables = 5\n");
     assert!(matches!(e, PluginError::Engine(_)), "{e:?}");
+    let e = err("[engine]\nbackground_nice = 20\n");
+    assert!(e.to_string().contains("background_nice must be between 0 and 19"), "{e}");
+    let e = err("[engine]\nbackground_nice = -1\n");
+    assert!(e.to_string().contains("background_nice"), "{e}");
 
     let e = err("[walz]\nkind = \"file\"\n");
     assert!(e.to_string().contains("unknown section `walz`"), "{e}");

@@ -24,10 +24,14 @@ const RELEASE_POLL: Duration = Duration::from_millis(5);
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     let mut threads = Vec::new();
+    let nice = shared.options.background_nice;
     let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
         std::thread::Builder::new()
             .name(name)
-            .spawn(f)
+            .spawn(move || {
+                lower_priority(nice);
+                f();
+            })
             .map_err(|e| Error::io("spawn background thread", &shared.dir, e))
     };
     let s = Arc::clone(shared);
@@ -42,6 +46,24 @@ pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
     }
     Ok(threads)
 }
+
+/// Raises the calling thread's nice value by `by` (see `DbOptions::background_nice`).
+/// A failure only costs the priority: it is logged.
+#[cfg(target_os = "linux")]
+fn lower_priority(by: i32) {
+    if by == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let result = rustix::process::getpriority_process(Some(tid))
+        .and_then(|now| rustix::process::setpriority_process(Some(tid), (now + by).min(19)));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, by, "could not lower a background thread's priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority(_by: i32) {}
 
 pub(super) fn shutting_down(s: &Shared) -> bool {
     s.signals.shutdown.load(Ordering::Acquire)

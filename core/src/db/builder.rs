@@ -56,6 +56,12 @@ pub struct DbOptions {
     pub compaction_threads: usize,
     /// A manifest bigger than this is rewritten as one snapshot edit. Default: 16 MiB.
     pub max_manifest_bytes: u64,
+    /// How much the background threads (flush, compaction, periodic checkpoints) raise
+    /// their own nice value when they start (Linux, per thread; 0 to 19), so that on a
+    /// busy machine the scheduler runs the embedder's writers first and a writer is not
+    /// descheduled for a slice behind a compaction. They still get every idle core.
+    /// Elsewhere it is ignored. Default: 0 (unchanged).
+    pub background_nice: i32,
     /// Optional periodic checkpoints. Default: off.
     pub periodic_checkpoint: Option<PeriodicCheckpoint>,
     /// Open as a replica of the primary at this address: client writes fail with
@@ -77,6 +83,7 @@ impl Default for DbOptions {
                 .map_or(1, |n| n.get().saturating_sub(1))
                 .clamp(1, 4),
             max_manifest_bytes: 16 << 20,
+            background_nice: 0,
             periodic_checkpoint: None,
             replica_of: None,
         }
@@ -100,6 +107,9 @@ impl DbOptions {
         }
         if self.compaction_threads == 0 {
             return fail("compaction_threads must be at least 1");
+        }
+        if !(0..=19).contains(&self.background_nice) {
+            return fail("background_nice must be between 0 and 19 (it only lowers priority)");
         }
         if let Some(p) = &self.periodic_checkpoint {
             if p.interval.is_zero() {
