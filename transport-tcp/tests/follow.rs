@@ -9,29 +9,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use common::{Got, until_seq};
-use strata_core::{
-    Epoch, EpochStart, PublisherOptions, SeqNo, SlowSubscriberPolicy, StreamId, SubscriberOptions,
-    TopicPublisher, TopicSubscriber, history_check,
-};
-use strata_transport_tcp::{TcpConfig, TcpPublisher, TcpTransport};
+use common::{blocking, epoch_frames, fast_reconnect, nothing_more, until_seq};
+use strata_core::{Epoch, EpochStart, SeqNo, SubscriberOptions, TopicPublisher, history_check};
+use strata_transport_tcp::{TcpPublisher, TcpTransport};
 
 const TOPIC: &str = "commits";
-
-fn opts() -> PublisherOptions {
-    PublisherOptions {
-        stream: StreamId(3),
-        history: 1000,
-        policy: SlowSubscriberPolicy::Block,
-        ..PublisherOptions::default()
-    }
-}
-
-fn config() -> TcpConfig {
-    TcpConfig::default().with_backoff(Duration::from_millis(5), Duration::from_millis(50))
-}
 
 /// Publishes one-sequence frames `seqs` in `epoch`; the payload names both.
 fn publish(p: &mut TcpPublisher, epoch: u64, seqs: std::ops::RangeInclusive<u64>) {
@@ -44,7 +27,7 @@ fn publish(p: &mut TcpPublisher, epoch: u64, seqs: std::ops::RangeInclusive<u64>
 /// A server whose topic's log has the epoch `history` and ends at `last`.
 fn server(history: Vec<(u64, u64)>, last: u64) -> (TcpTransport, TcpPublisher) {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let p = server.tcp_publisher(TOPIC, &opts()).expect("publisher");
+    let p = server.tcp_publisher(TOPIC, &blocking(3, 1000)).expect("publisher");
     let history: Vec<EpochStart> = history
         .into_iter()
         .map(|(epoch, first)| EpochStart { epoch: Epoch(epoch), first_seq: SeqNo(first) })
@@ -58,24 +41,6 @@ fn server(history: Vec<(u64, u64)>, last: u64) -> (TcpTransport, TcpPublisher) {
     (server, p)
 }
 
-fn frames(got: &[Got]) -> Vec<(u64, u64)> {
-    got.iter()
-        .map(|g| match g {
-            Got::Frame(h, payload) => {
-                assert_eq!(payload, format!("{}@{}", h.seq, h.epoch).as_bytes());
-                (h.seq, h.epoch)
-            }
-            Got::Gap(..) => panic!("unexpected gap in {got:?}"),
-        })
-        .collect()
-}
-
-fn nothing_more(sub: &mut dyn TopicSubscriber) {
-    let mut extra = Vec::new();
-    sub.wait(Duration::from_millis(100), &mut |d| extra.push(format!("{d:?}"))).expect("wait");
-    assert!(extra.is_empty(), "nothing more was due: {extra:?}");
-}
-
 #[test]
 fn a_cluster_client_resumes_on_the_next_server_without_gap_or_duplicate() {
     common::logs();
@@ -85,19 +50,20 @@ fn a_cluster_client_resumes_on_the_next_server_without_gap_or_duplicate() {
     publish(&mut pa, 1, 1..=10);
     publish(&mut pb, 1, 1..=10);
     let client =
-        TcpTransport::cluster_client_with([a.remote_addr(), b.remote_addr()], config()).unwrap();
+        TcpTransport::cluster_client_with([a.remote_addr(), b.remote_addr()], fast_reconnect())
+            .unwrap();
     assert_eq!(client.remote_addrs(), &[a.remote_addr(), b.remote_addr()]);
     let from1 = SubscriberOptions { resume_from: Some(1), ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber(TOPIC, &from1).expect("subscribe");
     let got = until_seq(&mut sub, 10);
-    assert_eq!(frames(&got), (1..=10).map(|s| (s, 1)).collect::<Vec<_>>());
+    assert_eq!(epoch_frames(&got), (1..=10).map(|s| (s, 1)).collect::<Vec<_>>());
 
     // The first node dies; the second goes on (a new primary at epoch 2 from 11).
     drop(pa);
     drop(a);
     publish(&mut pb, 2, 11..=15);
     let got = until_seq(&mut sub, 15);
-    assert_eq!(frames(&got), (11..=15).map(|s| (s, 2)).collect::<Vec<_>>());
+    assert_eq!(epoch_frames(&got), (11..=15).map(|s| (s, 2)).collect::<Vec<_>>());
     nothing_more(&mut sub);
     common::wait_for_warning("moving on to the next server").expect("the move is logged");
 }
@@ -113,12 +79,12 @@ fn a_resume_after_a_rewritten_tail_rewinds_to_where_the_new_history_starts() {
     publish(&mut p_new, 1, 1..=5);
     publish(&mut p_new, 3, 6..=8);
     let client =
-        TcpTransport::cluster_client_with([old.remote_addr(), new.remote_addr()], config())
+        TcpTransport::cluster_client_with([old.remote_addr(), new.remote_addr()], fast_reconnect())
             .unwrap();
     let from1 = SubscriberOptions { resume_from: Some(1), ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber(TOPIC, &from1).expect("subscribe");
     let got = until_seq(&mut sub, 10);
-    assert_eq!(frames(&got)[5..], [(6, 2), (7, 2), (8, 2), (9, 2), (10, 2)]);
+    assert_eq!(epoch_frames(&got)[5..], [(6, 2), (7, 2), (8, 2), (9, 2), (10, 2)]);
 
     drop(p_old);
     drop(old);
@@ -126,22 +92,22 @@ fn a_resume_after_a_rewritten_tail_rewinds_to_where_the_new_history_starts() {
     // 6 on: the server starts at 6, and the first frame (epoch 3, below 11) is the
     // rewind the client can tell by its epoch.
     let got = until_seq(&mut sub, 8);
-    assert_eq!(frames(&got), [(6, 3), (7, 3), (8, 3)]);
+    assert_eq!(epoch_frames(&got), [(6, 3), (7, 3), (8, 3)]);
     publish(&mut p_new, 3, 9..=9);
-    assert_eq!(frames(&until_seq(&mut sub, 9)), [(9, 3)]);
+    assert_eq!(epoch_frames(&until_seq(&mut sub, 9)), [(9, 3)]);
     nothing_more(&mut sub);
 }
 
 #[test]
 fn without_a_history_check_a_resume_is_served_by_sequence_alone() {
     let plain = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = plain.tcp_publisher(TOPIC, &opts()).expect("publisher");
+    let mut p = plain.tcp_publisher(TOPIC, &blocking(3, 1000)).expect("publisher");
     publish(&mut p, 1, 1..=5);
     publish(&mut p, 3, 6..=8);
-    let client = TcpTransport::client_with(plain.remote_addr(), config()).unwrap();
+    let client = TcpTransport::client_with(plain.remote_addr(), fast_reconnect()).unwrap();
     let at8 = SubscriberOptions { resume_from: Some(8), ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber_after(TOPIC, &at8, 2).expect("subscribe");
-    assert_eq!(frames(&until_seq(&mut sub, 8)), [(8, 3)]);
+    assert_eq!(epoch_frames(&until_seq(&mut sub, 8)), [(8, 3)]);
 }
 
 #[test]
@@ -157,7 +123,7 @@ fn an_epoch_the_server_does_not_know_is_refused_and_the_next_server_serves_it() 
     let at11 = SubscriberOptions { resume_from: Some(11), ..SubscriberOptions::default() };
 
     // Alone, the node that is behind refuses the position, saying why.
-    let only_behind = TcpTransport::client_with(behind.remote_addr(), config()).unwrap();
+    let only_behind = TcpTransport::client_with(behind.remote_addr(), fast_reconnect()).unwrap();
     let err = only_behind.tcp_subscriber_after(TOPIC, &at11, 4).unwrap_err().to_string();
     assert!(
         err.contains("resume_epoch 4") && err.contains("newer than this server's history"),
@@ -165,11 +131,13 @@ fn an_epoch_the_server_does_not_know_is_refused_and_the_next_server_serves_it() 
     );
 
     // In a cluster client the refusal sends the subscriber on to the node that knows.
-    let both =
-        TcpTransport::cluster_client_with([behind.remote_addr(), ahead.remote_addr()], config())
-            .unwrap();
+    let both = TcpTransport::cluster_client_with(
+        [behind.remote_addr(), ahead.remote_addr()],
+        fast_reconnect(),
+    )
+    .unwrap();
     let mut sub = both.tcp_subscriber_after(TOPIC, &at11, 4).expect("subscribe");
-    assert_eq!(frames(&until_seq(&mut sub, 12)), [(11, 4), (12, 4)]);
+    assert_eq!(epoch_frames(&until_seq(&mut sub, 12)), [(11, 4), (12, 4)]);
     nothing_more(&mut sub);
 }
 
@@ -181,15 +149,17 @@ fn a_server_behind_in_the_same_epoch_refuses_instead_of_calling_it_rewritten() {
     let (ahead, mut p_ahead) = server(vec![(1, 1)], 10);
     publish(&mut p_ahead, 1, 1..=10);
     let at9 = SubscriberOptions { resume_from: Some(9), ..SubscriberOptions::default() };
-    let only_behind = TcpTransport::client_with(behind.remote_addr(), config()).unwrap();
+    let only_behind = TcpTransport::client_with(behind.remote_addr(), fast_reconnect()).unwrap();
     let err = only_behind.tcp_subscriber_after(TOPIC, &at9, 1).unwrap_err().to_string();
     assert!(err.contains("ends at 5 in the same epoch 1: it is behind"), "{err}");
 
-    let both =
-        TcpTransport::cluster_client_with([behind.remote_addr(), ahead.remote_addr()], config())
-            .unwrap();
+    let both = TcpTransport::cluster_client_with(
+        [behind.remote_addr(), ahead.remote_addr()],
+        fast_reconnect(),
+    )
+    .unwrap();
     let mut sub = both.tcp_subscriber_after(TOPIC, &at9, 1).expect("subscribe");
-    assert_eq!(frames(&until_seq(&mut sub, 10)), [(9, 1), (10, 1)]);
+    assert_eq!(epoch_frames(&until_seq(&mut sub, 10)), [(9, 1), (10, 1)]);
     nothing_more(&mut sub);
 }
 
@@ -199,13 +169,14 @@ fn a_first_address_that_refuses_connections_is_skipped() {
     publish(&mut p, 1, 1..=3);
     // A port nothing listens on: bound, then closed.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let client = TcpTransport::cluster_client_with([dead, live.remote_addr()], config()).unwrap();
+    let client =
+        TcpTransport::cluster_client_with([dead, live.remote_addr()], fast_reconnect()).unwrap();
     let from1 = SubscriberOptions { resume_from: Some(1), ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber(TOPIC, &from1).expect("subscribe");
-    assert_eq!(frames(&until_seq(&mut sub, 3)), [(1, 1), (2, 1), (3, 1)]);
+    assert_eq!(epoch_frames(&until_seq(&mut sub, 3)), [(1, 1), (2, 1), (3, 1)]);
 
     // With no server answering at all, creating the subscriber fails naming each.
-    let none = TcpTransport::cluster_client_with([dead, dead], config()).unwrap();
+    let none = TcpTransport::cluster_client_with([dead, dead], fast_reconnect()).unwrap();
     let err = none.tcp_subscriber(TOPIC, &from1).unwrap_err().to_string();
     assert_eq!(err.matches("cannot connect").count(), 2, "{err}");
     assert!(TcpTransport::cluster_client(Vec::<std::net::SocketAddr>::new()).is_err());

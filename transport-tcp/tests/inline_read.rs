@@ -7,21 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{seqs_without_gap, until_seq};
-use strata_core::{
-    Delivery, PublisherOptions, SlowSubscriberPolicy, StreamId, SubscriberOptions, TopicPublisher,
-    TopicSubscriber,
-};
+use common::{blocking, seqs_without_gap, until_seq};
+use strata_core::{Delivery, SubscriberOptions, TopicPublisher, TopicSubscriber};
 use strata_transport_tcp::{OwnedDelivery, TcpConfig, TcpTransport};
-
-fn opts() -> PublisherOptions {
-    PublisherOptions {
-        stream: StreamId(3),
-        history: 0,
-        policy: SlowSubscriberPolicy::Block,
-        ..PublisherOptions::default()
-    }
-}
 
 fn publish(p: &mut dyn TopicPublisher, seqs: std::ops::Range<u64>) {
     for seq in seqs {
@@ -52,7 +40,7 @@ fn poll_alone_takes_in_what_the_socket_holds() {
     for inline in [true, false] {
         let config = TcpConfig::default().with_inline_read(inline);
         let server = TcpTransport::server_with("127.0.0.1:0", config.clone()).expect("server");
-        let mut p = server.tcp_publisher("poll", &opts()).expect("publisher");
+        let mut p = server.tcp_publisher("poll", &blocking(3, 0)).expect("publisher");
         let client = TcpTransport::client_with(server.remote_addr(), config).expect("client");
         let mut sub = client.tcp_subscriber("poll", &SubscriberOptions::default()).expect("sub");
         publish(&mut p, 0..500);
@@ -63,7 +51,7 @@ fn poll_alone_takes_in_what_the_socket_holds() {
 #[test]
 fn an_inline_subscriber_works_and_drops_inside_async_code() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("async", &opts()).expect("publisher");
+    let mut p = server.tcp_publisher("async", &blocking(3, 0)).expect("publisher");
     let client = TcpTransport::client(server.remote_addr()).expect("client");
     // Made outside async code: it reads its own socket.
     let mut sub = client.tcp_subscriber("async", &SubscriberOptions::default()).expect("sub");
@@ -96,7 +84,7 @@ fn an_inline_subscriber_works_and_drops_inside_async_code() {
 #[test]
 fn a_subscriber_made_inside_async_code_works_there() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("made-async", &opts()).expect("publisher");
+    let mut p = server.tcp_publisher("made-async", &blocking(3, 0)).expect("publisher");
     let client = TcpTransport::client(server.remote_addr()).expect("client");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
     rt.block_on(async {

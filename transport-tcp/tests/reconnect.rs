@@ -7,21 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Got, seqs_without_gap, until_seq};
+use common::{Got, blocking, seqs_without_gap, until_seq};
 use strata_core::{
     Delivery, PublisherOptions, SlowSubscriberPolicy, StreamId, SubscriberOptions, TopicPublisher,
     TopicSubscriber,
 };
 use strata_transport_tcp::{AsyncTopicSubscriber, OwnedDelivery, TcpConfig, TcpTransport};
-
-fn opts(history: usize) -> PublisherOptions {
-    PublisherOptions {
-        stream: StreamId(9),
-        history,
-        policy: SlowSubscriberPolicy::Block,
-        ..PublisherOptions::default()
-    }
-}
 
 fn publish(p: &mut dyn TopicPublisher, seqs: std::ops::Range<u64>) {
     for seq in seqs {
@@ -34,7 +25,7 @@ fn client_reconnects_after_server_restart_and_resumes_without_gap() {
     common::logs();
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
     let addr = server.remote_addr();
-    let mut p = server.tcp_publisher("orders", &opts(100)).expect("publisher");
+    let mut p = server.tcp_publisher("orders", &blocking(9, 100)).expect("publisher");
     let config =
         TcpConfig::default().with_backoff(Duration::from_millis(5), Duration::from_millis(50));
     let client = TcpTransport::client_with(addr, config).expect("client");
@@ -46,7 +37,7 @@ fn client_reconnects_after_server_restart_and_resumes_without_gap() {
     drop(p);
     drop(server);
     let server = TcpTransport::server(addr).expect("restart on the same port");
-    let mut p = server.tcp_publisher("orders", &opts(100)).expect("publisher again");
+    let mut p = server.tcp_publisher("orders", &blocking(9, 100)).expect("publisher again");
     // Published while the client may still be reconnecting: served from history.
     publish(&mut p, 10..20);
     got.extend(until_seq(&mut sub, 19));
@@ -69,7 +60,7 @@ fn client_reconnects_after_server_restart_and_resumes_without_gap() {
 #[test]
 fn resume_beyond_history_reports_the_gap() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("log", &opts(3)).expect("publisher");
+    let mut p = server.tcp_publisher("log", &blocking(9, 3)).expect("publisher");
     publish(&mut p, 0..10);
     let client = TcpTransport::client(server.remote_addr()).expect("client");
     // Frames 5 and 6 fell out of the 3-frame history.
@@ -86,7 +77,7 @@ fn resume_beyond_history_reports_the_gap() {
     assert_eq!(seqs_without_gap(&until_seq(&mut sub, 10)), vec![8, 9, 10]);
 
     // Without history at all, a resume from the past is one gap up to the live edge.
-    let mut q = server.tcp_publisher("live", &opts(0)).expect("publisher");
+    let mut q = server.tcp_publisher("live", &blocking(9, 0)).expect("publisher");
     publish(&mut q, 0..4);
     let resume = SubscriberOptions { resume_from: Some(1), ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber("live", &resume).expect("sub");
@@ -110,7 +101,7 @@ fn disconnect_policy_cuts_off_a_slow_subscriber_never_silently() {
         queue_depth: 2,
         max_payload: 64 * 1024,
         policy: SlowSubscriberPolicy::Disconnect,
-        ..opts(0)
+        ..blocking(9, 0)
     };
     let mut p = server.tcp_publisher("slow", &popts).expect("publisher");
     let client = TcpTransport::client(server.remote_addr()).expect("client");
@@ -163,7 +154,7 @@ fn disconnect_policy_cuts_off_a_slow_subscriber_never_silently() {
 #[test]
 fn async_api_publishes_and_receives() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("async", &opts(0)).expect("publisher");
+    let mut p = server.tcp_publisher("async", &blocking(9, 0)).expect("publisher");
     let client = TcpTransport::client(server.remote_addr()).expect("client");
     let sopts = SubscriberOptions { queue_depth: 4, ..SubscriberOptions::default() };
     let mut sub = client.tcp_subscriber("async", &sopts).expect("sub");
@@ -193,7 +184,7 @@ fn async_api_publishes_and_receives() {
 #[test]
 fn subscriber_of_a_dropped_server_transport_reports_disconnected() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("own", &opts(0)).expect("publisher");
+    let mut p = server.tcp_publisher("own", &blocking(9, 0)).expect("publisher");
     let mut sub = server.tcp_subscriber("own", &SubscriberOptions::default()).expect("sub");
     publish(&mut p, 0..3);
     assert_eq!(seqs_without_gap(&until_seq(&mut sub, 2)), vec![0, 1, 2]);

@@ -4,27 +4,14 @@
 
 mod common;
 
-use common::{Got, seqs_without_gap, until_seq};
-use strata_core::{PublisherOptions, SlowSubscriberPolicy, StreamId, SubscriberOptions};
+use common::{Got, blocking, resume, seqs_without_gap, until_seq};
+use strata_core::StreamId;
 use strata_transport_tcp::TcpTransport;
-
-fn opts(history: usize) -> PublisherOptions {
-    PublisherOptions {
-        stream: StreamId(4),
-        history,
-        policy: SlowSubscriberPolicy::Block,
-        ..PublisherOptions::default()
-    }
-}
-
-fn resume(from: u64) -> SubscriberOptions {
-    SubscriberOptions { resume_from: Some(from), ..SubscriberOptions::default() }
-}
 
 #[test]
 fn resume_beyond_the_live_edge_is_refused_with_the_reason() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("edge", &opts(100)).expect("publisher");
+    let mut p = server.tcp_publisher("edge", &blocking(4, 100)).expect("publisher");
     for seq in 1..=10u64 {
         strata_core::TopicPublisher::publish(&mut p, seq, 1, &seq.to_le_bytes()).expect("publish");
     }
@@ -49,7 +36,7 @@ fn resume_beyond_the_live_edge_is_refused_with_the_reason() {
 #[test]
 fn resume_before_the_history_gaps_only_what_is_gone() {
     let server = TcpTransport::server("127.0.0.1:0").expect("server");
-    let mut p = server.tcp_publisher("spans", &opts(4)).expect("publisher");
+    let mut p = server.tcp_publisher("spans", &blocking(4, 4)).expect("publisher");
     // Ten frames of three sequences each: 1..=3, 4..=6, ..., 28..=30. The history
     // keeps the last four: 19, 22, 25 and 28.
     for i in 0..10u64 {

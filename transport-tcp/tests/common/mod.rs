@@ -6,7 +6,53 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use strata_core::{Delivery, FrameHeader, StreamId, TopicSubscriber};
+use strata_core::{
+    Delivery, FrameHeader, PublisherOptions, SlowSubscriberPolicy, StreamId, SubscriberOptions,
+    TopicSubscriber,
+};
+use strata_transport_tcp::TcpConfig;
+
+/// A publisher on `stream` that keeps `history` frames and blocks on a full subscriber
+/// queue (so no test frame is dropped).
+pub fn blocking(stream: u64, history: usize) -> PublisherOptions {
+    PublisherOptions {
+        stream: StreamId(stream),
+        history,
+        policy: SlowSubscriberPolicy::Block,
+        ..PublisherOptions::default()
+    }
+}
+
+/// Subscriber options resuming at `from`.
+pub fn resume(from: u64) -> SubscriberOptions {
+    SubscriberOptions { resume_from: Some(from), ..SubscriberOptions::default() }
+}
+
+/// A client that reconnects within milliseconds.
+pub fn fast_reconnect() -> TcpConfig {
+    TcpConfig::default().with_backoff(Duration::from_millis(5), Duration::from_millis(50))
+}
+
+/// `(seq, epoch)` of the frames in `got`, asserting there is no gap and that each
+/// payload is `"{seq}@{epoch}"` (what the follow and replay tests publish).
+pub fn epoch_frames(got: &[Got]) -> Vec<(u64, u64)> {
+    got.iter()
+        .map(|g| match g {
+            Got::Frame(h, payload) => {
+                assert_eq!(payload, format!("{}@{}", h.seq, h.epoch).as_bytes());
+                (h.seq, h.epoch)
+            }
+            Got::Gap(_, from, to) => panic!("unexpected gap {from}..{to} in {got:?}"),
+        })
+        .collect()
+}
+
+/// Asserts nothing more arrives within 100 ms.
+pub fn nothing_more(sub: &mut dyn TopicSubscriber) {
+    let mut extra = Vec::new();
+    sub.wait(Duration::from_millis(100), &mut |d| extra.push(format!("{d:?}"))).expect("wait");
+    assert!(extra.is_empty(), "nothing more was due: {extra:?}");
+}
 
 /// Everything logged by the process, captured once.
 pub fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
