@@ -41,8 +41,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[test]
-fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
+/// What a process killed in the middle of a rotation leaves: a log written with records
+/// `1..=last`, whose newest segment is still under its temporary name (its durable steps
+/// were held), copied as the OS holds it. Returns the copy and `last`.
+fn crashed_mid_rotation() -> (tempfile::TempDir, u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = CountingFileSystem::os();
     let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
@@ -65,20 +67,28 @@ fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
         assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
         std::thread::sleep(Duration::from_millis(1));
     }
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = names_in(dir.path());
     assert!(
         names.iter().any(|n| n.ends_with(".log.tmp")),
         "the new segment is still under its temporary name: {names:?}"
     );
-    // What a process killed now leaves: whatever the OS holds.
     let copy = tempfile::tempdir().expect("tempdir");
     copy_dir(dir.path(), copy.path());
     fs.release_syncs();
     drop(wal);
+    (copy, i)
+}
 
+fn names_in(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
+    let (copy, i) = crashed_mid_rotation();
     let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     let got = read_all(&reopened);
     let want: Vec<(u64, Vec<u8>)> = (1..=i).map(|n| (n, payload(n))).collect();
@@ -86,10 +96,7 @@ fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
     // The first append finishes the rotation: the successor is renamed into place.
     reopened.append(b"after", 1, Durability::Sync).expect("append after reopen");
     drop(reopened);
-    let names: Vec<String> = std::fs::read_dir(copy.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = names_in(copy.path());
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "no temporary file left: {names:?}");
     let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(read_all(&again).len() as u64, i + 1);
@@ -155,35 +162,17 @@ fn a_power_loss_at_each_step_of_a_rotation_keeps_what_was_acknowledged() {
 /// next open would find no named segment at all and start an empty log at 1.
 #[test]
 fn a_checkpoint_before_the_first_append_keeps_an_adopted_rotation_openable() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fs = CountingFileSystem::os();
-    let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
-    let mut i = 1;
-    wal.append(&payload(i), 1, Durability::Sync).expect("first append");
-    fs.hold_syncs();
-    while wal.segment_count() < 2 {
-        i += 1;
-        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
-    }
-    for _ in 0..5 {
-        i += 1;
-        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fs.held_syncs() == 0 {
-        assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let copy = tempfile::tempdir().expect("tempdir");
-    copy_dir(dir.path(), copy.path());
-    fs.release_syncs();
-    drop(wal);
-
+    let (copy, i) = crashed_mid_rotation();
     let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(reopened.last_seq(), SeqNo(i));
     // Everything is in tables now (as after a store's first flush); no append yet.
     reopened.checkpoint(SeqNo(i)).expect("checkpoint");
     drop(reopened);
+    let names = names_in(copy.path());
+    assert!(
+        names.iter().any(|n| n.ends_with(".log")),
+        "a segment under its final name is kept until the successor is renamed: {names:?}"
+    );
     let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(again.last_seq(), SeqNo(i), "the log still ends where it ended");
     again.append(b"after", 1, Durability::Sync).expect("append after reopen");
@@ -202,29 +191,7 @@ fn a_checkpoint_before_the_first_append_keeps_an_adopted_rotation_openable() {
 /// log, and the first append gives it its final name.
 #[test]
 fn a_log_whose_only_segment_is_temporary_opens_with_its_records() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fs = CountingFileSystem::os();
-    let wal = FileWal::open(fs.shared(), dir.path(), options()).expect("open");
-    let mut i = 1;
-    wal.append(&payload(i), 1, Durability::Sync).expect("first append");
-    fs.hold_syncs();
-    while wal.segment_count() < 2 {
-        i += 1;
-        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
-    }
-    for _ in 0..5 {
-        i += 1;
-        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while fs.held_syncs() == 0 {
-        assert!(Instant::now() < deadline, "the rotation never started its first fdatasync");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let copy = tempfile::tempdir().expect("tempdir");
-    copy_dir(dir.path(), copy.path());
-    fs.release_syncs();
-    drop(wal);
+    let (copy, i) = crashed_mid_rotation();
     let mut tmp_start = None;
     for entry in std::fs::read_dir(copy.path()).expect("read_dir") {
         let name = entry.expect("entry").file_name().to_string_lossy().into_owned();
@@ -251,10 +218,7 @@ fn a_log_whose_only_segment_is_temporary_opens_with_its_records() {
     drop(r);
     reopened.append(b"after", 1, Durability::Sync).expect("append after reopen");
     drop(reopened);
-    let names: Vec<String> = std::fs::read_dir(copy.path())
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
+    let names = names_in(copy.path());
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "renamed at the first append: {names:?}");
     let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(again.last_seq(), SeqNo(i + 1));
