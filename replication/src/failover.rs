@@ -338,8 +338,23 @@ fn run(node: &Arc<NodeInner>, ctl: &Ctl) {
         {
             ctl.note(&e);
         }
-        let heartbeat = ctl.record.lock().lease.heartbeat;
+        let (heartbeat, grace) = {
+            let r = ctl.record.lock();
+            (r.lease.heartbeat, r.lease.grace)
+        };
+        // A replica whose primary falls silent acts the moment the silence reaches the
+        // grace, not at the next heartbeat tick (up to a heartbeat later): detection is
+        // grace plus the promotion, not grace plus up to one heartbeat.
+        let replica = match &*node.role.lock() {
+            RoleState::Replica(r) => Some(Arc::clone(r)),
+            RoleState::Primary(_) => None,
+        };
+        let silent_at_tick = replica.as_ref().is_some_and(|r| r.primary_silent_for() >= grace);
         while started.elapsed() < heartbeat && !node.stopped() {
+            if !silent_at_tick && replica.as_ref().is_some_and(|r| r.primary_silent_for() >= grace)
+            {
+                break;
+            }
             std::thread::sleep(Duration::from_millis(5).min(heartbeat));
         }
     }
