@@ -35,12 +35,24 @@ pub struct SegmentCheck {
 
 /// Checks every segment under `dir`, oldest first, without modifying anything.
 pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
-    let mut segments: Vec<(SeqNo, String)> = fs
-        .list_dir(dir)?
-        .into_iter()
-        .filter_map(|n| parse_segment_file_name(&n).map(|s| (s, n)))
-        .collect();
+    let names = fs.list_dir(dir)?;
+    let mut segments: Vec<(SeqNo, String)> =
+        names.iter().filter_map(|n| parse_segment_file_name(n).map(|s| (s, n.clone()))).collect();
     segments.sort();
+    // New segments not yet renamed into place (a rotation in flight in a live store, or
+    // one a crash interrupted): open adopts the successor of the newest segment, or the
+    // only segment when none has its final name (see `FileWal::open`); so does the check.
+    let mut tmps: Vec<(SeqNo, String)> = names
+        .iter()
+        .filter_map(|n| {
+            n.strip_suffix(".tmp").and_then(parse_segment_file_name).map(|s| (s, n.clone()))
+        })
+        .collect();
+    tmps.sort();
+    let lone_tmps = segments.is_empty() && !tmps.is_empty();
+    if lone_tmps && let Some(first) = tmps.first() {
+        segments.push(first.clone());
+    }
     // A truncation interrupted by a crash: the log ends at the sequence it keeps (open
     // finishes the cut), so segments past it are not part of the log.
     let keep = crate::truncation::load(fs, dir)?;
@@ -49,8 +61,10 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
             segments.pop();
         }
     }
-    let mut out = Vec::with_capacity(segments.len());
+    let mut out = Vec::with_capacity(segments.len() + 1);
     let mut expected: Option<SeqNo> = None;
+    // The newest segment's tail: whether it ends in a seal, and its torn bytes.
+    let mut newest_tail: Option<(Option<SeqNo>, Option<u64>)> = None;
     let count = segments.len();
     for (i, (start, name)) in segments.into_iter().enumerate() {
         let path = dir.join(&name);
@@ -102,16 +116,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
                     check.last_seq = tail.last_seq;
                     check.torn_tail_bytes = tail.torn_bytes;
                     check.records = tail.records;
-                    if let Some(next) = tail.sealed {
-                        check.problem.get_or_insert(Error::corruption(
-                            &path,
-                            tail.end,
-                            format!(
-                                "the newest segment was sealed for a successor starting at \
-                                 {next}, which is missing (deleted or lost)"
-                            ),
-                        ));
-                    }
+                    newest_tail = Some((tail.sealed, tail.torn_bytes));
                 }
                 Err(e) => {
                     check.problem.get_or_insert(e);
@@ -170,5 +175,113 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
         expected = Some(check.last_seq.next());
         out.push(check);
     }
+    if lone_tmps
+        && tmps.len() > 1
+        && let Some(only) = out.first_mut()
+    {
+        let names: Vec<&str> = tmps.iter().map(|(_, n)| n.as_str()).collect();
+        only.problem.get_or_insert(Error::corruption(
+            &only.path,
+            0,
+            format!(
+                "the log has no segment under its final name but {} temporary ones ({})",
+                tmps.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    if let (Some((sealed, torn)), false) = (newest_tail, lone_tmps) {
+        let successor = adoptable(fs, dir, &out, &tmps, sealed, torn)?;
+        match (successor, sealed) {
+            (Some(tmp), _) => out.push(tmp),
+            (None, Some(next)) => {
+                if let Some(last) = out.last_mut() {
+                    let at = last.used_bytes;
+                    last.problem.get_or_insert(Error::corruption(
+                        &last.path,
+                        at,
+                        format!(
+                            "the newest segment was sealed for a successor starting at \
+                             {next}, which is missing (deleted or lost)"
+                        ),
+                    ));
+                }
+            }
+            (None, None) => {}
+        }
+    }
     Ok(out)
+}
+
+/// The check of the newest segment's successor still under its temporary name, when open
+/// would adopt it (see `adoptable` in `wal.rs`): it starts where the newest segment's seal
+/// says, or right after its last record when a process crash came before the seal (not
+/// after a torn tail: then nothing in it was acknowledged and open leaves it aside).
+fn adoptable(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    out: &[SegmentCheck],
+    tmps: &[(SeqNo, String)],
+    sealed: Option<SeqNo>,
+    torn: Option<u64>,
+) -> Result<Option<SegmentCheck>> {
+    let Some(newest) = out.last() else { return Ok(None) };
+    if sealed.is_none() && (torn.is_some_and(|n| n > 0) || newest.problem.is_some()) {
+        return Ok(None);
+    }
+    let next = sealed.unwrap_or(newest.last_seq.next());
+    let Some((_, name)) = tmps.iter().find(|(start, _)| *start == next) else {
+        return Ok(None);
+    };
+    let path = dir.join(name);
+    let file = fs.open(&path, OpenMode::ReadOnly)?;
+    let mut check = SegmentCheck {
+        path: path.clone(),
+        start_seq: next,
+        file_bytes: file.len()?,
+        used_bytes: 0,
+        records: 0,
+        last_seq: SeqNo(next.0.saturating_sub(1)),
+        torn_tail_bytes: None,
+        problem: None,
+    };
+    let mut raw = [0u8; HEADER_LEN];
+    let header = match read_exact_at(&*file, &mut raw, 0).and_then(|()| decode_header(&raw, &path))
+    {
+        Ok(h) if h.start == next && (h.min_len == 0 || check.file_bytes >= h.min_len) => h,
+        // Open leaves an unsealed rotation's unusable successor aside; a sealed one it
+        // refuses.
+        _ if sealed.is_none() => return Ok(None),
+        Ok(h) => {
+            check.problem = Some(Error::corruption(
+                &path,
+                16,
+                format!("header says the segment starts at {}, expected {next}", h.start),
+            ));
+            return Ok(Some(check));
+        }
+        Err(e) => {
+            check.problem = Some(e);
+            return Ok(Some(check));
+        }
+    };
+    match scan_last_segment(&*file, &path, header, None) {
+        Ok(tail) => {
+            check.used_bytes = tail.end;
+            check.last_seq = tail.last_seq;
+            check.torn_tail_bytes = tail.torn_bytes;
+            check.records = tail.records;
+            if let Some(n) = tail.sealed {
+                check.problem = Some(Error::corruption(
+                    &path,
+                    tail.end,
+                    format!(
+                        "a segment that was never renamed into place ends in a seal naming {n}"
+                    ),
+                ));
+            }
+        }
+        Err(e) => check.problem = Some(e),
+    }
+    Ok(Some(check))
 }

@@ -223,3 +223,45 @@ fn a_log_whose_only_segment_is_temporary_opens_with_its_records() {
     let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(again.last_seq(), SeqNo(i + 1));
 }
+
+/// `check_dir` (what `strata verify` runs, also against a live store) sees a rotation in
+/// flight as open does: the successor under its temporary name is part of the log,
+/// whether or not the segment before it is sealed yet, and the log ends where open says.
+#[test]
+fn check_dir_accepts_a_rotation_in_flight_as_open_does() {
+    use strata_wal_file::check::check_dir;
+    use strata_wal_file::format::{RecordMeta, encode_seal};
+
+    let (copy, i) = crashed_mid_rotation();
+    let problems = |checks: &[strata_wal_file::check::SegmentCheck]| -> Vec<String> {
+        checks.iter().filter_map(|c| c.problem.as_ref().map(ToString::to_string)).collect()
+    };
+    // Unsealed predecessor (the seal comes after the held fdatasync).
+    let checks = check_dir(&OsFileSystem, copy.path()).expect("check");
+    assert!(problems(&checks).is_empty(), "{:?}", problems(&checks));
+    assert_eq!(checks.last().map(|c| c.last_seq), Some(SeqNo(i)), "the log ends at {i}");
+    let tmp = checks.last().expect("a segment").path.file_name().expect("name").to_owned();
+    let tmp = tmp.to_string_lossy().into_owned();
+    assert!(tmp.ends_with(".tmp"), "the last segment checked is the temporary one: {tmp}");
+
+    // Sealed predecessor: the step before the rename.
+    let newest = &checks[checks.len() - 2];
+    let mut seal = Vec::new();
+    let meta = RecordMeta { epoch: strata_core::Epoch(1), synced_through: newest.last_seq };
+    encode_seal(&mut seal, checks[checks.len() - 1].start_seq, meta);
+    let f = std::fs::OpenOptions::new().write(true).open(&newest.path).expect("open");
+    std::os::unix::fs::FileExt::write_all_at(&f, &seal, newest.used_bytes).expect("seal");
+    drop(f);
+    let checks = check_dir(&OsFileSystem, copy.path()).expect("check");
+    assert!(problems(&checks).is_empty(), "{:?}", problems(&checks));
+    assert_eq!(checks.last().map(|c| c.last_seq), Some(SeqNo(i)));
+    let reopened = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
+    assert_eq!(reopened.last_seq(), SeqNo(i), "open agrees");
+    drop(reopened);
+
+    // Without the successor, the sealed newest segment is reported, as before.
+    std::fs::remove_file(copy.path().join(&tmp)).expect("remove the successor");
+    let checks = check_dir(&OsFileSystem, copy.path()).expect("check");
+    let found = problems(&checks);
+    assert!(found.iter().any(|p| p.contains("which is missing")), "{found:?}");
+}
