@@ -10,7 +10,7 @@ use strata_core::fs::{FileSystem, OpenMode, read_exact_at};
 use strata_core::{Error, Result, SeqNo};
 
 use crate::format::{HEADER_LEN, RecordAt, decode_header, parse_segment_file_name};
-use crate::recovery::{Window, scan_last_segment};
+use crate::recovery::{TailScan, Window, scan_last_segment};
 
 /// What checking one segment found.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
     let mut out = Vec::with_capacity(segments.len() + 1);
     let mut expected: Option<SeqNo> = None;
     // The newest segment's tail: whether it ends in a seal, and its torn bytes.
-    let mut newest_tail: Option<(Option<SeqNo>, Option<u64>)> = None;
+    let mut newest_tail: Option<TailScan> = None;
     let count = segments.len();
     for (i, (start, name)) in segments.into_iter().enumerate() {
         let path = dir.join(&name);
@@ -116,7 +116,7 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
                     check.last_seq = tail.last_seq;
                     check.torn_tail_bytes = tail.torn_bytes;
                     check.records = tail.records;
-                    newest_tail = Some((tail.sealed, tail.torn_bytes));
+                    newest_tail = Some(tail);
                 }
                 Err(e) => {
                     check.problem.get_or_insert(e);
@@ -190,16 +190,16 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
             ),
         ));
     }
-    if let (Some((sealed, torn)), false) = (newest_tail, lone_tmps) {
-        let successor = adoptable(fs, dir, &out, &tmps, sealed, torn)?;
-        match (successor, sealed) {
-            (Some(tmp), _) => out.push(tmp),
-            (None, Some(next)) => {
-                if let Some(last) = out.last_mut() {
-                    let at = last.used_bytes;
+    if let (Some(tail), false) = (newest_tail, lone_tmps) {
+        let paths: Vec<(SeqNo, PathBuf)> =
+            tmps.iter().map(|(start, name)| (*start, dir.join(name))).collect();
+        match crate::wal::adoptable(fs, &paths, &tail, OpenMode::ReadOnly) {
+            Ok(Some((path, file, header))) => out.push(check_successor(path, &*file, header)?),
+            Ok(None) => {
+                if let (Some(next), Some(last)) = (tail.sealed, out.last_mut()) {
                     last.problem.get_or_insert(Error::corruption(
                         &last.path,
-                        at,
+                        tail.end,
                         format!(
                             "the newest segment was sealed for a successor starting at \
                              {next}, which is missing (deleted or lost)"
@@ -207,65 +207,35 @@ pub fn check_dir(fs: &dyn FileSystem, dir: &Path) -> Result<Vec<SegmentCheck>> {
                     ));
                 }
             }
-            (None, None) => {}
+            // A sealed segment's successor that open would refuse.
+            Err(e) => {
+                if let Some(last) = out.last_mut() {
+                    last.problem.get_or_insert(e);
+                }
+            }
         }
     }
     Ok(out)
 }
 
-/// The check of the newest segment's successor still under its temporary name, when open
-/// would adopt it (see `adoptable` in `wal.rs`): it starts where the newest segment's seal
-/// says, or right after its last record when a process crash came before the seal (not
-/// after a torn tail: then nothing in it was acknowledged and open leaves it aside).
-fn adoptable(
-    fs: &dyn FileSystem,
-    dir: &Path,
-    out: &[SegmentCheck],
-    tmps: &[(SeqNo, String)],
-    sealed: Option<SeqNo>,
-    torn: Option<u64>,
-) -> Result<Option<SegmentCheck>> {
-    let Some(newest) = out.last() else { return Ok(None) };
-    if sealed.is_none() && (torn.is_some_and(|n| n > 0) || newest.problem.is_some()) {
-        return Ok(None);
-    }
-    let next = sealed.unwrap_or(newest.last_seq.next());
-    let Some((_, name)) = tmps.iter().find(|(start, _)| *start == next) else {
-        return Ok(None);
-    };
-    let path = dir.join(name);
-    let file = fs.open(&path, OpenMode::ReadOnly)?;
+/// The check of the newest segment's successor still under its temporary name, which
+/// open would adopt (see `wal::adoptable`): scanned as the log's newest segment.
+fn check_successor(
+    path: PathBuf,
+    file: &dyn strata_core::fs::File,
+    header: crate::format::SegmentHeader,
+) -> Result<SegmentCheck> {
     let mut check = SegmentCheck {
         path: path.clone(),
-        start_seq: next,
+        start_seq: header.start,
         file_bytes: file.len()?,
         used_bytes: 0,
         records: 0,
-        last_seq: SeqNo(next.0.saturating_sub(1)),
+        last_seq: SeqNo(header.start.0.saturating_sub(1)),
         torn_tail_bytes: None,
         problem: None,
     };
-    let mut raw = [0u8; HEADER_LEN];
-    let header = match read_exact_at(&*file, &mut raw, 0).and_then(|()| decode_header(&raw, &path))
-    {
-        Ok(h) if h.start == next && (h.min_len == 0 || check.file_bytes >= h.min_len) => h,
-        // Open leaves an unsealed rotation's unusable successor aside; a sealed one it
-        // refuses.
-        _ if sealed.is_none() => return Ok(None),
-        Ok(h) => {
-            check.problem = Some(Error::corruption(
-                &path,
-                16,
-                format!("header says the segment starts at {}, expected {next}", h.start),
-            ));
-            return Ok(Some(check));
-        }
-        Err(e) => {
-            check.problem = Some(e);
-            return Ok(Some(check));
-        }
-    };
-    match scan_last_segment(&*file, &path, header, None) {
+    match scan_last_segment(file, &path, header, None) {
         Ok(tail) => {
             check.used_bytes = tail.end;
             check.last_seq = tail.last_seq;
@@ -283,5 +253,5 @@ fn adoptable(
         }
         Err(e) => check.problem = Some(e),
     }
-    Ok(Some(check))
+    Ok(check)
 }

@@ -360,7 +360,7 @@ impl FileWal {
                 let scan = scan_last_segment(&*file, &last.path, *header, keep)?;
                 let successor = match keep {
                     Some(_) => None,
-                    None => adoptable(&*fs, &tmps, &scan)?,
+                    None => adoptable(&*fs, &tmps, &scan, OpenMode::ReadWrite)?,
                 };
                 let mut adopted = None;
                 if let Some((tmp_path, tmp_file, tmp_header)) = successor {
@@ -1408,7 +1408,7 @@ fn create_segment(
 }
 
 /// A temporary segment open adopts: its path, the file, its header.
-type Successor = (PathBuf, Arc<dyn File>, crate::format::SegmentHeader);
+pub(crate) type Successor = (PathBuf, Arc<dyn File>, crate::format::SegmentHeader);
 
 /// The temporary segment that continues the newest segment `scan` describes, if open
 /// should adopt it (see [`PendingRotation`]): one whose header names the sequence after
@@ -1459,10 +1459,14 @@ fn lone_temporary(
     }
 }
 
-fn adoptable(
+/// The successor of the newest segment (scanned as `scan`) that a crash or a rotation in
+/// flight left under its temporary name, when the log goes on in it; opened with `mode`
+/// (open takes it over, `check::check_dir` only reads it). The one rule both use.
+pub(crate) fn adoptable(
     fs: &dyn FileSystem,
     tmps: &[(SeqNo, PathBuf)],
     scan: &crate::recovery::TailScan,
+    mode: OpenMode,
 ) -> Result<Option<Successor>> {
     // Bytes after the last record of an unsealed segment mean a power loss tore them
     // (a crashed process cannot leave half a write): the seal was not durable, so
@@ -1475,7 +1479,7 @@ fn adoptable(
         return Ok(None);
     };
     let checked = (|| {
-        let file = fs.open(path, OpenMode::ReadWrite)?;
+        let file = fs.open(path, mode)?;
         let mut header = [0u8; HEADER_LEN];
         read_exact_at(&*file, &mut header, 0)?;
         let decoded = decode_header(&header, path)?;
