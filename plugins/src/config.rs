@@ -55,6 +55,7 @@ segment_size_bytes = 67108864    # 64 MiB
 preallocate = true
 zero_ahead_bytes = 1048576       # 1 MiB of zeros kept ahead of the writer
 writeback_bytes = 1048576        # start writeback every 1 MiB appended
+spare_segment = true             # next segment's zeros written ahead, off the write path
 retention_bytes = 0
 reader_retention_bytes = 1073741824  # 1 GiB a lagging reader may pin before it is cut off
 

@@ -85,6 +85,22 @@ pub fn parse_segment_file_name(name: &str) -> Option<SeqNo> {
     digits.parse().ok().filter(|s| *s > 0).map(SeqNo)
 }
 
+/// Prefix of a spare segment's file name (see [`crate::FileWalOptions::spare_segment`]).
+const SPARE_PREFIX: &str = "wal_spare_";
+
+/// File name of a spare segment: zeros prepared for a rotation, not part of the log
+/// (open and `check_dir` ignore it) until a rotation writes its header and renames it.
+pub fn spare_file_name(nonce: u64) -> String {
+    format!("{SPARE_PREFIX}{nonce:016x}.tmp")
+}
+
+/// True for the names [`spare_file_name`] gives.
+pub fn is_spare_file_name(name: &str) -> bool {
+    name.strip_prefix(SPARE_PREFIX)
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .is_some_and(|hex| hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// A decoded segment header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {

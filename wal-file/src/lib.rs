@@ -28,6 +28,7 @@ mod notify;
 mod options;
 mod reader;
 mod recovery;
+mod spare;
 pub mod truncation;
 mod wal;
 

@@ -34,6 +34,17 @@ pub struct FileWalOptions {
     /// tens to hundreds of milliseconds. Like RocksDB's `wal_bytes_per_sync`. Default
     /// 1 MiB.
     pub writeback_bytes: u64,
+    /// Prepare the next segment ahead, off the write path: a file of
+    /// `segment_size_bytes` written zeros, fdatasynced, which the next rotation takes
+    /// by writing its header and renaming it. Creating and extending a file are file
+    /// system metadata operations, and a first write into fresh blocks (even into
+    /// preallocated ones) makes the file system allocate or convert extents under the
+    /// file's lock: on a disk busy with flushes and compactions either can stall the
+    /// append that does it for tens of milliseconds. With a spare, appends only ever
+    /// overwrite written zeros. Costs one segment of disk space; when no spare is
+    /// ready (the first rotation after open, or a rotation sooner than the spare was
+    /// written) the segment is created in line as without it. Default `true`.
+    pub spare_segment: bool,
     /// Closed segments are deleted after `checkpoint` only while the segments newer
     /// than them still hold at least this many bytes, so subscribers and replicas can
     /// catch up from the log. Default 0 (delete as soon as checkpointed).
@@ -54,6 +65,7 @@ impl Default for FileWalOptions {
             preallocate: true,
             zero_ahead_bytes: DEFAULT_ZERO_AHEAD_BYTES,
             writeback_bytes: DEFAULT_WRITEBACK_BYTES,
+            spare_segment: true,
             retention_bytes: 0,
             reader_retention_bytes: DEFAULT_READER_RETENTION_BYTES,
         }
@@ -90,6 +102,13 @@ impl FileWalOptions {
     #[must_use]
     pub fn with_writeback_bytes(mut self, bytes: u64) -> Self {
         self.writeback_bytes = bytes;
+        self
+    }
+
+    /// Turns the spare segment on or off. Default on.
+    #[must_use]
+    pub fn with_spare_segment(mut self, on: bool) -> Self {
+        self.spare_segment = on;
         self
     }
 

@@ -14,12 +14,14 @@ use strata_core::{
 use crate::epochs;
 use crate::format::{
     BODY_PREFIX_LEN, HEADER_LEN, RECORD_PREFIX_LEN, RecordMeta, VERSION, decode_header,
-    encode_header, encode_record, encode_seal, parse_segment_file_name, segment_file_name,
+    encode_header, encode_record, encode_seal, is_spare_file_name, parse_segment_file_name,
+    segment_file_name,
 };
 use crate::notify::TailNotify;
 use crate::options::FileWalOptions;
 use crate::reader::FileWalReader;
 use crate::recovery::scan_last_segment;
+use crate::spare::SpareSlot;
 
 /// A scratch buffer larger than this is released after use, so one huge batch does not
 /// pin its memory for the life of the log.
@@ -55,6 +57,9 @@ struct Writer {
     /// The epoch of this incarnation is in the durable history (done before the first
     /// batch of the epoch is written).
     epoch_recorded: bool,
+    /// A spare segment was asked for while this segment is current (see
+    /// `Inner::request_spare`).
+    spare_asked: bool,
 }
 
 /// Deferred work from open (see `Writer::prep`).
@@ -109,9 +114,13 @@ impl Writer {
             version: VERSION,
             prep: None,
             epoch_recorded: false,
+            spare_asked: false,
         }
     }
 }
+
+/// A spare segment is asked for once the current one is this fraction (1/n) full.
+const SPARE_AT_FRACTION: u64 = 4;
 
 /// Zero-ahead tops up in this many steps per `zero_ahead_bytes` (see `Inner::zero_ahead`).
 const ZERO_AHEAD_STEPS: u64 = 16;
@@ -187,6 +196,9 @@ pub(crate) struct Inner {
     rotating_from: AtomicU64,
     /// This log, for the thread that finishes a rotation off the write path.
     me: std::sync::Weak<Inner>,
+    /// The segment prepared for the next rotation (see
+    /// [`FileWalOptions::spare_segment`]). Lock order: `writer`, then this.
+    spare: Arc<SpareSlot>,
 }
 
 /// A rotation past its switch: appends go to the new segment, which still has its
@@ -230,6 +242,8 @@ impl Drop for Inner {
         if let Err(e) = self.finish_rotation() {
             tracing::warn!(dir = %self.dir.display(), error = %e, "WAL rotation not finished at close");
         }
+        // Nor a spare segment on disk, nor a thread writing one.
+        self.spare.close(&*self.fs);
     }
 }
 
@@ -290,8 +304,13 @@ impl FileWal {
         // `PendingRotation`): the successor of the newest segment is adopted, any other
         // is removed by the first append. Open changes nothing.
         let mut tmps = Vec::new();
+        // Spare segments (see `FileWalOptions::spare_segment`) are not part of the log;
+        // ones a crash left behind are removed with the strays.
+        let mut spares = Vec::new();
         for name in fs.list_dir(dir)? {
-            if let Some(start) = parse_segment_file_name(&name) {
+            if is_spare_file_name(&name) {
+                spares.push(dir.join(&name));
+            } else if let Some(start) = parse_segment_file_name(&name) {
                 starts.push(start);
             } else if let Some(start) = name.strip_suffix(".tmp").and_then(parse_segment_file_name)
             {
@@ -426,6 +445,7 @@ impl FileWal {
                     .iter()
                     .map(|(_, p)| p.clone())
                     .filter(|p| adoption.as_ref().is_none_or(|a| a.tmp != *p))
+                    .chain(spares.drain(..))
                     .collect();
                 let Some(last) = segments.last_mut() else {
                     return Err(Error::Config("WAL segment list is empty after open".into()));
@@ -473,6 +493,7 @@ impl FileWal {
                         strays,
                     }),
                     epoch_recorded: false,
+                    spare_asked: false,
                 }
             }
             _ => {
@@ -493,6 +514,7 @@ impl FileWal {
                 me: me.clone(),
                 rotation: Mutex::new(None),
                 rotating_from: AtomicU64::new(u64::MAX),
+                spare: Arc::new(SpareSlot::default()),
                 fs,
                 dir: dir.to_path_buf(),
                 options,
@@ -515,6 +537,12 @@ impl FileWal {
                 readers_cut_off: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Whether a spare segment is ready for the next rotation (see
+    /// [`FileWalOptions::spare_segment`]).
+    pub fn spare_ready(&self) -> bool {
+        self.inner.spare.is_ready()
     }
 
     /// Number of segment files currently held.
@@ -569,11 +597,23 @@ impl Inner {
         }
         let header_end = HEADER_LEN as u64;
         let created_len = created_len(&self.options);
-        let new = self.fs.open(&tmp, OpenMode::CreateNew)?;
-        new.write_all_at(&encode_header(next, created_len), 0)?;
-        // The created length at once, so a file a crashed process left behind is never
-        // shorter than its header says (preallocation follows off the write path).
-        new.set_len(created_len)?;
+        let (new, zeroed_to) = match self.spare.take(&*self.fs, next, created_len, &tmp) {
+            Some(spare) => (spare, self.options.segment_size_bytes),
+            None => {
+                let new = self.fs.open(&tmp, OpenMode::CreateNew)?;
+                new.write_all_at(&encode_header(next, created_len), 0)?;
+                // The created length at once, so a file a crashed process left behind is
+                // never shorter than its header says (preallocation follows off the
+                // write path).
+                new.set_len(created_len)?;
+                // Zeros ahead are written in steps as records arrive (`zero_ahead`), not
+                // all at once here: the bytes read as zeros either way.
+                let zeroed_to = (header_end + self.options.zero_ahead_bytes)
+                    .saturating_sub(self.options.zero_ahead_bytes / ZERO_AHEAD_STEPS)
+                    .max(header_end);
+                (new, zeroed_to)
+            }
+        };
         self.rotating_from.store(self.tail_segment.load(Ordering::SeqCst), Ordering::SeqCst);
         let pending = PendingRotation {
             old: Arc::clone(&w.file),
@@ -601,11 +641,6 @@ impl Inner {
         let scratch = std::mem::take(&mut w.scratch);
         self.tail_segment.store(next.0, Ordering::SeqCst);
         self.tail_end.store(header_end, Ordering::SeqCst);
-        // Zeros ahead are written in steps as records arrive (`zero_ahead`), not all at
-        // once here: the bytes read as zeros either way.
-        let zeroed_to = (header_end + self.options.zero_ahead_bytes)
-            .saturating_sub(self.options.zero_ahead_bytes / ZERO_AHEAD_STEPS)
-            .max(header_end);
         *w = Writer {
             scratch,
             epoch_recorded: w.epoch_recorded,
@@ -623,6 +658,21 @@ impl Inner {
             self.finish_rotation()?;
         }
         Ok(())
+    }
+
+    /// Asks for a spare segment (written on a thread of its own) once the current
+    /// segment is a quarter full: early enough that it is usually ready when the
+    /// segment fills, late enough that a log that never rotates writes none.
+    fn request_spare(&self, w: &mut Writer) {
+        if w.spare_asked
+            || !self.options.spare_segment
+            || w.offset < self.options.segment_size_bytes / SPARE_AT_FRACTION
+            || self.poisoned.load(Ordering::Acquire)
+        {
+            return;
+        }
+        w.spare_asked = true;
+        self.spare.start(Arc::clone(&self.fs), self.dir.clone(), self.options.clone());
     }
 
     /// Runs the durable steps of a pending rotation (see [`PendingRotation`]), if any;
@@ -879,6 +929,7 @@ impl Inner {
             self.poison("WAL segment rotation failed", &e);
             return Err(e);
         }
+        self.request_spare(&mut w);
         let end = w.offset + record_len;
         self.zero_ahead(&mut w, end)?;
         // Like `zero_ahead`, a failure fails the append before its record is written.
@@ -1548,7 +1599,7 @@ fn copy_prefix(fs: &dyn FileSystem, from: &Path, to: &Path, end: u64) -> Result<
 }
 
 /// Writes zeros over `[from, to)` of `file`, in pieces of a static buffer.
-fn write_zeros(file: &dyn File, from: u64, to: u64) -> Result<()> {
+pub(crate) fn write_zeros(file: &dyn File, from: u64, to: u64) -> Result<()> {
     static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
     let mut at = from;
     while at < to {

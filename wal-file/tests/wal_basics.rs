@@ -297,7 +297,9 @@ fn writeback_is_started_every_writeback_bytes_of_appends() -> strata_core::Resul
         let options = FileWalOptions::default()
             .with_preallocate(false)
             .with_segment_size_bytes(16 << 20)
-            .with_writeback_bytes(every);
+            .with_writeback_bytes(every)
+            // The spare segment's own writeback would be counted too.
+            .with_spare_segment(false);
         let wal = FileWal::open(fs.shared(), dir.path(), options)?;
         for _ in 0..1024 {
             wal.append(&record, 1, Durability::Buffered)?;
