@@ -108,6 +108,10 @@ pub(crate) struct NodeInner {
     pub stop: AtomicBool,
     pub local: SocketAddr,
     pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Connection threads and their sockets: `stop` shuts the sockets down (a thread
+    /// blocked reading wakes at once) and joins the threads, so the store is closed —
+    /// its LOCK released — by the time `stop` returns.
+    pub connections: Mutex<Vec<(TcpStream, JoinHandle<()>)>>,
     /// With a failover authority: the node's side of it, and its thread.
     pub failover: Option<Arc<Ctl>>,
     pub failover_thread: Mutex<Option<JoinHandle<()>>>,
@@ -176,6 +180,7 @@ impl Node {
             stop: AtomicBool::new(false),
             local,
             threads: Mutex::new(Vec::new()),
+            connections: Mutex::new(Vec::new()),
             failover: ctl.clone(),
             failover_thread: Mutex::new(None),
         });
@@ -317,8 +322,16 @@ impl Node {
                 tracing::error!("a replication thread panicked");
             }
         }
-        // The node's own handle: the store closes once handles taken by callers and
-        // connection threads (which end at their next check) are gone too.
+        // The accept loop has ended: no connection thread starts after this.
+        let connections: Vec<_> = self.inner.connections.lock().drain(..).collect();
+        for (stream, t) in connections {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            if t.join().is_err() {
+                tracing::error!("a replication connection thread panicked");
+            }
+        }
+        // The node's own handle: the store closes once handles taken by callers are
+        // gone too.
         self.inner.db.lock().take();
     }
 }
@@ -335,16 +348,25 @@ fn accept_loop(inner: &Arc<NodeInner>, listener: &TcpListener) {
             return;
         }
         let Ok(stream) = conn else { continue };
-        let inner = Arc::clone(inner);
+        let Ok(handle) = stream.try_clone() else {
+            tracing::error!("cannot keep a handle on a replication connection; dropped");
+            continue;
+        };
+        let conn_inner = Arc::clone(inner);
         let spawned =
             std::thread::Builder::new().name("strata-repl-conn".into()).spawn(move || {
                 let peer = stream.peer_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string());
-                if let Err(e) = serve_connection(&inner, stream, &peer) {
+                if let Err(e) = serve_connection(&conn_inner, stream, &peer) {
                     tracing::warn!(%peer, error = %e, "replication connection dropped");
                 }
             });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a connection thread");
+        match spawned {
+            Ok(t) => {
+                let mut connections = inner.connections.lock();
+                connections.retain(|(_, t)| !t.is_finished());
+                connections.push((handle, t));
+            }
+            Err(e) => tracing::error!(error = %e, "cannot start a connection thread"),
         }
     }
 }

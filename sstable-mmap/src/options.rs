@@ -34,7 +34,8 @@ pub struct MmapTableOptions {
     /// waiting (`sync_file_range`; 0: off). Without it a flush or compaction leaves its
     /// whole output dirty until the final fdatasync, which sends it to the disk in one
     /// burst: a `Sync` WAL write's fdatasync queued behind a 128 MiB burst waited tens
-    /// of milliseconds. Like RocksDB's `bytes_per_sync`. Default
+    /// of milliseconds. Like RocksDB's `bytes_per_sync`, writeback stays this far
+    /// behind the write position (see `strata_core::fs::WritebackPacer`). Default
     /// `DEFAULT_WRITEBACK_BYTES`.
     pub writeback_bytes: u64,
 }

@@ -31,8 +31,9 @@ pub struct FileWalOptions {
     /// waiting (`sync_file_range`; 0: off). Without it, `Buffered` appends leave up to
     /// a whole segment dirty in the page cache, and the fdatasync that closes the
     /// segment at rotation (inside an append) flushes all of it at once: a stall of
-    /// tens to hundreds of milliseconds. Like RocksDB's `wal_bytes_per_sync`. Default
-    /// 1 MiB.
+    /// tens to hundreds of milliseconds. Like RocksDB's `wal_bytes_per_sync`, writeback
+    /// stays this far behind the write position, so it never locks the page being
+    /// appended to (see `strata_core::fs::WritebackPacer`). Default 1 MiB.
     pub writeback_bytes: u64,
     /// Prepare the next segment ahead, off the write path: a file of
     /// `segment_size_bytes` written zeros, fdatasynced, which the next rotation takes

@@ -598,8 +598,13 @@ impl Inner {
         let header_end = HEADER_LEN as u64;
         let created_len = created_len(&self.options);
         let (new, zeroed_to) = match self.spare.take(&*self.fs, next, created_len, &tmp) {
-            Some(spare) => (spare, self.options.segment_size_bytes),
+            Some(spare) => {
+                tracing::debug!(segment = %tmp.display(), "WAL rotation onto the spare segment");
+                (spare, self.options.segment_size_bytes)
+            }
             None => {
+                tracing::debug!(segment = %tmp.display(), spare = self.options.spare_segment,
+                    "WAL rotation creates its segment in line (no spare ready)");
                 let new = self.fs.open(&tmp, OpenMode::CreateNew)?;
                 new.write_all_at(&encode_header(next, created_len), 0)?;
                 // The created length at once, so a file a crashed process left behind is
@@ -1340,11 +1345,16 @@ impl Wal for FileWal {
                 );
             }
         }
-        for segment in segments.drain(..removable) {
+        // The files are deleted after the list lock is released: deleting a segment of
+        // 64 MiB (its pages dropped, its blocks freed and, on a file system mounted with
+        // `discard`, discarded) takes milliseconds, and a rotation — inside an append,
+        // holding the writer lock — waits for this lock.
+        let removed: Vec<SegmentInfo> = segments.drain(..removable).collect();
+        drop(segments);
+        for segment in removed {
             inner.fs.remove_file(&segment.path)?;
             tracing::debug!(file = %segment.path.display(), "checkpointed WAL segment deleted");
         }
-        drop(segments);
         inner.fs.sync_dir(&inner.dir)
     }
 

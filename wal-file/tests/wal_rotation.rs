@@ -265,3 +265,57 @@ fn check_dir_accepts_a_rotation_in_flight_as_open_does() {
     let found = problems(&checks);
     assert!(found.iter().any(|p| p.contains("which is missing")), "{found:?}");
 }
+
+/// A WAL release (after a flush) deletes its segments without holding the segment list:
+/// deleting a 64 MiB segment takes milliseconds on a busy disk, and a rotation — inside
+/// an append, under the writer lock — needs that list. With a deletion held in flight,
+/// appends that rotate still complete.
+#[test]
+fn a_checkpoint_deleting_segments_does_not_hold_up_a_rotation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fs = CountingFileSystem::os();
+    let wal = std::sync::Arc::new(
+        FileWal::open(fs.shared(), dir.path(), options().with_spare_segment(false)).expect("open"),
+    );
+    let mut i = 0;
+    while wal.segment_count() < 4 {
+        i += 1;
+        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+    }
+    wal.sync().expect("sync");
+    fs.hold_removes();
+    let releasing = {
+        let wal = std::sync::Arc::clone(&wal);
+        std::thread::spawn(move || wal.checkpoint(SeqNo(i)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fs.held_removes() == 0 {
+        assert!(Instant::now() < deadline, "the checkpoint never deleted a segment");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Enough appends for two rotations, on a thread of their own.
+    let (done, finished) = std::sync::mpsc::channel();
+    let appending = {
+        let wal = std::sync::Arc::clone(&wal);
+        std::thread::spawn(move || {
+            for n in i + 1..=i + 200 {
+                wal.append(&payload(n), 1, Durability::Buffered).expect("append");
+            }
+            let _ = done.send(());
+        })
+    };
+    let appended = finished.recv_timeout(Duration::from_secs(30));
+    fs.release_removes();
+    appending.join().expect("appender");
+    releasing.join().expect("checkpoint thread").expect("checkpoint");
+    assert!(appended.is_ok(), "appends that rotate waited for a segment's deletion");
+    let got = {
+        let mut r = wal.read_from(wal.oldest_seq()).expect("reader");
+        let mut last = 0;
+        while let Some(b) = r.next_batch().expect("read") {
+            last = b.first_seq.0 + u64::from(b.count) - 1;
+        }
+        last
+    };
+    assert_eq!(got, i + 200);
+}

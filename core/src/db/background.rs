@@ -18,8 +18,8 @@ use crate::types::SeqNo;
 /// How long an idle background thread sleeps before looking for work again (it is
 /// woken earlier by rotations and finished tasks).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
-/// How often the flush thread looks again at flushed memtables that readers still hold
-/// (see [`flush_loop`]).
+/// How often the flush and compaction threads look again at flushed memtables and
+/// obsolete tables that readers still hold (see [`flush_loop`], [`compaction_loop`]).
 const RELEASE_POLL: Duration = Duration::from_millis(5);
 
 pub(super) fn start(shared: &Arc<Shared>) -> Result<Vec<JoinHandle<()>>> {
@@ -67,10 +67,6 @@ fn lower_priority(_by: i32) {}
 
 pub(super) fn shutting_down(s: &Shared) -> bool {
     s.signals.shutdown.load(Ordering::Acquire)
-}
-
-pub(super) fn idle_wait(s: &Shared) {
-    idle_wait_for(s, IDLE_WAIT);
 }
 
 fn idle_wait_for(s: &Shared, limit: Duration) {
@@ -161,18 +157,24 @@ fn flush_one(s: &Arc<Shared>, imm: &ImmMem) -> Result<()> {
     Ok(())
 }
 
+/// Runs compactions. Obsolete tables a reader still held when their compaction
+/// finished are deleted on this thread too, once it holds the only reference (see
+/// [`compact::run`]), looking again every [`RELEASE_POLL`] meanwhile.
 fn compaction_loop(s: &Arc<Shared>) {
+    let mut released = Vec::new();
     while !shutting_down(s) {
+        released.retain(|h| Arc::strong_count(h) > 1);
+        let wait = if released.is_empty() { IDLE_WAIT } else { RELEASE_POLL };
         if s.poisoned.load(Ordering::Acquire) {
-            idle_wait(s);
+            idle_wait_for(s, wait);
             continue;
         }
         let Some(picked) = compact::pick(s) else {
-            idle_wait(s);
+            idle_wait_for(s, wait);
             continue;
         };
         let reason = picked.reason().to_owned();
-        match compact::run(s, picked) {
+        match compact::run(s, picked, &mut released) {
             Ok(()) => s.notify_progress(),
             Err(Error::Poisoned { .. }) if shutting_down(s) => {}
             Err(e) => s.poison(format!("compaction ({reason}) failed: {e}")),

@@ -57,14 +57,43 @@ pub(super) fn pick(s: &Shared) -> Option<Picked> {
     }
 }
 
-/// Runs a picked task, then releases its tables.
-pub(super) fn run(s: &Arc<Shared>, picked: Picked) -> Result<()> {
+/// How long a finished compaction waits for writers and point reads to let go of the
+/// tables it made obsolete (they do within microseconds), so that it deletes them
+/// itself before it counts as finished.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Runs a picked task, then releases its tables. Tables it made obsolete that someone
+/// else still holds after [`RELEASE_GRACE`] (an iterator, a snapshot read) are left in
+/// `released` for the caller to drop once it holds the only reference.
+///
+/// Deleting an obsolete table (unlink, unmap, close; on a file system mounted with
+/// `discard`, the close waits for the device to discard its blocks — 4–7 ms per table
+/// here) is paid by whichever thread drops the last reference. That was often a writer
+/// that held the state from before the install, in the middle of its `write`: 12 tables
+/// cost one write about 60 ms (`perf sched`, 2026-12-08). So this thread keeps them.
+pub(super) fn run(
+    s: &Arc<Shared>,
+    picked: Picked,
+    released: &mut Vec<Arc<TableHandle>>,
+) -> Result<()> {
     let Picked { task, version } = picked;
     s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
     let result = run_task(s, &task, &version);
+    let mut obsolete: Vec<Arc<TableHandle>> =
+        version.levels.iter().flatten().filter(|h| h.is_obsolete()).cloned().collect();
     // IMPORTANT: release the inputs before the task counts as finished, so that the
-    // obsolete tables are deleted by the time `wait_for_background` sees it idle.
+    // obsolete tables are deleted by the time `wait_for_background` sees it idle
+    // (unless a reader holds them).
     drop(version);
+    let deadline = Instant::now() + RELEASE_GRACE;
+    loop {
+        obsolete.retain(|h| Arc::strong_count(h) > 1);
+        if obsolete.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    released.append(&mut obsolete);
     s.counters.compactions_running.fetch_sub(1, Ordering::Relaxed);
     {
         let mut vs = s.versions.lock();

@@ -44,6 +44,11 @@ impl TableHandle {
     pub(crate) fn mark_obsolete(&self) {
         self.obsolete.store(true, Ordering::Release);
     }
+
+    /// Whether the table left the current version.
+    pub(crate) fn is_obsolete(&self) -> bool {
+        self.obsolete.load(Ordering::Acquire)
+    }
 }
 
 impl Drop for TableHandle {

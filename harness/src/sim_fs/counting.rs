@@ -19,6 +19,10 @@ struct Counts {
     held: Mutex<bool>,
     released: Condvar,
     waiting: AtomicU64,
+    /// While true, `remove_file` calls wait (see [`CountingFileSystem::hold_removes`]).
+    removes_held: Mutex<bool>,
+    removes_released: Condvar,
+    removes_waiting: AtomicU64,
 }
 
 /// A [`FileSystem`] wrapper that counts `sync_data`, `sync_dir`, `write_all_at` and
@@ -89,6 +93,24 @@ impl CountingFileSystem {
         self.counts.waiting.load(Ordering::SeqCst)
     }
 
+    /// From now on every `FileSystem::remove_file` waits inside the call until
+    /// [`release_removes`](Self::release_removes): a test holds a deletion in flight to
+    /// show what does and does not wait for one.
+    pub fn hold_removes(&self) {
+        *self.counts.removes_held.lock() = true;
+    }
+
+    /// Lets every held and later `remove_file` through.
+    pub fn release_removes(&self) {
+        *self.counts.removes_held.lock() = false;
+        self.counts.removes_released.notify_all();
+    }
+
+    /// Number of `remove_file` calls waiting in [`hold_removes`](Self::hold_removes) now.
+    pub fn held_removes(&self) -> u64 {
+        self.counts.removes_waiting.load(Ordering::SeqCst)
+    }
+
     /// Sets every counter back to zero (for counting one phase of a test).
     pub fn reset_counts(&self) {
         self.counts.sync_data.store(0, Ordering::SeqCst);
@@ -109,6 +131,15 @@ impl FileSystem for CountingFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> Result<()> {
+        let mut held = self.counts.removes_held.lock();
+        if *held {
+            self.counts.removes_waiting.fetch_add(1, Ordering::SeqCst);
+            while *held {
+                self.counts.removes_released.wait(&mut held);
+            }
+            self.counts.removes_waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        drop(held);
         self.inner.remove_file(path)
     }
 
