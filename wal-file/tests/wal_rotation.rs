@@ -12,6 +12,9 @@ use strata_core::{Durability, SeqNo, Wal};
 use strata_harness::sim_fs::{CountingFileSystem, CrashMode, SimFileSystem};
 use strata_wal_file::{FileWal, FileWalOptions};
 
+mod common;
+use common::{names_in, read_all};
+
 fn options() -> FileWalOptions {
     FileWalOptions::default()
         .with_segment_size_bytes(8 * 1024)
@@ -21,16 +24,6 @@ fn options() -> FileWalOptions {
 
 fn payload(i: u64) -> Vec<u8> {
     format!("record {i:06} {}", "x".repeat((i % 97) as usize)).into_bytes()
-}
-
-/// Every batch from sequence 1, as (first sequence, payload).
-fn read_all(wal: &FileWal) -> Vec<(u64, Vec<u8>)> {
-    let mut r = wal.read_from(SeqNo(1)).expect("reader");
-    let mut out = Vec::new();
-    while let Some(b) = r.next_batch().expect("read") {
-        out.push((b.first_seq.0, b.payload.to_vec()));
-    }
-    out
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -79,13 +72,6 @@ fn crashed_mid_rotation() -> (tempfile::TempDir, u64) {
     (copy, i)
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect()
-}
-
 #[test]
 fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
     let (copy, i) = crashed_mid_rotation();
@@ -102,56 +88,81 @@ fn a_process_crash_before_a_rotation_is_durable_loses_nothing_the_os_held() {
     assert_eq!(read_all(&again).len() as u64, i + 1);
 }
 
+/// Power loss (the simulated file system) with each fdatasync from the rotation on
+/// failing in turn, and torn unsynced writes, for a rotation that creates its segment
+/// in line and for one onto a spare segment: every acknowledged record is back,
+/// sequences dense, and the log goes on.
 #[test]
 fn a_power_loss_at_each_step_of_a_rotation_keeps_what_was_acknowledged() {
-    for failing in 1..=4u64 {
-        for seed in 0..12u64 {
-            let sim = SimFileSystem::new();
-            let dir = Path::new("/wal");
-            let wal = FileWal::open(sim.shared(), dir, options()).expect("open");
-            let mut i = 0;
-            // Acknowledged: a Sync append returned.
-            for _ in 0..3 {
-                i += 1;
-                wal.append(&payload(i), 1, Durability::Sync).expect("sync append");
-            }
-            let acknowledged = i;
-            // The `failing`-th fdatasync from here on fails (and all after it), as if
-            // the power went out there; the rotation's durable steps run into it.
-            sim.fail_sync_after(failing);
-            let mut rotated = false;
-            while i < 200 && !(rotated && i % 7 == 0) {
-                i += 1;
-                if wal.append(&payload(i), 1, Durability::Buffered).is_err() {
-                    break;
+    for spare in [false, true] {
+        let options = || options().with_spare_segment(spare);
+        for failing in 1..=5u64 {
+            for seed in 0..10u64 {
+                let at = format!("spare {spare}, failing {failing}, seed {seed}");
+                let sim = SimFileSystem::new();
+                let dir = Path::new("/wal");
+                let wal = FileWal::open(sim.shared(), dir, options()).expect("open");
+                let mut i = 0;
+                // Acknowledged: a Sync append returned.
+                for _ in 0..3 {
+                    i += 1;
+                    wal.append(&payload(i), 1, Durability::Sync).expect("sync append");
                 }
-                rotated |= wal.segment_count() > 1;
+                if spare {
+                    // A quarter of the segment asks for a spare; wait until it is ready.
+                    while i < 40 {
+                        i += 1;
+                        wal.append(&payload(i), 1, Durability::Buffered).expect("append");
+                    }
+                    assert_eq!(wal.segment_count(), 1, "{at}: no rotation yet");
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while !wal.spare_ready() {
+                        assert!(Instant::now() < deadline, "{at}: no spare segment");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    wal.sync().expect("sync");
+                }
+                let acknowledged = i;
+                // The `failing`-th fdatasync from here on fails (and all after it), as
+                // if the power went out there; the rotation's durable steps run into it.
+                sim.fail_sync_after(failing);
+                let mut rotated = false;
+                while i < 400 && !(rotated && i % 7 == 0) {
+                    i += 1;
+                    if wal.append(&payload(i), 1, Durability::Buffered).is_err() {
+                        break;
+                    }
+                    rotated |= wal.segment_count() > 1;
+                }
+                assert!(rotated, "{at}: no rotation happened");
+                // (The next spare is asked for only once the new segment is a quarter
+                // full, which the few appends since the rotation are not.)
+                assert!(!(spare && wal.spare_ready()), "{at}: the rotation took the spare");
+                // Waits for the rotation to finish or fail.
+                let _ = wal.sync();
+                let mode =
+                    if seed == 0 { CrashMode::DropUnsynced } else { CrashMode::TornTail { seed } };
+                let after = sim.crash_with(mode);
+                drop(wal);
+                let reopened = match FileWal::open(after.shared(), dir, options()) {
+                    Ok(w) => w,
+                    Err(e) => panic!("{at}: open after a power loss: {e}"),
+                };
+                let got = read_all(&reopened);
+                assert!(
+                    got.len() as u64 >= acknowledged,
+                    "{at}: {} records back, {acknowledged} acknowledged",
+                    got.len()
+                );
+                for (n, (seq, bytes)) in got.iter().enumerate() {
+                    let want = n as u64 + 1;
+                    assert_eq!(*seq, want, "{at}: sequences are dense");
+                    assert_eq!(*bytes, payload(want), "{at}: record {want}");
+                }
+                // The log goes on where it ended.
+                let next = reopened.append(b"next", 1, Durability::Sync).expect("append after");
+                assert_eq!(next.0, got.len() as u64 + 1);
             }
-            assert!(rotated, "failing {failing}, seed {seed}: no rotation happened");
-            // Waits for the rotation to finish or fail.
-            let _ = wal.sync();
-            let mode =
-                if seed == 0 { CrashMode::DropUnsynced } else { CrashMode::TornTail { seed } };
-            let after = sim.crash_with(mode);
-            drop(wal);
-            let reopened = match FileWal::open(after.shared(), dir, options()) {
-                Ok(w) => w,
-                Err(e) => panic!("failing {failing}, seed {seed}: open after a power loss: {e}"),
-            };
-            let got = read_all(&reopened);
-            assert!(
-                got.len() as u64 >= acknowledged,
-                "failing {failing}, seed {seed}: {} records back, {acknowledged} acknowledged",
-                got.len()
-            );
-            for (n, (seq, bytes)) in got.iter().enumerate() {
-                let want = n as u64 + 1;
-                assert_eq!(*seq, want, "failing {failing}, seed {seed}: sequences are dense");
-                assert_eq!(*bytes, payload(want), "failing {failing}, seed {seed}: record {want}");
-            }
-            // The log goes on where it ended.
-            let next = reopened.append(b"next", 1, Durability::Sync).expect("append after");
-            assert_eq!(next.0, got.len() as u64 + 1);
         }
     }
 }

@@ -2,9 +2,9 @@
 //! segment (see `FileWalOptions::spare_segment`). These tests check that a rotation
 //! really takes it (the same file, by inode), that a spare is never part of the log —
 //! open and `check_dir` pass over one a crash left, and the next build removes it — that
-//! a crash after the switch to a spare loses nothing the OS held, that a power loss at
-//! each step of such a rotation keeps every acknowledged write, and that a closed log
-//! leaves no spare behind.
+//! a crash after the switch to a spare loses nothing the OS held, and that a closed log
+//! leaves no spare behind. Power loss at each step of a rotation onto a spare is in
+//! `wal_rotation.rs`.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -12,9 +12,12 @@ use std::time::{Duration, Instant};
 
 use strata_core::fs::OsFileSystem;
 use strata_core::{Durability, SeqNo, Wal};
-use strata_harness::sim_fs::{CountingFileSystem, CrashMode, SimFileSystem};
+use strata_harness::sim_fs::CountingFileSystem;
 use strata_wal_file::format::is_spare_file_name;
 use strata_wal_file::{FileWal, FileWalOptions};
+
+mod common;
+use common::{names_in, read_all};
 
 const SEGMENT: u64 = 64 * 1024;
 
@@ -27,24 +30,6 @@ fn options() -> FileWalOptions {
 
 fn payload(i: u64) -> Vec<u8> {
     format!("record {i:06} {}", "y".repeat((i % 89) as usize)).into_bytes()
-}
-
-fn read_all(wal: &FileWal) -> Vec<(u64, Vec<u8>)> {
-    let mut r = wal.read_from(SeqNo(1)).expect("reader");
-    let mut out = Vec::new();
-    while let Some(b) = r.next_batch().expect("read") {
-        out.push((b.first_seq.0, b.payload.to_vec()));
-    }
-    out
-}
-
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn spares_in(dir: &Path) -> Vec<PathBuf> {
@@ -210,60 +195,6 @@ fn a_process_crash_after_switching_to_the_spare_loses_nothing_the_os_held() {
     assert!(!names.iter().any(|n| n.ends_with(".tmp")), "nothing temporary left: {names:?}");
     let again = FileWal::open(OsFileSystem::shared(), copy.path(), options()).expect("reopen");
     assert_eq!(read_all(&again).len() as u64, i + 1);
-}
-
-/// Power loss (the simulated file system) with each fdatasync of a rotation onto the
-/// spare failing in turn, and torn unsynced writes: every acknowledged record is back,
-/// sequences dense, and the log goes on.
-#[test]
-fn a_power_loss_at_each_step_of_a_rotation_onto_the_spare_keeps_what_was_acknowledged() {
-    for failing in 1..=5u64 {
-        for seed in 0..8u64 {
-            let sim = SimFileSystem::new();
-            let dir = Path::new("/wal");
-            let wal = FileWal::open(sim.shared(), dir, options()).expect("open");
-            let mut i = 0;
-            for _ in 0..3 {
-                i += 1;
-                wal.append(&payload(i), 1, Durability::Sync).expect("sync append");
-            }
-            fill_until_spare_ready(&wal, &mut i);
-            wal.sync().expect("sync");
-            let acknowledged = i;
-            sim.fail_sync_after(failing);
-            let mut rotated = false;
-            while i < 2000 && !(rotated && i % 7 == 0) {
-                i += 1;
-                if wal.append(&payload(i), 1, Durability::Buffered).is_err() {
-                    break;
-                }
-                rotated |= wal.segment_count() > 1;
-            }
-            assert!(rotated, "failing {failing}, seed {seed}: no rotation happened");
-            let _ = wal.sync();
-            let mode =
-                if seed == 0 { CrashMode::DropUnsynced } else { CrashMode::TornTail { seed } };
-            let after = sim.crash_with(mode);
-            drop(wal);
-            let reopened = match FileWal::open(after.shared(), dir, options()) {
-                Ok(w) => w,
-                Err(e) => panic!("failing {failing}, seed {seed}: open after a power loss: {e}"),
-            };
-            let got = read_all(&reopened);
-            assert!(
-                got.len() as u64 >= acknowledged,
-                "failing {failing}, seed {seed}: {} records back, {acknowledged} acknowledged",
-                got.len()
-            );
-            for (n, (seq, bytes)) in got.iter().enumerate() {
-                let want = n as u64 + 1;
-                assert_eq!(*seq, want, "failing {failing}, seed {seed}: sequences are dense");
-                assert_eq!(*bytes, payload(want), "failing {failing}, seed {seed}: record {want}");
-            }
-            let next = reopened.append(b"next", 1, Durability::Sync).expect("append after");
-            assert_eq!(next.0, got.len() as u64 + 1);
-        }
-    }
 }
 
 /// A spare that cannot be written does not poison the log: rotations create their
