@@ -79,8 +79,16 @@ pub(super) fn run(
     let Picked { task, version } = picked;
     s.counters.compactions_running.fetch_add(1, Ordering::Relaxed);
     let result = run_task(s, &task, &version);
-    let mut obsolete: Vec<Arc<TableHandle>> =
-        version.levels.iter().flatten().filter(|h| h.is_obsolete()).cloned().collect();
+    // Only this task's own inputs: a table another compaction thread made obsolete is
+    // that thread's to release (were both to keep it, each would wait for the other).
+    let inputs: Vec<FileNo> = task.tables().collect();
+    let mut obsolete: Vec<Arc<TableHandle>> = version
+        .levels
+        .iter()
+        .flatten()
+        .filter(|h| h.is_obsolete() && inputs.contains(&h.meta.file_no))
+        .cloned()
+        .collect();
     // IMPORTANT: release the inputs before the task counts as finished, so that the
     // obsolete tables are deleted by the time `wait_for_background` sees it idle
     // (unless a reader holds them).
