@@ -232,6 +232,9 @@ struct PendingRotation {
     /// The new segment's start, open file and its temporary and final paths.
     next: SeqNo,
     new: Arc<dyn File>,
+    /// The new segment is a spare: written to its full size already, nothing to
+    /// preallocate.
+    from_spare: bool,
     tmp: PathBuf,
     path: PathBuf,
 }
@@ -597,10 +600,11 @@ impl Inner {
         }
         let header_end = HEADER_LEN as u64;
         let created_len = created_len(&self.options);
-        let (new, zeroed_to) = match self.spare.take(&*self.fs, next, created_len, &tmp) {
+        let (new, zeroed_to, from_spare) = match self.spare.take(&*self.fs, next, created_len, &tmp)
+        {
             Some(spare) => {
                 tracing::debug!(segment = %tmp.display(), "WAL rotation onto the spare segment");
-                (spare, self.options.segment_size_bytes)
+                (spare, self.options.segment_size_bytes, true)
             }
             None => {
                 tracing::debug!(segment = %tmp.display(), spare = self.options.spare_segment,
@@ -616,7 +620,7 @@ impl Inner {
                 let zeroed_to = (header_end + self.options.zero_ahead_bytes)
                     .saturating_sub(self.options.zero_ahead_bytes / ZERO_AHEAD_STEPS)
                     .max(header_end);
-                (new, zeroed_to)
+                (new, zeroed_to, false)
             }
         };
         self.rotating_from.store(self.tail_segment.load(Ordering::SeqCst), Ordering::SeqCst);
@@ -627,6 +631,7 @@ impl Inner {
             epoch: Epoch(self.epoch.load(Ordering::Acquire)),
             next,
             new: Arc::clone(&new),
+            from_spare,
             tmp: tmp.clone(),
             path,
         };
@@ -690,7 +695,7 @@ impl Inner {
         let done = (|| {
             p.old.sync_data()?;
             self.synced_seq.fetch_max(old_last.0, Ordering::AcqRel);
-            if self.options.preallocate {
+            if self.options.preallocate && !p.from_spare {
                 p.new.allocate(self.options.segment_size_bytes)?;
             }
             p.new.sync_data()?;
